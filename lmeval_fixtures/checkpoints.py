@@ -1,0 +1,271 @@
+"""Finding and loading checkpoints, and the identity recorded for each.
+
+A checkpoint is untrusted input: ``.pt`` files are read with
+``torch.load(weights_only=True)`` only, and every shape is checked against the
+config before the model is allocated, so a config that claims absurd sizes is
+refused instead of exhausting memory. Every failure is a ``CheckpointError``
+whose one-line message names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .model import ModelConfig, Transformer
+from .tokenizer import TextTokenizer, TokenizerError
+
+NATIVE_SUFFIXES = (".safetensors", ".pt")
+GENERIC_STEMS = {"model", "pytorch_model", "checkpoint", "weights"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be evaluated; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """What the user pointed at, before anything is read: enough to name test ids."""
+
+    name: str
+    path: Path
+
+
+@dataclass
+class LoadedCheckpoint:
+    name: str
+    path: Path
+    model: torch.nn.Module
+    tokenizer: TextTokenizer
+    config: ModelConfig
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.config.max_seq_len
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def checkpoint_name(path: Path) -> str:
+    """Readable id: the file stem, or the folder name for generic stems like ``model``."""
+    stem = path.stem if path.is_file() or path.suffix in NATIVE_SUFFIXES else path.name
+    if stem in GENERIC_STEMS:
+        stem = path.resolve().parent.name
+    return stem
+
+
+def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
+    """Expand each path: a checkpoint file, or a folder of them (one level of sub-folders).
+
+    Paths that do not exist are kept, so that their items fail with a reason
+    rather than vanishing from the run. Duplicate names get a numeric suffix.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix in NATIVE_SUFFIXES and p.is_file())
+            inside += sorted(p for sub in sorted(path.iterdir()) if sub.is_dir()
+                             for p in sub.iterdir() if p.suffix in NATIVE_SUFFIXES and p.is_file())
+            found.extend(inside or [path])
+        else:
+            found.append(path)
+    specs: list[CheckpointSpec] = []
+    seen: dict[str, int] = {}
+    for path in found:
+        name = checkpoint_name(path)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name}-{seen[name]}"
+        specs.append(CheckpointSpec(name=name, path=path))
+    return specs
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (a .safetensors checkpoint needs config.json beside it)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot parse JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _config(raw: Any, source: Path) -> ModelConfig:
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{source}: config must be a mapping, got {type(raw).__name__}")
+    try:
+        return ModelConfig.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: bad config ({exc})") from None
+
+
+def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        skeleton = Transformer(config)
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if config.tie_embeddings:
+        shapes.pop("lm_head.weight")
+    return shapes
+
+
+def _check_shapes(found: dict[str, tuple[int, ...]], config: ModelConfig, source: Path) -> None:
+    # Count first, from the config's arithmetic alone: a config claiming 10^12 parameters
+    # (or 10^6 layers) is refused here, before any module, even on the meta device, is built.
+    stored = sum(math.prod(shape) for key, shape in found.items()
+                 if not (config.tie_embeddings and key == "lm_head.weight"))
+    if stored != config.total_params:
+        raise CheckpointError(f"{source}: config implies {config.total_params:,} parameters but the weights hold "
+                              f"{stored:,}; config and weights do not belong together")
+    expected = _expected_shapes(config)
+    missing = sorted(expected.keys() - found.keys())
+    extra = sorted(found.keys() - expected.keys() - {"lm_head.weight"})
+    if missing or extra:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise CheckpointError(f"{source}: weights do not match the config ({detail})")
+    for key, shape in expected.items():
+        if found[key] != shape:
+            raise CheckpointError(f"{source}: {key} has shape {list(found[key])}, config implies {list(shape)}")
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], ModelConfig]:
+    config = _config(_read_json(path.parent / "config.json"), path.parent / "config.json")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+            _check_shapes(shapes, config, path)
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file ({message})") from None
+    return tensors, metadata, config
+
+
+def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], ModelConfig, str | None]:
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: refused: holds objects that weights-only loading will not unpickle "
+                              f"({first[:120]})") from None
+    except Exception as exc:  # zip/pickle errors come in many types
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    if not isinstance(payload, dict) or "config" not in payload or "model" not in payload:
+        raise CheckpointError(f"{path}: expected a dict with 'config' and 'model' (a state_dict)")
+    config = _config(payload["config"], path)
+    state = payload["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: 'model' must be a state_dict of tensors")
+    _check_shapes({k: tuple(v.shape) for k, v in state.items()}, config, path)
+    metadata = {k: v for k, v in payload.items() if k not in ("config", "model", "tokenizer")
+                and isinstance(v, (int, float, str, bool))}
+    tokenizer_json = payload.get("tokenizer") if isinstance(payload.get("tokenizer"), str) else None
+    return state, metadata, config, tokenizer_json
+
+
+def _number(value: Any) -> float | int | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() and "." not in str(value) else number
+
+
+def training_metadata(raw: dict[str, Any]) -> dict[str, Any]:
+    """Training facts stored with the weights (safetensors metadata is all strings)."""
+    keys = ("train_loss", "held_out_loss", "step", "tokens_seen", "seed")
+    return {k: _number(raw[k]) for k in keys if k in raw and _number(raw[k]) is not None}
+
+
+_CACHE: dict[tuple[str, str, str], LoadedCheckpoint] = {}
+
+
+def load_checkpoint(spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedCheckpoint:
+    """Load once per process; later calls with the same path, device and dtype share the model."""
+    if not isinstance(spec, CheckpointSpec):
+        spec = CheckpointSpec(name=checkpoint_name(Path(spec)), path=Path(spec))
+    key = (str(spec.path.resolve()), device, dtype)
+    if key not in _CACHE:
+        _CACHE[key] = _load(spec, device, dtype)
+    return _CACHE[key]
+
+
+def release_checkpoints() -> None:
+    """Drop every cached model (a worker moving on to other checkpoints)."""
+    _CACHE.clear()
+
+
+def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
+    path = spec.path
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: folder holds no .safetensors or .pt checkpoint")
+    if path.suffix == ".safetensors":
+        state, raw_meta, config = _read_safetensors(path)
+        tokenizer_json = None
+    elif path.suffix == ".pt":
+        state, raw_meta, config, tokenizer_json = _read_pt(path)
+    else:
+        raise CheckpointError(f"{path}: not a checkpoint (expected .safetensors or .pt)")
+
+    try:
+        if tokenizer_json is not None:
+            tokenizer = TextTokenizer.from_json(tokenizer_json, f"{path} (embedded tokenizer)", config.bos_token_id)
+        else:
+            tokenizer_path = path.parent / "tokenizer.json"
+            if not tokenizer_path.exists():
+                raise CheckpointError(f"{tokenizer_path}: missing (every checkpoint needs its tokenizer beside it)")
+            tokenizer = TextTokenizer.from_file(tokenizer_path, config.bos_token_id)
+    except TokenizerError as exc:
+        raise CheckpointError(str(exc)) from None
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{path}: config vocab_size {config.vocab_size} is smaller than the tokenizer's "
+                              f"{tokenizer.vocab_size} tokens ({tokenizer.source})")
+
+    model = Transformer(config)
+    state = {k: v for k, v in state.items() if not (config.tie_embeddings and k == "lm_head.weight")}
+    model.load_state_dict(state, strict=not config.tie_embeddings)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model = model.to(device=device, dtype=DTYPES[dtype]).eval()
+    for param in model.parameters():
+        if not torch.isfinite(param).all():
+            raise CheckpointError(f"{path}: weights contain NaN or inf")
+
+    identity = {
+        "name": spec.name,
+        "path": str(path),
+        "format": path.suffix.lstrip("."),
+        "sha256": sha256_file(path),
+        "tokenizer_sha256": tokenizer.sha256,
+        "config": config.to_dict() | {"d_ff": config.d_ff},
+        "training": training_metadata(raw_meta),
+    }
+    return LoadedCheckpoint(spec.name, path, model, tokenizer, config, identity)

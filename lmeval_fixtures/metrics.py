@@ -1,0 +1,151 @@
+"""The metrics record: its schema, how item fragments merge into it, validation.
+
+Items contribute *fragments* (small nested dicts) per checkpoint. Fragments are
+merged in item-id order, so the record is the same whichever process produced
+which fragment, for any ``-n``. The original schema's flat fields are always
+present (``null`` when not measured); JSON has no NaN, so non-finite figures
+become ``null`` and are listed under ``errors``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+SCHEMA_VERSION = 1
+
+ORIGINAL_FIELDS = (
+    "run_id", "experiment_name", "timestamp",
+    "total_params", "d_model", "d_ff", "n_layers", "embedding_ratio", "glu_expansion",
+    "train_loss", "train_perplexity",
+    "val_loss", "val_perplexity", "test_loss", "test_perplexity",
+    "smallbench_sentiment_acc", "smallbench_nli_acc", "smallbench_qa_acc",
+    "smallbench_paraphrase_acc", "smallbench_avg_acc",
+    "latency_batch1_seq128", "latency_batch1_seq512",
+    "throughput_tokens_per_sec", "memory_allocated_mb", "memory_reserved_mb",
+    "seed", "git_commit",
+)
+
+
+class RecordInvalid(ValueError):
+    """A record that does not match the shipped schema."""
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    text = resources.files("lmeval_fixtures").joinpath("schema/metrics.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(load_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(record))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise RecordInvalid(f"metrics record invalid at {where}: {error.message}")
+
+
+def deep_merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``fragment`` into ``base`` in place.
+
+    Nested dicts merge; lists extend without repeating an entry already there (so
+    the same fragment sent by two workers counts once); other values replace.
+    """
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        elif isinstance(value, list) and isinstance(base.get(key), list):
+            base[key].extend(copy.deepcopy(v) for v in value if v not in base[key])
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def replace_non_finite(value: Any, path: str = "", found: list[str] | None = None) -> Any:
+    """Copy of ``value`` with NaN/inf floats as ``None``; their paths go to ``found``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if found is not None:
+            found.append(f"{path or 'value'} is {value} (written as null)")
+        return None
+    if isinstance(value, dict):
+        return {k: replace_non_finite(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_non_finite(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
+    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    record.update({key: None for key in ORIGINAL_FIELDS})
+    record.update({
+        "run_id": run["run_id"], "experiment_name": run.get("experiment_name"), "timestamp": run["timestamp"],
+        "seed": run.get("seed"), "git_commit": run.get("git_commit"),
+        "checkpoint": {"name": name, "path": ""},
+        "environment": copy.deepcopy(run["environment"]),
+        "settings": copy.deepcopy(run.get("settings", {})),
+        "data_fingerprints": {}, "perplexity": {}, "items": {}, "errors": [], "complete": True,
+    })
+    return record
+
+
+def derive_fields(record: dict[str, Any]) -> None:
+    """Fields that follow from others, filled after every fragment is in."""
+    if record.get("train_loss") is not None and record.get("train_perplexity") is None:
+        record["train_perplexity"] = math.exp(record["train_loss"]) if record["train_loss"] < 709 else math.inf
+
+
+def _schema_order(record: dict[str, Any]) -> dict[str, Any]:
+    """Keys in the schema's order (then any extras), so records read and diff alike."""
+    order = list(load_schema()["properties"])
+    rank = {key: i for i, key in enumerate(order)}
+    return dict(sorted(record.items(), key=lambda kv: (rank.get(kv[0], len(order)), kv[0])))
+
+
+class RunRecorder:
+    """Collects fragments and item outcomes for one run; builds one record per checkpoint."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+        self.fragments: list[tuple[str, str, dict[str, Any]]] = []
+        self.outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def add(self, checkpoint: str, item: str, fragment: dict[str, Any]) -> None:
+        self.fragments.append((checkpoint, item, copy.deepcopy(fragment)))
+
+    def add_outcome(self, checkpoint: str, item: str, outcome: str, reason: str | None = None,
+                    duration_s: float | None = None) -> None:
+        self.outcomes.setdefault(checkpoint, {})[item] = {
+            "outcome": outcome, "reason": reason, "duration_s": duration_s,
+        }
+
+    def export(self) -> str:
+        """JSON for handing fragments from an xdist worker to the controller."""
+        return json.dumps(self.fragments)
+
+    def absorb(self, exported: str) -> None:
+        self.fragments.extend(tuple(f) for f in json.loads(exported))
+
+    def checkpoint_names(self) -> list[str]:
+        names = {name for name, _, _ in self.fragments} | set(self.outcomes)
+        return sorted(names)
+
+    def records(self, interrupted: bool = False) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = {}
+        for name in self.checkpoint_names():
+            record = empty_record(self.run, name)
+            for _, _, fragment in sorted((f for f in self.fragments if f[0] == name), key=lambda f: f[1]):
+                deep_merge(record, fragment)
+            record["items"] = dict(sorted(self.outcomes.get(name, {}).items()))
+            derive_fields(record)
+            problems: list[str] = []
+            record = replace_non_finite(record, found=problems)
+            record["errors"] = list(record["errors"]) + problems
+            record["complete"] = not interrupted
+            records[name] = _schema_order(record)
+        return records

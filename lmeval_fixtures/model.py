@@ -1,0 +1,273 @@
+"""The native parameter-allocation transformer.
+
+A Llama-style decoder written so that a reader sees the maths, in the manner of
+nanoGPT's ``model.py``. The layout (names, rotary convention, RMSNorm in float32,
+SwiGLU) deliberately mirrors Hugging Face's ``LlamaForCausalLM`` so that a native
+checkpoint exports to a Llama folder without changing a single weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a native model; ``d_ff`` follows from ``glu_expansion * d_model``."""
+
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    glu_expansion: float = 8 / 3
+    max_seq_len: int = 512
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    bos_token_id: int = 0
+    eos_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("head dimension must be even for rotary embeddings")
+        if not self.glu_expansion > 0:
+            raise ValueError(f"glu_expansion must be positive, got {self.glu_expansion!r}")
+
+    @property
+    def d_ff(self) -> int:
+        return int(round(self.glu_expansion * self.d_model))
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    # Parameter counts are derived from the shapes, so that a budget can be checked
+    # before any tensor is allocated (a config claiming 10^12 parameters must not
+    # reach ``torch.empty``).
+    @property
+    def embedding_params(self) -> int:
+        """Input embedding plus the output head when it is not tied."""
+        per_matrix = self.vocab_size * self.d_model
+        return per_matrix if self.tie_embeddings else 2 * per_matrix
+
+    @property
+    def params_per_layer(self) -> int:
+        attention = 4 * self.d_model * self.d_model
+        feed_forward = 3 * self.d_model * self.d_ff
+        norms = 2 * self.d_model
+        return attention + feed_forward + norms
+
+    @property
+    def non_embedding_params(self) -> int:
+        return self.n_layers * self.params_per_layer + self.d_model  # + final norm
+
+    @property
+    def total_params(self) -> int:
+        return self.embedding_params + self.non_embedding_params
+
+    @property
+    def embedding_ratio(self) -> float:
+        return self.embedding_params / self.total_params
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        """Build from JSON, ignoring derived keys (``d_ff``) and unknown extras."""
+        known = {f.name for f in fields(cls)}
+        missing = {"vocab_size", "d_model", "n_layers", "n_heads"} - raw.keys()
+        if missing:
+            raise ValueError(f"config lacks {', '.join(sorted(missing))}")
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        if "d_ff" in raw and raw["d_ff"] != config.d_ff:
+            raise ValueError(f"d_ff {raw['d_ff']} disagrees with glu_expansion * d_model = {config.d_ff}")
+        return config
+
+    @classmethod
+    def from_budget(
+        cls,
+        total_params: int,
+        embedding_ratio: float,
+        glu_expansion: float,
+        vocab_size: int,
+        n_layers: int | None = None,
+        *,
+        head_dim: int = 32,
+        **overrides: Any,
+    ) -> ModelConfig:
+        """Split a parameter budget between the embedding and the transformer body.
+
+        The embedding share fixes ``d_model`` (rounded to a multiple of ``head_dim``).
+        With ``d_ff`` tied to ``glu_expansion * d_model``, the remaining budget then
+        fixes the depth, so ``n_layers`` is fitted (the nearest whole number of layers,
+        at least one) unless given. Rounding means the realised total and ratio
+        differ from the request: read them from the returned config, which is what
+        the metrics record reports. A fitted depth lands within half a layer of the
+        budget, up to the ``d_model`` rounding.
+        """
+        if not 0 < embedding_ratio < 1:
+            raise ValueError(f"embedding_ratio must be in (0, 1), got {embedding_ratio}")
+        if total_params <= 0:
+            raise ValueError(f"total_params must be positive, got {total_params}")
+        tied = overrides.get("tie_embeddings", True)
+        matrices = 1 if tied else 2
+        raw_width = embedding_ratio * total_params / (matrices * vocab_size)
+        d_model = max(head_dim, head_dim * round(raw_width / head_dim))
+        probe = cls(vocab_size=vocab_size, d_model=d_model, n_layers=1, n_heads=d_model // head_dim,
+                    glu_expansion=glu_expansion, **overrides)
+        if n_layers is None:
+            body_budget = total_params - probe.embedding_params - d_model
+            n_layers = max(1, round(body_budget / probe.params_per_layer))
+        return cls(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                   n_heads=d_model // head_dim, glu_expansion=glu_expansion, **overrides)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32, as Llama does, so bf16 runs agree."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_tables(config: ModelConfig, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables in the "rotate half" layout used by Hugging Face Llama."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim))
+    positions = torch.arange(length, device=device, dtype=torch.float32)
+    freqs = torch.outer(positions, inv_freq)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.head_dim = config.head_dim
+        d = config.d_model
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        shape = (batch, length, self.n_heads, self.head_dim)
+        q = self.q_proj(x).view(shape).transpose(1, 2)
+        k = self.k_proj(x).view(shape).transpose(1, 2)
+        v = self.v_proj(x).view(shape).transpose(1, 2)
+        cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.up_proj = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.down_proj = nn.Linear(config.d_ff, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.d_model, config.norm_eps)
+        self.self_attn = CausalSelfAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.d_model, config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    """Decoder-only language model; ``forward`` returns logits for every position.
+
+    ``hidden_states`` and ``logits_from_hidden`` are exposed separately so that
+    scorers can project only the positions they score onto the vocabulary.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self._rotary_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def init_weights(self, seed: int) -> None:
+        """GPT-2 style initialisation: N(0, 0.02), residual outputs scaled by depth."""
+        generator = torch.Generator().manual_seed(seed)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                if name.endswith("layernorm.weight") or name == "norm.weight":
+                    param.fill_(1.0)
+                else:
+                    std = residual_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+                    param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+    def _rotary(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._rotary_cache
+        if cached is None or cached[0].shape[0] < length or cached[0].device != device:
+            cached = rotary_tables(self.config, max(length, self.config.max_seq_len), device)
+            self._rotary_cache = cached
+        return cached[0][:length], cached[1][:length]
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states, shape (batch, length, d_model)."""
+        length = input_ids.shape[1]
+        if length > self.config.max_seq_len:
+            raise ValueError(f"sequence of {length} tokens exceeds max_seq_len {self.config.max_seq_len}")
+        cos, sin = self._rotary(length, input_ids.device)
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        return self.norm(x)
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_hidden(self.hidden_states(input_ids))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Unique parameters (a tied head is counted once)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,187 @@
+"""Rolling-window perplexity over documents, batched across documents.
+
+Definitions (DESIGN.md, "Metrics"): each document is scored from the BOS/EOS
+token; every token is predicted exactly once. With the default stride (the
+model's context length) windows are disjoint in the way lm-evaluation-harness's
+``loglikelihood_rolling`` makes them, including its last window, which is
+filled back to a full context and scores only the remaining tokens. A smaller
+stride conditions each window on more preceding text. Sums are float64.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .corpora import Document
+from .lm_interface import model_device, split_forward
+from .tokenizer import TextTokenizer
+
+
+@dataclass(frozen=True)
+class Window:
+    """``stream[start:start+length]`` is the input (stream = [BOS] + document tokens);
+    the last ``n_scored`` positions are scored, each predicting the next stream token."""
+
+    document: int
+    start: int
+    length: int
+    n_scored: int
+
+
+def plan_windows(n_tokens: int, max_len: int, stride: int | None = None, document: int = 0) -> list[Window]:
+    """Windows covering ``n_tokens`` document tokens, each predicted exactly once."""
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride must be in [1, {max_len}], got {stride}")
+    if n_tokens == 0:
+        return []
+    first = min(max_len, n_tokens)
+    windows = [Window(document, 0, first, first)]
+    predicted = first
+    while predicted < n_tokens:
+        n_scored = min(n_tokens - predicted, stride)
+        end = predicted + n_scored  # targets are stream[predicted+1 : end+1]
+        windows.append(Window(document, end - max_len, max_len, n_scored))
+        predicted = end
+    return windows
+
+
+@dataclass
+class PerplexityResult:
+    nll: float  # summed negative log-likelihood, nats, float64
+    tokens: int
+    bytes: int
+    words: int
+    documents: int
+    windows: int
+    stride: int
+    context_length: int
+    truncated_documents: int = 0
+    per_document: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return self.nll / self.tokens
+
+    @property
+    def token_perplexity(self) -> float:
+        return _safe_exp(self.nll / self.tokens)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll / (math.log(2) * self.bytes)
+
+    @property
+    def byte_perplexity(self) -> float:
+        return _safe_exp(self.nll / self.bytes)
+
+    @property
+    def word_perplexity(self) -> float:
+        return _safe_exp(self.nll / self.words)
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "loss": self.loss, "token_perplexity": self.token_perplexity, "bits_per_byte": self.bits_per_byte,
+            "byte_perplexity": self.byte_perplexity, "word_perplexity": self.word_perplexity,
+            "nll_sum": self.nll, "tokens": self.tokens, "bytes": self.bytes, "words": self.words,
+            "documents": self.documents, "windows": self.windows, "stride": self.stride,
+            "context_length": self.context_length, "truncated_documents": self.truncated_documents,
+        }
+
+
+def _safe_exp(x: float) -> float:
+    return math.exp(x) if x < 709 else math.inf
+
+
+def _doc_tokens(
+    tokenizer: TextTokenizer, documents: list[Document], max_eval_tokens: int | None
+) -> tuple[list[list[int]], list[tuple[int, int]], int]:
+    """Token lists and (bytes, words) per document, cut to ``max_eval_tokens`` in order.
+
+    A document cut short is counted on the text of the tokens kept (decoded), since
+    its original no longer matches what is scored.
+    """
+    encoded = tokenizer.encode_batch([d.text for d in documents])
+    token_lists, counts, truncated = [], [], 0
+    budget = max_eval_tokens
+    for doc, ids in zip(documents, encoded, strict=True):
+        if budget is not None and budget <= 0:
+            break
+        if budget is not None and len(ids) > budget:
+            ids = ids[:budget]
+            kept = tokenizer.decode(ids)
+            counts.append((len(kept.encode("utf-8")), len(re.split(r"\s+", kept))))
+            truncated += 1
+        else:
+            counts.append((doc.n_bytes, doc.n_words))
+        token_lists.append(ids)
+        if budget is not None:
+            budget -= len(ids)
+    return token_lists, counts, truncated
+
+
+@torch.inference_mode()
+def evaluate_perplexity(
+    model: torch.nn.Module,
+    tokenizer: TextTokenizer,
+    documents: list[Document],
+    max_len: int,
+    *,
+    stride: int | None = None,
+    batch_tokens: int = 16384,
+    max_eval_tokens: int | None = None,
+) -> PerplexityResult:
+    """Score ``documents`` and return summed NLL with token, byte and word counts.
+
+    Windows from all documents are sorted by length and packed into batches of
+    at most ``batch_tokens`` input tokens; right padding never changes a result
+    because attention is causal and only real positions are scored.
+    """
+    token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens)
+    streams = [[tokenizer.bos_token_id] + ids for ids in token_lists]
+    windows = [w for i, ids in enumerate(token_lists) for w in plan_windows(len(ids), max_len, stride, i)]
+    windows.sort(key=lambda w: (-w.length, w.document, w.start))
+    hidden_fn, head_fn = split_forward(model)
+    device = model_device(model)
+    doc_nll = torch.zeros(len(token_lists), dtype=torch.float64)
+
+    index = 0
+    while index < len(windows):
+        width = windows[index].length
+        rows = max(1, batch_tokens // width)
+        batch = windows[index : index + rows]
+        index += len(batch)
+        inputs = torch.zeros((len(batch), width), dtype=torch.long)
+        targets, row_ids, positions, docs = [], [], [], []
+        for row, w in enumerate(batch):
+            stream = streams[w.document]
+            inputs[row, : w.length] = torch.tensor(stream[w.start : w.start + w.length])
+            first = w.length - w.n_scored
+            targets.extend(stream[w.start + first + 1 : w.start + w.length + 1])
+            row_ids.extend([row] * w.n_scored)
+            positions.extend(range(first, w.length))
+            docs.extend([w.document] * w.n_scored)
+        features = hidden_fn(inputs.to(device))
+        selected = features[torch.tensor(row_ids, device=device), torch.tensor(positions, device=device)]
+        logits = head_fn(selected).float()
+        nll = F.cross_entropy(logits, torch.tensor(targets, device=device), reduction="none")
+        doc_nll.index_add_(0, torch.tensor(docs), nll.double().cpu())
+
+    per_document = [(doc_nll[i].item(), len(ids)) for i, ids in enumerate(token_lists)]
+    return PerplexityResult(
+        nll=float(doc_nll.sum().item()),
+        tokens=sum(len(ids) for ids in token_lists),
+        bytes=sum(b for b, _ in counts),
+        words=sum(w for _, w in counts),
+        documents=len(token_lists),
+        windows=len(windows),
+        stride=max_len if stride is None else stride,
+        context_length=max_len,
+        truncated_documents=truncated,
+        per_document=per_document,
+    )

@@ -1,0 +1,205 @@
+"""pytest hooks only: options, parametrization, the xdist hand-over and session end.
+
+Workers record fragments; the controller alone merges them and writes reports.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
+from .data import resolve_data_dir
+from .fixtures import SESSION_KEY, LmevalSession, checkpoint, lmeval, record_metric, wikitext  # noqa: F401
+from .metrics import RecordInvalid, RunRecorder
+from .report import write_checkpoint_report
+from .run_info import run_metadata
+from .settings import REFERENCE_DIR, Settings, UsageError, check_dtype, positive_or_none, resolve_device
+
+MARKERS = {
+    "perplexity": "WikiText-2 perplexity, bits per byte, word perplexity",
+    "smallbench": "SmallBench accuracy (SST-2, RTE, BoolQ, MRPC) by log-likelihood",
+    "latency": "batch-1 forward latency (pytest-benchmark)",
+    "throughput": "tokens per second at a larger batch (pytest-benchmark)",
+}
+WORKER_OUTPUT_KEY = "lmeval_fragments"
+REPORT_PATHS_KEY = pytest.StashKey[list[Path]]()
+REPORT_ERRORS_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lmeval-fixtures", "language-model checkpoint benchmarks")
+    group.addoption("--checkpoint", action="append", default=[], metavar="PATH",
+                    help="checkpoint file (.safetensors with config.json beside it, or .pt) or a folder of them; "
+                         "repeatable. Default: the embedded reference checkpoints")
+    group.addoption("--data-dir", metavar="DIR", help="local data in the layout of the README "
+                    "(default: $LMEVAL_DATA_DIR, else the Hugging Face hub)")
+    group.addoption("--report-dir", metavar="DIR", help="where reports/<run_id>/<checkpoint>/ go (default: reports)")
+    group.addoption("--run-id", metavar="ID", help="name of this run's report folder (default: UTC time + random)")
+    group.addoption("--experiment-name", metavar="NAME", help="recorded as experiment_name")
+    group.addoption("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    group.addoption("--dtype", default="float32", choices=list(DTYPES), help="model dtype (default: float32)")
+    group.addoption("--seed", type=int, default=1234, help="seed for anything sampled (default: 1234)")
+    group.addoption("--max-eval-tokens", type=int, metavar="N",
+                    help="score at most N tokens per perplexity split (a quick run; recorded)")
+    group.addoption("--ppl-stride", type=int, metavar="N",
+                    help="perplexity window stride (default: the context length, disjoint windows as "
+                         "lm-evaluation-harness; smaller values give lower, non-comparable figures)")
+    group.addoption("--detokenize", choices=["on", "off"], default="on",
+                    help="apply the WikiText detokenizer before scoring (default: on, as lm-evaluation-harness)")
+    group.addoption("--batch-tokens", type=int, default=16384, metavar="N",
+                    help="token budget of one forward batch (default: 16384)")
+    parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
+    parser.addini("lmeval_data_dir", "default for --data-dir")
+
+
+def _build_settings(config: pytest.Config) -> Settings:
+    option = config.option
+    paths = option.checkpoint or [str(p) for p in config.getini("lmeval_checkpoints")] or [str(REFERENCE_DIR)]
+    device = resolve_device(option.device)
+    data_option = option.data_dir or config.getini("lmeval_data_dir") or None
+    report_dir = Path(option.report_dir) if option.report_dir else config.rootpath / "reports"
+    return Settings(
+        checkpoints=discover_checkpoints(paths),
+        data_dir=resolve_data_dir(data_option),
+        report_dir=report_dir,
+        device=device,
+        dtype=check_dtype(option.dtype, device),
+        seed=option.seed,
+        max_eval_tokens=positive_or_none("--max-eval-tokens", option.max_eval_tokens),
+        ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
+        detokenize=option.detokenize == "on",
+        batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
+        run_id=option.run_id,
+        experiment_name=option.experiment_name,
+    )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    try:
+        settings = _build_settings(config)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    run = {} if _is_worker(config) else run_metadata(
+        config.rootpath, settings.device, settings.dtype, settings.seed, settings.run_id,
+        settings.experiment_name, settings.as_record())
+    config.stash[SESSION_KEY] = LmevalSession(settings, RunRecorder(run))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "checkpoint_spec" in metafunc.fixturenames:
+        specs = metafunc.config.stash[SESSION_KEY].settings.checkpoints
+        metafunc.parametrize("checkpoint_spec", specs, ids=[s.name for s in specs], scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag items with their checkpoint so that outcomes reach the right record, across xdist too."""
+    for item in items:
+        spec = getattr(item, "callspec", None) and item.callspec.params.get("checkpoint_spec")
+        if isinstance(spec, CheckpointSpec):
+            item.user_properties.append(("lmeval_checkpoint", spec.name))
+
+
+def _reason(report: pytest.TestReport) -> str | None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(report.longrepr)
+        text = text.strip().removeprefix("Failed: ")
+        return text.splitlines()[0][:300] if text else None
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = getattr(report, "config", None)
+    names = [value for key, value in report.user_properties if key == "lmeval_checkpoint"]
+    if not names:
+        return
+    session = _controller_session(config)
+    if session is None:
+        return
+    outcomes = session.recorder.outcomes.get(names[0], {})
+    previous = outcomes.get(report.nodeid)
+    if report.when == "setup" and report.failed:
+        outcome = "error"
+    elif report.when == "teardown" and report.failed:
+        outcome = "error" if previous is None or previous["outcome"] == "passed" else previous["outcome"]
+    elif report.skipped:
+        outcome = "skipped"
+    elif report.when == "call":
+        outcome = "passed" if report.passed else "failed"
+    else:
+        return
+    if report.when == "teardown" and report.passed:
+        return
+    duration = round(report.duration, 3) if report.when == "call" else (previous or {}).get("duration_s")
+    session.recorder.add_outcome(names[0], report.nodeid, outcome, _reason(report), duration)
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def _controller_session(config: pytest.Config | None) -> LmevalSession | None:
+    config = config or (_CONFIG[0] if _CONFIG else None)
+    if config is None or _is_worker(config):
+        return None
+    return config.stash.get(SESSION_KEY, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG[:] = [session.config]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # noqa: ANN001 (xdist's WorkerController)
+    exported = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+    session = _controller_session(node.config)
+    if exported and session is not None:
+        session.recorder.absorb(exported)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None:
+        return
+    if _is_worker(config):
+        config.workeroutput[WORKER_OUTPUT_KEY] = state.recorder.export()
+        return
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    paths: list[Path] = []
+    errors: list[str] = []
+    out = state.settings.report_dir / state.recorder.run["run_id"]
+    for name, record in state.recorder.records(interrupted=interrupted).items():
+        try:
+            paths += write_checkpoint_report(record, out / name)
+        except (OSError, RecordInvalid) as exc:
+            errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
+    config.stash[REPORT_PATHS_KEY] = paths
+    config.stash[REPORT_ERRORS_KEY] = errors
+    if errors and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    paths = config.stash.get(REPORT_PATHS_KEY, [])
+    errors = config.stash.get(REPORT_ERRORS_KEY, [])
+    if not paths and not errors:
+        return
+    terminalreporter.section("lmeval-fixtures reports")
+    for path in paths:
+        terminalreporter.write_line(os.path.relpath(path) if not Path(os.path.relpath(path)).is_absolute()
+                                    and not os.path.relpath(path).startswith("../..") else str(path))
+    for error in errors:
+        terminalreporter.write_line(error, red=True)

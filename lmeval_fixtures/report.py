@@ -1,0 +1,123 @@
+"""Writing metrics.json and summary.md: atomically, so an interrupted run never
+leaves a half-written file and earlier reports stay intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .metrics import validate_record
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_checkpoint_report(record: dict[str, Any], folder: Path) -> list[Path]:
+    """Validate, then write ``metrics.json`` and ``summary.md`` into ``folder``."""
+    validate_record(record)
+    metrics = folder / "metrics.json"
+    summary = folder / "summary.md"
+    write_atomic(metrics, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    write_atomic(summary, render_summary(record))
+    return [metrics, summary]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1e6 else f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _not_run(family: str, record: dict[str, Any]) -> str:
+    reasons = sorted({item["reason"] for node, item in record["items"].items()
+                      if family in node and item.get("reason")})
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return f"_not run{why}_"
+
+
+def render_summary(record: dict[str, Any]) -> str:
+    ckpt = record["checkpoint"]
+    env = record["environment"]
+    parts = [
+        f"# {ckpt['name']}: lmeval-fixtures summary",
+        "",
+        f"Run `{record['run_id']}` at {record['timestamp']}, code {record['git_commit'] or 'unknown'}, "
+        f"device {env['device']}, dtype {env['dtype']}, torch {env['torch']}."
+        + ("" if record["complete"] else " **Incomplete run: only what finished is reported.**"),
+        "",
+        f"Checkpoint: `{ckpt['path']}` (sha256 `{(ckpt.get('sha256') or '—')[:16]}`).",
+    ]
+    if record["errors"]:
+        parts += ["", "## Errors", ""] + [f"- {e}" for e in record["errors"]]
+
+    parts += ["", "## Model and parameter allocation", ""]
+    if record["total_params"] is None:
+        parts.append("_checkpoint not loaded_")
+    else:
+        parts.append(_table(["field", "value"], [
+            ["total parameters", record["total_params"]],
+            ["embedding parameters", record.get("embedding_params")],
+            ["non-embedding parameters", record.get("non_embedding_params")],
+            ["embedding ratio (realised)", record["embedding_ratio"]],
+            ["d_model", record["d_model"]], ["d_ff", record["d_ff"]],
+            ["GLU expansion", record["glu_expansion"]], ["layers", record["n_layers"]],
+            ["heads", record.get("n_heads")], ["vocabulary", record.get("vocab_size")],
+            ["train loss (from checkpoint)", record["train_loss"]],
+            ["train perplexity", record["train_perplexity"]],
+        ]))
+
+    parts += ["", "## Perplexity (WikiText-2 raw)", ""]
+    ppl = record["perplexity"]
+    if ppl:
+        rows = []
+        for split in ("validation", "test"):
+            if split in ppl:
+                s = ppl[split]
+                rows.append([split, s["loss"], s["token_perplexity"], s["bits_per_byte"], s["byte_perplexity"],
+                             s["word_perplexity"], s["tokens"], s["bytes"], s["words"], s["documents"]])
+        parts.append(_table(["split", "loss", "token ppl", "bits/byte", "byte ppl", "word ppl",
+                             "tokens", "bytes", "words", "docs"], rows))
+        first = next(iter(ppl.values()))
+        parts += ["", f"Context {first['context_length']}, stride {first['stride']}, "
+                      f"detokenized: {_fmt(first.get('detokenized'))}, "
+                      f"token cap: {_fmt(first.get('max_eval_tokens'))}."]
+        if "validation" not in ppl or "test" not in ppl:
+            parts += ["", "Missing split: " + _not_run("perplexity", record)]
+    else:
+        parts.append(_not_run("perplexity", record))
+
+    parts += ["", "## SmallBench", "", _not_run("smallbench", record)]
+    parts += ["", "## Latency and throughput", "", _not_run("latency", record)]
+
+    parts += ["", "## Items", ""]
+    parts.append(_table(["item", "outcome", "seconds", "reason"], [
+        [f"`{node}`", item["outcome"], item.get("duration_s"), item.get("reason") or ""]
+        for node, item in record["items"].items()
+    ]) if record["items"] else "_no items ran_")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,75 @@
+"""Run settings parsed from options: validated once at start-up, shared by every item.
+
+Kept free of pytest so that scripts build the same object from their own arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoints import DTYPES, CheckpointSpec
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+
+
+class UsageError(ValueError):
+    """An option value that cannot work; reported before any item runs."""
+
+
+@dataclass
+class Settings:
+    checkpoints: list[CheckpointSpec]
+    data_dir: Path | None = None
+    report_dir: Path = Path("reports")
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 1234
+    max_eval_tokens: int | None = None
+    ppl_stride: int | None = None
+    detokenize: bool = True
+    batch_tokens: int = 16384
+    run_id: str | None = None
+    experiment_name: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, object]:
+        """The settings that change figures, as recorded in every metrics.json."""
+        return {
+            "seed": self.seed, "max_eval_tokens": self.max_eval_tokens, "ppl_stride": self.ppl_stride,
+            "detokenize": self.detokenize, "batch_tokens": self.batch_tokens,
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "checkpoints": [spec.name for spec in self.checkpoints],
+        }
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` picks CUDA when present; an unavailable device is a usage error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" or requested.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {requested}: CUDA is not available on this machine (use --device cpu)")
+        index = requested.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UsageError(f"--device {requested}: no such GPU ({torch.cuda.device_count()} visible)")
+        return requested
+    raise UsageError(f"--device {requested}: expected cpu, cuda, cuda:N or auto")
+
+
+def check_dtype(dtype: str, device: str) -> str:
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    if dtype == "float16" and device == "cpu":
+        raise UsageError("--dtype float16 is not supported on CPU (use float32 or bfloat16)")
+    return dtype
+
+
+def positive_or_none(name: str, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+    return value

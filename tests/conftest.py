@@ -1,0 +1,90 @@
+"""Shared helpers: tiny random checkpoints and small data made by the tests themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from lmeval_fixtures.model import ModelConfig, Transformer
+
+pytest_plugins = ["pytester"]
+
+SAMPLE_TEXT = (
+    "The quick brown fox jumps over the lazy dog. A lobster is a crustacean of the sea.\n"
+    "Robert Boulter is an English film, television and theatre actor. He had a guest role in 2000.\n"
+    "Numbers like 1,000 and 3.14 and words like well-known appear in Wikipedia articles.\n"
+)
+
+
+def make_tokenizer(vocab_size: int = 320) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([SAMPLE_TEXT] * 20, trainer)
+    return tokenizer
+
+
+def tiny_config(vocab_size: int, **overrides) -> ModelConfig:
+    base = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=2, glu_expansion=2.0, max_seq_len=64)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def write_native_checkpoint(folder: Path, name: str = "model", seed: int = 0, fmt: str = "safetensors",
+                            tokenizer: Tokenizer | None = None, **config_overrides) -> Path:
+    """A random native checkpoint in ``folder``; returns the weights path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer or make_tokenizer()
+    config = tiny_config(tokenizer.get_vocab_size(), **config_overrides)
+    model = Transformer(config)
+    model.init_weights(seed)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()
+             if not (config.tie_embeddings and k == "lm_head.weight")}
+    tokenizer.save(str(folder / "tokenizer.json"))
+    if fmt == "safetensors":
+        path = folder / f"{name}.safetensors"
+        save_file(state, str(path), metadata={"train_loss": "5.5", "step": "10", "seed": str(seed)})
+        (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    else:
+        path = folder / f"{name}.pt"
+        torch.save({"config": config.to_dict(), "model": state, "train_loss": 5.25, "step": 7, "seed": seed}, path)
+    return path
+
+
+def write_wikitext(data_dir: Path, articles: int = 3, paragraphs: int = 4) -> Path:
+    """A raw WikiText-like file pair under ``data_dir/wikitext-2-raw``."""
+    folder = data_dir / "wikitext-2-raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, offset in (("validation", 0), ("test", 7)):
+        lines = [" "]
+        for a in range(articles):
+            lines += [f" = Article {a + offset} = ", " "]
+            lines += [f" = = Section {a} = = ", " "]
+            for p in range(paragraphs + a):
+                lines.append(f" The fox number {p} jumps over the dog @-@ like lobster , a crustacean ( of the sea ) "
+                             f"with 1 @,@ 000 legs and 3 @.@ 14 claws . He said \" hello \" to {a} . ")
+            lines.append(" ")
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return data_dir
+
+
+@pytest.fixture
+def tokenizer_obj() -> Tokenizer:
+    return make_tokenizer()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    return write_native_checkpoint(tmp_path / "ckpt" / "tiny-a", seed=1)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return write_wikitext(tmp_path / "data")

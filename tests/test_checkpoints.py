@@ -1,0 +1,135 @@
+"""Loading native checkpoints, their identity, and every kind of bad input the issue names."""
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint, release_checkpoints
+
+from .conftest import write_native_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    release_checkpoints()
+    yield
+    release_checkpoints()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_loads_native_formats_with_identity(tmp_path, fmt):
+    path = write_native_checkpoint(tmp_path / "run1", name="small", seed=4, fmt=fmt)
+    loaded = load_checkpoint(path)
+    assert loaded.name == "small"
+    assert loaded.identity["sha256"] and len(loaded.identity["tokenizer_sha256"]) == 64
+    assert loaded.identity["training"]["seed"] == 4
+    assert loaded.config.total_params == sum(p.numel() for p in loaded.model.parameters())
+    assert load_checkpoint(path) is loaded  # cached per process
+
+
+def test_fp16_storage_is_cast_to_the_requested_dtype(tmp_path):
+    path = write_native_checkpoint(tmp_path / "c", fmt="pt")
+    payload = torch.load(path, weights_only=True)
+    payload["model"] = {k: v.half() for k, v in payload["model"].items()}
+    torch.save(payload, path)
+    assert load_checkpoint(path).model.embed_tokens.weight.dtype == torch.float32
+
+
+def test_folder_discovery_names_generic_stems_by_folder(tmp_path):
+    write_native_checkpoint(tmp_path / "sweep" / "emb25")
+    write_native_checkpoint(tmp_path / "sweep" / "emb50")
+    write_native_checkpoint(tmp_path / "sweep", name="loose", fmt="pt")
+    names = [s.name for s in discover_checkpoints([tmp_path / "sweep"])]
+    assert names == ["loose", "emb25", "emb50"]
+
+
+def test_nonexistent_path(tmp_path):
+    with pytest.raises(CheckpointError, match=r"missing\.pt: no such file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("just some text\n")
+    with pytest.raises(CheckpointError, match=r"notes\.pt: not a PyTorch checkpoint"):
+        load_checkpoint(bad)
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    with pytest.raises(CheckpointError, match=r"notes\.txt: not a checkpoint"):
+        load_checkpoint(other)
+
+
+def test_corrupt_safetensors(tmp_path):
+    path = write_native_checkpoint(tmp_path / "c")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors file"):
+        load_checkpoint(path)
+
+
+class _Payload:
+    """Unpickling this runs os.system: the attack a weights-only load must refuse."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"config": {}, "model": _Payload(marker)}, handle)
+    torch.save({"config": {}, "model": _Payload(marker)}, tmp_path / "evil2.pt")
+    for candidate in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(CheckpointError, match=r"evil2?\.pt: (refused|not a PyTorch checkpoint)"):
+            load_checkpoint(candidate)
+    assert not marker.exists()
+
+
+def test_config_vocabulary_smaller_than_tokenizer(tmp_path):
+    path = write_native_checkpoint(tmp_path / "c")
+    config = json.loads((path.parent / "config.json").read_text())
+    config["vocab_size"] = 100
+    (path.parent / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config\.json: .*shape|vocab"):
+        load_checkpoint(path)
+
+
+def test_vocabulary_mismatch_with_matching_weights(tmp_path):
+    from .conftest import make_tokenizer
+
+    path = write_native_checkpoint(tmp_path / "c", tokenizer=make_tokenizer(320))
+    make_tokenizer(400).save(str(path.parent / "tokenizer.json"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: config vocab_size 320 is smaller than the "
+                                              r"tokenizer's 400 tokens"):
+        load_checkpoint(path)
+
+
+def test_absurd_config_is_refused_before_allocation(tmp_path):
+    path = write_native_checkpoint(tmp_path / "c", fmt="pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"].update(d_model=2**20, n_heads=2**10, n_layers=10**6)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"c\.pt|model\.pt"):
+        load_checkpoint(path)
+
+
+def test_unparseable_tokenizer(tmp_path):
+    path = write_native_checkpoint(tmp_path / "c")
+    (path.parent / "tokenizer.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: not a valid tokenizer\.json"):
+        load_checkpoint(path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    path = write_native_checkpoint(tmp_path / "c", fmt="pt")
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["norm.weight"][0] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        load_checkpoint(path)
