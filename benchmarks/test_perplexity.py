@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from lmeval_fixtures.gates import perplexity_gates
 from lmeval_fixtures.perplexity import evaluate_perplexity
 
 RECORD_PREFIX = {"validation": "val", "test": "test"}
@@ -12,7 +13,7 @@ RECORD_PREFIX = {"validation": "val", "test": "test"}
 
 @pytest.mark.perplexity
 @pytest.mark.parametrize("split", ["validation", "test"])
-def test_perplexity(checkpoint, wikitext, split, record_metric, lmeval):
+def test_perplexity(checkpoint, wikitext, split, record_metric, lmeval, gates):
     corpus = wikitext(split)
     settings = lmeval.settings
     start = time.perf_counter()
@@ -22,16 +23,19 @@ def test_perplexity(checkpoint, wikitext, split, record_metric, lmeval):
     )
     seconds = time.perf_counter() - start
     prefix = RECORD_PREFIX[split]
+    figures = result.summary() | {
+        "detokenized": corpus.detokenized, "max_eval_tokens": settings.max_eval_tokens,
+        "seconds": round(seconds, 3), "tokens_per_second": result.tokens / seconds,
+    }
     record_metric(checkpoint, {
         f"{prefix}_loss": result.loss,
         f"{prefix}_perplexity": result.token_perplexity,
         f"{prefix}_bits_per_byte": result.bits_per_byte,
         f"{prefix}_word_perplexity": result.word_perplexity,
-        "perplexity": {split: result.summary() | {
-            "detokenized": corpus.detokenized, "max_eval_tokens": settings.max_eval_tokens,
-            "seconds": round(seconds, 3), "tokens_per_second": result.tokens / seconds,
-        }},
+        "perplexity": {split: figures},
         "data_fingerprints": corpus.source.fingerprints,
     })
     assert result.tokens > 0, f"no tokens scored in WikiText-2 {split}"
     assert math.isfinite(result.loss), f"{checkpoint.name}: {split} loss is {result.loss} (weights or numerics broken)"
+    gates.enforce(checkpoint, perplexity_gates(split, prefix, figures, corpus.source.fingerprints,
+                                               gates.baseline(checkpoint.name), settings.ppl_tolerance))

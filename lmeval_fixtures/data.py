@@ -7,11 +7,13 @@ measured, and a gate can refuse to compare records made on different data.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .corpora import split_wikitext_articles
+from .tasks import Task
 
 DATA_DIR_ENV = "LMEVAL_DATA_DIR"
 WIKITEXT_HUB = ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1")
@@ -85,3 +87,64 @@ def _hub_wikitext(split: str) -> tuple[list[str], DataSource]:
         raise DataUnavailable(_HUB_FAILURE[0].format(split=split)) from None
     name = f"hub:{WIKITEXT_HUB[0]}/{WIKITEXT_HUB[1]}/{split}"
     return list(dataset["page"]), DataSource(name, {name: dataset._fingerprint})
+
+
+def _check_row(row: object, task: Task, where: str) -> dict:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    missing = [f for f in (*task.fields, "label") if f not in row]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {', '.join(missing)} (a {task.name} row needs "
+                        f"{', '.join((*task.fields, 'label'))})")
+    label = row["label"]
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < task.n_labels:
+        raise DataError(f"{where}: label {label!r} out of range for {task.name} (0..{task.n_labels - 1})")
+    for name in task.fields:
+        if not isinstance(row[name], str):
+            raise DataError(f"{where}: field {name} must be a string, got {type(row[name]).__name__}")
+    return row
+
+
+def read_task_file(path: Path, task: Task) -> tuple[list[dict], str]:
+    """Rows of a local JSON Lines file, each checked; errors name the file and line."""
+    text, sha = read_text_file(path)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        rows.append(_check_row(row, task, f"{path}:{number}"))
+    if not rows:
+        raise DataError(f"{path}: no rows (an empty split cannot be evaluated)")
+    return rows, sha
+
+
+def load_task_rows(task: Task, split: str, data_dir: Path | None) -> tuple[list[dict], DataSource]:
+    """Rows of a SmallBench task split: ``DIR/smallbench/<task>/<split>.jsonl``, else the hub."""
+    if data_dir is not None:
+        path = data_dir / task.local_file(split)
+        if not path.is_file():
+            raise DataUnavailable(f"{path} not found: --data-dir must hold {task.local_file(split)} "
+                                  "(see README, 'Data layout')")
+        rows, sha = read_task_file(path, task)
+        return rows, DataSource(str(path), {task.local_file(split): sha})
+    if _HUB_FAILURE:
+        raise DataUnavailable(_hub_message(task, split))
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(*task.hub, split=split)
+    except Exception as exc:  # offline, missing library, hub errors
+        _HUB_FAILURE.append(f"the hub failed ({type(exc).__name__})")
+        raise DataUnavailable(_hub_message(task, split)) from None
+    name = f"hub:{task.hub[0]}/{task.hub[1]}/{split}"
+    rows = [_check_row(dict(row), task, f"{name} row {i}") for i, row in enumerate(dataset)]
+    return rows, DataSource(name, {name: dataset._fingerprint})
+
+
+def _hub_message(task: Task, split: str) -> str:
+    return (f"{task.name} {split} unavailable: no --data-dir / ${DATA_DIR_ENV} given and the hub is not reachable; "
+            f"pass --data-dir DIR holding {task.local_file(split)}")

@@ -5,27 +5,32 @@ This is the pytest layer; the work is done by the library modules it calls.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint, load_checkpoint
 from .corpora import Document, wikitext_documents
-from .data import DataError, DataSource, DataUnavailable, load_wikitext_articles
+from .data import DataError, DataSource, DataUnavailable, load_task_rows, load_wikitext_articles
+from .gates import BaselineError, Gate, load_baseline
 from .metrics import RunRecorder
 from .settings import Settings
+from .tasks import TASKS, Task
 
 IDENTITY_ITEM = "~checkpoint"  # sorts after every node id: identity fields win merges
 
 
 @dataclass
 class LmevalSession:
-    """Per-process state: the settings and the recorder collecting fragments."""
+    """Per-process state: the settings, the recorder collecting fragments, loaded baselines."""
 
     settings: Settings
     recorder: RunRecorder
+    baselines: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 SESSION_KEY = pytest.StashKey[LmevalSession]()
@@ -112,3 +117,108 @@ def wikitext(lmeval: LmevalSession) -> Callable[[str], Corpus]:
         return found
 
     return get
+
+
+@dataclass
+class TaskData:
+    task: Task
+    rows: list[dict]
+    fewshot_pool: list[dict] | None
+    source: DataSource
+
+
+@pytest.fixture(scope="session")
+def smallbench_data(lmeval: LmevalSession) -> Callable[[str], TaskData]:
+    """``smallbench_data(task)``: checked rows (plus few-shot pool), or a skip that says what to pass."""
+    cache: dict[str, TaskData | str] = {}
+    settings = lmeval.settings
+
+    def get(name: str) -> TaskData:
+        task = TASKS[name]
+        if name not in cache:
+            try:
+                rows, source = load_task_rows(task, task.split, settings.data_dir)
+                pool = None
+                if settings.fewshot:
+                    pool, pool_source = load_task_rows(task, task.fewshot_split, settings.data_dir)
+                    source.fingerprints.update(pool_source.fingerprints)
+                cache[name] = TaskData(task, rows, pool, source)
+            except DataUnavailable as exc:
+                cache[name] = str(exc)
+            except DataError as exc:
+                cache[name] = f"error: {exc}"
+        found = cache[name]
+        if isinstance(found, str):
+            if found.startswith("error: "):
+                pytest.fail(found.removeprefix("error: "), pytrace=False)
+            pytest.skip(found)
+        return found
+
+    return get
+
+
+class GateKeeper:
+    """Applies gates for one item: records every verdict, fails the item on any regression."""
+
+    def __init__(self, session: LmevalSession, record: Callable[..., None]) -> None:
+        self.session = session
+        self.record = record
+
+    def baseline(self, checkpoint: str) -> dict[str, Any] | None:
+        path = self.session.settings.baseline
+        if path is None:
+            return None
+        if checkpoint not in self.session.baselines:
+            try:
+                self.session.baselines[checkpoint] = load_baseline(path, checkpoint)
+            except BaselineError as exc:
+                self.session.baselines[checkpoint] = {"_error": str(exc)}
+        found = self.session.baselines[checkpoint]
+        if found is not None and "_error" in found:
+            pytest.fail(found["_error"], pytrace=False)
+        return found
+
+    def enforce(self, checkpoint: LoadedCheckpoint, gates: list[Gate]) -> None:
+        if not gates:
+            return
+        self.record(checkpoint, {"gates": {g.name: {"ok": g.ok, "message": g.message} for g in gates}})
+        failed = [g.message for g in gates if not g.ok]
+        if failed:
+            pytest.fail(f"{checkpoint.name}: " + "; ".join(failed), pytrace=False)
+
+
+@pytest.fixture
+def gates(lmeval: LmevalSession, record_metric: Callable[..., None]) -> GateKeeper:
+    """Regression gates against ``--baseline`` and floors; a failing gate fails the item."""
+    return GateKeeper(lmeval, record_metric)
+
+
+@pytest.fixture
+def progress(pytestconfig: pytest.Config) -> Callable[[str], Callable[[int, int], None] | None]:
+    """``progress(label)``: a callback showing done/total and rate on an interactive terminal.
+
+    Nothing is shown when output is not a terminal, under ``-qq``, or on an xdist worker
+    (which has no terminal), so logs and captured output stay clean.
+    """
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    quiet = pytestconfig.get_verbosity() < -1
+    interactive = reporter is not None and sys.stdout.isatty() and not hasattr(pytestconfig, "workerinput")
+
+    def make(label: str) -> Callable[[int, int], None] | None:
+        if quiet or not interactive:
+            return None
+        start = time.perf_counter()
+        last = [0.0]
+
+        def show(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] < 0.5 and done < total:
+                return
+            last[0] = now
+            rate = done / max(now - start, 1e-9)
+            line = f"  {label}: {done}/{total} ({rate:,.0f}/s)"
+            reporter.write(f"\r{line}\x1b[K" if done < total else "\r\x1b[K", flush=True)
+
+        return show
+
+    return make

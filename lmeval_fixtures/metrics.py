@@ -94,8 +94,20 @@ def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
     return record
 
 
+SMALLBENCH_KEYS = ("sentiment", "nli", "qa", "paraphrase")
+
+
 def derive_fields(record: dict[str, Any]) -> None:
-    """Fields that follow from others, filled after every fragment is in."""
+    """Fields that follow from others, filled after every fragment is in.
+
+    ``smallbench_avg_acc`` is the mean of the four task accuracies, and stays null
+    unless all four ran: an average over a subset would not compare with others.
+    """
+    accs = [record.get(f"smallbench_{key}_acc") for key in SMALLBENCH_KEYS]
+    if all(a is not None for a in accs):
+        record["smallbench_avg_acc"] = sum(accs) / len(accs)
+    if record.get("smallbench"):
+        record["smallbench_tasks"] = sorted(record["smallbench"])
     if record.get("train_loss") is not None and record.get("train_perplexity") is None:
         record["train_perplexity"] = math.exp(record["train_loss"]) if record["train_loss"] < 709 else math.inf
 

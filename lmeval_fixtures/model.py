@@ -176,7 +176,8 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = nn.Linear(d, d, bias=False)
         self.o_proj = nn.Linear(d, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, width = x.shape
         shape = (batch, length, self.n_heads, self.head_dim)
         q = self.q_proj(x).view(shape).transpose(1, 2)
@@ -185,7 +186,10 @@ class CausalSelfAttention(nn.Module):
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if attention_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # (batch, length, length) booleans, True where a query may attend
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask[:, None])
         return self.o_proj(y.transpose(1, 2).reshape(batch, length, width))
 
 
@@ -208,8 +212,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attention_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -248,17 +253,28 @@ class Transformer(nn.Module):
         if cached is None or cached[0].shape[0] < length or cached[0].device != device:
             cached = rotary_tables(self.config, max(length, self.config.max_seq_len), device)
             self._rotary_cache = cached
-        return cached[0][:length], cached[1][:length]
+        return cached
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states, shape (batch, length, d_model)."""
+    def hidden_states(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states, shape (batch, length, d_model).
+
+        ``position_ids`` and a boolean ``attention_mask`` (batch, length, length) let a
+        scorer pack several continuations of one context into one row, each attending
+        to the context and to itself only; without them the row is plainly causal.
+        """
         length = input_ids.shape[1]
-        if length > self.config.max_seq_len:
-            raise ValueError(f"sequence of {length} tokens exceeds max_seq_len {self.config.max_seq_len}")
-        cos, sin = self._rotary(length, input_ids.device)
+        last_position = length - 1 if position_ids is None else int(position_ids.max())
+        if last_position >= self.config.max_seq_len:
+            raise ValueError(f"position {last_position} exceeds max_seq_len {self.config.max_seq_len}")
+        cos, sin = self._rotary(max(length, last_position + 1), input_ids.device)
+        if position_ids is None:
+            cos, sin = cos[:length], sin[:length]
+        else:
+            cos, sin = cos[position_ids][:, None], sin[position_ids][:, None]
         x = self.embed_tokens(input_ids)
         for layer in self.layers:
-            x = layer(x, cos, sin)
+            x = layer(x, cos, sin, attention_mask)
         return self.norm(x)
 
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:

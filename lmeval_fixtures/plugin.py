@@ -12,11 +12,30 @@ import pytest
 
 from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
 from .data import resolve_data_dir
-from .fixtures import SESSION_KEY, LmevalSession, checkpoint, lmeval, record_metric, wikitext  # noqa: F401
+from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin's namespace)
+    SESSION_KEY,
+    LmevalSession,
+    checkpoint,
+    gates,
+    lmeval,
+    progress,
+    record_metric,
+    smallbench_data,
+    wikitext,
+)
 from .metrics import RecordInvalid, RunRecorder
 from .report import write_checkpoint_report
 from .run_info import run_metadata
-from .settings import REFERENCE_DIR, Settings, UsageError, check_dtype, positive_or_none, resolve_device
+from .settings import (
+    REFERENCE_DIR,
+    Settings,
+    UsageError,
+    check_dtype,
+    non_negative,
+    positive_or_none,
+    resolve_device,
+)
+from .tasks import PROMPT_SETS
 
 MARKERS = {
     "perplexity": "WikiText-2 perplexity, bits per byte, word perplexity",
@@ -51,6 +70,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="apply the WikiText detokenizer before scoring (default: on, as lm-evaluation-harness)")
     group.addoption("--batch-tokens", type=int, default=16384, metavar="N",
                     help="token budget of one forward batch (default: 16384)")
+    group.addoption("--prompts", choices=list(PROMPT_SETS), default="smallbench",
+                    help="SmallBench prompt set: the house prompts or lm-evaluation-harness's (default: smallbench)")
+    group.addoption("--max-samples", type=int, metavar="N", help="evaluate the first N rows of each task (recorded)")
+    group.addoption("--fewshot", type=int, default=0, metavar="K",
+                    help="K labelled examples from the train split before each row, drawn with --seed (default: 0)")
+    group.addoption("--baseline", metavar="PATH", help="metrics.json, or a folder of <checkpoint>/metrics.json, "
+                    "to gate against (a checkpoint without a baseline record is not gated)")
+    group.addoption("--ppl-tolerance", type=float, default=0.01, metavar="REL",
+                    help="allowed relative rise of perplexity and bits per byte over the baseline (default: 0.01)")
+    group.addoption("--acc-tolerance-se", type=float, default=2.0, metavar="K",
+                    help="allowed accuracy drop below the baseline, in standard errors (default: 2)")
+    group.addoption("--min-acc", type=float, metavar="P", help="accuracy floor for every SmallBench task")
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
     parser.addini("lmeval_data_dir", "default for --data-dir")
 
@@ -74,7 +105,22 @@ def _build_settings(config: pytest.Config) -> Settings:
         batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
         run_id=option.run_id,
         experiment_name=option.experiment_name,
+        prompts=option.prompts,
+        max_samples=positive_or_none("--max-samples", option.max_samples),
+        fewshot=non_negative("--fewshot", option.fewshot),
+        baseline=_existing("--baseline", option.baseline),
+        ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
+        acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
+        min_acc=option.min_acc,
     )
+
+
+def _existing(name: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if not Path(value).exists():
+        raise UsageError(f"{name} {value}: no such file or folder")
+    return Path(value)
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -112,8 +112,28 @@ def render_summary(record: dict[str, Any]) -> str:
     else:
         parts.append(_not_run("perplexity", record))
 
-    parts += ["", "## SmallBench", "", _not_run("smallbench", record)]
+    parts += ["", "## SmallBench", ""]
+    bench = record.get("smallbench") or {}
+    if bench:
+        rows = [[task, s["prompt_set"], s["fewshot"], s["n"], s["acc"], s["acc_stderr"], s["acc_norm"],
+                 s["acc_norm_stderr"]] for task, s in bench.items()]
+        parts.append(_table(["task", "prompts", "shots", "n", "acc", "± SE", "acc_norm", "± SE"], rows))
+        parts += ["", f"Average accuracy over the four tasks: {_fmt(record.get('smallbench_avg_acc'))}"
+                      + ("" if record.get("smallbench_avg_acc") is not None else " (needs all four tasks)") + "."]
+        capped = {s.get("max_samples") for s in bench.values()} - {None}
+        if capped:
+            parts += ["", f"Subset: first {', '.join(str(c) for c in sorted(capped))} rows per task (--max-samples)."]
+        missing = [t for t in ("sst2", "rte", "boolq", "mrpc") if t not in bench]
+        if missing:
+            parts += ["", f"Not run: {', '.join(missing)} " + _not_run("smallbench", record)]
+    else:
+        parts.append(_not_run("smallbench", record))
     parts += ["", "## Latency and throughput", "", _not_run("latency", record)]
+
+    if record.get("gates"):
+        parts += ["", "## Gates", ""]
+        parts.append(_table(["gate", "verdict", "detail"], [
+            [name, "pass" if g["ok"] else "**FAIL**", g["message"]] for name, g in record["gates"].items()]))
 
     parts += ["", "## Items", ""]
     parts.append(_table(["item", "outcome", "seconds", "reason"], [

@@ -33,6 +33,13 @@ class Settings:
     batch_tokens: int = 16384
     run_id: str | None = None
     experiment_name: str | None = None
+    prompts: str = "smallbench"
+    max_samples: int | None = None
+    fewshot: int = 0
+    baseline: Path | None = None
+    ppl_tolerance: float = 0.01
+    acc_tolerance_se: float = 2.0
+    min_acc: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, object]:
@@ -42,6 +49,9 @@ class Settings:
             "detokenize": self.detokenize, "batch_tokens": self.batch_tokens,
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "checkpoints": [spec.name for spec in self.checkpoints],
+            "prompts": self.prompts, "max_samples": self.max_samples, "fewshot": self.fewshot,
+            "baseline": str(self.baseline) if self.baseline else None, "ppl_tolerance": self.ppl_tolerance,
+            "acc_tolerance_se": self.acc_tolerance_se, "min_acc": self.min_acc,
         }
 
 
@@ -72,4 +82,10 @@ def check_dtype(dtype: str, device: str) -> str:
 def positive_or_none(name: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise UsageError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def non_negative(name: str, value: float) -> float:
+    if value < 0:
+        raise UsageError(f"{name} must not be negative, got {value}")
     return value

@@ -1,0 +1,137 @@
+"""Evaluating one SmallBench task: prompts -> requests -> scores -> accuracy.
+
+acc is the argmax of the summed log-likelihoods; acc_norm the argmax of
+log-likelihood divided by the character length of the bare choice string (as
+lm-evaluation-harness computes it); standard errors are sqrt(p(1-p)/(n-1)),
+lm-evaluation-harness's ``mean_stderr``. Correct counts and n are kept as sums
+so that shards merge exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .scoring import Progress, Request, ScoringStats, score_requests
+from .tasks import Prompt, Task
+from .tokenizer import TextTokenizer
+
+
+@dataclass
+class RowResult:
+    idx: int
+    label: int
+    loglikelihoods: list[float]
+    greedy: list[bool]
+
+    def prediction(self, lengths: list[int] | None = None) -> int:
+        values = self.loglikelihoods if lengths is None else [ll / n for ll, n in zip(self.loglikelihoods, lengths,
+                                                                                      strict=True)]
+        return max(range(len(values)), key=lambda i: (values[i], -i))  # first maximum, as numpy.argmax
+
+
+@dataclass
+class TaskResult:
+    task: str
+    prompt_set: str
+    fewshot: int
+    rows: list[RowResult]
+    choice_lengths: list[int]
+    stats: ScoringStats
+    seconds: float
+    max_samples: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    @property
+    def correct(self) -> int:
+        return sum(r.prediction() == r.label for r in self.rows)
+
+    @property
+    def correct_norm(self) -> int:
+        return sum(r.prediction(self.choice_lengths) == r.label for r in self.rows)
+
+    @property
+    def acc(self) -> float:
+        return self.correct / self.n
+
+    @property
+    def acc_norm(self) -> float:
+        return self.correct_norm / self.n
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n": self.n, "acc": self.acc, "acc_stderr": stderr(self.acc, self.n),
+            "acc_norm": self.acc_norm, "acc_norm_stderr": stderr(self.acc_norm, self.n),
+            "correct": self.correct, "correct_norm": self.correct_norm,
+            "gold_loglikelihood_sum": sum(r.loglikelihoods[r.label] for r in self.rows),
+            "prompt_set": self.prompt_set, "fewshot": self.fewshot, "max_samples": self.max_samples,
+            "requests": self.stats.requests, "contexts": self.stats.contexts,
+            "input_tokens": self.stats.input_tokens, "padded_tokens": self.stats.padded_tokens,
+            "separate_encodings": self.stats.separate_encodings,
+            "truncated_contexts": self.stats.truncated_contexts,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def stderr(p: float, n: int) -> float | None:
+    return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else None
+
+
+def fewshot_prefix(prompt: Prompt, pool: list[dict], k: int, seed: int, task: str, row: dict) -> str:
+    """k labelled examples, drawn per row with a fixed seed, never the evaluated row itself."""
+    if k == 0:
+        return ""
+    candidates = [r for r in pool if r is not row and r != row]
+    if len(candidates) < k:
+        raise ValueError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(candidates)}")
+    rng = random.Random(f"{seed}:{task}:{row.get('idx')}")
+    shots = rng.sample(candidates, k)
+    return "".join(prompt.context(s) + prompt.delimiter + prompt.choices[s["label"]] + "\n\n" for s in shots)
+
+
+def evaluate_task(
+    model: torch.nn.Module,
+    tokenizer: TextTokenizer,
+    task: Task,
+    rows: list[dict],
+    max_len: int,
+    *,
+    prompt_set: str = "smallbench",
+    fewshot: int = 0,
+    fewshot_pool: list[dict] | None = None,
+    seed: int = 1234,
+    max_samples: int | None = None,
+    batch_tokens: int = 16384,
+    progress: Progress | None = None,
+) -> TaskResult:
+    """Score every choice of every row (the first ``max_samples`` rows when given)."""
+    prompt = task.prompts[prompt_set]
+    if max_samples is not None:
+        rows = rows[:max_samples]
+    if fewshot and not fewshot_pool:
+        raise ValueError(f"{task.name}: --fewshot {fewshot} needs the {task.fewshot_split} split")
+    continuations = prompt.continuations()
+    requests = []
+    for row in rows:
+        context = fewshot_prefix(prompt, fewshot_pool or [], fewshot, seed, task.name, row) + prompt.context(row)
+        requests += [Request(context, c) for c in continuations]
+    start = time.perf_counter()
+    scores, stats = score_requests(model, tokenizer, requests, max_len, batch_tokens=batch_tokens, progress=progress)
+    seconds = time.perf_counter() - start
+    k = len(continuations)
+    results = [
+        RowResult(int(row.get("idx", i)), row["label"], [s.logprob for s in scores[i * k:(i + 1) * k]],
+                  [s.is_greedy for s in scores[i * k:(i + 1) * k]])
+        for i, row in enumerate(rows)
+    ]
+    return TaskResult(task.name, prompt_set, fewshot, results, [len(c) for c in prompt.choices], stats, seconds,
+                      max_samples)
