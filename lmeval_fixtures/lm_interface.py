@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,3 +29,24 @@ def split_forward(model: torch.nn.Module) -> tuple[Callable[[torch.Tensor], torc
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def target_logprobs(
+    head: Head, features: torch.Tensor, targets: torch.Tensor, *, with_greedy: bool = False, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """float32 log-probability of each target (and whether it is the argmax), for (N, d) features.
+
+    The vocabulary projection and a fused cross-entropy run chunk by chunk, so each
+    chunk of logits is consumed while still in cache and no (N, vocab) log-softmax
+    is ever materialised: on a CPU this is several times cheaper than projecting
+    everything and then normalising.
+    """
+    logprobs = torch.empty(features.shape[0], dtype=torch.float32, device=features.device)
+    greedy = torch.empty(features.shape[0], dtype=torch.bool, device=features.device) if with_greedy else None
+    for start in range(0, features.shape[0], chunk):
+        logits = head(features[start : start + chunk]).float()
+        target = targets[start : start + chunk]
+        logprobs[start : start + chunk] = -F.cross_entropy(logits, target, reduction="none")
+        if greedy is not None:
+            greedy[start : start + chunk] = logits.argmax(dim=-1) == target
+    return logprobs, greedy

@@ -15,10 +15,9 @@ import re
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from .corpora import Document
-from .lm_interface import model_device, split_forward
+from .lm_interface import model_device, split_forward, target_logprobs
 from .tokenizer import TextTokenizer
 
 
@@ -143,7 +142,7 @@ def evaluate_perplexity(
     because attention is causal and only real positions are scored.
     """
     token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens)
-    streams = [[tokenizer.bos_token_id] + ids for ids in token_lists]
+    streams = [torch.tensor([tokenizer.bos_token_id] + ids, dtype=torch.long) for ids in token_lists]
     windows = [w for i, ids in enumerate(token_lists) for w in plan_windows(len(ids), max_len, stride, i)]
     windows.sort(key=lambda w: (-w.length, w.document, w.start))
     hidden_fn, head_fn = split_forward(model)
@@ -156,21 +155,19 @@ def evaluate_perplexity(
         rows = max(1, batch_tokens // width)
         batch = windows[index : index + rows]
         index += len(batch)
-        inputs = torch.zeros((len(batch), width), dtype=torch.long)
-        targets, row_ids, positions, docs = [], [], [], []
+        inputs = torch.zeros((len(batch), width + 1), dtype=torch.long)
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)
+        owner = torch.empty((len(batch), width), dtype=torch.long)
         for row, w in enumerate(batch):
-            stream = streams[w.document]
-            inputs[row, : w.length] = torch.tensor(stream[w.start : w.start + w.length])
-            first = w.length - w.n_scored
-            targets.extend(stream[w.start + first + 1 : w.start + w.length + 1])
-            row_ids.extend([row] * w.n_scored)
-            positions.extend(range(first, w.length))
-            docs.extend([w.document] * w.n_scored)
-        features = hidden_fn(inputs.to(device))
-        selected = features[torch.tensor(row_ids, device=device), torch.tensor(positions, device=device)]
-        logits = head_fn(selected).float()
-        nll = F.cross_entropy(logits, torch.tensor(targets, device=device), reduction="none")
-        doc_nll.index_add_(0, torch.tensor(docs), nll.double().cpu())
+            inputs[row, : w.length + 1] = streams[w.document][w.start : w.start + w.length + 1]
+            scored[row, w.length - w.n_scored : w.length] = True
+            owner[row] = w.document
+        features = hidden_fn(inputs[:, :-1].to(device))
+        targets = inputs[:, 1:]
+        if not bool(scored.all()):  # project only the scored positions onto the vocabulary
+            features, targets, owner = features[scored.to(device)], targets[scored], owner[scored]
+        logprobs, _ = target_logprobs(head_fn, features.reshape(-1, features.shape[-1]), targets.reshape(-1).to(device))
+        doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
 
     per_document = [(doc_nll[i].item(), len(ids)) for i, ids in enumerate(token_lists)]
     return PerplexityResult(

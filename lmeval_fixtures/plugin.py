@@ -24,7 +24,7 @@ from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin
     wikitext,
 )
 from .metrics import RecordInvalid, RunRecorder
-from .report import write_checkpoint_report
+from .report import headline, write_checkpoint_report
 from .run_info import run_metadata
 from .settings import (
     REFERENCE_DIR,
@@ -46,6 +46,7 @@ MARKERS = {
 WORKER_OUTPUT_KEY = "lmeval_fragments"
 REPORT_PATHS_KEY = pytest.StashKey[list[Path]]()
 REPORT_ERRORS_KEY = pytest.StashKey[list[str]]()
+HEADLINES_KEY = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -233,6 +234,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except (OSError, RecordInvalid) as exc:
             errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
     config.stash[REPORT_PATHS_KEY] = paths
+    config.stash[HEADLINES_KEY] = [headline(r) for r in state.recorder.records(interrupted=interrupted).values()]
     config.stash[REPORT_ERRORS_KEY] = errors
     if errors and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -244,6 +246,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  #
     if not paths and not errors:
         return
     terminalreporter.section("lmeval-fixtures reports")
+    for line in config.stash.get(HEADLINES_KEY, []):
+        terminalreporter.write_line(line)
     for path in paths:
         terminalreporter.write_line(os.path.relpath(path) if not Path(os.path.relpath(path)).is_absolute()
                                     and not os.path.relpath(path).startswith("../..") else str(path))

@@ -36,6 +36,18 @@ def write_checkpoint_report(record: dict[str, Any], folder: Path) -> list[Path]:
     return [metrics, summary]
 
 
+def headline(record: dict[str, Any]) -> str:
+    """One terminal line per checkpoint: the figures a reader looks for first."""
+    def figure(key: str, digits: int) -> str:
+        value = record.get(key)
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    status = "" if not record["errors"] else f"  [{len(record['errors'])} error(s): see summary.md]"
+    return (f"{record['checkpoint']['name']}: val ppl {figure('val_perplexity', 2)}, "
+            f"test ppl {figure('test_perplexity', 2)}, val bits/byte {figure('val_bits_per_byte', 4)}, "
+            f"SmallBench avg acc {figure('smallbench_avg_acc', 4)}{status}")
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "—"

@@ -18,7 +18,7 @@ that context are packed into the same row after it, each attending to the
 context and to its own earlier tokens only (a block mask), with positions that
 continue from the context. Single-token continuations are scored from the
 context's last position. Only the scored positions are projected onto the
-vocabulary, and log-probabilities come from a float32 logsumexp.
+vocabulary, and log-probabilities come from a chunked, fused float32 cross-entropy.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .lm_interface import model_device, split_forward
+from .lm_interface import model_device, split_forward, target_logprobs
 from .tokenizer import TextTokenizer
 
 Progress = Callable[[int, int], None]
@@ -56,6 +56,7 @@ class ScoringStats:
     batches: int = 0
     separate_encodings: int = 0  # joins where the continuation came back empty
     truncated_contexts: int = 0
+    batch_shapes: list[tuple[int, int]] = field(default_factory=list)  # (rows, width) of each forward
 
     def merge(self, other: ScoringStats) -> None:
         for name in self.__dataclass_fields__:
@@ -68,25 +69,45 @@ class _Encoded:
     continuation: tuple[int, ...]
 
 
-def encode_pair(tokenizer: TextTokenizer, context: str, continuation: str) -> tuple[list[int], list[int], bool]:
-    """Token ids of (context, continuation) as lm-evaluation-harness splits them.
-
-    Returns ``(context_ids, continuation_ids, encoded_separately)``.
-    """
-    if not continuation:
-        raise ValueError("a continuation must not be empty")
-    if context == "":
-        return [tokenizer.bos_token_id], tokenizer.encode(continuation), False
+def _move_whitespace(context: str, continuation: str) -> tuple[str, str]:
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = tokenizer.encode(context + continuation)
-    context_ids = tokenizer.encode(context)
-    continuation_ids = whole[len(context_ids):]
-    if not continuation_ids:
-        return context_ids, tokenizer.encode(continuation), True
-    return context_ids, continuation_ids, False
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
+def encode_pairs(tokenizer: TextTokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int], bool]]:
+    """Token ids of each (context, continuation) as lm-evaluation-harness splits them.
+
+    Each item is ``(context_ids, continuation_ids, encoded_separately)``. Encoding is
+    batched, and each distinct context is encoded once however many choices it has.
+    """
+    moved = []
+    for context, continuation in pairs:
+        if not continuation:
+            raise ValueError("a continuation must not be empty")
+        moved.append(_move_whitespace(context, continuation) if context else ("", continuation))
+    distinct = sorted({context for context, _ in moved if context})
+    context_ids = dict(zip(distinct, tokenizer.encode_batch(distinct), strict=True))
+    wholes = tokenizer.encode_batch([context + continuation for context, continuation in moved if context])
+    encoded, whole_index = [], 0
+    for context, continuation in moved:
+        if not context:  # empty context: the BOS/EOS token stands in for it
+            encoded.append(([tokenizer.bos_token_id], tokenizer.encode(continuation), False))
+            continue
+        ctx = context_ids[context]
+        cont = wholes[whole_index][len(ctx):]
+        whole_index += 1
+        if cont:
+            encoded.append((ctx, cont, False))
+        else:  # one token spans the join: encode the parts separately
+            encoded.append((ctx, tokenizer.encode(continuation), True))
+    return encoded
+
+
+def encode_pair(tokenizer: TextTokenizer, context: str, continuation: str) -> tuple[list[int], list[int], bool]:
+    """One pair; see ``encode_pairs``."""
+    return encode_pairs(tokenizer, [(context, continuation)])[0]
 
 
 def _truncate(context: list[int], continuation: list[int], max_len: int) -> tuple[tuple[int, ...], bool]:
@@ -140,8 +161,8 @@ def score_requests(
     """Score every request; results do not depend on batch size or order beyond float rounding."""
     stats = ScoringStats(requests=len(requests))
     encoded: list[_Encoded] = []
-    for request in requests:
-        context, continuation, separate = encode_pair(tokenizer, request.context, request.continuation)
+    pairs = encode_pairs(tokenizer, [(r.context, r.continuation) for r in requests])
+    for context, continuation, separate in pairs:
         truncated_context, cut = _truncate(context, continuation, max_len)
         stats.separate_encodings += separate
         stats.truncated_contexts += cut
@@ -188,6 +209,7 @@ def score_requests(
                 targets += cont
                 owners += [index] * len(cont)
         stats.padded_tokens += ids.numel()
+        stats.batch_shapes.append((len(batch), width))
         packed = bool((segments > 0).any())
         ids, positions, segments = ids.to(device), positions.to(device), segments.to(device)
         if packed:
@@ -195,10 +217,8 @@ def score_requests(
         else:
             features = hidden_fn(ids)
         selected = features[torch.tensor(rows_idx, device=device), torch.tensor(cols_idx, device=device)]
-        logits = head_fn(selected).float()
         target = torch.tensor(targets, device=device)
-        token_logprob = logits.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
-        token_greedy = logits.argmax(dim=-1) == target
+        token_logprob, token_greedy = target_logprobs(head_fn, selected, target, with_greedy=True)
         owner = torch.tensor(owners)
         logprobs.index_add_(0, owner, token_logprob.double().cpu())
         misses.index_add_(0, owner, (~token_greedy).long().cpu())

@@ -56,6 +56,7 @@ def test_order_does_not_change_results(engine):
 def test_multi_token_continuations_share_one_context_pass(engine):
     _, tokenizer, _, _ = engine
     model = Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=128)).eval()
+    model.init_weights(2)
     requests = [Request(CONTEXTS[0], c) for c in (" well-known crustacean", " not entailment", " yes")]
     scores, stats = score_requests(model, tokenizer, requests, 128)
     assert stats.contexts == 1 and stats.batches == 1 and stats.truncated_contexts == 0
