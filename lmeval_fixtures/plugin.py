@@ -247,9 +247,9 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  #
         return
     terminalreporter.section("lmeval-fixtures reports")
     for line in config.stash.get(HEADLINES_KEY, []):
-        terminalreporter.write_line(line)
+        terminalreporter.line(line)
     for path in paths:
-        terminalreporter.write_line(os.path.relpath(path) if not Path(os.path.relpath(path)).is_absolute()
+        terminalreporter.line(os.path.relpath(path) if not Path(os.path.relpath(path)).is_absolute()
                                     and not os.path.relpath(path).startswith("../..") else str(path))
     for error in errors:
-        terminalreporter.write_line(error, red=True)
+        terminalreporter.line(error, red=True)
