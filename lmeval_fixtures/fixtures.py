@@ -5,6 +5,7 @@ This is the pytest layer; the work is done by the library modules it calls.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import torch
 
 from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint, load_checkpoint
 from .corpora import Document, wikitext_documents
@@ -20,6 +22,7 @@ from .gates import BaselineError, Gate, load_baseline
 from .metrics import RunRecorder
 from .settings import Settings
 from .tasks import TASKS, Task
+from .timing import device_sync, summarise_ms, synchronised, timer_description
 
 IDENTITY_ITEM = "~checkpoint"  # sorts after every node id: identity fields win merges
 
@@ -222,3 +225,41 @@ def progress(pytestconfig: pytest.Config) -> Callable[[str], Callable[[int, int]
         return show
 
     return make
+
+
+XDIST_TIMING_REASON = ("timings are not taken under pytest-xdist (pytest-benchmark disables itself there); "
+                       "run the timed items alone: pytest benchmarks -p no:xdist -m \"latency or throughput\" "
+                       "--merge-into reports/<run_id>")
+
+
+class ForwardTimer:
+    """Times ``model(ids)`` with pytest-benchmark, draining the device before and inside each round."""
+
+    def __init__(self, benchmark: Any, config: pytest.Config) -> None:
+        self.benchmark = benchmark
+        self.config = config
+
+    def unavailable(self) -> str | None:
+        """Why no timing can be taken here, or None."""
+        under_xdist = hasattr(self.config, "workerinput") or self.config.getoption("dist", "no") != "no"
+        if under_xdist or os.environ.get("PYTEST_XDIST_WORKER"):
+            return XDIST_TIMING_REASON
+        if self.benchmark.disabled:
+            return "pytest-benchmark is disabled (--benchmark-disable or --benchmark-skip): no timing taken"
+        return None
+
+    def time(self, model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
+        device = ids.device
+        with torch.inference_mode():
+            self.benchmark.pedantic(synchronised(lambda: model(ids), device), setup=device_sync(device),
+                                    rounds=rounds, warmup_rounds=warmup, iterations=1)
+        summary = summarise_ms(list(self.benchmark.stats.stats.data))
+        summary["timer"] = timer_description(device)
+        summary["warmup_rounds"] = warmup
+        return summary
+
+
+@pytest.fixture
+def forward_timer(benchmark: Any, pytestconfig: pytest.Config) -> ForwardTimer:
+    """Synchronised forward-pass timing through pytest-benchmark's ``benchmark`` fixture."""
+    return ForwardTimer(benchmark, pytestconfig)

@@ -90,8 +90,51 @@ def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
         "environment": copy.deepcopy(run["environment"]),
         "settings": copy.deepcopy(run.get("settings", {})),
         "data_fingerprints": {}, "perplexity": {}, "items": {}, "errors": [], "complete": True,
+        "invocations": [{"timestamp": run["timestamp"], "git_commit": run.get("git_commit"),
+                         "args": run.get("args", [])}],
     })
     return record
+
+
+class RecordMergeError(ValueError):
+    """Two records that do not describe the same checkpoint and data."""
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def merge_records(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Fold a later invocation of the same run into an earlier record (e.g. timings after an -n auto run).
+
+    The later figures win where both measured something; a figure the later
+    invocation did not measure (null) never erases an earlier one. Records of
+    different weights or of the same file name with different contents are refused.
+    """
+    mine, theirs = earlier["checkpoint"].get("sha256"), later["checkpoint"].get("sha256")
+    if mine and theirs and mine != theirs:
+        raise RecordMergeError(f"{later['checkpoint']['name']}: weights differ from the earlier record's "
+                               f"(sha256 {theirs[:12]} vs {mine[:12]})")
+    for name, sha in later.get("data_fingerprints", {}).items():
+        if earlier.get("data_fingerprints", {}).get(name, sha) != sha:
+            raise RecordMergeError(f"{later['checkpoint']['name']}: {name} differs from the earlier record's data")
+    merged = copy.deepcopy(earlier)
+    update = _drop_nulls({k: v for k, v in later.items()
+                          if k not in ("schema_version", "run_id", "timestamp", "experiment_name", "invocations",
+                                       "complete", "errors")})
+    # a timing entry is one measurement: a later one replaces it whole (a "not taken" note must not linger)
+    for shape, entry in update.pop("latency", {}).items():
+        merged.setdefault("latency", {})[shape] = entry
+    if "throughput" in update:
+        merged["throughput"] = update.pop("throughput")
+    deep_merge(merged, update)
+    merged["errors"] = earlier.get("errors", []) + [e for e in later.get("errors", []) if e not in earlier["errors"]]
+    merged["invocations"] = earlier.get("invocations", []) + later.get("invocations", [])
+    merged["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
+    derive_fields(merged)
+    return _schema_order(merged)
 
 
 SMALLBENCH_KEYS = ("sentiment", "nli", "qa", "paraphrase")

@@ -5,6 +5,7 @@ Workers record fragments; the controller alone merges them and writes reports.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin
     SESSION_KEY,
     LmevalSession,
     checkpoint,
+    forward_timer,
     gates,
     lmeval,
     progress,
@@ -23,7 +25,7 @@ from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin
     smallbench_data,
     wikitext,
 )
-from .metrics import RecordInvalid, RunRecorder
+from .metrics import RunRecorder, merge_records
 from .report import headline, write_checkpoint_report
 from .run_info import run_metadata
 from .settings import (
@@ -32,6 +34,8 @@ from .settings import (
     UsageError,
     check_dtype,
     non_negative,
+    parse_shape,
+    parse_shapes,
     positive_or_none,
     resolve_device,
 )
@@ -83,6 +87,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--acc-tolerance-se", type=float, default=2.0, metavar="K",
                     help="allowed accuracy drop below the baseline, in standard errors (default: 2)")
     group.addoption("--min-acc", type=float, metavar="P", help="accuracy floor for every SmallBench task")
+    group.addoption("--latency-shapes", default="1x128,1x512", metavar="BxS,...",
+                    help="latency shapes, batch x sequence (default: 1x128,1x512)")
+    group.addoption("--latency-rounds", type=int, default=20, metavar="N", help="timed rounds per shape (default: 20)")
+    group.addoption("--latency-warmup", type=int, default=3, metavar="N", help="untimed warm-up rounds (default: 3)")
+    group.addoption("--throughput-shape", default="32x512", metavar="BxS",
+                    help="throughput batch x sequence; the batch is halved until it fits (default: 32x512)")
+    group.addoption("--throughput-rounds", type=int, default=5, metavar="N", help="timed rounds (default: 5)")
+    group.addoption("--merge-into", metavar="RUN_DIR",
+                    help="merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
+                         "timings taken with -p no:xdist after an -n auto run")
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
     parser.addini("lmeval_data_dir", "default for --data-dir")
 
@@ -113,6 +127,12 @@ def _build_settings(config: pytest.Config) -> Settings:
         ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
         acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
         min_acc=option.min_acc,
+        latency_shapes=parse_shapes(option.latency_shapes, "--latency-shapes"),
+        latency_rounds=int(positive_or_none("--latency-rounds", option.latency_rounds)),
+        latency_warmup=int(non_negative("--latency-warmup", option.latency_warmup)),
+        throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
+        throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
+        merge_into=_existing("--merge-into", option.merge_into),
     )
 
 
@@ -138,6 +158,8 @@ def pytest_configure(config: pytest.Config) -> None:
     run = {} if _is_worker(config) else run_metadata(
         config.rootpath, settings.device, settings.dtype, settings.seed, settings.run_id,
         settings.experiment_name, settings.as_record())
+    if run:
+        run["args"] = list(config.invocation_params.args)
     config.stash[SESSION_KEY] = LmevalSession(settings, RunRecorder(run))
 
 
@@ -146,6 +168,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "checkpoint_spec" in metafunc.fixturenames:
         specs = metafunc.config.stash[SESSION_KEY].settings.checkpoints
         metafunc.parametrize("checkpoint_spec", specs, ids=[s.name for s in specs], scope="session")
+    if "latency_shape" in metafunc.fixturenames:
+        shapes = metafunc.config.stash[SESSION_KEY].settings.latency_shapes
+        metafunc.parametrize("latency_shape", shapes, ids=[f"{b}x{s}" for b, s in shapes])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -227,14 +252,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     paths: list[Path] = []
     errors: list[str] = []
-    out = state.settings.report_dir / state.recorder.run["run_id"]
+    merge_into = state.settings.merge_into
+    out = merge_into or state.settings.report_dir / state.recorder.run["run_id"]
+    headlines = []
     for name, record in state.recorder.records(interrupted=interrupted).items():
         try:
+            if merge_into is not None and (merge_into / name / "metrics.json").is_file():
+                earlier = json.loads((merge_into / name / "metrics.json").read_text(encoding="utf-8"))
+                record = merge_records(earlier, record)
             paths += write_checkpoint_report(record, out / name)
-        except (OSError, RecordInvalid) as exc:
+            headlines.append(headline(record))
+        except (OSError, ValueError) as exc:  # RecordInvalid, RecordMergeError, bad JSON
             errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
     config.stash[REPORT_PATHS_KEY] = paths
-    config.stash[HEADLINES_KEY] = [headline(r) for r in state.recorder.records(interrupted=interrupted).values()]
+    config.stash[HEADLINES_KEY] = headlines
     config.stash[REPORT_ERRORS_KEY] = errors
     if errors and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

@@ -140,7 +140,29 @@ def render_summary(record: dict[str, Any]) -> str:
             parts += ["", f"Not run: {', '.join(missing)} " + _not_run("smallbench", record)]
     else:
         parts.append(_not_run("smallbench", record))
-    parts += ["", "## Latency and throughput", "", _not_run("latency", record)]
+    parts += ["", "## Latency and throughput", ""]
+    latency = record.get("latency") or {}
+    taken = {k: v for k, v in latency.items() if v.get("timing") == "taken"}
+    if taken:
+        parts.append(_table(["shape", "mean ms", "median", "p95", "p99", "stddev", "min", "rounds", "peak RSS MB"], [
+            [shape, s["mean_ms"], s["median_ms"], s["p95_ms"], s["p99_ms"], s["stddev_ms"], s["min_ms"], s["rounds"],
+             s.get("peak_rss_mb")] for shape, s in taken.items()]))
+        parts += ["", f"Timer: {next(iter(taken.values()))['timer']}."]
+    for shape, s in latency.items():
+        if s.get("timing") != "taken":
+            parts += ["", f"Latency {shape}: not taken ({s.get('reason')})."]
+    throughput = record.get("throughput") or {}
+    if throughput.get("timing") == "taken":
+        parts += ["", f"Throughput: {throughput['tokens_per_sec']:,.0f} tokens/s at batch {throughput['batch']} x "
+                      f"sequence {throughput['seq']} (mean of {throughput['rounds']} rounds)"
+                  + (f"; {'; '.join(throughput['notes'])}" if throughput.get("notes") else "") + "."]
+    elif throughput:
+        parts += ["", f"Throughput: not taken ({throughput.get('reason')})."]
+    if record.get("memory_allocated_mb") is not None:
+        parts += ["", f"CUDA peak memory: {record['memory_allocated_mb']:,.1f} MB allocated, "
+                      f"{record['memory_reserved_mb']:,.1f} MB reserved."]
+    if not latency and not throughput:
+        parts.append(_not_run("latency", record))
 
     if record.get("gates"):
         parts += ["", "## Gates", ""]

@@ -40,6 +40,12 @@ class Settings:
     ppl_tolerance: float = 0.01
     acc_tolerance_se: float = 2.0
     min_acc: float | None = None
+    latency_shapes: list[tuple[int, int]] = field(default_factory=lambda: [(1, 128), (1, 512)])
+    latency_rounds: int = 20
+    latency_warmup: int = 3
+    throughput_shape: tuple[int, int] = (32, 512)
+    throughput_rounds: int = 5
+    merge_into: Path | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, object]:
@@ -52,6 +58,10 @@ class Settings:
             "prompts": self.prompts, "max_samples": self.max_samples, "fewshot": self.fewshot,
             "baseline": str(self.baseline) if self.baseline else None, "ppl_tolerance": self.ppl_tolerance,
             "acc_tolerance_se": self.acc_tolerance_se, "min_acc": self.min_acc,
+            "latency_shapes": [f"{b}x{s}" for b, s in self.latency_shapes],
+            "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
+            "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
+            "device": self.device, "dtype": self.dtype,
         }
 
 
@@ -89,3 +99,18 @@ def non_negative(name: str, value: float) -> float:
     if value < 0:
         raise UsageError(f"{name} must not be negative, got {value}")
     return value
+
+
+def parse_shape(text: str, option: str) -> tuple[int, int]:
+    """``BxS`` (batch x sequence) -> (B, S)."""
+    batch, sep, seq = text.strip().lower().partition("x")
+    if not sep or not batch.isdigit() or not seq.isdigit() or int(batch) < 1 or int(seq) < 1:
+        raise UsageError(f"{option} {text!r}: expected BATCHxSEQUENCE, e.g. 1x128")
+    return int(batch), int(seq)
+
+
+def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:
+    shapes = [parse_shape(part, option) for part in text.split(",") if part.strip()]
+    if not shapes:
+        raise UsageError(f"{option}: give at least one BATCHxSEQUENCE shape")
+    return list(dict.fromkeys(shapes))

@@ -118,11 +118,11 @@ def test_serial_and_xdist_records_are_identical(suite):
     common = ["--checkpoint", "ck", "--data-dir", "data", "-p", "no:cacheprovider"]
     suite.runpytest_subprocess(*common, "--run-id", "serial").assert_outcomes(passed=4)
     suite.runpytest_subprocess(*common, "--run-id", "parallel", "-n", "2").assert_outcomes(passed=4)
-    timing = {"seconds", "tokens_per_second", "duration_s"}
+    run_level = {"seconds", "tokens_per_second", "duration_s", "run_id", "timestamp", "environment", "invocations"}
 
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in timing | {"run_id", "timestamp", "environment"}}
+            return {k: strip(v) for k, v in value.items() if k not in run_level}
         return value
 
     for name in ("a", "b"):

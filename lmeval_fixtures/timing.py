@@ -1,0 +1,113 @@
+"""Timing and memory readings that are right on CUDA as well as on CPU.
+
+CUDA kernels are queued asynchronously: a clock read right after ``model(ids)``
+measures only the launch. ``synchronised`` wraps a function so that the device is
+drained before the clock starts (in the untimed set-up) and inside the timed call,
+so every queued kernel is counted. pytest-benchmark does the statistics.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CLEAR_REFS = Path("/proc/self/clear_refs")
+STATUS = Path("/proc/self/status")
+
+
+def device_sync(device: torch.device | str) -> Callable[[], None]:
+    """A function that waits for all queued work on ``device`` (a no-op on CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def synchronised(fn: Callable[[], Any], device: torch.device | str) -> Callable[[], None]:
+    sync = device_sync(device)
+
+    def timed() -> None:
+        fn()
+        sync()
+
+    return timed
+
+
+def timer_description(device: torch.device | str) -> str:
+    if torch.device(device).type == "cuda":
+        return "time.perf_counter, torch.cuda.synchronize before each start and inside each timed call"
+    return "time.perf_counter (CPU, synchronous)"
+
+
+def percentile(data: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
+    ordered = sorted(data)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise_ms(data_seconds: list[float]) -> dict[str, float | int]:
+    ms = [t * 1000 for t in data_seconds]
+    return {
+        "mean_ms": statistics.fmean(ms), "median_ms": statistics.median(ms),
+        "p95_ms": percentile(ms, 95), "p99_ms": percentile(ms, 99),
+        "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        "min_ms": min(ms), "max_ms": max(ms), "rounds": len(ms),
+    }
+
+
+class MemoryWatch:
+    """Peak memory of one measured block: device peaks on CUDA, peak RSS on CPU.
+
+    On Linux the process's peak RSS (VmHWM) is reset at ``start`` by writing 5 to
+    /proc/self/clear_refs, so the reading belongs to this block; where that is not
+    possible the lifetime peak is reported and labelled as such.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.rss_scope = "process lifetime"
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        try:
+            CLEAR_REFS.write_text("5")
+            self.rss_scope = "this item"
+        except OSError:
+            self.rss_scope = "process lifetime"
+
+    def read(self) -> dict[str, Any]:
+        reading: dict[str, Any] = {"peak_rss_mb": peak_rss_mb(), "peak_rss_scope": self.rss_scope}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            reading["memory_allocated_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            reading["memory_reserved_mb"] = torch.cuda.max_memory_reserved(self.device) / 2**20
+        return reading
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB on Linux
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
