@@ -7,6 +7,7 @@ timing was taken and skip. Run them with ``-p no:xdist -m "latency or throughput
 import pytest
 import torch
 
+from lmeval_fixtures.gates import latency_gates, throughput_gates
 from lmeval_fixtures.timing import MemoryWatch, is_out_of_memory
 
 
@@ -21,7 +22,7 @@ def check_context(checkpoint, seq: int) -> None:
 
 
 @pytest.mark.latency
-def test_latency(checkpoint, latency_shape, forward_timer, record_metric, lmeval):
+def test_latency(checkpoint, latency_shape, forward_timer, record_metric, lmeval, gates):
     batch, seq = latency_shape
     key = f"{batch}x{seq}"
     why_not = forward_timer.unavailable()
@@ -41,10 +42,12 @@ def test_latency(checkpoint, latency_shape, forward_timer, record_metric, lmeval
     fragment.update({k: readings[k] for k in ("memory_allocated_mb", "memory_reserved_mb") if k in readings})
     record_metric(checkpoint, fragment)
     assert stats["rounds"] == settings.latency_rounds and stats["mean_ms"] > 0
+    gates.enforce(checkpoint, latency_gates(key, stats, lmeval.environment, gates.baseline(checkpoint.name),
+                                            settings.latency_tolerance))
 
 
 @pytest.mark.throughput
-def test_throughput(checkpoint, forward_timer, record_metric, lmeval):
+def test_throughput(checkpoint, forward_timer, record_metric, lmeval, gates):
     settings = lmeval.settings
     requested, seq = settings.throughput_shape
     why_not = forward_timer.unavailable()
@@ -75,3 +78,5 @@ def test_throughput(checkpoint, forward_timer, record_metric, lmeval):
                                           "tokens_per_sec": tokens_per_second, "notes": notes},
     })
     assert tokens_per_second > 0
+    gates.enforce(checkpoint, throughput_gates(tokens_per_second, lmeval.environment, gates.baseline(checkpoint.name),
+                                               settings.latency_tolerance))

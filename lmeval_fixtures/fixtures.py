@@ -35,6 +35,11 @@ class LmevalSession:
     recorder: RunRecorder
     baselines: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """Device and dtype of this run, as a baseline's ``environment`` records them."""
+        return {"device": self.settings.device, "dtype": self.settings.dtype}
+
 
 SESSION_KEY = pytest.StashKey[LmevalSession]()
 

@@ -130,3 +130,42 @@ def accuracy_gates(task: str, summary: dict[str, Any], fingerprints: dict[str, s
         gates.append(accuracy_vs_baseline(f"{task}_acc", summary["acc"], summary["acc_stderr"], theirs["acc"],
                                           tolerance_se, baseline["_source"]))
     return gates
+
+
+def _same_machine(baseline: dict[str, Any], environment: dict[str, Any]) -> str | None:
+    theirs = baseline.get("environment", {})
+    for key in ("device", "dtype"):
+        if theirs.get(key) != environment.get(key):
+            return f"measured with {key} {theirs.get(key)!r}, this run uses {environment.get(key)!r}"
+    return None
+
+
+def latency_gates(shape: str, stats: dict[str, Any], environment: dict[str, Any], baseline: dict[str, Any] | None,
+                  relative_tolerance: float) -> list[Gate]:
+    """Mean latency of one shape against the baseline's, on the same device and dtype only."""
+    if baseline is None:
+        return []
+    theirs = baseline.get("latency", {}).get(shape, {})
+    if theirs.get("timing") != "taken":
+        return []
+    name = f"latency_{shape}"
+    different = _same_machine(baseline, environment)
+    if different:
+        return [Gate(name, False, f"{name}: baseline {baseline['_source']} refused: {different}")]
+    return [lower_is_better(f"{name}_mean_ms", stats["mean_ms"], theirs["mean_ms"], relative_tolerance,
+                            baseline["_source"])]
+
+
+def throughput_gates(tokens_per_sec: float, environment: dict[str, Any], baseline: dict[str, Any] | None,
+                     relative_tolerance: float) -> list[Gate]:
+    if baseline is None or baseline.get("throughput", {}).get("timing") != "taken":
+        return []
+    different = _same_machine(baseline, environment)
+    if different:
+        return [Gate("throughput", False, f"throughput: baseline {baseline['_source']} refused: {different}")]
+    theirs = baseline["throughput"]["tokens_per_sec"]
+    floor = theirs * (1 - relative_tolerance)
+    ok = tokens_per_sec >= floor
+    verdict = "within" if ok else "REGRESSED beyond"
+    return [Gate("throughput", ok, f"throughput {tokens_per_sec:,.0f} tokens/s {verdict} baseline {theirs:,.0f} - "
+                                   f"{relative_tolerance:.0%} (limit {floor:,.0f}; baseline {baseline['_source']})")]

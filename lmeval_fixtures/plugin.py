@@ -94,6 +94,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--throughput-shape", default="32x512", metavar="BxS",
                     help="throughput batch x sequence; the batch is halved until it fits (default: 32x512)")
     group.addoption("--throughput-rounds", type=int, default=5, metavar="N", help="timed rounds (default: 5)")
+    group.addoption("--latency-tolerance", type=float, default=0.25, metavar="REL",
+                    help="allowed relative rise of mean latency (and fall of throughput) against the baseline, "
+                         "same device and dtype only (default: 0.25)")
     group.addoption("--merge-into", metavar="RUN_DIR",
                     help="merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
                          "timings taken with -p no:xdist after an -n auto run")
@@ -133,6 +136,7 @@ def _build_settings(config: pytest.Config) -> Settings:
         throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
         throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
         merge_into=_existing("--merge-into", option.merge_into),
+        latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
     )
 
 

@@ -46,6 +46,7 @@ class Settings:
     throughput_shape: tuple[int, int] = (32, 512)
     throughput_rounds: int = 5
     merge_into: Path | None = None
+    latency_tolerance: float = 0.25
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, object]:
@@ -61,7 +62,7 @@ class Settings:
             "latency_shapes": [f"{b}x{s}" for b, s in self.latency_shapes],
             "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
             "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
-            "device": self.device, "dtype": self.dtype,
+            "latency_tolerance": self.latency_tolerance, "device": self.device, "dtype": self.dtype,
         }
 
 

@@ -132,3 +132,19 @@ def test_bad_task_data_fails_that_task_with_file_and_line(suite):
     result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "smallbench")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*rte/validation.jsonl:13: label 7 out of range for rte (0..1)*"])
+
+
+def test_latency_gate_needs_the_same_device_and_dtype():
+    from lmeval_fixtures.gates import latency_gates, throughput_gates
+
+    baseline = {"_source": "b", "environment": {"device": "cpu", "dtype": "float32"},
+                "latency": {"1x128": {"timing": "taken", "mean_ms": 10.0}},
+                "throughput": {"timing": "taken", "tokens_per_sec": 1000.0}}
+    env = {"device": "cpu", "dtype": "float32"}
+    assert latency_gates("1x128", {"mean_ms": 12.0}, env, baseline, 0.25)[0].ok
+    slow = latency_gates("1x128", {"mean_ms": 13.0}, env, baseline, 0.25)[0]
+    assert not slow.ok and "REGRESSED" in slow.message
+    other = latency_gates("1x128", {"mean_ms": 1.0}, {"device": "cuda", "dtype": "float32"}, baseline, 0.25)[0]
+    assert not other.ok and "refused: measured with device 'cpu'" in other.message
+    assert throughput_gates(800.0, env, baseline, 0.25)[0].ok
+    assert not throughput_gates(700.0, env, baseline, 0.25)[0].ok
