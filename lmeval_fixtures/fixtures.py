@@ -80,7 +80,11 @@ def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> Loaded
             "errors": [reason],
         })
         pytest.fail(reason, pytrace=False)
-    lmeval.recorder.add(loaded.name, IDENTITY_ITEM, identity_fragment(loaded))
+    fragment = identity_fragment(loaded)
+    worker = settings.extra.get("worker")
+    if worker:  # which worker evaluated this checkpoint, with how many threads, on which device
+        fragment["environment"] = {"workers": {worker["id"]: worker}}
+    lmeval.recorder.add(loaded.name, IDENTITY_ITEM, fragment)
     return loaded
 
 

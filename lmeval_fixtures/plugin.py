@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
+from .comparison import LOWER_IS_BETTER_SORT, write_comparison
 from .data import resolve_data_dir
 from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin's namespace)
     SESSION_KEY,
@@ -97,6 +99,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--latency-tolerance", type=float, default=0.25, metavar="REL",
                     help="allowed relative rise of mean latency (and fall of throughput) against the baseline, "
                          "same device and dtype only (default: 0.25)")
+    group.addoption("--shard", metavar="I/N", help="run only the I-th of N deterministic parts of the collected "
+                    "items (1-based; join the parts with `lmeval-fixtures merge`)")
+    group.addoption("--compare-by", default="val_bits_per_byte", choices=sorted(LOWER_IS_BETTER_SORT),
+                    help="sort column of comparison.md (default: val_bits_per_byte)")
     group.addoption("--merge-into", metavar="RUN_DIR",
                     help="merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
                          "timings taken with -p no:xdist after an -n auto run")
@@ -137,7 +143,18 @@ def _build_settings(config: pytest.Config) -> Settings:
         throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
         merge_into=_existing("--merge-into", option.merge_into),
         latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
+        shard=_shard(option.shard),
+        compare_by=option.compare_by,
     )
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    index, sep, count = value.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
+        raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N, e.g. 2/4")
+    return int(index), int(count)
 
 
 def _existing(name: str, value: str | None) -> Path | None:
@@ -159,12 +176,29 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = _build_settings(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    _divide_resources(config, settings)
     run = {} if _is_worker(config) else run_metadata(
         config.rootpath, settings.device, settings.dtype, settings.seed, settings.run_id,
         settings.experiment_name, settings.as_record())
     if run:
         run["args"] = list(config.invocation_params.args)
     config.stash[SESSION_KEY] = LmevalSession(settings, RunRecorder(run))
+
+
+def _divide_resources(config: pytest.Config, settings: Settings) -> None:
+    """Under xdist: each worker takes its share of the CPU threads and, on a multi-GPU host
+    with ``--device cuda`` or ``auto``, its own GPU by worker number (``cuda:N`` is kept as given)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    workers = int(workerinput.get("workercount", 1))
+    index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw") or 0)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    if settings.device == "cuda" and torch.cuda.device_count() > 1:
+        settings.device = f"cuda:{index % torch.cuda.device_count()}"
+    settings.extra["worker"] = {"id": workerinput.get("workerid"), "workers": workers, "threads": threads,
+                                "device": settings.device}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -177,8 +211,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("latency_shape", shapes, ids=[f"{b}x{s}" for b, s in shapes])
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tag items with their checkpoint so that outcomes reach the right record, across xdist too."""
+def _checkpoint_of(item: pytest.Item) -> str:
+    spec = getattr(item, "callspec", None) and item.callspec.params.get("checkpoint_spec")
+    return spec.name if isinstance(spec, CheckpointSpec) else ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep this shard's items; tag items with their checkpoint so outcomes reach the right record."""
+    shard = config.stash[SESSION_KEY].settings.shard
+    if shard is not None:
+        # contiguous parts of the items ordered by (checkpoint, id): the same split in every process,
+        # and a checkpoint's items mostly stay in one part, so it is loaded by few shards
+        index, count = shard
+        ordered = sorted(items, key=lambda it: (_checkpoint_of(it), it.nodeid))
+        size = len(ordered) / count
+        keep = {it.nodeid for it in ordered[round((index - 1) * size):round(index * size)]}
+        deselected = [it for it in items if it.nodeid not in keep]
+        items[:] = [it for it in items if it.nodeid in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
     for item in items:
         spec = getattr(item, "callspec", None) and item.callspec.params.get("checkpoint_spec")
         if isinstance(spec, CheckpointSpec):
@@ -258,16 +309,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     errors: list[str] = []
     merge_into = state.settings.merge_into
     out = merge_into or state.settings.report_dir / state.recorder.run["run_id"]
-    headlines = []
-    for name, record in state.recorder.records(interrupted=interrupted).items():
+    headlines: list[str] = []
+    written_records: list[dict] = []
+    records = state.recorder.records(interrupted=interrupted)
+    for name, record in records.items():
         try:
             if merge_into is not None and (merge_into / name / "metrics.json").is_file():
                 earlier = json.loads((merge_into / name / "metrics.json").read_text(encoding="utf-8"))
                 record = merge_records(earlier, record)
-            paths += write_checkpoint_report(record, out / name)
+            paths += write_checkpoint_report(record, out / name, comparison=len(records) > 1)
             headlines.append(headline(record))
+            written_records.append(record)
         except (OSError, ValueError) as exc:  # RecordInvalid, RecordMergeError, bad JSON
             errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
+    if len(written_records) > 1:
+        try:
+            paths += write_comparison(written_records, out, state.settings.compare_by)
+        except OSError as exc:
+            errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: {exc}")
     config.stash[REPORT_PATHS_KEY] = paths
     config.stash[HEADLINES_KEY] = headlines
     config.stash[REPORT_ERRORS_KEY] = errors

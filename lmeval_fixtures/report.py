@@ -26,13 +26,19 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_checkpoint_report(record: dict[str, Any], folder: Path) -> list[Path]:
-    """Validate, then write ``metrics.json`` and ``summary.md`` into ``folder``."""
+def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bool = False) -> list[Path]:
+    """Validate, then write ``metrics.json`` and ``summary.md`` into ``folder``.
+
+    ``comparison``: the run folder also gets a comparison.md, which the summary links.
+    """
     validate_record(record)
     metrics = folder / "metrics.json"
     summary = folder / "summary.md"
     write_atomic(metrics, json.dumps(record, indent=2, sort_keys=False) + "\n")
-    write_atomic(summary, render_summary(record))
+    text = render_summary(record)
+    if comparison:
+        text += "\nCompared with the other checkpoints of this run in [comparison.md](../comparison.md).\n"
+    write_atomic(summary, text)
     return [metrics, summary]
 
 

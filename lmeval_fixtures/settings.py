@@ -47,6 +47,8 @@ class Settings:
     throughput_rounds: int = 5
     merge_into: Path | None = None
     latency_tolerance: float = 0.25
+    shard: tuple[int, int] | None = None
+    compare_by: str = "val_bits_per_byte"
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, object]:
@@ -62,7 +64,8 @@ class Settings:
             "latency_shapes": [f"{b}x{s}" for b, s in self.latency_shapes],
             "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
             "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
-            "latency_tolerance": self.latency_tolerance, "device": self.device, "dtype": self.dtype,
+            "latency_tolerance": self.latency_tolerance,
+            "shard": "{}/{}".format(*self.shard) if self.shard else None, "device": self.device, "dtype": self.dtype,
         }
 
 

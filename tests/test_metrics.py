@@ -73,3 +73,19 @@ def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
         write_checkpoint_report(record, tmp_path / "a")
     assert metrics.read_text() == before
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metrics.json", "summary.md"]
+
+
+def test_merging_invocations_keeps_earlier_figures_and_refuses_other_weights():
+    from lmeval_fixtures.metrics import RecordMergeError, merge_records
+
+    first, second = RunRecorder(RUN), RunRecorder(RUN | {"timestamp": "2026-01-02T00:00:00+00:00"})
+    first.add("a", "p", {"val_loss": 1.0, "checkpoint": {"name": "a", "path": "p", "sha256": "aa"}})
+    second.add("a", "l", {"latency_batch1_seq128": 3.0, "checkpoint": {"name": "a", "path": "p", "sha256": "aa"}})
+    merged = merge_records(first.records()["a"], second.records()["a"])
+    assert merged["val_loss"] == 1.0 and merged["latency_batch1_seq128"] == 3.0
+    assert len(merged["invocations"]) == 2
+    validate_record(merged)
+    other = RunRecorder(RUN)
+    other.add("a", "l", {"checkpoint": {"name": "a", "path": "p", "sha256": "bb"}})
+    with pytest.raises(RecordMergeError, match="weights differ"):
+        merge_records(first.records()["a"], other.records()["a"])

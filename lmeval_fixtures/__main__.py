@@ -1,0 +1,98 @@
+"""Command line: ``python -m lmeval_fixtures merge|compare`` (also the ``lmeval-fixtures`` script).
+
+    merge OUT SHARD_DIR...    join shard reports (same run, same data) into OUT
+    compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .comparison import LOWER_IS_BETTER_SORT, write_comparison
+from .metrics import RecordMergeError, merge_records
+from .report import write_checkpoint_report
+
+
+class CommandError(Exception):
+    """A usage problem worth one line on stderr and exit status 2."""
+
+
+def read_records(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every metrics.json named, or found one or two levels under a folder named."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(path.glob("metrics.json")) + sorted(path.glob("*/metrics.json"))
+        else:
+            raise CommandError(f"{path}: no such file or folder")
+    if not found:
+        raise CommandError(f"no metrics.json under {', '.join(map(str, paths))}")
+    records = []
+    for file in found:
+        try:
+            records.append((file, json.loads(file.read_text(encoding="utf-8"))))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CommandError(f"{file}: not a readable metrics.json ({exc})") from None
+    return records
+
+
+def merge(out: Path, shards: list[Path]) -> list[Path]:
+    by_checkpoint: dict[str, dict[str, Any]] = {}
+    run_ids = set()
+    seen_data: dict[str, tuple[str, Path]] = {}
+    for file, record in read_records(shards):
+        run_ids.add(record.get("run_id"))
+        for data_name, sha in record.get("data_fingerprints", {}).items():
+            earlier = seen_data.setdefault(data_name, (sha, file))
+            if earlier[0] != sha:
+                raise CommandError(f"{file}: refused: {data_name} differs from the data of {earlier[1]}")
+        name = record["checkpoint"]["name"]
+        try:
+            by_checkpoint[name] = merge_records(by_checkpoint[name], record) if name in by_checkpoint else record
+        except RecordMergeError as exc:
+            raise CommandError(f"{file}: refused: {exc}") from None
+    if len(run_ids) > 1:
+        raise CommandError(f"shards of different runs ({', '.join(sorted(map(str, run_ids)))}): give every shard "
+                           "the same --run-id")
+    written: list[Path] = []
+    for name, record in sorted(by_checkpoint.items()):
+        written += write_checkpoint_report(record, out / name, comparison=len(by_checkpoint) > 1)
+    if len(by_checkpoint) > 1:
+        written += write_comparison(list(by_checkpoint.values()), out)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lmeval-fixtures", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge_cmd = commands.add_parser("merge", help="join shard reports into one")
+    merge_cmd.add_argument("out", type=Path)
+    merge_cmd.add_argument("shards", type=Path, nargs="+")
+    compare_cmd = commands.add_parser("compare", help="compare records of earlier runs")
+    compare_cmd.add_argument("records", type=Path, nargs="+")
+    compare_cmd.add_argument("--out", type=Path, default=Path("."), help="folder for comparison.md (default: .)")
+    compare_cmd.add_argument("--sort-by", default="val_bits_per_byte", choices=sorted(LOWER_IS_BETTER_SORT))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "merge":
+            written = merge(args.out, args.shards)
+        else:
+            records = [record for _, record in read_records(args.records)]
+            written = write_comparison(records, args.out, args.sort_by)
+    except (CommandError, OSError, ValueError) as exc:
+        print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

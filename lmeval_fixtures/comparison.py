@@ -1,0 +1,132 @@
+"""The cross-checkpoint comparison: the table (and picture) that decides an allocation study.
+
+Token perplexity is only comparable between checkpoints that share a tokenizer;
+when they do not, the table says so and bits per byte leads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .report import write_atomic
+
+# (column, record key, lower is better?, digits)
+COLUMNS = [
+    ("params", "total_params", None, 0),
+    ("emb ratio", "embedding_ratio", None, 3),
+    ("GLU exp", "glu_expansion", None, 2),
+    ("val bits/byte", "val_bits_per_byte", True, 4),
+    ("test bits/byte", "test_bits_per_byte", True, 4),
+    ("val ppl", "val_perplexity", True, 2),
+    ("test ppl", "test_perplexity", True, 2),
+    ("SST-2", "smallbench_sentiment_acc", False, 4),
+    ("RTE", "smallbench_nli_acc", False, 4),
+    ("BoolQ", "smallbench_qa_acc", False, 4),
+    ("MRPC", "smallbench_paraphrase_acc", False, 4),
+    ("SmallBench avg", "smallbench_avg_acc", False, 4),
+    ("latency 1x128 ms", "latency_batch1_seq128", True, 3),
+    ("latency 1x512 ms", "latency_batch1_seq512", True, 3),
+    ("tokens/s", "throughput_tokens_per_sec", False, 0),
+]
+TASK_OF = {"smallbench_sentiment_acc": "sst2", "smallbench_nli_acc": "rte", "smallbench_qa_acc": "boolq",
+           "smallbench_paraphrase_acc": "mrpc"}
+LOWER_IS_BETTER_SORT = {key: lower for _, key, lower, _ in COLUMNS if lower is not None}
+
+
+def shared_tokenizer(records: list[dict[str, Any]]) -> bool:
+    return len({r["checkpoint"].get("tokenizer_sha256") for r in records}) == 1
+
+
+def _cell(record: dict[str, Any], key: str, digits: int, best: bool) -> str:
+    value = record.get(key)
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}"
+    task = TASK_OF.get(key)
+    stderr = (record.get("smallbench", {}).get(task) or {}).get("acc_stderr") if task else None
+    if stderr is not None:
+        text += f" ± {stderr:.3f}"
+    return f"**{text}**" if best else text
+
+
+def render_comparison(
+    records: list[dict[str, Any]], sort_by: str = "val_bits_per_byte", plot: str | None = None
+) -> str:
+    """Markdown: one row per checkpoint, sorted by ``sort_by``, best value per column in bold."""
+    if sort_by not in LOWER_IS_BETTER_SORT:
+        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(LOWER_IS_BETTER_SORT)}")
+    lower = LOWER_IS_BETTER_SORT[sort_by]
+    present = [r for r in records if r.get(sort_by) is not None]
+    absent = [r for r in records if r.get(sort_by) is None]
+    ordered = sorted(present, key=lambda r: r[sort_by] if lower else -r[sort_by]) + absent
+    comparable = shared_tokenizer(records)
+    columns = [c for c in COLUMNS if comparable or c[1] not in ("val_perplexity", "test_perplexity")]
+    best: dict[str, float] = {}
+    for _, key, lower_better, _ in columns:
+        values = [r[key] for r in records if r.get(key) is not None]
+        if lower_better is not None and values:
+            best[key] = min(values) if lower_better else max(values)
+    header = ["checkpoint"] + [name for name, *_ in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for record in ordered:
+        cells = [record["checkpoint"]["name"]] + [
+            _cell(record, key, digits, key in best and record.get(key) == best[key]) for _, key, _, digits in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    runs = sorted({r["run_id"] for r in records})
+    parts = [f"# Comparison of {len(records)} checkpoints", "",
+             f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({'lower' if lower else 'higher'} is better); "
+             "the best value of each column is in bold; accuracies carry their standard error.", ""]
+    if not comparable:
+        parts += ["**Tokenizers differ between these checkpoints: token perplexity is not comparable and is "
+                  "left out; compare bits per byte (tokenizer-independent).**", ""]
+    fingerprints = {tuple(sorted(r.get("data_fingerprints", {}).items())) for r in records}
+    if len(fingerprints) > 1:
+        parts += ["**The checkpoints were not all measured on the same data (fingerprints differ).**", ""]
+    parts += lines
+    if plot:
+        parts += ["", f"![quality against latency]({plot})"]
+    return "\n".join(parts) + "\n"
+
+
+def plot_comparison(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Quality (bits per byte, else SmallBench average) against latency, one labelled point per
+    checkpoint, coloured by embedding ratio. None when matplotlib (the ``plot`` extra) is absent
+    or no checkpoint has both figures."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    quality_key = "val_bits_per_byte" if any(r.get("val_bits_per_byte") for r in records) else "smallbench_avg_acc"
+    latency_key = "latency_batch1_seq128"
+    points = [r for r in records if r.get(quality_key) is not None and r.get(latency_key) is not None]
+    if not points:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    scatter = axes.scatter([r[latency_key] for r in points], [r[quality_key] for r in points],
+                           c=[r.get("embedding_ratio") or 0 for r in points], cmap="viridis", s=60)
+    for r in points:
+        axes.annotate(r["checkpoint"]["name"], (r[latency_key], r[quality_key]), textcoords="offset points",
+                      xytext=(5, 5), fontsize=8)
+    axes.set_xlabel("latency, batch 1 x 128 tokens (ms)")
+    axes.set_ylabel("validation bits per byte (lower is better)" if quality_key == "val_bits_per_byte"
+                    else "SmallBench average accuracy")
+    figure.colorbar(scatter, label="embedding ratio")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    tmp.replace(path)
+    return path
+
+
+def write_comparison(records: list[dict[str, Any]], folder: Path, sort_by: str = "val_bits_per_byte") -> list[Path]:
+    png = plot_comparison(records, folder / "comparison.png")
+    text = render_comparison(records, sort_by, plot=png.name if png else None)
+    write_atomic(folder / "comparison.md", text)
+    return [folder / "comparison.md"] + ([png] if png else [])

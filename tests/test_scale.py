@@ -1,0 +1,114 @@
+"""Sharded runs, the merge and compare commands, the comparison report, xdist resource division."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lmeval_fixtures.__main__ import main as cli
+from lmeval_fixtures.comparison import render_comparison
+
+from .conftest import write_native_checkpoint, write_wikitext
+from .test_gates import SMALLBENCH, write_smallbench
+from .test_plugin import BENCHMARK
+
+RUN_LEVEL = {"run_id", "timestamp", "environment", "invocations", "settings", "seconds", "tokens_per_second",
+             "duration_s"}
+
+
+def strip(value):
+    if isinstance(value, dict):
+        return {k: strip(v) for k, v in value.items() if k not in RUN_LEVEL}
+    return value
+
+
+@pytest.fixture
+def suite(pytester, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    pytester.makepyfile(test_perplexity=BENCHMARK, test_smallbench=SMALLBENCH)
+    write_wikitext(pytester.path / "data")
+    write_smallbench(pytester.path / "data")
+    write_native_checkpoint(pytester.path / "ck" / "a", seed=1)
+    write_native_checkpoint(pytester.path / "ck" / "b", seed=2, d_model=48, n_heads=3)
+    return pytester
+
+
+def load(root: Path, run: str) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((root / run).glob("*/metrics.json"))}
+
+
+def test_shards_merge_into_the_report_of_a_single_run(suite, capsys):
+    common = ["--checkpoint", "ck", "--data-dir", "data"]
+    suite.runpytest(*common, "--run-id", "whole").assert_outcomes(passed=12)
+    first = suite.runpytest(*common, "--run-id", "split", "--shard", "1/2", "--report-dir", "s1")
+    second = suite.runpytest(*common, "--run-id", "split", "--shard", "2/2", "--report-dir", "s2")
+    assert first.parseoutcomes()["passed"] + second.parseoutcomes()["passed"] == 12
+    assert first.parseoutcomes()["deselected"] == 6
+    out = suite.path / "merged"
+    assert cli(["merge", str(out), str(suite.path / "s1/split"), str(suite.path / "s2/split")]) == 0
+    whole, merged = load(suite.path / "reports", "whole"), load(suite.path, "merged")
+    assert sorted(merged) == ["a", "b"]
+    for name in ("a", "b"):
+        assert strip(merged[name]) == strip(whole[name])
+    assert (out / "comparison.md").is_file()
+
+
+def test_merge_refuses_shards_of_other_runs_or_data(suite, capsys):
+    common = ["--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity"]
+    suite.runpytest(*common, "--run-id", "r1", "--shard", "1/2", "--report-dir", "s1")
+    suite.runpytest(*common, "--run-id", "r2", "--shard", "2/2", "--report-dir", "s2")
+    assert cli(["merge", str(suite.path / "m"), str(suite.path / "s1/r1"), str(suite.path / "s2/r2")]) == 2
+    assert "shards of different runs" in capsys.readouterr().err
+
+    suite.runpytest(*common, "--run-id", "r1", "--shard", "2/2", "--report-dir", "s3")
+    for path in (suite.path / "s3/r1").glob("*/metrics.json"):
+        record = json.loads(path.read_text())
+        record["data_fingerprints"]["wikitext-2-raw/validation.txt"] = "0" * 64
+        path.write_text(json.dumps(record))
+    assert cli(["merge", str(suite.path / "m"), str(suite.path / "s1/r1"), str(suite.path / "s3/r1")]) == 2
+    assert "wikitext-2-raw/validation.txt differs from the data of" in capsys.readouterr().err
+
+
+def test_comparison_report_and_compare_command(suite, capsys):
+    suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--run-id", "c").assert_outcomes(passed=12)
+    text = (suite.path / "reports/c/comparison.md").read_text()
+    records = load(suite.path / "reports", "c")
+    best = min(records.values(), key=lambda r: r["val_bits_per_byte"])
+    assert f"**{best['val_bits_per_byte']:,.4f}**" in text
+    lines = [line for line in text.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
+    assert lines[0].startswith(f"| {best['checkpoint']['name']} ")  # sorted by bits per byte
+    assert "comparison.md" in (suite.path / "reports/c/a/summary.md").read_text()
+
+    assert cli(["compare", str(suite.path / "reports/c"), "--out", str(suite.path / "cmp"),
+                "--sort-by", "smallbench_avg_acc"]) == 0
+    assert "Sorted by `smallbench_avg_acc`" in (suite.path / "cmp/comparison.md").read_text()
+    assert cli(["compare", str(suite.path / "nowhere")]) == 2
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
+
+
+def test_different_tokenizers_make_token_perplexity_not_comparable():
+    base = {"run_id": "r", "data_fingerprints": {}, "embedding_ratio": 0.3, "val_bits_per_byte": 2.0,
+            "val_perplexity": 100.0}
+    a = base | {"checkpoint": {"name": "a", "tokenizer_sha256": "1"}}
+    b = base | {"checkpoint": {"name": "b", "tokenizer_sha256": "2"}, "val_bits_per_byte": 1.9}
+    text = render_comparison([a, b])
+    assert "token perplexity is not comparable" in text and "val ppl" not in text
+    assert "val ppl" in render_comparison([a, b | {"checkpoint": {"name": "b", "tokenizer_sha256": "1"}}])
+
+
+def test_bad_shard_is_a_usage_error(suite):
+    result = suite.runpytest("--shard", "3/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--shard 3/2: expected I/N with 1 <= I <= N*"])
+
+
+def test_xdist_workers_divide_the_cpu_threads(suite):
+    suite.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "--run-id", "x", "-n", "2",
+                               "-m", "perplexity").assert_outcomes(passed=4)
+    record = json.loads((suite.path / "reports/x/a/metrics.json").read_text())
+    workers = record["environment"]["workers"]
+    assert workers and all(w["threads"] == max(1, (os.cpu_count() or 1) // 2) for w in workers.values())
+
+
