@@ -34,6 +34,11 @@ class LmevalSession:
     settings: Settings
     recorder: RunRecorder
     baselines: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    pending: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def record(self, checkpoint: str, item: str, fragment: dict[str, Any]) -> None:
+        """Queue a fragment; the plugin ships it with the current test report (see plugin.py)."""
+        self.pending.append((checkpoint, item, fragment))
 
     @property
     def environment(self) -> dict[str, str]:
@@ -75,7 +80,7 @@ def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> Loaded
     else:
         reason = None
     if reason is not None:  # outside the except block, so the failure shows one line, not a chain
-        lmeval.recorder.add(checkpoint_spec.name, IDENTITY_ITEM, {
+        lmeval.record(checkpoint_spec.name, IDENTITY_ITEM, {
             "checkpoint": {"name": checkpoint_spec.name, "path": str(checkpoint_spec.path)},
             "errors": [reason],
         })
@@ -84,7 +89,7 @@ def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> Loaded
     worker = settings.extra.get("worker")
     if worker:  # which worker evaluated this checkpoint, with how many threads, on which device
         fragment["environment"] = {"workers": {worker["id"]: worker}}
-    lmeval.recorder.add(loaded.name, IDENTITY_ITEM, fragment)
+    lmeval.record(loaded.name, IDENTITY_ITEM, fragment)
     return loaded
 
 
@@ -94,7 +99,7 @@ def record_metric(request: pytest.FixtureRequest, lmeval: LmevalSession) -> Call
 
     def record(target: LoadedCheckpoint | str, fragment: dict[str, Any]) -> None:
         name = target if isinstance(target, str) else target.name
-        lmeval.recorder.add(name, request.node.nodeid, fragment)
+        lmeval.record(name, request.node.nodeid, fragment)
 
     return record
 

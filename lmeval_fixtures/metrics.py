@@ -169,6 +169,11 @@ class RunRecorder:
         self.run = run
         self.fragments: list[tuple[str, str, dict[str, Any]]] = []
         self.outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+        self.expected: dict[str, set[str]] = {}
+
+    def expect(self, checkpoint: str, item: str) -> None:
+        """An item collected to run; one that never reports is listed as "not run"."""
+        self.expected.setdefault(checkpoint, set()).add(item)
 
     def add(self, checkpoint: str, item: str, fragment: dict[str, Any]) -> None:
         self.fragments.append((checkpoint, item, copy.deepcopy(fragment)))
@@ -180,14 +185,14 @@ class RunRecorder:
         }
 
     def export(self) -> str:
-        """JSON for handing fragments from an xdist worker to the controller."""
+        """JSON of the fragments, as shipped from one process to another."""
         return json.dumps(self.fragments)
 
     def absorb(self, exported: str) -> None:
         self.fragments.extend(tuple(f) for f in json.loads(exported))
 
     def checkpoint_names(self) -> list[str]:
-        names = {name for name, _, _ in self.fragments} | set(self.outcomes)
+        names = {name for name, _, _ in self.fragments} | set(self.outcomes) | set(self.expected)
         return sorted(names)
 
     def records(self, interrupted: bool = False) -> dict[str, dict[str, Any]]:
@@ -196,11 +201,16 @@ class RunRecorder:
             record = empty_record(self.run, name)
             for _, _, fragment in sorted((f for f in self.fragments if f[0] == name), key=lambda f: f[1]):
                 deep_merge(record, fragment)
-            record["items"] = dict(sorted(self.outcomes.get(name, {}).items()))
+            items = dict(self.outcomes.get(name, {}))
+            missing = sorted(self.expected.get(name, set()) - items.keys())
+            for item in missing:
+                items[item] = {"outcome": "not run", "reason": "the run ended before this item reported",
+                               "duration_s": None}
+            record["items"] = dict(sorted(items.items()))
             derive_fields(record)
             problems: list[str] = []
             record = replace_non_finite(record, found=problems)
             record["errors"] = list(record["errors"]) + problems
-            record["complete"] = not interrupted
+            record["complete"] = not interrupted and not missing
             records[name] = _schema_order(record)
         return records

@@ -49,7 +49,7 @@ MARKERS = {
     "latency": "batch-1 forward latency (pytest-benchmark)",
     "throughput": "tokens per second at a larger batch (pytest-benchmark)",
 }
-WORKER_OUTPUT_KEY = "lmeval_fragments"
+FRAGMENTS_PROPERTY = "lmeval_fragments"
 REPORT_PATHS_KEY = pytest.StashKey[list[Path]]()
 REPORT_ERRORS_KEY = pytest.StashKey[list[str]]()
 HEADLINES_KEY = pytest.StashKey[list[str]]()
@@ -248,12 +248,16 @@ def _reason(report: pytest.TestReport) -> str | None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = getattr(report, "config", None)
-    names = [value for key, value in report.user_properties if key == "lmeval_checkpoint"]
-    if not names:
-        return
-    session = _controller_session(config)
+    session = _controller_session(getattr(report, "config", None))
     if session is None:
+        return
+    for key, value in report.user_properties:
+        if key == FRAGMENTS_PROPERTY:
+            session.recorder.absorb(value)
+    # a report xdist makes for a crashed worker carries no properties: fall back on the id
+    names = [value for key, value in report.user_properties if key == "lmeval_checkpoint"]
+    names = names or [n for n in [_checkpoint_from_nodeid(session, report.nodeid)] if n]
+    if not names:
         return
     outcomes = session.recorder.outcomes.get(names[0], {})
     previous = outcomes.get(report.nodeid)
@@ -265,6 +269,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         outcome = "skipped"
     elif report.when == "call":
         outcome = "passed" if report.passed else "failed"
+    elif report.failed and report.when not in ("setup", "teardown"):  # xdist's report of a crashed worker
+        outcome = "failed"
     else:
         return
     if report.when == "teardown" and report.passed:
@@ -288,12 +294,47 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _CONFIG[:] = [session.config]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """Ship the fragments recorded during this phase with its report.
+
+    Reports travel from xdist workers to the controller as each phase ends, so
+    figures reach the controller even if a worker dies later; in a plain run the
+    same path is taken within one process.
+    """
+    report = yield
+    state = item.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.pending:
+        report.user_properties.append((FRAGMENTS_PROPERTY, json.dumps(state.pending)))
+        state.pending.clear()
+    return report
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = _controller_session(session.config)
+    if state is not None:
+        for item in session.items:
+            if _checkpoint_of(item):
+                state.recorder.expect(_checkpoint_of(item), item.nodeid)
+
+
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:  # noqa: ANN001 (xdist's WorkerController)
-    exported = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
-    session = _controller_session(node.config)
-    if exported and session is not None:
-        session.recorder.absorb(exported)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:  # noqa: ANN001 (xdist's WorkerController)
+    """The controller learns what will run from the workers' collections, to list what never did."""
+    state = _controller_session(node.config)
+    if state is None:
+        return
+    for nodeid in ids:
+        name = _checkpoint_from_nodeid(state, nodeid)
+        if name:
+            state.recorder.expect(name, nodeid)
+
+
+def _checkpoint_from_nodeid(state: LmevalSession, nodeid: str) -> str | None:
+    """The checkpoint id leads an item's parameters (it is parametrized first)."""
+    params = nodeid.partition("[")[2].rstrip("]")
+    names = sorted((spec.name for spec in state.settings.checkpoints), key=len, reverse=True)
+    return next((n for n in names if params == n or params.startswith(n + "-")), None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -302,7 +343,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     if _is_worker(config):
-        config.workeroutput[WORKER_OUTPUT_KEY] = state.recorder.export()
         return
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     paths: list[Path] = []

@@ -112,3 +112,38 @@ def test_xdist_workers_divide_the_cpu_threads(suite):
     assert workers and all(w["threads"] == max(1, (os.cpu_count() or 1) // 2) for w in workers.values())
 
 
+
+
+CRASH = '''
+import os
+
+
+def test_zz_crash(checkpoint):
+    if checkpoint.name == "b":
+        os._exit(3)  # the worker process dies here
+'''
+
+
+def test_a_dead_worker_loses_no_finished_figures(suite):
+    suite.makepyfile(test_zz_crash=CRASH)
+    result = suite.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "--run-id", "d", "-n", "2",
+                                        "-m", "perplexity or not smallbench", "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1 and outcomes["passed"] == 5  # 4 perplexity + crash test of "a"
+    records = load(suite.path / "reports", "d")
+    for name in ("a", "b"):
+        assert records[name]["val_perplexity"] is not None and records[name]["test_perplexity"] is not None
+    crashed = [item for node, item in records["b"]["items"].items() if "crash" in node]
+    assert crashed[0]["outcome"] in ("failed", "error")
+
+
+def test_items_that_never_ran_are_listed_and_the_record_is_incomplete(suite):
+    suite.makepyfile(test_aa_fail="def test_aa_fail(checkpoint):\n    assert False, 'stop here'\n")
+    result = suite.runpytest("--checkpoint", "ck/a", "--data-dir", "data", "--run-id", "x", "-x", "-m",
+                             "not smallbench")
+    result.assert_outcomes(failed=1)
+    record = load(suite.path / "reports", "x")["a"]
+    assert record["complete"] is False
+    not_run = [node for node, item in record["items"].items() if item["outcome"] == "not run"]
+    assert len(not_run) == 2 and all("test_perplexity" in node for node in not_run)
+    assert "Incomplete run" in (suite.path / "reports/x/a/summary.md").read_text()
