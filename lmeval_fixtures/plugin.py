@@ -211,12 +211,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("latency_shape", shapes, ids=[f"{b}x{s}" for b, s in shapes])
 
 
+# Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
+# the perplexity splits take 10-15x as long as the other SmallBench tasks).
+ITEM_COST = {"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0}
+
+
+def estimated_cost(item: pytest.Item) -> float:
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    if params.get("task") in ITEM_COST:
+        return ITEM_COST[params["task"]]
+    for family in ("perplexity", "throughput"):
+        if item.get_closest_marker(family):
+            return ITEM_COST[family] * (1.1 if params.get("split") == "test" else 1.0)
+    return 1.0
+
+
+@pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
+def pytest_collection_modifyitems_longest_first(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, hand out the longest items first so that no worker is left with a long
+    tail (every worker collects, and sorts identically, so the schedule stays consistent)."""
+    if _is_worker(config):
+        items.sort(key=estimated_cost, reverse=True)
+
+
 def _checkpoint_of(item: pytest.Item) -> str:
     spec = getattr(item, "callspec", None) and item.callspec.params.get("checkpoint_spec")
     return spec.name if isinstance(spec, CheckpointSpec) else ""
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(specname="pytest_collection_modifyitems", tryfirst=True)
+def pytest_collection_modifyitems_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep this shard's items; tag items with their checkpoint so outcomes reach the right record."""
     shard = config.stash[SESSION_KEY].settings.shard
     if shard is not None:
