@@ -99,6 +99,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--latency-tolerance", type=float, default=0.25, metavar="REL",
                     help="allowed relative rise of mean latency (and fall of throughput) against the baseline, "
                          "same device and dtype only (default: 0.25)")
+    group.addoption("--threads", type=int, metavar="N",
+                    help="intra-op CPU threads in every process (default: all cores, divided among xdist workers); "
+                         "the same N for -n 0 and -n 2 gives bit-identical float sums")
     group.addoption("--shard", metavar="I/N", help="run only the I-th of N deterministic parts of the collected "
                     "items (1-based; join the parts with `lmeval-fixtures merge`)")
     group.addoption("--compare-by", default="val_bits_per_byte", choices=sorted(LOWER_IS_BETTER_SORT),
@@ -144,6 +147,7 @@ def _build_settings(config: pytest.Config) -> Settings:
         merge_into=_existing("--merge-into", option.merge_into),
         latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
         shard=_shard(option.shard),
+        threads=positive_or_none("--threads", option.threads),
         compare_by=option.compare_by,
     )
 
@@ -189,11 +193,13 @@ def _divide_resources(config: pytest.Config, settings: Settings) -> None:
     """Under xdist: each worker takes its share of the CPU threads and, on a multi-GPU host
     with ``--device cuda`` or ``auto``, its own GPU by worker number (``cuda:N`` is kept as given)."""
     workerinput = getattr(config, "workerinput", None)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     if workerinput is None:
         return
     workers = int(workerinput.get("workercount", 1))
     index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw") or 0)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
     torch.set_num_threads(threads)
     if settings.device == "cuda" and torch.cuda.device_count() > 1:
         settings.device = f"cuda:{index % torch.cuda.device_count()}"

@@ -48,6 +48,7 @@ class Settings:
     merge_into: Path | None = None
     latency_tolerance: float = 0.25
     shard: tuple[int, int] | None = None
+    threads: int | None = None
     compare_by: str = "val_bits_per_byte"
     extra: dict[str, object] = field(default_factory=dict)
 
