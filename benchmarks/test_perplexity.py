@@ -37,5 +37,8 @@ def test_perplexity(checkpoint, wikitext, split, record_metric, lmeval, gates):
     })
     assert result.tokens > 0, f"no tokens scored in WikiText-2 {split}"
     assert math.isfinite(result.loss), f"{checkpoint.name}: {split} loss is {result.loss} (weights or numerics broken)"
+    assert math.isfinite(result.token_perplexity), (
+        f"{checkpoint.name}: {split} perplexity overflows (loss {result.loss:.1f} nats/token); loss and bits per "
+        "byte are recorded")
     gates.enforce(checkpoint, perplexity_gates(split, prefix, figures, corpus.source.fingerprints,
                                                gates.baseline(checkpoint.name), settings.ppl_tolerance))

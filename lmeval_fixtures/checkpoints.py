@@ -9,6 +9,9 @@ whose one-line message names the file.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import hashlib
 import json
 import math
@@ -214,6 +217,24 @@ def load_checkpoint(spec: CheckpointSpec | str | Path, device: str = "cpu", dtyp
     if key not in _CACHE:
         _CACHE[key] = _load(spec, device, dtype)
     return _CACHE[key]
+
+
+def release_checkpoint(spec: CheckpointSpec, device: str = "cpu", dtype: str = "float32") -> None:
+    """Forget one loaded checkpoint and free its memory now (a sweep holds one model at a time).
+
+    The explicit collection matters: a model caught in a reference cycle would otherwise
+    stay resident until the garbage collector happens to run, and a sweep of many
+    checkpoints would grow by one model each.
+    """
+    if _CACHE.pop((str(spec.path.resolve()), device, dtype), None) is not None:
+        gc.collect()
+        _return_freed_heap()
+
+
+def _return_freed_heap() -> None:
+    """Ask glibc to hand freed heap pages back to the OS (freed weights otherwise stay resident)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def release_checkpoints() -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import torch
 
-from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint, load_checkpoint
+from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint, load_checkpoint, release_checkpoint
 from .corpora import Document, wikitext_documents
 from .data import DataError, DataSource, DataUnavailable, load_task_rows, load_wikitext_articles
 from .gates import BaselineError, Gate, load_baseline
@@ -70,8 +70,12 @@ def identity_fragment(loaded: LoadedCheckpoint) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> LoadedCheckpoint:
-    """The loaded checkpoint for this parametrization; a bad one fails only its own items."""
+def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> Iterator[LoadedCheckpoint]:
+    """The loaded checkpoint for this parametrization; a bad one fails only its own items.
+
+    pytest groups items by checkpoint and tears this fixture down when it moves on to
+    the next one; the model is released then, so a sweep holds one model at a time.
+    """
     settings = lmeval.settings
     try:
         loaded = load_checkpoint(checkpoint_spec, settings.device, settings.dtype)
@@ -90,7 +94,8 @@ def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> Loaded
     if worker:  # which worker evaluated this checkpoint, with how many threads, on which device
         fragment["environment"] = {"workers": {worker["id"]: worker}}
     lmeval.record(loaded.name, IDENTITY_ITEM, fragment)
-    return loaded
+    yield loaded
+    release_checkpoint(checkpoint_spec, settings.device, settings.dtype)
 
 
 @pytest.fixture
@@ -102,6 +107,15 @@ def record_metric(request: pytest.FixtureRequest, lmeval: LmevalSession) -> Call
         lmeval.record(name, request.node.nodeid, fragment)
 
     return record
+
+
+def _found_or_stop(found: Any) -> Any:
+    """Data, or the item stops: unusable data fails it, unavailable data skips it (one line each)."""
+    if isinstance(found, str):
+        if found.startswith("error: "):
+            pytest.fail(found.removeprefix("error: "), pytrace=False)
+        pytest.skip(found)
+    return found
 
 
 @dataclass
@@ -127,11 +141,8 @@ def wikitext(lmeval: LmevalSession) -> Callable[[str], Corpus]:
             except DataUnavailable as exc:
                 cache[split] = str(exc)
             except DataError as exc:
-                pytest.fail(str(exc), pytrace=False)
-        found = cache[split]
-        if isinstance(found, str):
-            pytest.skip(found)
-        return found
+                cache[split] = f"error: {exc}"
+        return _found_or_stop(cache[split])
 
     return get
 
@@ -164,12 +175,7 @@ def smallbench_data(lmeval: LmevalSession) -> Callable[[str], TaskData]:
                 cache[name] = str(exc)
             except DataError as exc:
                 cache[name] = f"error: {exc}"
-        found = cache[name]
-        if isinstance(found, str):
-            if found.startswith("error: "):
-                pytest.fail(found.removeprefix("error: "), pytrace=False)
-            pytest.skip(found)
-        return found
+        return _found_or_stop(cache[name])
 
     return get
 

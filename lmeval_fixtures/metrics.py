@@ -152,7 +152,10 @@ def derive_fields(record: dict[str, Any]) -> None:
     if record.get("smallbench"):
         record["smallbench_tasks"] = sorted(record["smallbench"])
     if record.get("train_loss") is not None and record.get("train_perplexity") is None:
-        record["train_perplexity"] = math.exp(record["train_loss"]) if record["train_loss"] < 709 else math.inf
+        try:
+            record["train_perplexity"] = math.exp(record["train_loss"])
+        except OverflowError:
+            record["train_perplexity"] = math.inf
 
 
 def _schema_order(record: dict[str, Any]) -> dict[str, Any]:

@@ -63,25 +63,26 @@ class PerplexityResult:
     truncated_documents: int = 0
     per_document: list[tuple[float, int]] = field(default_factory=list)
 
+    # Empty corpora give NaN (recorded as null, and the item fails on it), never a ZeroDivisionError.
     @property
     def loss(self) -> float:
-        return self.nll / self.tokens
+        return _ratio(self.nll, self.tokens)
 
     @property
     def token_perplexity(self) -> float:
-        return _safe_exp(self.nll / self.tokens)
+        return _safe_exp(self.loss)
 
     @property
     def bits_per_byte(self) -> float:
-        return self.nll / (math.log(2) * self.bytes)
+        return _ratio(self.nll, math.log(2) * self.bytes)
 
     @property
     def byte_perplexity(self) -> float:
-        return _safe_exp(self.nll / self.bytes)
+        return _safe_exp(_ratio(self.nll, self.bytes))
 
     @property
     def word_perplexity(self) -> float:
-        return _safe_exp(self.nll / self.words)
+        return _safe_exp(_ratio(self.nll, self.words))
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -93,8 +94,15 @@ class PerplexityResult:
         }
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
 def _safe_exp(x: float) -> float:
-    return math.exp(x) if x < 709 else math.inf
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def _doc_tokens(

@@ -234,10 +234,15 @@ def estimated_cost(item: pytest.Item) -> float:
 
 @pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
 def pytest_collection_modifyitems_longest_first(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist, hand out the longest items first so that no worker is left with a long
-    tail (every worker collects, and sorts identically, so the schedule stays consistent)."""
+    """Under xdist, hand out the longest items of each checkpoint first so that no worker is
+    left with a long tail, while a checkpoint's items stay together (each worker loads it
+    once and releases it when it moves on). Every worker collects and sorts identically,
+    so the schedule stays consistent."""
     if _is_worker(config):
-        items.sort(key=estimated_cost, reverse=True)
+        first_seen: dict[str, int] = {}
+        for item in items:
+            first_seen.setdefault(_checkpoint_of(item), len(first_seen))
+        items.sort(key=lambda it: (first_seen[_checkpoint_of(it)], -estimated_cost(it)))
 
 
 def _checkpoint_of(item: pytest.Item) -> str:
