@@ -116,6 +116,7 @@ def plot_comparison(records: list[dict[str, Any]], path: Path) -> Path | None:
                     else "SmallBench average accuracy")
     figure.colorbar(scatter, label="embedding ratio")
     axes.grid(alpha=0.3)
+    axes.margins(0.15)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

@@ -147,3 +147,16 @@ def test_items_that_never_ran_are_listed_and_the_record_is_incomplete(suite):
     not_run = [node for node, item in record["items"].items() if item["outcome"] == "not run"]
     assert len(not_run) == 2 and all("test_perplexity" in node for node in not_run)
     assert "Incomplete run" in (suite.path / "reports/x/a/summary.md").read_text()
+
+
+def test_comparison_plot_is_written_with_the_plot_extra(tmp_path):
+    pytest.importorskip("matplotlib")
+    from lmeval_fixtures.comparison import write_comparison
+
+    records = [{"run_id": "r", "data_fingerprints": {}, "checkpoint": {"name": n, "tokenizer_sha256": "t"},
+                "embedding_ratio": ratio, "val_bits_per_byte": bpb, "latency_batch1_seq128": ms}
+               for n, ratio, bpb, ms in (("a", 0.25, 2.3, 1.0), ("b", 0.5, 2.2, 1.4))]
+    written = write_comparison(records, tmp_path)
+    png = tmp_path / "comparison.png"
+    assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![quality against latency](comparison.png)" in (tmp_path / "comparison.md").read_text()
