@@ -109,13 +109,32 @@ def record_metric(request: pytest.FixtureRequest, lmeval: LmevalSession) -> Call
     return record
 
 
-def _found_or_stop(found: Any) -> Any:
-    """Data, or the item stops: unusable data fails it, unavailable data skips it (one line each)."""
-    if isinstance(found, str):
-        if found.startswith("error: "):
-            pytest.fail(found.removeprefix("error: "), pytrace=False)
-        pytest.skip(found)
-    return found
+class DataCache:
+    """Loads each dataset once per process and remembers why one could not be had.
+
+    ``get(key)`` returns the data, or stops the item: data that exists but is
+    unusable fails it, data that is unavailable skips it, each with one line.
+    """
+
+    def __init__(self, load: Callable[[str], Any]) -> None:
+        self._load = load
+        self._found: dict[str, Any] = {}
+
+    def __call__(self, key: str) -> Any:
+        if key not in self._found:
+            try:
+                self._found[key] = self._load(key)
+            except DataUnavailable as exc:
+                self._found[key] = ("skip", str(exc))
+            except DataError as exc:
+                self._found[key] = ("fail", str(exc))
+        found = self._found[key]
+        if isinstance(found, tuple):
+            verdict, reason = found
+            if verdict == "fail":
+                pytest.fail(reason, pytrace=False)
+            pytest.skip(reason)
+        return found
 
 
 @dataclass
@@ -129,22 +148,14 @@ class Corpus:
 @pytest.fixture(scope="session")
 def wikitext(lmeval: LmevalSession) -> Callable[[str], Corpus]:
     """``wikitext(split)``: the articles of that split, or a skip that says what to pass."""
-    cache: dict[str, Corpus | str] = {}
     settings = lmeval.settings
 
-    def get(split: str) -> Corpus:
-        if split not in cache:
-            try:
-                articles, source = load_wikitext_articles(split, settings.data_dir)
-                docs = wikitext_documents(articles, detokenize=settings.detokenize)
-                cache[split] = Corpus(split, docs, source, settings.detokenize)
-            except DataUnavailable as exc:
-                cache[split] = str(exc)
-            except DataError as exc:
-                cache[split] = f"error: {exc}"
-        return _found_or_stop(cache[split])
+    def load(split: str) -> Corpus:
+        articles, source = load_wikitext_articles(split, settings.data_dir)
+        docs = wikitext_documents(articles, detokenize=settings.detokenize)
+        return Corpus(split, docs, source, settings.detokenize)
 
-    return get
+    return DataCache(load)
 
 
 @dataclass
@@ -158,26 +169,18 @@ class TaskData:
 @pytest.fixture(scope="session")
 def smallbench_data(lmeval: LmevalSession) -> Callable[[str], TaskData]:
     """``smallbench_data(task)``: checked rows (plus few-shot pool), or a skip that says what to pass."""
-    cache: dict[str, TaskData | str] = {}
     settings = lmeval.settings
 
-    def get(name: str) -> TaskData:
+    def load(name: str) -> TaskData:
         task = TASKS[name]
-        if name not in cache:
-            try:
-                rows, source = load_task_rows(task, task.split, settings.data_dir)
-                pool = None
-                if settings.fewshot:
-                    pool, pool_source = load_task_rows(task, task.fewshot_split, settings.data_dir)
-                    source.fingerprints.update(pool_source.fingerprints)
-                cache[name] = TaskData(task, rows, pool, source)
-            except DataUnavailable as exc:
-                cache[name] = str(exc)
-            except DataError as exc:
-                cache[name] = f"error: {exc}"
-        return _found_or_stop(cache[name])
+        rows, source = load_task_rows(task, task.split, settings.data_dir)
+        pool = None
+        if settings.fewshot:
+            pool, pool_source = load_task_rows(task, task.fewshot_split, settings.data_dir)
+            source.fingerprints.update(pool_source.fingerprints)
+        return TaskData(task, rows, pool, source)
 
-    return get
+    return DataCache(load)
 
 
 class GateKeeper:

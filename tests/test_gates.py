@@ -64,9 +64,7 @@ def test_corrupt_or_unknown_baselines_are_refused(tmp_path):
 
 
 @pytest.fixture
-def suite(pytester, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def suite(pytester, offline):
     pytester.makepyfile(test_perplexity=BENCHMARK, test_smallbench=SMALLBENCH)
     write_wikitext(pytester.path / "data")
     write_smallbench(pytester.path / "data")

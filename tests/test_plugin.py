@@ -18,10 +18,7 @@ BENCHMARK = (Path(__file__).parents[1] / "benchmarks" / "test_perplexity.py").re
 
 
 @pytest.fixture
-def suite(pytester, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.delenv("LMEVAL_DATA_DIR", raising=False)
+def suite(pytester, offline):
     pytester.makepyfile(test_perplexity=BENCHMARK)
     write_wikitext(pytester.path / "data")
     return pytester

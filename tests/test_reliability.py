@@ -71,9 +71,7 @@ def hostile_checkpoints(root):
 
 
 @pytest.fixture
-def suite(pytester, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def suite(pytester, offline):
     pytester.makepyfile(test_perplexity=BENCHMARK)
     write_wikitext(pytester.path / "data")
     return pytester

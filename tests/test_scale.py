@@ -24,9 +24,7 @@ def strip(value):
 
 
 @pytest.fixture
-def suite(pytester, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def suite(pytester, offline):
     pytester.makepyfile(test_perplexity=BENCHMARK, test_smallbench=SMALLBENCH)
     write_wikitext(pytester.path / "data")
     write_smallbench(pytester.path / "data")

@@ -57,11 +57,7 @@ def test_out_of_memory_is_recognised():
 
 
 @pytest.fixture
-def suite(pytester, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)  # these tests may themselves run under xdist
+def suite(pytester, offline):
     pytester.makepyfile(test_latency=LATENCY, test_perplexity=BENCHMARK)
     write_wikitext(pytester.path / "data")
     write_native_checkpoint(pytester.path / "ck" / "a", seed=1)
