@@ -62,6 +62,8 @@ class PerplexityResult:
     context_length: int
     truncated_documents: int = 0
     per_document: list[tuple[float, int]] = field(default_factory=list)
+    top1: int = 0  # tokens whose target was the model's first choice
+    top5: int = 0  # ... among its five highest logits
 
     # Empty corpora give NaN (recorded as null, and the item fails on it), never a ZeroDivisionError.
     @property
@@ -84,6 +86,14 @@ class PerplexityResult:
     def word_perplexity(self) -> float:
         return _safe_exp(_ratio(self.nll, self.words))
 
+    @property
+    def top1_accuracy(self) -> float:
+        return _ratio(self.top1, self.tokens)
+
+    @property
+    def top5_accuracy(self) -> float:
+        return _ratio(self.top5, self.tokens)
+
     def summary(self) -> dict[str, float | int]:
         return {
             "loss": self.loss, "token_perplexity": self.token_perplexity, "bits_per_byte": self.bits_per_byte,
@@ -91,6 +101,8 @@ class PerplexityResult:
             "nll_sum": self.nll, "tokens": self.tokens, "bytes": self.bytes, "words": self.words,
             "documents": self.documents, "windows": self.windows, "stride": self.stride,
             "context_length": self.context_length, "truncated_documents": self.truncated_documents,
+            "top1_accuracy": self.top1_accuracy, "top5_accuracy": self.top5_accuracy,
+            "top1_correct": self.top1, "top5_correct": self.top5,
         }
 
 
@@ -156,6 +168,7 @@ def evaluate_perplexity(
     hidden_fn, head_fn = split_forward(model)
     device = model_device(model)
     doc_nll = torch.zeros(len(token_lists), dtype=torch.float64)
+    top1 = top5 = 0  # next-token accuracy counts, from the same pass
 
     index = 0
     while index < len(windows):
@@ -174,8 +187,11 @@ def evaluate_perplexity(
         targets = inputs[:, 1:]
         if not bool(scored.all()):  # project only the scored positions onto the vocabulary
             features, targets, owner = features[scored.to(device)], targets[scored], owner[scored]
-        logprobs, _ = target_logprobs(head_fn, features.reshape(-1, features.shape[-1]), targets.reshape(-1).to(device))
+        logprobs, _, rank = target_logprobs(head_fn, features.reshape(-1, features.shape[-1]),
+                                            targets.reshape(-1).to(device), with_rank=True)
         doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
+        top1 += int((rank == 0).sum())
+        top5 += int((rank < 5).sum())
 
     per_document = [(doc_nll[i].item(), len(ids)) for i, ids in enumerate(token_lists)]
     return PerplexityResult(
@@ -189,4 +205,6 @@ def evaluate_perplexity(
         context_length=max_len,
         truncated_documents=truncated,
         per_document=per_document,
+        top1=top1,
+        top5=top5,
     )

@@ -118,9 +118,10 @@ def render_summary(record: dict[str, Any]) -> str:
             if split in ppl:
                 s = ppl[split]
                 rows.append([split, s["loss"], s["token_perplexity"], s["bits_per_byte"], s["byte_perplexity"],
-                             s["word_perplexity"], s["tokens"], s["bytes"], s["words"], s["documents"]])
-        parts.append(_table(["split", "loss", "token ppl", "bits/byte", "byte ppl", "word ppl",
-                             "tokens", "bytes", "words", "docs"], rows))
+                             s["word_perplexity"], s.get("top1_accuracy"), s.get("top5_accuracy"), s["tokens"],
+                             s["bytes"], s["words"], s["documents"]])
+        parts.append(_table(["split", "loss", "token ppl", "bits/byte", "byte ppl", "word ppl", "top-1 acc",
+                             "top-5 acc", "tokens", "bytes", "words", "docs"], rows))
         first = next(iter(ppl.values()))
         parts += ["", f"Context {first['context_length']}, stride {first['stride']}, "
                       f"detokenized: {_fmt(first.get('detokenized'))}, "

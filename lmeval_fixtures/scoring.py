@@ -218,7 +218,7 @@ def score_requests(
             features = hidden_fn(ids)
         selected = features[torch.tensor(rows_idx, device=device), torch.tensor(cols_idx, device=device)]
         target = torch.tensor(targets, device=device)
-        token_logprob, token_greedy = target_logprobs(head_fn, selected, target, with_greedy=True)
+        token_logprob, token_greedy, _ = target_logprobs(head_fn, selected, target, with_greedy=True)
         owner = torch.tensor(owners)
         logprobs.index_add_(0, owner, token_logprob.double().cpu())
         misses.index_add_(0, owner, (~token_greedy).long().cpu())

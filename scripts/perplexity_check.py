@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="default: the first reference checkpoint")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--batch-tokens", type=int, default=16384)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-agreement", action="store_true")
     args = parser.parse_args()
 

@@ -99,3 +99,22 @@ def test_token_cap_cuts_in_document_order(setup):
     assert capped.documents == 2 and capped.truncated_documents == 1
     whole = evaluate_perplexity(model, tokenizer, docs[:1], 32)
     assert capped.per_document[0] == pytest.approx(whole.per_document[0])
+
+
+def test_top1_and_top5_accuracy_match_a_direct_count(setup):
+    model, tokenizer, docs = setup
+    result = evaluate_perplexity(model, tokenizer, docs, 32, batch_tokens=40)
+    top1 = top5 = 0
+    for doc in docs:
+        ids = tokenizer.encode(doc.text)
+        stream = [tokenizer.bos_token_id] + ids
+        for w in plan_windows(len(ids), 32):
+            with torch.no_grad():
+                logits = model(torch.tensor([stream[w.start : w.start + w.length]]))[0]
+            for pos in range(w.length - w.n_scored, w.length):
+                best = torch.topk(logits[pos], 5).indices.tolist()
+                target = stream[w.start + pos + 1]
+                top1 += best[0] == target
+                top5 += target in best
+    assert (result.top1, result.top5) == (top1, top5)
+    assert result.top1_accuracy == pytest.approx(top1 / result.tokens)
