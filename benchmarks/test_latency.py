@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lmeval_fixtures.gates import latency_gates, throughput_gates
-from lmeval_fixtures.timing import MemoryWatch, is_out_of_memory
+from lmeval_fixtures.timing import MemoryWatch, is_out_of_memory, summarise_ms, time_rounds
 
 
 def random_ids(checkpoint, batch: int, seq: int, seed: int) -> torch.Tensor:
@@ -80,3 +80,32 @@ def test_throughput(checkpoint, forward_timer, record_metric, lmeval, gates):
     assert tokens_per_second > 0
     gates.enforce(checkpoint, throughput_gates(tokens_per_second, lmeval.environment, gates.baseline(checkpoint.name),
                                                settings.latency_tolerance))
+
+
+@pytest.mark.throughput
+def test_batch_scaling(checkpoint, timing_policy, record_metric, lmeval):
+    """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit."""
+    settings = lmeval.settings
+    seq = settings.throughput_shape[1]
+    why_not = timing_policy()
+    if why_not:
+        record_metric(checkpoint, {"batch_scaling": {"timing": "not taken", "reason": why_not}})
+        pytest.skip(why_not)
+    check_context(checkpoint, seq)
+    points, stopped = [], None
+    for batch in settings.batch_sweep:
+        ids = random_ids(checkpoint, batch, seq, settings.seed)
+        try:
+            with torch.inference_mode():
+                stats = summarise_ms(time_rounds(lambda ids=ids: checkpoint.model(ids), checkpoint.device,
+                                                 settings.throughput_rounds, 1))
+        except Exception as exc:  # only running out of memory ends the sweep cleanly
+            if not is_out_of_memory(exc):
+                raise
+            stopped = f"batch {batch} did not fit ({type(exc).__name__})"
+            break
+        points.append({"batch": batch, "tokens_per_sec": batch * seq / (stats["mean_ms"] / 1000),
+                       "mean_ms": stats["mean_ms"], "rounds": stats["rounds"]})
+    record_metric(checkpoint, {"batch_scaling": {"timing": "taken", "seq": seq, "points": points,
+                                                 "stopped": stopped}})
+    assert points, stopped

@@ -2,6 +2,8 @@
 
     merge OUT SHARD_DIR...    join shard reports (same run, same data) into OUT
     compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs
+    history [--checkpoint NAME] [--metric KEY]
+                              trend of a figure over the runs in reports/history.jsonl
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .comparison import LOWER_IS_BETTER_SORT, write_comparison
+from .history import HEADLINE_FIELDS, read_history, trend
 from .metrics import RecordMergeError, merge_records
 from .report import write_checkpoint_report
 
@@ -68,6 +71,20 @@ def merge(out: Path, shards: list[Path]) -> list[Path]:
     return written
 
 
+def show_history(path: Path, checkpoints: list[str] | None, metric: str, previous: int) -> int:
+    if not path.is_file():
+        raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
+    lines = read_history(path)
+    names = checkpoints or sorted({line["checkpoint"] for line in lines})
+    for name in names:
+        rows, verdict = trend(lines, name, metric, previous)
+        print(f"== {name}: {metric}")
+        for row in rows:
+            print("  " + row)
+        print(verdict)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lmeval-fixtures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,8 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     compare_cmd.add_argument("records", type=Path, nargs="+")
     compare_cmd.add_argument("--out", type=Path, default=Path("."), help="folder for comparison.md (default: .)")
     compare_cmd.add_argument("--sort-by", default="val_bits_per_byte", choices=sorted(LOWER_IS_BETTER_SORT))
+    history_cmd = commands.add_parser("history", help="trend of a figure across runs")
+    history_cmd.add_argument("--file", type=Path, default=Path("reports/history.jsonl"))
+    history_cmd.add_argument("--checkpoint", action="append", help="checkpoint name (default: all)")
+    history_cmd.add_argument("--metric", default="val_bits_per_byte", choices=HEADLINE_FIELDS)
+    history_cmd.add_argument("--previous", type=int, default=5, help="runs the latest is compared with")
     args = parser.parse_args(argv)
     try:
+        if args.command == "history":
+            return show_history(args.file, args.checkpoint, args.metric, args.previous)
         if args.command == "merge":
             written = merge(args.out, args.shards)
         else:

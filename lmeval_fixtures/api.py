@@ -7,7 +7,6 @@ forward returns logits or an object with ``.logits``) and a tokenizer (ours, or 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from .perplexity import evaluate_perplexity as _evaluate_documents
 from .settings import REFERENCE_DIR
 from .smallbench import TaskResult, evaluate_task
 from .tasks import TASKS, Task
-from .timing import device_sync, summarise_ms
+from .timing import summarise_ms, time_rounds
 from .tokenizer import TextTokenizer
 
 TokenizerLike = TextTokenizer | Tokenizer
@@ -89,14 +88,5 @@ def profile_latency(
     if vocab is None:
         raise ValueError("pass vocab_size for a model without .config.vocab_size")
     ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed)).to(parameter.device)
-    sync = device_sync(parameter.device)
-    for _ in range(warmup):
-        model(ids)
-    timings = []
-    for _ in range(rounds):
-        sync()
-        start = time.perf_counter()
-        model(ids)
-        sync()
-        timings.append(time.perf_counter() - start)
+    timings = time_rounds(lambda: model(ids), parameter.device, rounds, warmup)
     return summarise_ms(timings) | {"batch": batch, "seq": seq}

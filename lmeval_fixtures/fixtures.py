@@ -255,6 +255,23 @@ XDIST_TIMING_REASON = ("timings are not taken under pytest-xdist (pytest-benchma
                        "--merge-into reports/<run_id>")
 
 
+def timing_unavailable(config: pytest.Config) -> str | None:
+    """Why this process must not take timings (xdist, or timing switched off), or None."""
+    under_xdist = hasattr(config, "workerinput") or config.getoption("dist", "no") != "no"
+    if under_xdist or os.environ.get("PYTEST_XDIST_WORKER"):
+        return XDIST_TIMING_REASON
+    if config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False):
+        return "pytest-benchmark is disabled (--benchmark-disable): no timing taken"
+    return None
+
+
+@pytest.fixture
+def timing_policy(pytestconfig: pytest.Config) -> Callable[[], str | None]:
+    """``timing_policy()``: why no timing may be taken here, or None (for items timed without
+    pytest-benchmark's fixture, such as a sweep of shapes in one item)."""
+    return lambda: timing_unavailable(pytestconfig)
+
+
 class ForwardTimer:
     """Times ``model(ids)`` with pytest-benchmark, draining the device before and inside each round."""
 
@@ -264,12 +281,10 @@ class ForwardTimer:
 
     def unavailable(self) -> str | None:
         """Why no timing can be taken here, or None."""
-        under_xdist = hasattr(self.config, "workerinput") or self.config.getoption("dist", "no") != "no"
-        if under_xdist or os.environ.get("PYTEST_XDIST_WORKER"):
-            return XDIST_TIMING_REASON
-        if self.benchmark.disabled:
-            return "pytest-benchmark is disabled (--benchmark-disable or --benchmark-skip): no timing taken"
-        return None
+        reason = timing_unavailable(self.config)
+        if reason is None and self.benchmark.disabled:
+            return "pytest-benchmark is disabled here: no timing taken"
+        return reason
 
     def time(self, model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
         device = ids.device

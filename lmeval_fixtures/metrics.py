@@ -127,8 +127,9 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, A
     # a timing entry is one measurement: a later one replaces it whole (a "not taken" note must not linger)
     for shape, entry in update.pop("latency", {}).items():
         merged.setdefault("latency", {})[shape] = entry
-    if "throughput" in update:
-        merged["throughput"] = update.pop("throughput")
+    for key in ("throughput", "batch_scaling"):
+        if key in update:
+            merged[key] = update.pop(key)
     deep_merge(merged, update)
     merged["errors"] = earlier.get("errors", []) + [e for e in later.get("errors", []) if e not in earlier["errors"]]
     merged["invocations"] = earlier.get("invocations", []) + later.get("invocations", [])

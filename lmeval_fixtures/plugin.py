@@ -25,8 +25,10 @@ from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin
     progress,
     record_metric,
     smallbench_data,
+    timing_policy,
     wikitext,
 )
+from .history import append_history
 from .metrics import RunRecorder, merge_records
 from .report import headline, write_checkpoint_report
 from .run_info import run_metadata
@@ -95,6 +97,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--latency-warmup", type=int, default=3, metavar="N", help="untimed warm-up rounds (default: 3)")
     group.addoption("--throughput-shape", default="32x512", metavar="BxS",
                     help="throughput batch x sequence; the batch is halved until it fits (default: 32x512)")
+    group.addoption("--batch-sweep", default="1,4,16,64", metavar="B,...",
+                    help="batch sizes of the batch-scaling item, at the throughput sequence length; it stops "
+                         "at the first that does not fit (default: 1,4,16,64)")
     group.addoption("--throughput-rounds", type=int, default=5, metavar="N", help="timed rounds (default: 5)")
     group.addoption("--latency-tolerance", type=float, default=0.25, metavar="REL",
                     help="allowed relative rise of mean latency (and fall of throughput) against the baseline, "
@@ -148,8 +153,16 @@ def _build_settings(config: pytest.Config) -> Settings:
         latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
         shard=_shard(option.shard),
         threads=positive_or_none("--threads", option.threads),
+        batch_sweep=_batch_sizes(option.batch_sweep),
         compare_by=option.compare_by,
     )
+
+
+def _batch_sizes(value: str) -> list[int]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--batch-sweep {value}: expected positive batch sizes, e.g. 1,4,16,64")
+    return sorted({int(p) for p in parts})
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -402,6 +415,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             paths += write_comparison(written_records, out, state.settings.compare_by)
         except OSError as exc:
             errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: {exc}")
+    if written_records and merge_into is None:
+        history = state.settings.report_dir / "history.jsonl"
+        try:
+            append_history(history, written_records)
+        except OSError as exc:
+            errors.append(f"lmeval-fixtures: could not append to {history}: {exc}")
     config.stash[REPORT_PATHS_KEY] = paths
     config.stash[HEADLINES_KEY] = headlines
     config.stash[REPORT_ERRORS_KEY] = errors

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import validate_record
+from .plots import plot_batch_scaling
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -35,11 +36,12 @@ def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bo
     metrics = folder / "metrics.json"
     summary = folder / "summary.md"
     write_atomic(metrics, json.dumps(record, indent=2, sort_keys=False) + "\n")
-    text = render_summary(record)
+    plot = plot_batch_scaling(record, folder / "batch_scaling.png")
+    text = render_summary(record, plot.name if plot else None)
     if comparison:
         text += "\nCompared with the other checkpoints of this run in [comparison.md](../comparison.md).\n"
     write_atomic(summary, text)
-    return [metrics, summary]
+    return [metrics, summary] + ([plot] if plot else [])
 
 
 def headline(record: dict[str, Any]) -> str:
@@ -79,7 +81,7 @@ def _not_run(family: str, record: dict[str, Any]) -> str:
     return f"_not run{why}_"
 
 
-def render_summary(record: dict[str, Any]) -> str:
+def render_summary(record: dict[str, Any], plot_name: str | None = None) -> str:
     ckpt = record["checkpoint"]
     env = record["environment"]
     parts = [
@@ -165,6 +167,17 @@ def render_summary(record: dict[str, Any]) -> str:
                   + (f"; {'; '.join(throughput['notes'])}" if throughput.get("notes") else "") + "."]
     elif throughput:
         parts += ["", f"Throughput: not taken ({throughput.get('reason')})."]
+    scaling = record.get("batch_scaling") or {}
+    if scaling.get("timing") == "taken" and scaling.get("points"):
+        parts += ["", f"Batch scaling at sequence {scaling['seq']}:", ""]
+        parts.append(_table(["batch", "tokens/s", "mean ms"], [
+            [p["batch"], round(p["tokens_per_sec"]), p["mean_ms"]] for p in scaling["points"]]))
+        if scaling.get("stopped"):
+            parts += ["", f"Stopped: {scaling['stopped']}."]
+        if plot_name:
+            parts += ["", f"![batch scaling]({plot_name})"]
+    elif scaling:
+        parts += ["", f"Batch scaling: not taken ({scaling.get('reason')})."]
     if record.get("memory_allocated_mb") is not None:
         parts += ["", f"CUDA peak memory: {record['memory_allocated_mb']:,.1f} MB allocated, "
                       f"{record['memory_reserved_mb']:,.1f} MB reserved."]

@@ -49,6 +49,7 @@ class Settings:
     latency_tolerance: float = 0.25
     shard: tuple[int, int] | None = None
     threads: int | None = None
+    batch_sweep: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
     compare_by: str = "val_bits_per_byte"
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -66,7 +67,8 @@ class Settings:
             "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
             "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
             "latency_tolerance": self.latency_tolerance,
-            "shard": "{}/{}".format(*self.shard) if self.shard else None, "device": self.device, "dtype": self.dtype,
+            "shard": "{}/{}".format(*self.shard) if self.shard else None,
+            "batch_sweep": self.batch_sweep, "device": self.device, "dtype": self.dtype,
         }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import resource
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,22 @@ def peak_rss_mb() -> float:
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def time_rounds(fn: Callable[[], Any], device: torch.device | str, rounds: int, warmup: int) -> list[float]:
+    """Seconds per round of ``fn``, draining the device before each start and after each call.
+
+    For measurements that cannot go through pytest-benchmark's fixture (it times one
+    function per test), such as a sweep over batch sizes within one item.
+    """
+    sync = device_sync(device)
+    for _ in range(warmup):
+        fn()
+    timings = []
+    for _ in range(rounds):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        timings.append(time.perf_counter() - start)
+    return timings

@@ -158,3 +158,19 @@ def test_comparison_plot_is_written_with_the_plot_extra(tmp_path):
     png = tmp_path / "comparison.png"
     assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![quality against latency](comparison.png)" in (tmp_path / "comparison.md").read_text()
+
+
+def test_every_run_appends_history_and_the_history_command_flags_a_jump(suite, capsys):
+    for run in ("h1", "h2", "h3"):
+        suite.runpytest("--checkpoint", "ck/a", "--data-dir", "data", "--run-id", run, "-m", "perplexity")
+    history = suite.path / "reports/history.jsonl"
+    lines = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [line["run_id"] for line in lines] == ["h1", "h2", "h3"]
+    assert lines[0]["val_bits_per_byte"] == lines[2]["val_bits_per_byte"] is not None
+    assert cli(["history", "--file", str(history), "--metric", "val_bits_per_byte"]) == 0
+    assert "latest" in (out := capsys.readouterr().out) and "within the previous 2 run(s)" in out
+
+    lines[-1]["val_bits_per_byte"] *= 1.5  # a regression the trend must flag
+    history.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli(["history", "--file", str(history), "--checkpoint", "a"]) == 0
+    assert "is OUTSIDE the previous 2 run(s)" in capsys.readouterr().out

@@ -67,7 +67,7 @@ def suite(pytester, offline):
 def test_timed_items_record_pytest_benchmark_statistics(suite):
     result = suite.runpytest_subprocess("--checkpoint", "ck", "--run-id", "t", "-m", "latency or throughput",
                                         "--benchmark-json", "bench.json", *SMALL_SHAPES)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     record = json.loads((suite.path / "reports/t/a/metrics.json").read_text())
     theirs = {b["param"]: b["stats"] for b in json.loads((suite.path / "bench.json").read_text())["benchmarks"]}
     ours = record["latency"]["2x32"]
@@ -79,19 +79,22 @@ def test_timed_items_record_pytest_benchmark_statistics(suite):
         4 * 32 / (theirs["a"]["mean"]))
     assert record["latency_batch1_seq128"] is None  # only the 1x128 / 1x512 shapes fill the original fields
     assert "Latency and throughput" in (suite.path / "reports/t/a/summary.md").read_text()
+    scaling = record["batch_scaling"]
+    assert [p["batch"] for p in scaling["points"]] == [1, 4, 16, 64] and scaling["stopped"] is None
+    assert all(p["tokens_per_sec"] > 0 for p in scaling["points"])
 
 
 def test_under_xdist_timings_are_not_taken_and_a_second_invocation_merges_them(suite):
     first = suite.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "--run-id", "r", "-n", "2",
                                        *SMALL_SHAPES)
-    first.assert_outcomes(passed=2, skipped=3)
+    first.assert_outcomes(passed=2, skipped=4)
     record = json.loads((suite.path / "reports/r/a/metrics.json").read_text())
     assert record["latency"]["1x16"]["timing"] == "not taken" and "xdist" in record["latency"]["1x16"]["reason"]
     assert record["throughput_tokens_per_sec"] is None
 
     second = suite.runpytest_subprocess("--checkpoint", "ck", "-p", "no:xdist", "-m", "latency or throughput",
                                         "--merge-into", "reports/r", *SMALL_SHAPES)
-    second.assert_outcomes(passed=3)
+    second.assert_outcomes(passed=4)
     merged = json.loads((suite.path / "reports/r/a/metrics.json").read_text())
     assert merged["latency"]["1x16"]["timing"] == "taken" and "reason" not in merged["latency"]["1x16"]
     assert merged["val_perplexity"] == record["val_perplexity"] is not None

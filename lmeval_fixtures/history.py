@@ -1,0 +1,58 @@
+"""Run history: one line per checkpoint per run in ``reports/history.jsonl``, and trends over it."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+HEADLINE_FIELDS = ("val_perplexity", "test_perplexity", "val_bits_per_byte", "smallbench_avg_acc",
+                   "latency_batch1_seq128", "latency_batch1_seq512", "throughput_tokens_per_sec")
+
+
+def history_line(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": record["run_id"], "timestamp": record["timestamp"], "git_commit": record.get("git_commit"),
+        "checkpoint": record["checkpoint"]["name"], "sha256": record["checkpoint"].get("sha256"),
+        "complete": record.get("complete", True),
+        **{key: record.get(key) for key in HEADLINE_FIELDS},
+    }
+
+
+def append_history(path: Path, records: list[dict[str, Any]]) -> None:
+    """One ``write`` per run, so concurrent runs do not interleave half lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(history_line(r), sort_keys=True) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}:{number}: not a JSON line") from None
+    return lines
+
+
+def trend(lines: list[dict[str, Any]], checkpoint: str, metric: str, previous: int = 5) -> tuple[list[str], str]:
+    """Table rows (oldest first) of ``metric`` for ``checkpoint`` and a verdict on the latest value:
+    inside or outside the range mean +- 2 standard deviations of the ``previous`` runs before it."""
+    runs = [line for line in lines if line["checkpoint"] == checkpoint and line.get(metric) is not None]
+    rows = [f"{r['timestamp']}  {r['run_id']:<28} {str(r.get('git_commit') or '')[:12]:<12}  {r[metric]:.6g}"
+            for r in runs]
+    if len(runs) < 2:
+        return rows, f"{checkpoint} {metric}: {len(runs)} run(s), nothing to compare yet"
+    latest = runs[-1][metric]
+    before = [r[metric] for r in runs[-1 - previous:-1]]
+    mean = statistics.fmean(before)
+    spread = statistics.stdev(before) if len(before) > 1 else 0.0
+    low, high = mean - 2 * spread, mean + 2 * spread
+    inside = low <= latest <= high
+    verdict = (f"{checkpoint} {metric}: latest {latest:.6g} is {'within' if inside else 'OUTSIDE'} the previous "
+               f"{len(before)} run(s): mean {mean:.6g} +- 2 SD [{low:.6g}, {high:.6g}]")
+    return rows, verdict
