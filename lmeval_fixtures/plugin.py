@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
+from .checkpoints import DTYPES, CheckpointSpec
 from .comparison import LOWER_IS_BETTER_SORT, write_comparison
-from .data import resolve_data_dir
 from .fixtures import (  # noqa: F401 (fixtures are found by being in the plugin's namespace)
     SESSION_KEY,
     LmevalSession,
@@ -32,17 +31,7 @@ from .history import append_history
 from .metrics import RunRecorder, merge_records
 from .report import headline, write_checkpoint_report
 from .run_info import run_metadata
-from .settings import (
-    REFERENCE_DIR,
-    Settings,
-    UsageError,
-    check_dtype,
-    non_negative,
-    parse_shape,
-    parse_shapes,
-    positive_or_none,
-    resolve_device,
-)
+from .settings import Settings, UsageError, settings_from_options
 from .tasks import PROMPT_SETS
 
 MARKERS = {
@@ -119,67 +108,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _build_settings(config: pytest.Config) -> Settings:
-    option = config.option
-    paths = option.checkpoint or [str(p) for p in config.getini("lmeval_checkpoints")] or [str(REFERENCE_DIR)]
-    device = resolve_device(option.device)
-    data_option = option.data_dir or config.getini("lmeval_data_dir") or None
-    report_dir = Path(option.report_dir) if option.report_dir else config.rootpath / "reports"
-    return Settings(
-        checkpoints=discover_checkpoints(paths),
-        data_dir=resolve_data_dir(data_option),
-        report_dir=report_dir,
-        device=device,
-        dtype=check_dtype(option.dtype, device),
-        seed=option.seed,
-        max_eval_tokens=positive_or_none("--max-eval-tokens", option.max_eval_tokens),
-        ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
-        detokenize=option.detokenize == "on",
-        batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
-        run_id=option.run_id,
-        experiment_name=option.experiment_name,
-        prompts=option.prompts,
-        max_samples=positive_or_none("--max-samples", option.max_samples),
-        fewshot=non_negative("--fewshot", option.fewshot),
-        baseline=_existing("--baseline", option.baseline),
-        ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
-        acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
-        min_acc=option.min_acc,
-        latency_shapes=parse_shapes(option.latency_shapes, "--latency-shapes"),
-        latency_rounds=int(positive_or_none("--latency-rounds", option.latency_rounds)),
-        latency_warmup=int(non_negative("--latency-warmup", option.latency_warmup)),
-        throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
-        throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
-        merge_into=_existing("--merge-into", option.merge_into),
-        latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
-        shard=_shard(option.shard),
-        threads=positive_or_none("--threads", option.threads),
-        batch_sweep=_batch_sizes(option.batch_sweep),
-        compare_by=option.compare_by,
+    return settings_from_options(
+        config.option,
+        ini_checkpoints=[str(p) for p in config.getini("lmeval_checkpoints")],
+        ini_data_dir=config.getini("lmeval_data_dir") or None,
+        rootpath=config.rootpath,
     )
-
-
-def _batch_sizes(value: str) -> list[int]:
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UsageError(f"--batch-sweep {value}: expected positive batch sizes, e.g. 1,4,16,64")
-    return sorted({int(p) for p in parts})
-
-
-def _shard(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    index, sep, count = value.partition("/")
-    if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
-        raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N, e.g. 2/4")
-    return int(index), int(count)
-
-
-def _existing(name: str, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    if not Path(value).exists():
-        raise UsageError(f"{name} {value}: no such file or folder")
-    return Path(value)
 
 
 def _is_worker(config: pytest.Config) -> bool:

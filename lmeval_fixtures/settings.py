@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .checkpoints import DTYPES, CheckpointSpec
+from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
+from .data import resolve_data_dir
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 
@@ -121,3 +123,68 @@ def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:
     if not shapes:
         raise UsageError(f"{option}: give at least one BATCHxSEQUENCE shape")
     return list(dict.fromkeys(shapes))
+
+
+def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,
+                          rootpath: Path) -> Settings:
+    """Validate every option once, at start-up; a bad value raises ``UsageError`` naming the option."""
+    paths = option.checkpoint or ini_checkpoints or [str(REFERENCE_DIR)]
+    device = resolve_device(option.device)
+    data_option = option.data_dir or ini_data_dir
+    report_dir = Path(option.report_dir) if option.report_dir else rootpath / "reports"
+    return Settings(
+        checkpoints=discover_checkpoints(paths),
+        data_dir=resolve_data_dir(data_option),
+        report_dir=report_dir,
+        device=device,
+        dtype=check_dtype(option.dtype, device),
+        seed=option.seed,
+        max_eval_tokens=positive_or_none("--max-eval-tokens", option.max_eval_tokens),
+        ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
+        detokenize=option.detokenize == "on",
+        batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
+        run_id=option.run_id,
+        experiment_name=option.experiment_name,
+        prompts=option.prompts,
+        max_samples=positive_or_none("--max-samples", option.max_samples),
+        fewshot=non_negative("--fewshot", option.fewshot),
+        baseline=_existing("--baseline", option.baseline),
+        ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
+        acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
+        min_acc=option.min_acc,
+        latency_shapes=parse_shapes(option.latency_shapes, "--latency-shapes"),
+        latency_rounds=int(positive_or_none("--latency-rounds", option.latency_rounds)),
+        latency_warmup=int(non_negative("--latency-warmup", option.latency_warmup)),
+        throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
+        throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
+        merge_into=_existing("--merge-into", option.merge_into),
+        latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
+        shard=_shard(option.shard),
+        threads=positive_or_none("--threads", option.threads),
+        batch_sweep=_batch_sizes(option.batch_sweep),
+        compare_by=option.compare_by,
+    )
+
+
+def _batch_sizes(value: str) -> list[int]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--batch-sweep {value}: expected positive batch sizes, e.g. 1,4,16,64")
+    return sorted({int(p) for p in parts})
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    index, sep, count = value.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
+        raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N, e.g. 2/4")
+    return int(index), int(count)
+
+
+def _existing(name: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if not Path(value).exists():
+        raise UsageError(f"{name} {value}: no such file or folder")
+    return Path(value)
