@@ -1,0 +1,88 @@
+"""Paired comparison of two checkpoints on the same rows or documents.
+
+A point of accuracy between two checkpoints is often noise; because both were
+scored on the same rows, paired tests see much more than two independent
+standard errors. McNemar's exact test uses only the rows where they disagree;
+the paired bootstrap resamples rows (or documents, for bits per byte) with a
+fixed seed and a stated number of resamples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: b rows only A got right, c rows only B got right."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _resample_indices(n: int, resamples: int, seed: int) -> torch.Tensor:
+    """(resamples, n) row indices drawn with replacement from a seeded generator: the same for any run."""
+    return torch.randint(0, n, (resamples, n), generator=torch.Generator().manual_seed(seed))
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    difference: float  # A minus B
+    low: float  # confidence interval of the difference
+    high: float
+    p_value: float | None  # McNemar (accuracy only)
+    n: int
+    resamples: int
+    seed: int
+    confidence: float
+
+    @property
+    def significant(self) -> bool:
+        if self.p_value is not None:
+            return self.p_value < 1 - self.confidence
+        return not self.low <= 0 <= self.high
+
+
+def paired_accuracy(a_correct: list[bool], b_correct: list[bool], *, resamples: int = 1000, seed: int = 1234,
+                    confidence: float = 0.95) -> PairedResult:
+    if len(a_correct) != len(b_correct) or not a_correct:
+        raise ValueError("paired accuracy needs the same, non-empty rows for both checkpoints")
+    n = len(a_correct)
+    diffs = torch.tensor([int(a) - int(b) for a, b in zip(a_correct, b_correct, strict=True)], dtype=torch.float64)
+    boot = diffs[_resample_indices(n, resamples, seed)].mean(dim=1).tolist()
+    alpha = (1 - confidence) / 2
+    b = sum(1 for a, c in zip(a_correct, b_correct, strict=True) if a and not c)
+    c = sum(1 for a, cc in zip(a_correct, b_correct, strict=True) if cc and not a)
+    return PairedResult(float(diffs.mean()), _percentile(boot, alpha), _percentile(boot, 1 - alpha),
+                        mcnemar_exact(b, c), n, resamples, seed, confidence)
+
+
+def paired_bits_per_byte(a_docs: list[tuple[float, int]], b_docs: list[tuple[float, int]], *,
+                         resamples: int = 1000, seed: int = 1234, confidence: float = 0.95) -> PairedResult:
+    """Documents as (summed NLL in nats, UTF-8 bytes); the difference is A's bits per byte minus B's."""
+    if len(a_docs) != len(b_docs) or not a_docs:
+        raise ValueError("paired bits per byte needs the same, non-empty documents for both checkpoints")
+    if any(x[1] != y[1] for x, y in zip(a_docs, b_docs, strict=True)):
+        raise ValueError("documents differ in bytes: not the same documents")
+    n = len(a_docs)
+    nll_diff = torch.tensor([x[0] - y[0] for x, y in zip(a_docs, b_docs, strict=True)], dtype=torch.float64)
+    n_bytes = torch.tensor([x[1] for x in a_docs], dtype=torch.float64)
+    index = _resample_indices(n, resamples, seed)
+    boot = (nll_diff[index].sum(dim=1) / (math.log(2) * n_bytes[index].sum(dim=1))).tolist()
+    alpha = (1 - confidence) / 2
+    observed = float(nll_diff.sum() / (math.log(2) * n_bytes.sum()))
+    return PairedResult(observed, _percentile(boot, alpha), _percentile(boot, 1 - alpha), None,
+                        n, resamples, seed, confidence)
