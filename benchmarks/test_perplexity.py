@@ -27,7 +27,8 @@ def test_perplexity(checkpoint, wikitext, split, record_metric, lmeval, gates):
         "detokenized": corpus.detokenized, "max_eval_tokens": settings.max_eval_tokens,
         "seconds": round(seconds, 3), "tokens_per_second": result.tokens / seconds,
     }
-    record_metric(checkpoint, {
+    samples = {"_samples": {f"perplexity-{split}": result.samples()}} if settings.log_samples else {}
+    record_metric(checkpoint, samples | {
         f"{prefix}_loss": result.loss,
         f"{prefix}_perplexity": result.token_perplexity,
         f"{prefix}_bits_per_byte": result.bits_per_byte,

@@ -21,11 +21,14 @@ def test_smallbench(checkpoint, smallbench_data, task, record_metric, lmeval, ga
         progress=progress(f"{checkpoint.name} {task}"),
     )
     summary = result.summary()
-    record_metric(checkpoint, {
+    fragment = {
         f"smallbench_{data.task.record_key}_acc": result.acc,
         "smallbench": {task: summary},
         "data_fingerprints": data.source.fingerprints,
-    })
+    }
+    if settings.log_samples:
+        fragment["_samples"] = {f"smallbench-{task}": result.samples(settings.log_samples)}
+    record_metric(checkpoint, fragment)
     assert result.n > 0, f"{task}: no rows evaluated"
     assert all(math.isfinite(ll) for row in result.rows for ll in row.loglikelihoods), \
         f"{checkpoint.name} {task}: non-finite log-likelihoods (weights or numerics broken)"

@@ -17,7 +17,7 @@ from typing import Any
 from .comparison import LOWER_IS_BETTER_SORT, write_comparison
 from .history import HEADLINE_FIELDS, read_history, trend
 from .metrics import RecordMergeError, merge_records
-from .report import write_checkpoint_report
+from .report import read_samples, write_checkpoint_report
 
 
 class CommandError(Exception):
@@ -47,6 +47,7 @@ def read_records(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
 
 def merge(out: Path, shards: list[Path]) -> list[Path]:
     by_checkpoint: dict[str, dict[str, Any]] = {}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
     run_ids = set()
     seen_data: dict[str, tuple[str, Path]] = {}
     for file, record in read_records(shards):
@@ -56,6 +57,7 @@ def merge(out: Path, shards: list[Path]) -> list[Path]:
             if earlier[0] != sha:
                 raise CommandError(f"{file}: refused: {data_name} differs from the data of {earlier[1]}")
         name = record["checkpoint"]["name"]
+        samples.setdefault(name, {}).update(read_samples(file.parent))
         try:
             by_checkpoint[name] = merge_records(by_checkpoint[name], record) if name in by_checkpoint else record
         except RecordMergeError as exc:
@@ -65,9 +67,10 @@ def merge(out: Path, shards: list[Path]) -> list[Path]:
                            "the same --run-id")
     written: list[Path] = []
     for name, record in sorted(by_checkpoint.items()):
-        written += write_checkpoint_report(record, out / name, comparison=len(by_checkpoint) > 1)
+        written += write_checkpoint_report(record, out / name, comparison=len(by_checkpoint) > 1,
+                                           samples=samples.get(name))
     if len(by_checkpoint) > 1:
-        written += write_comparison(list(by_checkpoint.values()), out)
+        written += write_comparison(list(by_checkpoint.values()), out, samples=samples)
     return written
 
 
@@ -108,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "merge":
             written = merge(args.out, args.shards)
         else:
-            records = [record for _, record in read_records(args.records)]
-            written = write_comparison(records, args.out, args.sort_by)
+            found = read_records(args.records)
+            records = [record for _, record in found]
+            samples = {record["checkpoint"]["name"]: read_samples(file.parent) for file, record in found}
+            written = write_comparison(records, args.out, args.sort_by, samples)
     except (CommandError, OSError, ValueError) as exc:
         print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .paired import PairedResult, paired_accuracy, paired_bits_per_byte
 from .plots import plot_comparison
 from .report import write_atomic
 
@@ -90,8 +91,68 @@ def render_comparison(
     return "\n".join(parts) + "\n"
 
 
-def write_comparison(records: list[dict[str, Any]], folder: Path, sort_by: str = "val_bits_per_byte") -> list[Path]:
+def _paired_sentence(kind: str, a: str, b: str, result: PairedResult) -> str:
+    level = f"{1 - result.confidence:g}"
+    if kind == "acc":
+        better = a if result.difference > 0 else b
+        figure = (f"accuracy {a} - {b} = {result.difference:+.4f}, {result.confidence:.0%} CI "
+                  f"[{result.low:+.4f}, {result.high:+.4f}], McNemar p = {result.p_value:.3g}")
+    else:
+        better = a if result.difference < 0 else b
+        figure = (f"bits/byte {a} - {b} = {result.difference:+.5f}, {result.confidence:.0%} CI "
+                  f"[{result.low:+.5f}, {result.high:+.5f}]")
+    verdict = (f"**{better} is significantly better** at the {level} level" if result.significant
+               else f"no significant difference at the {level} level")
+    return f"{figure}: {verdict}"
+
+
+def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, list[dict[str, Any]]]],
+                  resamples: int = 1000, seed: int = 1234) -> str:
+    """Pairwise tests on the rows (documents) both checkpoints were scored on, where the data matched."""
+    names = sorted(r["checkpoint"]["name"] for r in records)
+    by_name = {r["checkpoint"]["name"]: r for r in records}
+    sets = sorted({key for name in names for key in samples.get(name, {})})
+    lines = []
+    for key in sets:
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                rows_a, rows_b = samples.get(a, {}).get(key), samples.get(b, {}).get(key)
+                if not rows_a or not rows_b:
+                    continue
+                shared = set(by_name[a].get("data_fingerprints", {})) & set(by_name[b].get("data_fingerprints", {}))
+                if any(by_name[a]["data_fingerprints"][f] != by_name[b]["data_fingerprints"][f] for f in shared):
+                    lines.append(f"- {key}, {a} vs {b}: not compared (different data)")
+                    continue
+                if key.startswith("smallbench-"):
+                    if [r["idx"] for r in rows_a] != [r["idx"] for r in rows_b]:
+                        lines.append(f"- {key}, {a} vs {b}: not compared (different rows)")
+                        continue
+                    result = paired_accuracy([r["correct"] for r in rows_a], [r["correct"] for r in rows_b],
+                                             resamples=resamples, seed=seed)
+                    lines.append(f"- {key.removeprefix('smallbench-')} (n={result.n}): "
+                                 + _paired_sentence("acc", a, b, result))
+                else:
+                    try:
+                        result = paired_bits_per_byte([(r["nll"], r["bytes"]) for r in rows_a],
+                                                      [(r["nll"], r["bytes"]) for r in rows_b],
+                                                      resamples=resamples, seed=seed)
+                    except ValueError as exc:
+                        lines.append(f"- {key}, {a} vs {b}: not compared ({exc})")
+                        continue
+                    lines.append(f"- {key} ({result.n} documents): " + _paired_sentence("bpb", a, b, result))
+    if not lines:
+        return ""
+    return ("\n## Paired comparison\n\n"
+            f"On the same rows (documents): McNemar's exact test for accuracy, a paired bootstrap ({resamples} "
+            f"resamples, seed {seed}) for the intervals; differences are the first checkpoint minus the second.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def write_comparison(records: list[dict[str, Any]], folder: Path, sort_by: str = "val_bits_per_byte",
+                     samples: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> list[Path]:
     png = plot_comparison(records, folder / "comparison.png")
     text = render_comparison(records, sort_by, plot=png.name if png else None)
+    if samples:
+        text += render_paired(records, samples)
     write_atomic(folder / "comparison.md", text)
     return [folder / "comparison.md"] + ([png] if png else [])

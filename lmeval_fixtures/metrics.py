@@ -33,6 +33,9 @@ ORIGINAL_FIELDS = (
 )
 
 
+SAMPLES_KEY = "_samples"  # fragment key of per-example rows, written to samples-*.jsonl, not the record
+
+
 class RecordInvalid(ValueError):
     """A record that does not match the shipped schema."""
 
@@ -199,12 +202,20 @@ class RunRecorder:
         names = {name for name, _, _ in self.fragments} | set(self.outcomes) | set(self.expected)
         return sorted(names)
 
+    def samples(self, checkpoint: str) -> dict[str, list[dict[str, Any]]]:
+        """Per-example rows (``--log-samples``) by set name, e.g. ``smallbench-sst2``: kept out of the record."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for name, _, fragment in sorted(self.fragments, key=lambda f: f[1]):
+            if name == checkpoint:
+                found.update(fragment.get(SAMPLES_KEY, {}))
+        return found
+
     def records(self, interrupted: bool = False) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         for name in self.checkpoint_names():
             record = empty_record(self.run, name)
             for _, _, fragment in sorted((f for f in self.fragments if f[0] == name), key=lambda f: f[1]):
-                deep_merge(record, fragment)
+                deep_merge(record, {k: v for k, v in fragment.items() if k != SAMPLES_KEY})
             items = dict(self.outcomes.get(name, {}))
             missing = sorted(self.expected.get(name, set()) - items.keys())
             for item in missing:

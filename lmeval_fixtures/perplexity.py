@@ -61,7 +61,7 @@ class PerplexityResult:
     stride: int
     context_length: int
     truncated_documents: int = 0
-    per_document: list[tuple[float, int]] = field(default_factory=list)
+    per_document: list[tuple[float, int, int, int]] = field(default_factory=list)  # nll, tokens, bytes, words
     top1: int = 0  # tokens whose target was the model's first choice
     top5: int = 0  # ... among its five highest logits
 
@@ -93,6 +93,11 @@ class PerplexityResult:
     @property
     def top5_accuracy(self) -> float:
         return _ratio(self.top5, self.tokens)
+
+    def samples(self) -> list[dict[str, float | int]]:
+        """One row per document: what the paired bootstrap over documents needs."""
+        return [{"document": i, "nll": nll, "tokens": tokens, "bytes": n_bytes, "words": words}
+                for i, (nll, tokens, n_bytes, words) in enumerate(self.per_document)]
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -193,7 +198,7 @@ def evaluate_perplexity(
         top1 += int((rank == 0).sum())
         top5 += int((rank < 5).sum())
 
-    per_document = [(doc_nll[i].item(), len(ids)) for i, ids in enumerate(token_lists)]
+    per_document = [(doc_nll[i].item(), len(ids), *counts[i]) for i, ids in enumerate(token_lists)]
     return PerplexityResult(
         nll=float(doc_nll.sum().item()),
         tokens=sum(len(ids) for ids in token_lists),

@@ -100,6 +100,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "items (1-based; join the parts with `lmeval-fixtures merge`)")
     group.addoption("--compare-by", default="val_bits_per_byte", choices=sorted(LOWER_IS_BETTER_SORT),
                     help="sort column of comparison.md (default: val_bits_per_byte)")
+    group.addoption("--log-samples", nargs="?", const="full", choices=["full", "hash"], default=None,
+                    help="write per-example records (samples-*.jsonl beside metrics.json); 'hash' keeps sha256 "
+                         "of the texts instead of the texts (default: off)")
     group.addoption("--merge-into", metavar="RUN_DIR",
                     help="merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
                          "timings taken with -p no:xdist after an -n auto run")
@@ -333,20 +336,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     out = merge_into or state.settings.report_dir / state.recorder.run["run_id"]
     headlines: list[str] = []
     written_records: list[dict] = []
+    samples_by_checkpoint: dict[str, dict] = {}
     records = state.recorder.records(interrupted=interrupted)
     for name, record in records.items():
         try:
             if merge_into is not None and (merge_into / name / "metrics.json").is_file():
                 earlier = json.loads((merge_into / name / "metrics.json").read_text(encoding="utf-8"))
                 record = merge_records(earlier, record)
-            paths += write_checkpoint_report(record, out / name, comparison=len(records) > 1)
+            samples = state.recorder.samples(name)
+            paths += write_checkpoint_report(record, out / name, comparison=len(records) > 1, samples=samples)
+            samples_by_checkpoint[name] = samples
             headlines.append(headline(record))
             written_records.append(record)
         except (OSError, ValueError) as exc:  # RecordInvalid, RecordMergeError, bad JSON
             errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
     if len(written_records) > 1:
         try:
-            paths += write_comparison(written_records, out, state.settings.compare_by)
+            paths += write_comparison(written_records, out, state.settings.compare_by, samples_by_checkpoint)
         except OSError as exc:
             errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: {exc}")
     if written_records and merge_into is None:

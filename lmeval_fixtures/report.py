@@ -3,6 +3,7 @@ leaves a half-written file and earlier reports stay intact."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -27,11 +28,37 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bool = False) -> list[Path]:
-    """Validate, then write ``metrics.json`` and ``summary.md`` into ``folder``.
+def write_samples(samples: dict[str, list[dict[str, Any]]], folder: Path) -> dict[str, str]:
+    """``samples-<set>.jsonl`` per example set, atomically; returns each file's sha256 for the record."""
+    fingerprints = {}
+    for name, rows in sorted(samples.items()):
+        text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+        write_atomic(folder / f"samples-{name}.jsonl", text)
+        fingerprints[f"samples-{name}.jsonl"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return fingerprints
+
+
+def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """The per-example sets written beside a metrics.json (empty when none were logged)."""
+    found = {}
+    for path in sorted(folder.glob("samples-*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        found[path.stem.removeprefix("samples-")] = rows
+    return found
+
+
+def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bool = False,
+                            samples: dict[str, list[dict[str, Any]]] | None = None) -> list[Path]:
+    """Validate, then write ``metrics.json`` and ``summary.md`` (and samples) into ``folder``.
 
     ``comparison``: the run folder also gets a comparison.md, which the summary links.
+    ``samples``: per-example rows, written first and fingerprinted in the record.
     """
+    written: list[Path] = []
+    if samples:
+        validate_record(record)
+        record.setdefault("samples", {}).update(write_samples(samples, folder))
+        written += [folder / name for name in sorted(record["samples"])]
     validate_record(record)
     metrics = folder / "metrics.json"
     summary = folder / "summary.md"
@@ -41,7 +68,7 @@ def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bo
     if comparison:
         text += "\nCompared with the other checkpoints of this run in [comparison.md](../comparison.md).\n"
     write_atomic(summary, text)
-    return [metrics, summary] + ([plot] if plot else [])
+    return [metrics, summary] + ([plot] if plot else []) + written
 
 
 def headline(record: dict[str, Any]) -> str:

@@ -52,6 +52,7 @@ class Settings:
     shard: tuple[int, int] | None = None
     threads: int | None = None
     batch_sweep: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    log_samples: str | None = None  # None, "full" or "hash"
     compare_by: str = "val_bits_per_byte"
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -70,7 +71,8 @@ class Settings:
             "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
             "latency_tolerance": self.latency_tolerance,
             "shard": "{}/{}".format(*self.shard) if self.shard else None,
-            "batch_sweep": self.batch_sweep, "device": self.device, "dtype": self.dtype,
+            "batch_sweep": self.batch_sweep, "log_samples": self.log_samples,
+            "device": self.device, "dtype": self.dtype,
         }
 
 
@@ -163,6 +165,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         threads=positive_or_none("--threads", option.threads),
         batch_sweep=_batch_sizes(option.batch_sweep),
         compare_by=option.compare_by,
+        log_samples=option.log_samples,
     )
 
 

@@ -9,6 +9,7 @@ so that shards merge exactly.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -28,6 +29,7 @@ class RowResult:
     label: int
     loglikelihoods: list[float]
     greedy: list[bool]
+    context: str = ""
 
     def prediction(self, lengths: list[int] | None = None) -> int:
         values = self.loglikelihoods if lengths is None else [ll / n for ll, n in zip(self.loglikelihoods, lengths,
@@ -45,6 +47,7 @@ class TaskResult:
     stats: ScoringStats
     seconds: float
     max_samples: int | None = None
+    choices: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -66,6 +69,23 @@ class TaskResult:
     @property
     def acc_norm(self) -> float:
         return self.correct_norm / self.n
+
+    def samples(self, mode: str = "full") -> list[dict[str, Any]]:
+        """One row per example; ``mode="hash"`` keeps sha256 of the texts instead of the texts."""
+        choices = self.choices
+        rows = []
+        for r in self.rows:
+            prediction, normed = r.prediction(), r.prediction(self.choice_lengths)
+            row = {"idx": r.idx, "label": r.label, "loglikelihoods": r.loglikelihoods, "greedy": r.greedy,
+                   "prediction": prediction, "prediction_norm": normed, "correct": prediction == r.label,
+                   "correct_norm": normed == r.label}
+            if mode == "hash":
+                row["context_sha256"] = hashlib.sha256(r.context.encode()).hexdigest()
+                row["choices_sha256"] = [hashlib.sha256(c.encode()).hexdigest() for c in choices]
+            else:
+                row["context"], row["choices"] = r.context, list(choices)
+            rows.append(row)
+        return rows
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -130,8 +150,8 @@ def evaluate_task(
     k = len(continuations)
     results = [
         RowResult(int(row.get("idx", i)), row["label"], [s.logprob for s in scores[i * k:(i + 1) * k]],
-                  [s.is_greedy for s in scores[i * k:(i + 1) * k]])
+                  [s.is_greedy for s in scores[i * k:(i + 1) * k]], requests[i * k].context)
         for i, row in enumerate(rows)
     ]
     return TaskResult(task.name, prompt_set, fewshot, results, [len(c) for c in prompt.choices], stats, seconds,
-                      max_samples)
+                      max_samples, prompt.choices)

@@ -174,3 +174,33 @@ def test_every_run_appends_history_and_the_history_command_flags_a_jump(suite, c
     history.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert cli(["history", "--file", str(history), "--checkpoint", "a"]) == 0
     assert "is OUTSIDE the previous 2 run(s)" in capsys.readouterr().out
+
+
+def test_logged_samples_feed_the_paired_comparison(suite, capsys):
+    import hashlib
+
+    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--run-id", "p", "--log-samples")
+    result.assert_outcomes(passed=12)
+    folder = suite.path / "reports/p/a"
+    record = json.loads((folder / "metrics.json").read_text())
+    for name, sha in record["samples"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha
+    rows = [json.loads(line) for line in (folder / "samples-smallbench-sst2.jsonl").read_text().splitlines()]
+    assert len(rows) == record["smallbench"]["sst2"]["n"]
+    assert sum(r["correct"] for r in rows) == record["smallbench"]["sst2"]["correct"]
+    assert rows[0]["context"].startswith("Sentence: ") and rows[0]["choices"] == ["negative", "positive"]
+    docs = [json.loads(line) for line in (folder / "samples-perplexity-validation.jsonl").read_text().splitlines()]
+    assert sum(d["nll"] for d in docs) == pytest.approx(record["perplexity"]["validation"]["nll_sum"])
+    assert sum(d["bytes"] for d in docs) == record["perplexity"]["validation"]["bytes"]
+    text = (suite.path / "reports/p/comparison.md").read_text()
+    assert "## Paired comparison" in text and "McNemar p = " in text and "perplexity-validation" in text
+    assert "significant" in text
+
+    assert cli(["compare", str(suite.path / "reports/p"), "--out", str(suite.path / "again")]) == 0
+    assert "## Paired comparison" in (suite.path / "again/comparison.md").read_text()
+
+    hashed = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--run-id", "h", "--log-samples=hash",
+                             "-m", "smallbench")
+    hashed.assert_outcomes(passed=8)
+    row = json.loads((suite.path / "reports/h/a/samples-smallbench-rte.jsonl").read_text().splitlines()[0])
+    assert "context" not in row and len(row["context_sha256"]) == 64
