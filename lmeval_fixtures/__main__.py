@@ -2,6 +2,8 @@
 
     merge OUT SHARD_DIR...    join shard reports (same run, same data) into OUT
     compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs
+    export-hf CHECKPOINT OUT_DIR
+                              a Hugging Face Llama folder with the same weights (needs the hf extra)
     history [--checkpoint NAME] [--metric KEY]
                               trend of a figure over the runs in reports/history.jsonl
 """
@@ -14,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import CheckpointError
 from .comparison import LOWER_IS_BETTER_SORT, write_comparison
+from .hf_export import export_hf
 from .history import HEADLINE_FIELDS, read_history, trend
 from .metrics import RecordMergeError, merge_records
 from .report import read_samples, write_checkpoint_report
@@ -99,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     compare_cmd.add_argument("records", type=Path, nargs="+")
     compare_cmd.add_argument("--out", type=Path, default=Path("."), help="folder for comparison.md (default: .)")
     compare_cmd.add_argument("--sort-by", default="val_bits_per_byte", choices=sorted(LOWER_IS_BETTER_SORT))
+    export_cmd = commands.add_parser("export-hf", help="write a Hugging Face Llama folder")
+    export_cmd.add_argument("checkpoint", type=Path)
+    export_cmd.add_argument("out", type=Path)
     history_cmd = commands.add_parser("history", help="trend of a figure across runs")
     history_cmd.add_argument("--file", type=Path, default=Path("reports/history.jsonl"))
     history_cmd.add_argument("--checkpoint", action="append", help="checkpoint name (default: all)")
@@ -106,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     history_cmd.add_argument("--previous", type=int, default=5, help="runs the latest is compared with")
     args = parser.parse_args(argv)
     try:
-        if args.command == "history":
+        if args.command == "export-hf":
+            written = [export_hf(args.checkpoint, args.out)]
+        elif args.command == "history":
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
-        if args.command == "merge":
+        elif args.command == "merge":
             written = merge(args.out, args.shards)
         else:
             found = read_records(args.records)
             records = [record for _, record in found]
             samples = {record["checkpoint"]["name"]: read_samples(file.parent) for file, record in found}
             written = write_comparison(records, args.out, args.sort_by, samples)
-    except (CommandError, OSError, ValueError) as exc:
+    except (CommandError, OSError, ValueError, ImportError, CheckpointError) as exc:
         print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
         return 2
     for path in written:

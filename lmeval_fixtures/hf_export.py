@@ -1,0 +1,65 @@
+"""Export a native checkpoint as a Hugging Face Llama folder (the ``hf`` extra).
+
+The native model was laid out as Llama (parameter names, rotate-half rotary
+positions, float32 RMSNorm, SwiGLU), so the export renames and copies: the same
+weights, so any other harness evaluates exactly the model this suite measured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .checkpoints import LoadedCheckpoint, load_checkpoint
+
+
+class MissingExtra(ImportError):
+    """transformers is needed and not installed."""
+
+
+def _transformers():  # noqa: ANN202
+    try:
+        import transformers
+    except ImportError:
+        raise MissingExtra("exporting to Hugging Face needs transformers: pip install 'lmeval-fixtures[hf]'") \
+            from None
+    return transformers
+
+
+def llama_config(loaded: LoadedCheckpoint) -> dict:
+    c = loaded.config
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": c.vocab_size, "hidden_size": c.d_model, "intermediate_size": c.d_ff,
+        "num_hidden_layers": c.n_layers, "num_attention_heads": c.n_heads, "num_key_value_heads": c.n_heads,
+        "head_dim": c.head_dim, "max_position_embeddings": c.max_seq_len, "rms_norm_eps": c.norm_eps,
+        "rope_theta": c.rope_theta, "tie_word_embeddings": c.tie_embeddings, "hidden_act": "silu",
+        "attention_bias": False, "mlp_bias": False, "bos_token_id": c.bos_token_id,
+        "eos_token_id": c.eos_token_id, "torch_dtype": "float32",
+    }
+
+
+def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path) -> Path:
+    """Write config.json, model.safetensors and the tokenizer files of a Llama folder."""
+    transformers = _transformers()
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for name, tensor in loaded.model.state_dict().items():
+        if name == "lm_head.weight":
+            if not loaded.config.tie_embeddings:
+                state[name] = tensor
+            continue
+        state[f"model.{name}"] = tensor
+    save_file({k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(llama_config(loaded), indent=2) + "\n")
+    special = loaded.tokenizer._tokenizer.id_to_token(loaded.config.bos_token_id)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer._tokenizer,
+                                                bos_token=special, eos_token=special)
+    fast.save_pretrained(str(out))
+    return out
