@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lmeval_fixtures.model import ModelConfig, Transformer
+
+# pytester's in-process runs drop the modules first imported during them; torch's distributed
+# operator registry cannot be imported twice in one process, so load it (via transformers, when
+# installed) before any such run.
+with contextlib.suppress(ImportError):
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers.models.llama.modeling_llama  # noqa: F401
+    import transformers.tokenization_utils_fast  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
