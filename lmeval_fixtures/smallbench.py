@@ -110,11 +110,13 @@ def fewshot_prefix(prompt: Prompt, pool: list[dict], k: int, seed: int, task: st
     """k labelled examples, drawn per row with a fixed seed, never the evaluated row itself."""
     if k == 0:
         return ""
-    candidates = [r for r in pool if r is not row and r != row]
-    if len(candidates) < k:
-        raise ValueError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(candidates)}")
+    # Draw k + 1 indices and drop the row itself if drawn: O(k) per row, where filtering the
+    # pool first would compare every row with all of SST-2's 67k training examples.
     rng = random.Random(f"{seed}:{task}:{row.get('idx')}")
-    shots = rng.sample(candidates, k)
+    drawn = [pool[i] for i in rng.sample(range(len(pool)), min(k + 1, len(pool)))]
+    shots = [r for r in drawn if r is not row and r != row][:k]
+    if len(shots) < k:
+        raise ValueError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(shots)}")
     return "".join(prompt.context(s) + prompt.delimiter + prompt.choices[s["label"]] + "\n\n" for s in shots)
 
 
