@@ -13,7 +13,7 @@ from lmeval_fixtures.timing import MemoryWatch, is_out_of_memory, summarise_ms, 
 
 def random_ids(checkpoint, batch: int, seq: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, checkpoint.config.vocab_size, (batch, seq), generator=generator).to(checkpoint.device)
+    return torch.randint(0, checkpoint.allocation.vocab_size, (batch, seq), generator=generator).to(checkpoint.device)
 
 
 def check_context(checkpoint, seq: int) -> None:

@@ -43,18 +43,53 @@ class CheckpointSpec:
     path: Path
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """How a model spends its parameters, for the record: the same fields for native and
+    Hugging Face models (shape fields a foreign architecture does not have are None)."""
+
+    total_params: int
+    embedding_params: int
+    vocab_size: int
+    max_seq_len: int
+    d_model: int | None = None
+    d_ff: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    glu_expansion: float | None = None
+
+    @classmethod
+    def of_native(cls, config: ModelConfig) -> Allocation:
+        return cls(total_params=config.total_params, embedding_params=config.embedding_params,
+                   vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, d_model=config.d_model,
+                   d_ff=config.d_ff, n_layers=config.n_layers, n_heads=config.n_heads,
+                   glu_expansion=config.glu_expansion)
+
+    @property
+    def non_embedding_params(self) -> int:
+        return self.total_params - self.embedding_params
+
+    @property
+    def embedding_ratio(self) -> float:
+        return self.embedding_params / self.total_params
+
+
 @dataclass
 class LoadedCheckpoint:
+    """A model ready to score. ``config`` is the native ``ModelConfig``, or None for a
+    Hugging Face folder; ``allocation`` is what every record reports either way."""
+
     name: str
     path: Path
     model: torch.nn.Module
     tokenizer: TextTokenizer
-    config: ModelConfig
+    config: ModelConfig | None
+    allocation: Allocation
     identity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def max_seq_len(self) -> int:
-        return self.config.max_seq_len
+        return self.allocation.max_seq_len
 
     @property
     def device(self) -> torch.device:
@@ -69,8 +104,26 @@ def checkpoint_name(path: Path) -> str:
     return stem
 
 
+def is_hf_folder(path: Path) -> bool:
+    """A folder whose config.json names a Hugging Face ``model_type`` or ``architectures``
+    (a native config.json has neither)."""
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(raw, dict) and ("model_type" in raw or "architectures" in raw)
+
+
+def _native_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in NATIVE_SUFFIXES and p.is_file())
+
+
 def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
-    """Expand each path: a checkpoint file, or a folder of them (one level of sub-folders).
+    """Expand each path: a checkpoint file, a Hugging Face folder, or a folder of either
+    (one level of sub-folders).
 
     Paths that do not exist are kept, so that their items fail with a reason
     rather than vanishing from the run. Duplicate names get a numeric suffix.
@@ -78,10 +131,12 @@ def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.suffix in NATIVE_SUFFIXES and p.is_file())
-            inside += sorted(p for sub in sorted(path.iterdir()) if sub.is_dir()
-                             for p in sub.iterdir() if p.suffix in NATIVE_SUFFIXES and p.is_file())
+        if is_hf_folder(path):
+            found.append(path)
+        elif path.is_dir():
+            inside = _native_files(path)
+            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+                inside += [sub] if is_hf_folder(sub) else _native_files(sub)
             found.extend(inside or [path])
         else:
             found.append(path)
@@ -246,8 +301,16 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
     path = spec.path
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
+    if is_hf_folder(path):
+        from .hf_models import load_hf_folder  # transformers only when a folder asks for it
+
+        model, tokenizer, allocation, identity = load_hf_folder(path, device, DTYPES[dtype])
+        return LoadedCheckpoint(spec.name, path, model, tokenizer, None, allocation, {"name": spec.name} | identity)
     if path.is_dir():
-        raise CheckpointError(f"{path}: folder holds no .safetensors or .pt checkpoint")
+        raise CheckpointError(f"{path}: folder holds no .safetensors or .pt checkpoint "
+                              "(nor a Hugging Face config.json)")
+    if is_hf_folder(path.parent):
+        raise CheckpointError(f"{path}: part of a Hugging Face folder; pass the folder {path.parent} instead")
     if path.suffix == ".safetensors":
         state, raw_meta, config = _read_safetensors(path)
         tokenizer_json = None
@@ -289,4 +352,4 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
         "config": config.to_dict() | {"d_ff": config.d_ff},
         "training": training_metadata(raw_meta),
     }
-    return LoadedCheckpoint(spec.name, path, model, tokenizer, config, identity)
+    return LoadedCheckpoint(spec.name, path, model, tokenizer, config, Allocation.of_native(config), identity)

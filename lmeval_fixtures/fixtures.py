@@ -56,15 +56,15 @@ def lmeval(pytestconfig: pytest.Config) -> LmevalSession:
 
 
 def identity_fragment(loaded: LoadedCheckpoint) -> dict[str, Any]:
-    config = loaded.config
+    shape = loaded.allocation
     return {
         "checkpoint": loaded.identity,
-        "total_params": config.total_params,
-        "embedding_params": config.embedding_params,
-        "non_embedding_params": config.non_embedding_params,
-        "embedding_ratio": config.embedding_ratio,
-        "d_model": config.d_model, "d_ff": config.d_ff, "n_layers": config.n_layers, "n_heads": config.n_heads,
-        "vocab_size": config.vocab_size, "glu_expansion": config.glu_expansion,
+        "total_params": shape.total_params,
+        "embedding_params": shape.embedding_params,
+        "non_embedding_params": shape.non_embedding_params,
+        "embedding_ratio": shape.embedding_ratio,
+        "d_model": shape.d_model, "d_ff": shape.d_ff, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
+        "vocab_size": shape.vocab_size, "glu_expansion": shape.glu_expansion,
         "train_loss": loaded.identity["training"].get("train_loss"),
     }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoints import LoadedCheckpoint, load_checkpoint
+from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 
 
 class MissingExtra(ImportError):
@@ -46,6 +46,8 @@ def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path) ->
     """Write config.json, model.safetensors and the tokenizer files of a Llama folder."""
     transformers = _transformers()
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    if loaded.config is None:
+        raise CheckpointError(f"{loaded.path}: already a Hugging Face folder; there is nothing to export")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {}

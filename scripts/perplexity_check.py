@@ -65,7 +65,7 @@ def main() -> None:
     articles, source = load_wikitext_articles(args.split, args.data_dir)
     docs = wikitext_documents(articles)
     max_len = ckpt.max_seq_len
-    print(f"checkpoint {ckpt.name} ({ckpt.config.total_params:,} params), {source.description}, "
+    print(f"checkpoint {ckpt.name} ({ckpt.allocation.total_params:,} params), {source.description}, "
           f"{len(docs)} documents, context {max_len}, torch threads {torch.get_num_threads()}")
 
     result = evaluate_perplexity(ckpt.model, ckpt.tokenizer, docs, max_len, batch_tokens=args.batch_tokens)
@@ -83,7 +83,7 @@ def main() -> None:
         start = time.perf_counter()
         evaluate_perplexity(ckpt.model, ckpt.tokenizer, docs, max_len, batch_tokens=args.batch_tokens)
         eval_times.append(time.perf_counter() - start)
-        raw_times.append(raw_forward_seconds(ckpt.model, rows, max_len, batches, ckpt.config.vocab_size))
+        raw_times.append(raw_forward_seconds(ckpt.model, rows, max_len, batches, ckpt.allocation.vocab_size))
     eval_rate = result.tokens / statistics.median(eval_times)
     raw_rate = rows * max_len * batches / statistics.median(raw_times)
     print(f"speed (median of {args.repeats}, batch {rows}x{max_len}, {batches} batches, tokenization included): "

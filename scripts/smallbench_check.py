@@ -66,7 +66,7 @@ def main() -> None:
         sys.exit(rss_child(args, args.rss_task))
 
     ckpt = load_checkpoint(discover_checkpoints([args.checkpoint or REFERENCE_DIR])[0])
-    print(f"checkpoint {ckpt.name} ({ckpt.config.total_params:,} params), context {ckpt.max_seq_len}, "
+    print(f"checkpoint {ckpt.name} ({ckpt.allocation.total_params:,} params), context {ckpt.max_seq_len}, "
           f"batch budget {args.batch_tokens} tokens, torch threads {torch.get_num_threads()}, prompts {args.prompts}")
     header = (f"{'task':6} {'rows':>5} {'engine s':>9} {'naive s':>9} {'speed-up':>8} {'max |dLL|':>10} "
               f"{'acc eq':>6} {'engine tok/s':>12} {'raw tok/s':>10} {'ratio':>6}")
@@ -91,7 +91,7 @@ def main() -> None:
         naive_correct = sum(
             max(range(k), key=lambda j, i=i: (naive[i * k + j].logprob, -j)) == row["label"]
             for i, row in enumerate(rows))
-        raw_s = raw_forward_seconds(ckpt.model, result.stats.batch_shapes, ckpt.config.vocab_size)
+        raw_s = raw_forward_seconds(ckpt.model, result.stats.batch_shapes, ckpt.allocation.vocab_size)
         engine_rate = result.stats.input_tokens / result.seconds
         raw_rate = result.stats.padded_tokens / raw_s
         totals["engine"] += result.seconds

@@ -1,0 +1,134 @@
+"""Hugging Face causal-LM folders as checkpoints (the ``hf`` extra).
+
+A folder is read with ``AutoModelForCausalLM`` and ``AutoTokenizer`` from local
+files only, with ``trust_remote_code=False``: like a native checkpoint it is
+untrusted input, and nothing in it may run. The model is wrapped in
+``CausalLMAdapter`` so that the scorers see the same two halves as the native
+model, and the tokenizer's fast backend becomes a ``TextTokenizer``. The start
+token and the context length follow lm-evaluation-harness's ``HFLM``, so both
+tools score the same token sequences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoints import Allocation, CheckpointError
+from .lm_interface import CausalLMAdapter
+from .tokenizer import TextTokenizer
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+CONTEXT_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx")  # HFLM's order
+DEFAULT_CONTEXT = 2048  # HFLM's fallback when neither config nor tokenizer says
+
+
+def _transformers(path: Path) -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise CheckpointError(f"{path}: a Hugging Face folder needs transformers: "
+                              "pip install 'lmeval-fixtures[hf]'") from None
+    return transformers
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def weights_sha256(folder: Path) -> str:
+    """One digest over every weight file (names and bytes), sharded or not."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def context_length(config: Any, tokenizer: Any) -> int:
+    """The longest sequence scored in one window: what HFLM would use for this model."""
+    for name in CONTEXT_ATTRIBUTES:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000_000:  # "no limit" is stored as a huge int
+        return limit
+    return DEFAULT_CONTEXT
+
+
+def text_tokenizer(tokenizer: Any, path: Path) -> TextTokenizer:
+    """The fast tokenizer's backend, with HFLM's prefix token (BOS, else EOS) as the start token."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise CheckpointError(f"{path}: needs a fast tokenizer (tokenizer.json); "
+                              "save one with AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained()")
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise CheckpointError(f"{path}: the tokenizer has neither a BOS nor an EOS token to start sequences with")
+    return TextTokenizer.from_json(tokenizer.backend_tokenizer.to_str(), f"{path} (tokenizer)", start)
+
+
+def allocation(model: torch.nn.Module, max_seq_len: int) -> Allocation:
+    """Counts from the loaded tensors (a tied head counted once); shape fields from the config."""
+    config = model.config
+    unique = {id(p): p.numel() for p in model.parameters()}
+    inputs = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    embedding = inputs.numel()
+    if head is not None and head.weight is not inputs:
+        embedding += head.weight.numel()
+    d_model = getattr(config, "hidden_size", None)
+    d_ff = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+    gated = any(name.endswith("gate_proj.weight") for name, _ in model.named_parameters())
+    return Allocation(
+        total_params=sum(unique.values()), embedding_params=embedding, vocab_size=config.vocab_size,
+        max_seq_len=max_seq_len, d_model=d_model, d_ff=d_ff,
+        n_layers=getattr(config, "num_hidden_layers", None), n_heads=getattr(config, "num_attention_heads", None),
+        glu_expansion=d_ff / d_model if gated and d_ff and d_model else None,
+    )
+
+
+def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
+        CausalLMAdapter, TextTokenizer, Allocation, dict[str, Any]]:
+    """Model, tokenizer, allocation and identity of one folder; every failure is one line naming it."""
+    transformers = _transformers(path)
+    options = {"local_files_only": True, "trust_remote_code": False}
+    try:
+        hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **options)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... per backend
+        raise CheckpointError(f"{path}: cannot load its tokenizer ({_first_line(exc)})") from None
+    tokenizer = text_tokenizer(hf_tokenizer, path)
+    bars = transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # a bar per checkpoint would interleave with pytest's output
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **options)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load as a Hugging Face causal LM ({_first_line(exc)})") from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
+    model = model.to(device).eval()
+    for param in model.parameters():
+        if not torch.isfinite(param).all():
+            raise CheckpointError(f"{path}: weights contain NaN or inf")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise CheckpointError(f"{path}: config vocab_size {model.config.vocab_size} is smaller than the "
+                              f"tokenizer's {tokenizer.vocab_size} tokens")
+    identity = {
+        "path": str(path),
+        "format": "hf",
+        "sha256": weights_sha256(path),
+        "tokenizer_sha256": tokenizer.sha256,
+        "config": json.loads(model.config.to_json_string(use_diff=True)),
+        "training": {},
+    }
+    return CausalLMAdapter(model), tokenizer, allocation(model, context_length(model.config, hf_tokenizer)), identity
