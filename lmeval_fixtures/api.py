@@ -1,8 +1,9 @@
 """The library entry points for scripts, notebooks and training loops: no pytest, no files.
 
-Each takes an in-memory ``torch.nn.Module`` (the native model, or anything whose
-forward returns logits or an object with ``.logits``) and a tokenizer (ours, or a
-``tokenizers.Tokenizer`` whose BOS/EOS token is ``<|endoftext|>`` unless given).
+Each takes an in-memory ``torch.nn.Module`` (the native model, a Hugging Face causal
+LM, or anything whose forward returns logits or an object with ``.logits``) and a
+tokenizer (ours, a Hugging Face fast tokenizer, or a ``tokenizers.Tokenizer`` whose
+BOS/EOS token is ``<|endoftext|>``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tokenizers import Tokenizer
 
 from .checkpoints import CheckpointSpec, discover_checkpoints
 from .corpora import Document
+from .hf_models import text_tokenizer
 from .perplexity import PerplexityResult
 from .perplexity import evaluate_perplexity as _evaluate_documents
 from .settings import REFERENCE_DIR
@@ -25,9 +27,13 @@ from .tokenizer import TextTokenizer
 TokenizerLike = TextTokenizer | Tokenizer
 
 
-def as_text_tokenizer(tokenizer: TokenizerLike, bos_token_id: int | None = None) -> TextTokenizer:
+def as_text_tokenizer(tokenizer: TokenizerLike | Any, bos_token_id: int | None = None) -> TextTokenizer:
+    """Ours as it is; a Hugging Face fast tokenizer with its BOS (else EOS) as the start token,
+    as lm-evaluation-harness starts sequences; a ``tokenizers.Tokenizer`` with ``<|endoftext|>``."""
     if isinstance(tokenizer, TextTokenizer):
         return tokenizer
+    if hasattr(tokenizer, "backend_tokenizer"):
+        return text_tokenizer(tokenizer, "in-memory Hugging Face tokenizer")
     return TextTokenizer.from_json(tokenizer.to_str(), "in-memory tokenizer", bos_token_id)
 
 

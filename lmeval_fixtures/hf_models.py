@@ -65,15 +65,15 @@ def context_length(config: Any, tokenizer: Any) -> int:
     return DEFAULT_CONTEXT
 
 
-def text_tokenizer(tokenizer: Any, path: Path) -> TextTokenizer:
+def text_tokenizer(tokenizer: Any, source: str | Path) -> TextTokenizer:
     """The fast tokenizer's backend, with HFLM's prefix token (BOS, else EOS) as the start token."""
     if not getattr(tokenizer, "is_fast", False):
-        raise CheckpointError(f"{path}: needs a fast tokenizer (tokenizer.json); "
+        raise CheckpointError(f"{source}: needs a fast tokenizer (tokenizer.json); "
                               "save one with AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained()")
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is None:
-        raise CheckpointError(f"{path}: the tokenizer has neither a BOS nor an EOS token to start sequences with")
-    return TextTokenizer.from_json(tokenizer.backend_tokenizer.to_str(), f"{path} (tokenizer)", start)
+        raise CheckpointError(f"{source}: the tokenizer has neither a BOS nor an EOS token to start sequences with")
+    return TextTokenizer.from_json(tokenizer.backend_tokenizer.to_str(), f"{source} (tokenizer)", start)
 
 
 def allocation(model: torch.nn.Module, max_seq_len: int) -> Allocation:

@@ -125,8 +125,9 @@ def run_lmeval(python: str, model: Path, task_names: list[str], out: Path, batch
 
 
 def run_ours(model: Path, data: Path, out: Path) -> float:
-    return timed([sys.executable, "-m", "pytest", "benchmarks/test_perplexity.py", "benchmarks/test_smallbench.py",
-                  "-k", "validation or smallbench", "--checkpoint", str(model), "--data-dir", str(data),
+    perplexity = f"benchmarks/test_perplexity.py::test_perplexity[{checkpoint_name(model)}-validation]"
+    return timed([sys.executable, "-m", "pytest", perplexity, "benchmarks/test_smallbench.py",
+                  "--checkpoint", str(model), "--data-dir", str(data),
                   "--prompts", "lm-eval", "--log-samples", "--report-dir", str(out / "ours"), "--run-id", "crosscheck",
                   "-p", "no:xdist", "-p", "no:cacheprovider", "-q"], out / "ours.log", OFFLINE)
 

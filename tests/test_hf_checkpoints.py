@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lmeval_fixtures.api import evaluate_smallbench
 from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint, release_checkpoints
 from lmeval_fixtures.corpora import Document
 from lmeval_fixtures.hf_export import export_hf
@@ -112,6 +113,21 @@ def test_packed_multi_token_continuations_equal_direct_scoring(hf_folder, batch_
     for request, score in zip(requests, scores, strict=True):
         context, continuation = lm_eval_encode(loaded.tokenizer, request.context, request.continuation)
         assert score.logprob == pytest.approx(direct_loglikelihood(model, context, continuation), abs=1e-4)
+
+
+def test_library_takes_an_in_memory_model_and_tokenizer(hf_folder):
+    folder, model = hf_folder
+    rows = [{"sentence1": "The fox jumps.", "sentence2": "A fox is jumping over the dog.", "label": 0},
+            {"sentence1": "Robert Boulter is an actor.", "sentence2": "He is a lobster.", "label": 1}]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    direct = evaluate_smallbench(model, tokenizer, "rte", rows, CONTEXT, prompt_set="lm-eval")
+    loaded = load_checkpoint(folder)
+    suite = evaluate_smallbench(loaded.model, loaded.tokenizer, "rte", rows, CONTEXT, prompt_set="lm-eval")
+    assert [r.loglikelihoods for r in direct.rows] == [r.loglikelihoods for r in suite.rows]
+    for row in direct.rows:
+        for choice, value in zip(direct.choices, row.loglikelihoods, strict=True):
+            context, continuation = lm_eval_encode(loaded.tokenizer, row.context, " " + choice)
+            assert value == pytest.approx(direct_loglikelihood(model, context, continuation), abs=1e-4)
 
 
 class ScaledLlama(transformers.LlamaForCausalLM):
