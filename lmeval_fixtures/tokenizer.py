@@ -7,6 +7,7 @@ themselves, as lm-evaluation-harness does for causal models.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -16,8 +17,26 @@ class TokenizerError(ValueError):
     """A tokenizer file that cannot be used; the message names the file."""
 
 
+ENCODING_PARTS = ("added_tokens", "normalizer", "pre_tokenizer", "model", "decoder")
+
+
+def encoding_sha256(tokenizer: Tokenizer) -> str:
+    """Fingerprint of what turns text into ids and back, and nothing else.
+
+    Post-processor, padding and truncation never apply here (no special tokens are
+    added, windows are cut by the scorers), and serialisers differ in them: the same
+    tokenizer saved by ``tokenizers`` and by ``transformers`` must compare as the same,
+    or a native checkpoint and its Hugging Face export would be flagged as not comparable.
+    """
+    raw = json.loads(tokenizer.to_str())
+    canonical = json.dumps({part: raw.get(part) for part in ENCODING_PARTS}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 class TextTokenizer:
     def __init__(self, tokenizer: Tokenizer, bos_token_id: int, sha256: str, source: str) -> None:
+        tokenizer.no_truncation()  # a tokenizer.json may carry settings that would cut texts silently
+        tokenizer.no_padding()
         self._tokenizer = tokenizer
         self.bos_token_id = bos_token_id
         self.sha256 = sha256
@@ -34,8 +53,7 @@ class TextTokenizer:
             bos_token_id = tokenizer.token_to_id("<|endoftext|>")
             if bos_token_id is None:
                 raise TokenizerError(f"{source}: no BOS/EOS token id in the config and no <|endoftext|> token")
-        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        return cls(tokenizer, bos_token_id, sha, source)
+        return cls(tokenizer, bos_token_id, encoding_sha256(tokenizer), source)
 
     @classmethod
     def from_file(cls, path: Path, bos_token_id: int | None = None) -> TextTokenizer:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint, release_checkpoints
+from lmeval_fixtures.tokenizer import TextTokenizer
 
-from .conftest import write_native_checkpoint
+from .conftest import SAMPLE_TEXT, make_tokenizer, write_native_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -133,3 +134,13 @@ def test_nan_weights_are_refused(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="NaN or inf"):
         load_checkpoint(path)
+
+
+def test_tokenizer_fingerprint_follows_encoding_not_serialisation(tokenizer_obj):
+    plain = TextTokenizer.from_json(tokenizer_obj.to_str(), "a")
+    tokenizer_obj.enable_truncation(4)  # settings that never apply to our encode calls, and are switched off
+    truncating = TextTokenizer.from_json(tokenizer_obj.to_str(), "b")
+    assert truncating.sha256 == plain.sha256
+    assert len(truncating.encode(SAMPLE_TEXT)) > 4
+    smaller = TextTokenizer.from_json(make_tokenizer(vocab_size=300).to_str(), "c")
+    assert smaller.sha256 != plain.sha256

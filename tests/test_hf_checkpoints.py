@@ -193,6 +193,9 @@ def test_native_checkpoint_and_its_export_give_the_same_record(pytester, offline
         validate_record(records[name])
     a, b = records["twin"], records["twin-hf"]
     assert b["checkpoint"]["format"] == "hf"
+    # the same tokenizer, re-serialised by transformers: still comparable by token perplexity
+    assert a["checkpoint"]["tokenizer_sha256"] == b["checkpoint"]["tokenizer_sha256"]
+    assert "val ppl" in (pytester.path / "reports" / "r" / "comparison.md").read_text()
     for key in ("total_params", "embedding_params", "d_model", "d_ff", "n_layers", "n_heads", "vocab_size"):
         assert a[key] == b[key], key
     for key in ("val_loss", "val_bits_per_byte", "test_word_perplexity"):
