@@ -66,14 +66,16 @@ def context_length(config: Any, tokenizer: Any) -> int:
 
 
 def text_tokenizer(tokenizer: Any, source: str | Path) -> TextTokenizer:
-    """The fast tokenizer's backend, with HFLM's prefix token (BOS, else EOS) as the start token."""
+    """The fast tokenizer's backend, with HFLM's prefix token (BOS, else EOS) as the start token,
+    encoding as HFLM's ``tok_encode`` does by default: with the tokenizer's special tokens."""
     if not getattr(tokenizer, "is_fast", False):
         raise CheckpointError(f"{source}: needs a fast tokenizer (tokenizer.json); "
                               "save one with AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained()")
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if start is None:
         raise CheckpointError(f"{source}: the tokenizer has neither a BOS nor an EOS token to start sequences with")
-    return TextTokenizer.from_json(tokenizer.backend_tokenizer.to_str(), f"{source} (tokenizer)", start)
+    return TextTokenizer.from_json(tokenizer.backend_tokenizer.to_str(), f"{source} (tokenizer)", start,
+                                   add_special_tokens=True)
 
 
 def allocation(model: torch.nn.Module, max_seq_len: int) -> Allocation:
@@ -128,6 +130,7 @@ def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
         "format": "hf",
         "sha256": weights_sha256(path),
         "tokenizer_sha256": tokenizer.sha256,
+        "tokenizer_adds_special_tokens": tokenizer.add_special_tokens,
         "config": json.loads(model.config.to_json_string(use_diff=True)),
         "training": {},
     }

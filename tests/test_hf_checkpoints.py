@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tokenizers import processors
 
 from lmeval_fixtures.api import evaluate_smallbench
 from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint, release_checkpoints
@@ -25,9 +26,13 @@ transformers = pytest.importorskip("transformers")
 D_MODEL, D_FF, LAYERS, HEADS, CONTEXT = 32, 80, 2, 4, 24
 
 
-def write_hf_llama(folder, tied=True, seed=0, model_class=None):
-    """A random LlamaForCausalLM with our test tokenizer, saved as a Hugging Face folder."""
+def write_hf_llama(folder, tied=True, seed=0, model_class=None, adds_bos=False):
+    """A random LlamaForCausalLM with our test tokenizer, saved as a Hugging Face folder;
+    ``adds_bos``: the tokenizer puts its BOS in front of every encoding, as Llama's does."""
     tokenizer = make_tokenizer()
+    if adds_bos:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{tokenizer.id_to_token(0)} $A", special_tokens=[(tokenizer.id_to_token(0), 0)])
     config = transformers.LlamaConfig(
         vocab_size=tokenizer.get_vocab_size(), hidden_size=D_MODEL, intermediate_size=D_FF,
         num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=HEADS,
@@ -58,7 +63,8 @@ def direct_loglikelihood(model, context, continuation):
 
 def lm_eval_encode(tokenizer, context, continuation):
     """lm-evaluation-harness's ``_encode_pair``, written out: trailing whitespace moves onto the
-    continuation, which is what the whole string encodes to after the context's tokens."""
+    continuation, which is what the whole string encodes to after the context's tokens.
+    ``tokenizer.encode`` stands for HFLM's ``tok_encode``."""
     if not context:
         return [0], tokenizer.encode(continuation)
     spaces = len(context) - len(context.rstrip())
@@ -66,6 +72,28 @@ def lm_eval_encode(tokenizer, context, continuation):
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole, head = tokenizer.encode(context + continuation), tokenizer.encode(context)
     return head, whole[len(head):]
+
+
+def test_a_tokenizer_that_adds_bos_is_used_as_lm_eval_uses_it(tmp_path):
+    """lm-eval 0.4.13's HFLM encodes with the tokenizer's special tokens (``tokenizer.encode(text)``)."""
+    release_checkpoints()
+    folder, model = write_hf_llama(tmp_path / "bos-llama", adds_bos=True)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert hf_tokenizer.encode("The fox.")[0] == 0  # the template really adds it
+    loaded = load_checkpoint(folder)
+    assert loaded.tokenizer.add_special_tokens and loaded.identity["tokenizer_adds_special_tokens"]
+    requests = [Request(c, k) for c in CONTEXTS for k in CONTINUATIONS]
+    scores, _ = score_requests(loaded.model, loaded.tokenizer, requests, CONTEXT)
+    for request, score in zip(requests, scores, strict=True):
+        context, continuation = lm_eval_encode(hf_tokenizer, request.context, request.continuation)
+        assert score.logprob == pytest.approx(direct_loglikelihood(model, context, continuation), abs=1e-4)
+    text = SAMPLE_TEXT
+    result = evaluate_perplexity(loaded.model, loaded.tokenizer, [Document(text, text)], CONTEXT)
+    expected = reference_nll(lambda ids: model(ids).logits, hf_tokenizer.encode(text), 0, CONTEXT, CONTEXT)
+    assert result.nll == pytest.approx(expected, rel=1e-6)
+    plain = load_checkpoint(write_hf_llama(tmp_path / "plain-llama")[0])
+    assert not plain.tokenizer.add_special_tokens  # a template that adds nothing changes nothing
+    assert plain.tokenizer.sha256 != loaded.tokenizer.sha256
 
 
 def config_param_count(tied):
