@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -215,15 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lmeval-python", required=True, help="python of an environment with lm-eval installed")
     parser.add_argument("--checkpoint", type=Path, default=REFERENCE_DIR / "ref-e35" / "model.safetensors",
                         help="native checkpoint (exported first) or Hugging Face folder")
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("LMEVAL_DATA_DIR"), required=
-                        "LMEVAL_DATA_DIR" not in os.environ)
-    parser.add_argument("--out", type=Path, default=Path("crosscheck-out"))
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("LMEVAL_DATA_DIR"),
+                        required="LMEVAL_DATA_DIR" not in os.environ,
+                        help="data in the suite's layout (default $LMEVAL_DATA_DIR)")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "lmeval-crosscheck",
+                        help="working folder (data copies, exported model, both tools' outputs); "
+                             "outside the repository by default, since it holds copies of the data")
     parser.add_argument("--limit", type=int, help="first N rows of each SmallBench task (quick runs)")
     parser.add_argument("--lmeval-batch-size", default="32", help="lm-eval's --batch_size (its default is 1)")
     args = parser.parse_args(argv)
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for previous in ("lmeval", "ours"):  # outputs of an earlier run would be read as this run's
+        shutil.rmtree(out / previous, ignore_errors=True)
     if is_hf_folder(args.checkpoint):
         model = args.checkpoint.resolve()
     else:
