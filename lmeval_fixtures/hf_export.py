@@ -14,19 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
-
-
-class MissingExtra(ImportError):
-    """transformers is needed and not installed."""
-
-
-def _transformers():  # noqa: ANN202
-    try:
-        import transformers
-    except ImportError:
-        raise MissingExtra("exporting to Hugging Face needs transformers: pip install 'lmeval-fixtures[hf]'") \
-            from None
-    return transformers
+from .hf_models import require_transformers
 
 
 def llama_config(loaded: LoadedCheckpoint) -> dict:
@@ -44,7 +32,7 @@ def llama_config(loaded: LoadedCheckpoint) -> dict:
 
 def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path) -> Path:
     """Write config.json, model.safetensors and the tokenizer files of a Llama folder."""
-    transformers = _transformers()
+    transformers = require_transformers("exporting to Hugging Face")
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
     if loaded.config is None:
         raise CheckpointError(f"{loaded.path}: already a Hugging Face folder; there is nothing to export")

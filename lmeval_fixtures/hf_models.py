@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .checkpoints import Allocation, CheckpointError
+from .checkpoints import Allocation, CheckpointError, sha256_file
 from .lm_interface import CausalLMAdapter
 from .tokenizer import TextTokenizer
 
@@ -27,12 +27,16 @@ CONTEXT_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx")  # HFLM
 DEFAULT_CONTEXT = 2048  # HFLM's fallback when neither config nor tokenizer says
 
 
-def _transformers(path: Path) -> Any:
+class MissingExtra(ImportError):
+    """transformers is needed and not installed."""
+
+
+def require_transformers(purpose: str) -> Any:
+    """The transformers module, or an error saying which extra to install for ``purpose``."""
     try:
         import transformers
     except ImportError:
-        raise CheckpointError(f"{path}: a Hugging Face folder needs transformers: "
-                              "pip install 'lmeval-fixtures[hf]'") from None
+        raise MissingExtra(f"{purpose} needs transformers: pip install 'lmeval-fixtures[hf]'") from None
     return transformers
 
 
@@ -42,15 +46,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def weights_sha256(folder: Path) -> str:
-    """One digest over every weight file (names and bytes), sharded or not."""
-    digest = hashlib.sha256()
+    """One digest over every weight file (name and sha256 of each), sharded or not."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    for file in files:
-        digest.update(file.name.encode() + b"\0")
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    listing = "".join(f"{file.name}\0{sha256_file(file)}\n" for file in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def context_length(config: Any, tokenizer: Any) -> int:
@@ -101,7 +100,10 @@ def allocation(model: torch.nn.Module, max_seq_len: int) -> Allocation:
 def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
         CausalLMAdapter, TextTokenizer, Allocation, dict[str, Any]]:
     """Model, tokenizer, allocation and identity of one folder; every failure is one line naming it."""
-    transformers = _transformers(path)
+    try:
+        transformers = require_transformers("a Hugging Face folder")
+    except MissingExtra as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     options = {"local_files_only": True, "trust_remote_code": False}
     try:
         hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **options)
