@@ -63,13 +63,18 @@ def test_corrupt_or_unknown_baselines_are_refused(tmp_path):
     assert load_baseline(tmp_path, "absent") is None
 
 
-@pytest.fixture
-def suite(pytester, offline):
+def lay_out_suite(pytester):
+    """The perplexity and SmallBench benchmarks, their data, and checkpoint ``ck/a``."""
     pytester.makepyfile(test_perplexity=BENCHMARK, test_smallbench=SMALLBENCH)
     write_wikitext(pytester.path / "data")
     write_smallbench(pytester.path / "data")
     write_native_checkpoint(pytester.path / "ck" / "a", seed=1)
     return pytester
+
+
+@pytest.fixture
+def suite(pytester, offline):
+    return lay_out_suite(pytester)
 
 
 def write_smallbench(data: Path, rows: int = 12) -> None:

@@ -9,9 +9,8 @@ import pytest
 from lmeval_fixtures.__main__ import main as cli
 from lmeval_fixtures.comparison import render_comparison
 
-from .conftest import write_native_checkpoint, write_wikitext
-from .test_gates import SMALLBENCH, write_smallbench
-from .test_plugin import BENCHMARK
+from .conftest import write_native_checkpoint
+from .test_gates import lay_out_suite
 
 RUN_LEVEL = {"run_id", "timestamp", "environment", "invocations", "settings", "seconds", "tokens_per_second",
              "duration_s"}
@@ -25,10 +24,7 @@ def strip(value):
 
 @pytest.fixture
 def suite(pytester, offline):
-    pytester.makepyfile(test_perplexity=BENCHMARK, test_smallbench=SMALLBENCH)
-    write_wikitext(pytester.path / "data")
-    write_smallbench(pytester.path / "data")
-    write_native_checkpoint(pytester.path / "ck" / "a", seed=1)
+    lay_out_suite(pytester)
     write_native_checkpoint(pytester.path / "ck" / "b", seed=2, d_model=48, n_heads=3)
     return pytester
 
