@@ -1,4 +1,7 @@
-"""The library entry points for scripts, notebooks and training loops: no pytest, no files.
+"""The library entry points for scripts, notebooks and training loops: no pytest.
+
+``evaluate`` runs the suite's items on one model and writes the same reports as
+``pytest benchmarks``; the others return figures and write nothing.
 
 Each takes an in-memory ``torch.nn.Module`` (the native model, a Hugging Face causal
 LM, or anything whose forward returns logits or an object with ``.logits``) and a
@@ -8,6 +11,7 @@ BOS/EOS token is ``<|endoftext|>``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,9 +20,14 @@ from tokenizers import Tokenizer
 from .checkpoints import CheckpointSpec, discover_checkpoints
 from .corpora import Document
 from .hf_models import text_tokenizer
+from .inputs import Inputs
 from .perplexity import PerplexityResult
 from .perplexity import evaluate_perplexity as _evaluate_documents
-from .settings import REFERENCE_DIR
+from .registry import Registry
+from .run import Finished, Run
+from .run_info import run_metadata
+from .runner import ItemRunner
+from .settings import REFERENCE_DIR, UsageError, option_values, settings_from_options
 from .smallbench import TaskResult, evaluate_task
 from .tasks import TASKS, Task
 from .timing import summarise_ms, time_rounds
@@ -96,3 +105,62 @@ def profile_latency(
     ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed)).to(parameter.device)
     timings = time_rounds(lambda: model(ids), parameter.device, rounds, warmup)
     return summarise_ms(timings) | {"batch": batch, "seq": seq}
+
+
+FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
+
+
+def evaluate(
+    model: torch.nn.Module | str | Path,
+    tokenizer: TokenizerLike | Any | None = None,
+    *,
+    name: str | None = None,
+    families: tuple[str, ...] | list[str] = FAMILIES,
+    registry: Registry | None = None,
+    history: bool = True,
+    **options: Any,
+) -> Finished:
+    """Evaluate one model and write the same ``metrics.json`` and ``summary.md`` as
+    ``pytest benchmarks`` does, for use from a training loop or a notebook.
+
+    ``model`` is a checkpoint path (anything ``--checkpoint`` takes) or an in-memory
+    model (the native ``Transformer``, or a Hugging Face causal LM) with its
+    ``tokenizer``. ``families`` chooses among perplexity, smallbench, latency and
+    throughput (as the pytest markers do). ``options`` are the pytest options by
+    their names (``data_dir=``, ``report_dir=``, ``max_eval_tokens=``, ``run_id=``,
+    ``baseline=``...), with the same defaults and the same checks. Items run family by
+    family (timings first, on a model nothing else is using); one that fails is recorded
+    as failed with its reason, and the rest still run. Returns what was written (``.records``, ``.paths``, ``.errors``).
+    """
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise UsageError(f"families: unknown {', '.join(unknown)}; choose among {', '.join(FAMILIES)}")
+    in_memory = isinstance(model, torch.nn.Module)
+    values = option_values(**options)
+    if not in_memory:
+        values.checkpoint = [str(model)]
+    settings = settings_from_options(values, ini_checkpoints=[], ini_data_dir=None, rootpath=Path.cwd())
+    if in_memory:
+        settings.checkpoints = [CheckpointSpec(name or "model", Path("(in memory)"))]
+    registry = registry or Registry.default()
+    registry.check_prompts(settings.prompts)
+    metadata = run_metadata(Path.cwd(), settings.device, settings.dtype, settings.seed, settings.run_id,
+                            settings.experiment_name, settings.as_record())
+    metadata["args"] = ["lmeval_fixtures.evaluate", *sorted(options)]
+    run = Run(metadata, registry, settings.latency_shapes)
+    inputs = Inputs(settings)
+    items_run = ItemRunner(run, inputs, settings, run.figures())
+    for spec in settings.checkpoints:
+        loaded = items_run.load(spec, model if in_memory else None, tokenizer)
+        if loaded is not None:
+            was_training = loaded.model.training
+            loaded.model.eval()
+            try:
+                items_run.all(loaded, families, registry)
+            finally:
+                loaded.model.train(was_training)
+                if not in_memory:
+                    inputs.release(spec)
+    return run.finish(settings.report_dir / run.run_id,
+                      history=settings.report_dir / "history.jsonl" if history else None,
+                      compare_by=settings.compare_by)

@@ -4,7 +4,8 @@ A checkpoint is untrusted input: ``.pt`` files are read with
 ``torch.load(weights_only=True)`` only, and every shape is checked against the
 config before the model is allocated, so a config that claims absurd sizes is
 refused instead of exhausting memory. Every failure is a ``CheckpointError``
-whose one-line message names the file.
+whose one-line message names the file. ``save_checkpoint`` writes the same
+format, so that every writer (tests, training and sweep scripts) agrees with the loader.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import hashlib
 import json
 import math
 import pickle
@@ -22,17 +22,17 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
 
-from .model import ModelConfig, Transformer
+from .hf_models import load_hf_folder
+from .loaded import Allocation, CheckpointError, check_loaded, sha256_file  # importable from here too
+from .model import HEAD_KEY, ModelConfig, Transformer
 from .tokenizer import TextTokenizer, TokenizerError
 
 NATIVE_SUFFIXES = (".safetensors", ".pt")
 GENERIC_STEMS = {"model", "pytorch_model", "checkpoint", "weights"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be evaluated; the message is one line naming the file."""
 
 
 @dataclass(frozen=True)
@@ -41,37 +41,6 @@ class CheckpointSpec:
 
     name: str
     path: Path
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """How a model spends its parameters, for the record: the same fields for native and
-    Hugging Face models (shape fields a foreign architecture does not have are None)."""
-
-    total_params: int
-    embedding_params: int
-    vocab_size: int
-    max_seq_len: int
-    d_model: int | None = None
-    d_ff: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    glu_expansion: float | None = None
-
-    @classmethod
-    def of_native(cls, config: ModelConfig) -> Allocation:
-        return cls(total_params=config.total_params, embedding_params=config.embedding_params,
-                   vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, d_model=config.d_model,
-                   d_ff=config.d_ff, n_layers=config.n_layers, n_heads=config.n_heads,
-                   glu_expansion=config.glu_expansion)
-
-    @property
-    def non_embedding_params(self) -> int:
-        return self.total_params - self.embedding_params
-
-    @property
-    def embedding_ratio(self) -> float:
-        return self.embedding_params / self.total_params
 
 
 @dataclass
@@ -151,14 +120,6 @@ def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
     return specs
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -183,23 +144,19 @@ def _config(raw: Any, source: Path) -> ModelConfig:
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         skeleton = Transformer(config)
-    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    if config.tie_embeddings:
-        shapes.pop("lm_head.weight")
-    return shapes
+    return {k: tuple(v.shape) for k, v in skeleton.stored_state_dict().items()}
 
 
 def _check_shapes(found: dict[str, tuple[int, ...]], config: ModelConfig, source: Path) -> None:
     # Count first, from the config's arithmetic alone: a config claiming 10^12 parameters
     # (or 10^6 layers) is refused here, before any module, even on the meta device, is built.
-    stored = sum(math.prod(shape) for key, shape in found.items()
-                 if not (config.tie_embeddings and key == "lm_head.weight"))
+    stored = sum(math.prod(shape) for key, shape in found.items() if config.stores(key))
     if stored != config.total_params:
         raise CheckpointError(f"{source}: config implies {config.total_params:,} parameters but the weights hold "
                               f"{stored:,}; config and weights do not belong together")
     expected = _expected_shapes(config)
     missing = sorted(expected.keys() - found.keys())
-    extra = sorted(found.keys() - expected.keys() - {"lm_head.weight"})
+    extra = sorted(found.keys() - expected.keys() - {HEAD_KEY})  # a tied head stored anyway is ignored
     if missing or extra:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise CheckpointError(f"{source}: weights do not match the config ({detail})")
@@ -261,40 +218,61 @@ def training_metadata(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _number(raw[k]) for k in keys if k in raw and _number(raw[k]) is not None}
 
 
-_CACHE: dict[tuple[str, str, str], LoadedCheckpoint] = {}
+def _as_spec(spec: CheckpointSpec | str | Path) -> CheckpointSpec:
+    if isinstance(spec, CheckpointSpec):
+        return spec
+    return CheckpointSpec(name=checkpoint_name(Path(spec)), path=Path(spec))
 
 
 def load_checkpoint(spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedCheckpoint:
-    """Load once per process; later calls with the same path, device and dtype share the model."""
-    if not isinstance(spec, CheckpointSpec):
-        spec = CheckpointSpec(name=checkpoint_name(Path(spec)), path=Path(spec))
-    key = (str(spec.path.resolve()), device, dtype)
-    if key not in _CACHE:
-        _CACHE[key] = _load(spec, device, dtype)
-    return _CACHE[key]
+    """Read, check and build one checkpoint, every time it is called (``CheckpointCache`` shares one)."""
+    return _load(_as_spec(spec), device, dtype)
 
 
-def release_checkpoint(spec: CheckpointSpec, device: str = "cpu", dtype: str = "float32") -> None:
-    """Forget one loaded checkpoint and free its memory now (a sweep holds one model at a time).
+class CheckpointCache:
+    """Each checkpoint loaded once per (resolved path, device, dtype), until released.
+
+    The items of one checkpoint share its model; a run releases it as it moves on to the
+    next, so a sweep holds one model at a time. An object rather than a module-level dict,
+    so that what is held, and for how long, belongs to whoever runs the sweep.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str, str], LoadedCheckpoint] = {}
+
+    @staticmethod
+    def _key(spec: CheckpointSpec, device: str, dtype: str) -> tuple[str, str, str]:
+        return str(spec.path.resolve()), device, dtype
+
+    def load(self, spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedCheckpoint:
+        spec = _as_spec(spec)
+        key = self._key(spec, device, dtype)
+        if key not in self._loaded:
+            self._loaded[key] = _load(spec, device, dtype)
+        return self._loaded[key]
+
+    def release(self, spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> None:
+        """Forget one checkpoint and free its memory now (the caller drops its own references first)."""
+        if self._loaded.pop(self._key(_as_spec(spec), device, dtype), None) is not None:
+            _free_memory()
+
+    def clear(self) -> None:
+        """Forget every checkpoint (a worker moving on to other checkpoints)."""
+        if self._loaded:
+            self._loaded.clear()
+            _free_memory()
+
+
+def _free_memory() -> None:
+    """Collect garbage now and hand freed heap pages back to the OS.
 
     The explicit collection matters: a model caught in a reference cycle would otherwise
     stay resident until the garbage collector happens to run, and a sweep of many
-    checkpoints would grow by one model each.
+    checkpoints would grow by one model each. glibc keeps freed weights resident unless asked.
     """
-    if _CACHE.pop((str(spec.path.resolve()), device, dtype), None) is not None:
-        gc.collect()
-        _return_freed_heap()
-
-
-def _return_freed_heap() -> None:
-    """Ask glibc to hand freed heap pages back to the OS (freed weights otherwise stay resident)."""
+    gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def release_checkpoints() -> None:
-    """Drop every cached model (a worker moving on to other checkpoints)."""
-    _CACHE.clear()
 
 
 def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
@@ -302,8 +280,6 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
     if is_hf_folder(path):
-        from .hf_models import load_hf_folder  # transformers only when a folder asks for it
-
         model, tokenizer, allocation, identity = load_hf_folder(path, device, DTYPES[dtype])
         return LoadedCheckpoint(spec.name, path, model, tokenizer, None, allocation, {"name": spec.name} | identity)
     if path.is_dir():
@@ -329,19 +305,11 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
             tokenizer = TextTokenizer.from_file(tokenizer_path, config.bos_token_id)
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
-    if tokenizer.vocab_size > config.vocab_size:
-        raise CheckpointError(f"{path}: config vocab_size {config.vocab_size} is smaller than the tokenizer's "
-                              f"{tokenizer.vocab_size} tokens ({tokenizer.source})")
 
     model = Transformer(config)
-    state = {k: v for k, v in state.items() if not (config.tie_embeddings and k == "lm_head.weight")}
-    model.load_state_dict(state, strict=not config.tie_embeddings)
-    if config.tie_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight
+    model.load_stored_state_dict(state)
     model = model.to(device=device, dtype=DTYPES[dtype]).eval()
-    for param in model.parameters():
-        if not torch.isfinite(param).all():
-            raise CheckpointError(f"{path}: weights contain NaN or inf")
+    check_loaded(path, model, tokenizer, config.vocab_size)
 
     identity = {
         "name": spec.name,
@@ -353,3 +321,37 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
         "training": training_metadata(raw_meta),
     }
     return LoadedCheckpoint(spec.name, path, model, tokenizer, config, Allocation.of_native(config), identity)
+
+
+def save_checkpoint(model: Transformer, folder: str | Path, tokenizer: Tokenizer | TextTokenizer | None = None, *,
+                    name: str = "model", fmt: str = "safetensors", metadata: dict[str, Any] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as a native checkpoint in ``folder``; returns the weights path.
+
+    The weights are ``Transformer.stored_state_dict`` (a tied head once), contiguous, cast
+    to ``dtype`` when given. "safetensors": ``<name>.safetensors`` with ``metadata`` as
+    strings (all the format holds) and config.json beside it; "pt": one ``torch.save`` of
+    ``{"config", "model", **metadata}``. tokenizer.json goes beside either when a tokenizer
+    is given. ``training_metadata`` reads back train_loss, held_out_loss, step, tokens_seen, seed.
+    """
+    if fmt not in ("safetensors", "pt"):
+        raise ValueError(f"fmt must be 'safetensors' or 'pt', got {fmt!r}")
+    metadata = metadata or {}
+    reserved = metadata.keys() & {"config", "model", "tokenizer"}
+    if reserved:
+        raise ValueError(f"metadata keys {sorted(reserved)} would overwrite the checkpoint's own entries")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in model.stored_state_dict().items()}
+    config = model.config.to_dict()
+    if fmt == "safetensors":
+        path = folder / f"{name}.safetensors"
+        save_file(state, str(path), metadata={k: str(v) for k, v in metadata.items()} or None)
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    else:
+        path = folder / f"{name}.pt"
+        torch.save({"config": config, "model": state, **metadata}, path)
+    if tokenizer is not None:
+        backend = tokenizer._tokenizer if isinstance(tokenizer, TextTokenizer) else tokenizer
+        backend.save(str(folder / "tokenizer.json"))
+    return path

@@ -9,76 +9,61 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .figures import Figure, sortable_keys
 from .paired import PairedResult, paired_accuracy, paired_bits_per_byte
 from .plots import plot_comparison
 from .report import write_atomic
-
-# (column, record key, lower is better?, digits)
-COLUMNS = [
-    ("params", "total_params", None, 0),
-    ("emb ratio", "embedding_ratio", None, 3),
-    ("GLU exp", "glu_expansion", None, 2),
-    ("val bits/byte", "val_bits_per_byte", True, 4),
-    ("test bits/byte", "test_bits_per_byte", True, 4),
-    ("val ppl", "val_perplexity", True, 2),
-    ("test ppl", "test_perplexity", True, 2),
-    ("SST-2", "smallbench_sentiment_acc", False, 4),
-    ("RTE", "smallbench_nli_acc", False, 4),
-    ("BoolQ", "smallbench_qa_acc", False, 4),
-    ("MRPC", "smallbench_paraphrase_acc", False, 4),
-    ("SmallBench avg", "smallbench_avg_acc", False, 4),
-    ("latency 1x128 ms", "latency_batch1_seq128", True, 3),
-    ("latency 1x512 ms", "latency_batch1_seq512", True, 3),
-    ("tokens/s", "throughput_tokens_per_sec", False, 0),
-]
-TASK_OF = {"smallbench_sentiment_acc": "sst2", "smallbench_nli_acc": "rte", "smallbench_qa_acc": "boolq",
-           "smallbench_paraphrase_acc": "mrpc"}
-LOWER_IS_BETTER_SORT = {key: lower for _, key, lower, _ in COLUMNS if lower is not None}
 
 
 def shared_tokenizer(records: list[dict[str, Any]]) -> bool:
     return len({r["checkpoint"].get("tokenizer_sha256") for r in records}) == 1
 
 
-def _cell(record: dict[str, Any], key: str, digits: int, best: bool) -> str:
-    value = record.get(key)
+def _cell(record: dict[str, Any], figure: Figure, best: bool) -> str:
+    value = figure.value(record)
     if value is None:
         return "—"
-    text = f"{value:,.{digits}f}"
-    task = TASK_OF.get(key)
-    stderr = (record.get("smallbench", {}).get(task) or {}).get("acc_stderr") if task else None
+    text = f"{value:,.{figure.digits}f}"
+    stderr = figure.stderr(record)
     if stderr is not None:
         text += f" ± {stderr:.3f}"
     return f"**{text}**" if best else text
 
 
-def render_comparison(
-    records: list[dict[str, Any]], sort_by: str = "val_bits_per_byte", plot: str | None = None
-) -> str:
-    """Markdown: one row per checkpoint, sorted by ``sort_by``, best value per column in bold."""
-    if sort_by not in LOWER_IS_BETTER_SORT:
-        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(LOWER_IS_BETTER_SORT)}")
-    lower = LOWER_IS_BETTER_SORT[sort_by]
-    present = [r for r in records if r.get(sort_by) is not None]
-    absent = [r for r in records if r.get(sort_by) is None]
-    ordered = sorted(present, key=lambda r: r[sort_by] if lower else -r[sort_by]) + absent
+def _best(figure: Figure, records: list[dict[str, Any]]) -> float | None:
+    """The best value of a scored column, or None when fewer than two checkpoints differ in it:
+    a value every checkpoint shares is not "best"."""
+    values = [v for v in (figure.value(r) for r in records) if v is not None]
+    if figure.better is None or len(set(values)) < 2:
+        return None
+    return min(values) if figure.lower_is_better else max(values)
+
+
+def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort_by: str,
+                      plot: str | None = None) -> str:
+    """Markdown: one row per checkpoint, sorted by the figure ``sort_by``, best value per column in bold."""
+    keys = {f.key: f for f in figures}
+    if sort_by not in keys or keys[sort_by].better is None:
+        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable_keys(figures))}")
+    order = keys[sort_by]
+    present = [r for r in records if order.value(r) is not None]
+    absent = [r for r in records if order.value(r) is None]
+    ordered = sorted(present, key=lambda r: order.value(r) if order.lower_is_better else -order.value(r)) + absent
     comparable = shared_tokenizer(records)
-    columns = [c for c in COLUMNS if comparable or c[1] not in ("val_perplexity", "test_perplexity")]
-    best: dict[str, float] = {}
-    for _, key, lower_better, _ in columns:
-        values = [r[key] for r in records if r.get(key) is not None]
-        if lower_better is not None and values:
-            best[key] = min(values) if lower_better else max(values)
-    header = ["checkpoint"] + [name for name, *_ in columns]
+    columns = [f for f in figures if f.column and (comparable or not f.tokenizer_dependent)
+               and any(f.value(r) is not None for r in records)]
+    best = {f.key: _best(f, records) for f in columns}
+    header = ["checkpoint"] + [f.label for f in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for record in ordered:
         cells = [record["checkpoint"]["name"]] + [
-            _cell(record, key, digits, key in best and record.get(key) == best[key]) for _, key, _, digits in columns]
+            _cell(record, f, best[f.key] is not None and f.value(record) == best[f.key]) for f in columns]
         lines.append("| " + " | ".join(cells) + " |")
     runs = sorted({r["run_id"] for r in records})
     parts = [f"# Comparison of {len(records)} checkpoints", "",
-             f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({'lower' if lower else 'higher'} is better); "
-             "the best value of each column is in bold; accuracies carry their standard error.", ""]
+             f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({order.better} is better); "
+             "the best value of each column is in bold (none where all agree); accuracies carry their "
+             "standard error.", ""]
     if not comparable:
         parts += ["**Tokenizers differ between these checkpoints: token perplexity is not comparable and is "
                   "left out; compare bits per byte (tokenizer-independent).**", ""]
@@ -148,10 +133,11 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
             + "\n".join(lines) + "\n")
 
 
-def write_comparison(records: list[dict[str, Any]], folder: Path, sort_by: str = "val_bits_per_byte",
+def write_comparison(records: list[dict[str, Any]], folder: Path, figures: list[Figure], sort_by: str,
                      samples: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> list[Path]:
+    render_comparison(records, figures, sort_by)  # an unknown sort key fails before any file is written
     png = plot_comparison(records, folder / "comparison.png")
-    text = render_comparison(records, sort_by, plot=png.name if png else None)
+    text = render_comparison(records, figures, sort_by, plot=png.name if png else None)
     if samples:
         text += render_paired(records, samples)
     write_atomic(folder / "comparison.md", text)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,30 @@ def read_text_file(path: Path) -> tuple[str, str]:
     return text, hashlib.sha256(raw).hexdigest()
 
 
-def load_wikitext_articles(split: str, data_dir: Path | None) -> tuple[list[str], DataSource]:
+class Hub:
+    """The datasets hub as one run sees it.
+
+    After its first failure (offline, missing library, hub errors) later loads
+    fail at once instead of waiting on the network again; one object per run,
+    so a new run tries again.
+    """
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+
+    def load(self, path: str, name: str, split: str) -> object:
+        if self.failure is not None:
+            raise DataUnavailable(self.failure)
+        try:
+            import datasets
+
+            return datasets.load_dataset(path, name, split=split)
+        except Exception as exc:  # offline, missing library, hub errors: all mean "not available here"
+            self.failure = f"the hub failed ({type(exc).__name__})"
+            raise DataUnavailable(self.failure) from None
+
+
+def load_wikitext_articles(split: str, data_dir: Path | None, hub: Hub | None = None) -> tuple[list[str], DataSource]:
     """WikiText-2 raw articles for ``validation`` or ``test``.
 
     Local layout: ``DIR/wikitext-2-raw/{split}.txt`` (the raw ``wiki.*.raw`` file).
@@ -66,27 +91,32 @@ def load_wikitext_articles(split: str, data_dir: Path | None) -> tuple[list[str]
         text, sha = read_text_file(path)
         key = f"wikitext-2-raw/{split}.txt"
         return split_wikitext_articles(text), DataSource(str(path), {key: sha})
-    return _hub_wikitext(split)
-
-
-_HUB_FAILURE: list[str] = []  # once the hub has failed in this process, do not wait on it again
-
-
-def _hub_wikitext(split: str) -> tuple[list[str], DataSource]:
-    if _HUB_FAILURE:
-        raise DataUnavailable(_HUB_FAILURE[0].format(split=split))
     try:
-        import datasets
-
-        dataset = datasets.load_dataset(*WIKITEXT_HUB, split=split)
-    except Exception as exc:  # offline, missing library, hub errors: all mean "not available here"
-        _HUB_FAILURE.append(
-            "WikiText-2 {split} unavailable: no --data-dir / $" + DATA_DIR_ENV + " given and the hub failed "
-            f"({type(exc).__name__}); pass --data-dir DIR holding wikitext-2-raw/{{split}}.txt"
-        )
-        raise DataUnavailable(_HUB_FAILURE[0].format(split=split)) from None
+        dataset = (hub or Hub()).load(*WIKITEXT_HUB, split=split)
+    except DataUnavailable as exc:
+        raise DataUnavailable(f"WikiText-2 {split} unavailable: no --data-dir / ${DATA_DIR_ENV} given and {exc}; "
+                              f"pass --data-dir DIR holding wikitext-2-raw/{split}.txt") from None
     name = f"hub:{WIKITEXT_HUB[0]}/{WIKITEXT_HUB[1]}/{split}"
     return list(dataset["page"]), DataSource(name, {name: dataset._fingerprint})
+
+
+def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str], DataSource]]:
+    """A corpus reader for local text files, one per split: ``pattern`` names the file with
+    ``{split}`` (``"mycorpus/{split}.txt"``, under --data-dir unless absolute), and documents
+    are separated by blank lines. For ``Corpus(..., read=text_files(...))``."""
+    def read(split: str, data_dir: Path | None, hub: Hub) -> tuple[list[str], DataSource]:
+        name = pattern.format(split=split)
+        path = Path(name) if Path(name).is_absolute() else (data_dir / name if data_dir is not None else None)
+        if path is None:
+            raise DataUnavailable(f"{name}: no --data-dir / ${DATA_DIR_ENV} given; pass --data-dir DIR holding {name}")
+        if not path.is_file():
+            raise DataUnavailable(f"{path} not found: --data-dir must hold {name}")
+        text, sha = read_text_file(path)
+        documents = [d for d in re.split(r"\n[ \t]*\n", text) if d.strip()]
+        if not documents:
+            raise DataError(f"{path}: no documents (documents are separated by blank lines)")
+        return documents, DataSource(str(path), {name: sha})
+    return read
 
 
 def _check_row(row: object, task: Task, where: str) -> dict:
@@ -122,7 +152,8 @@ def read_task_file(path: Path, task: Task) -> tuple[list[dict], str]:
     return rows, sha
 
 
-def load_task_rows(task: Task, split: str, data_dir: Path | None) -> tuple[list[dict], DataSource]:
+def load_task_rows(task: Task, split: str, data_dir: Path | None,
+                   hub: Hub | None = None) -> tuple[list[dict], DataSource]:
     """Rows of a SmallBench task split: ``DIR/smallbench/<task>/<split>.jsonl``, else the hub."""
     if data_dir is not None:
         path = data_dir / task.local_file(split)
@@ -131,20 +162,11 @@ def load_task_rows(task: Task, split: str, data_dir: Path | None) -> tuple[list[
                                   "(see README, 'Data layout')")
         rows, sha = read_task_file(path, task)
         return rows, DataSource(str(path), {task.local_file(split): sha})
-    if _HUB_FAILURE:
-        raise DataUnavailable(_hub_message(task, split))
     try:
-        import datasets
-
-        dataset = datasets.load_dataset(*task.hub, split=split)
-    except Exception as exc:  # offline, missing library, hub errors
-        _HUB_FAILURE.append(f"the hub failed ({type(exc).__name__})")
-        raise DataUnavailable(_hub_message(task, split)) from None
+        dataset = (hub or Hub()).load(*task.hub, split=split)
+    except DataUnavailable as exc:
+        raise DataUnavailable(f"{task.name} {split} unavailable: no --data-dir / ${DATA_DIR_ENV} given and {exc}; "
+                              f"pass --data-dir DIR holding {task.local_file(split)}") from None
     name = f"hub:{task.hub[0]}/{task.hub[1]}/{split}"
     rows = [_check_row(dict(row), task, f"{name} row {i}") for i, row in enumerate(dataset)]
     return rows, DataSource(name, {name: dataset._fingerprint})
-
-
-def _hub_message(task: Task, split: str) -> str:
-    return (f"{task.name} {split} unavailable: no --data-dir / ${DATA_DIR_ENV} given and the hub is not reachable; "
-            f"pass --data-dir DIR holding {task.local_file(split)}")

@@ -1,222 +1,131 @@
-"""The fixtures a benchmark touches: ``checkpoint``, ``record_metric``, ``wikitext``, ``lmeval``.
+"""The fixtures a benchmark touches: ``eval_run``, ``checkpoint``, ``corpus_data``, ``task_data``,
+``record_metric``, ``gates``, ``forward_timer``, ``timing_policy`` and ``progress``.
 
-This is the pytest layer; the work is done by the library modules it calls.
+This is the pytest layer: each fixture asks the library (``inputs``, ``gates``,
+``timing``, ``record``) and turns its errors into a skip or a failure with one
+line; it computes nothing itself.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import torch
 
-from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint, load_checkpoint, release_checkpoint
-from .corpora import Document, wikitext_documents
-from .data import DataError, DataSource, DataUnavailable, load_task_rows, load_wikitext_articles
-from .gates import BaselineError, Gate, load_baseline
-from .metrics import RunRecorder
-from .settings import Settings
-from .tasks import TASKS, Task
-from .timing import device_sync, summarise_ms, synchronised, timer_description
+from . import record
+from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint
+from .corpora import Corpus
+from .data import DataError, DataUnavailable
+from .gates import BaselineError, gates_for
+from .inputs import CorpusSplit, TaskData
+from .tasks import Task
 
-IDENTITY_ITEM = "~checkpoint"  # sorts after every node id: identity fields win merges
+if TYPE_CHECKING:
+    import torch
 
+    from .plugin import SuitePlugin
 
-@dataclass
-class LmevalSession:
-    """Per-process state: the settings, the recorder collecting fragments, loaded baselines."""
-
-    settings: Settings
-    recorder: RunRecorder
-    baselines: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    pending: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def record(self, checkpoint: str, item: str, fragment: dict[str, Any]) -> None:
-        """Queue a fragment; the plugin ships it with the current test report (see plugin.py)."""
-        self.pending.append((checkpoint, item, fragment))
-
-    @property
-    def environment(self) -> dict[str, str]:
-        """Device and dtype of this run, as a baseline's ``environment`` records them."""
-        return {"device": self.settings.device, "dtype": self.settings.dtype}
-
-
-SESSION_KEY = pytest.StashKey[LmevalSession]()
+PLUGIN_NAME = "lmeval-fixtures-run"
 
 
 @pytest.fixture(scope="session")
-def lmeval(pytestconfig: pytest.Config) -> LmevalSession:
-    """Run settings and the fragment recorder of this process."""
-    return pytestconfig.stash[SESSION_KEY]
-
-
-def identity_fragment(loaded: LoadedCheckpoint) -> dict[str, Any]:
-    shape = loaded.allocation
-    return {
-        "checkpoint": loaded.identity,
-        "total_params": shape.total_params,
-        "embedding_params": shape.embedding_params,
-        "non_embedding_params": shape.non_embedding_params,
-        "embedding_ratio": shape.embedding_ratio,
-        "d_model": shape.d_model, "d_ff": shape.d_ff, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
-        "vocab_size": shape.vocab_size, "glu_expansion": shape.glu_expansion,
-        "train_loss": loaded.identity["training"].get("train_loss"),
-    }
+def eval_run(pytestconfig: pytest.Config) -> SuitePlugin:
+    """This run as the process sees it: ``.settings``, ``.run`` (the fragment recorder),
+    ``.inputs`` (checkpoints, data, baselines), ``.figures`` and ``.environment``."""
+    return pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME)
 
 
 @pytest.fixture(scope="session")
-def checkpoint(checkpoint_spec: CheckpointSpec, lmeval: LmevalSession) -> Iterator[LoadedCheckpoint]:
+def checkpoint(checkpoint_spec: CheckpointSpec, eval_run: SuitePlugin) -> Iterator[LoadedCheckpoint]:
     """The loaded checkpoint for this parametrization; a bad one fails only its own items.
 
     pytest groups items by checkpoint and tears this fixture down when it moves on to
     the next one; the model is released then, so a sweep holds one model at a time.
     """
-    settings = lmeval.settings
     try:
-        loaded = load_checkpoint(checkpoint_spec, settings.device, settings.dtype)
+        loaded = eval_run.inputs.checkpoint(checkpoint_spec)
     except CheckpointError as exc:
         reason = str(exc)
     else:
         reason = None
     if reason is not None:  # outside the except block, so the failure shows one line, not a chain
-        lmeval.record(checkpoint_spec.name, IDENTITY_ITEM, {
-            "checkpoint": {"name": checkpoint_spec.name, "path": str(checkpoint_spec.path)},
-            "errors": [reason],
-        })
+        eval_run.run.record(checkpoint_spec.name, record.IDENTITY_ITEM,
+                            record.load_failure(checkpoint_spec.name, str(checkpoint_spec.path), reason))
         pytest.fail(reason, pytrace=False)
-    fragment = identity_fragment(loaded)
-    worker = settings.extra.get("worker")
-    if worker:  # which worker evaluated this checkpoint, with how many threads, on which device
-        fragment["environment"] = {"workers": {worker["id"]: worker}}
-    lmeval.record(loaded.name, IDENTITY_ITEM, fragment)
+    worker = eval_run.settings.extra.get("worker")
+    eval_run.run.record(loaded.name, record.IDENTITY_ITEM, record.identity(loaded, worker))
     yield loaded
-    release_checkpoint(checkpoint_spec, settings.device, settings.dtype)
+    eval_run.inputs.release(checkpoint_spec)
 
 
 @pytest.fixture
-def record_metric(request: pytest.FixtureRequest, lmeval: LmevalSession) -> Callable[..., None]:
-    """``record_metric(checkpoint, {...})`` adds figures to that checkpoint's record."""
+def record_metric(request: pytest.FixtureRequest, eval_run: SuitePlugin) -> Callable[..., None]:
+    """``record_metric(checkpoint, fragment)`` adds a fragment (made by ``lmeval_fixtures.record``'s
+    builders) to that checkpoint's record."""
 
-    def record(target: LoadedCheckpoint | str, fragment: dict[str, Any]) -> None:
+    def add(target: LoadedCheckpoint | str, fragment: dict[str, Any]) -> None:
         name = target if isinstance(target, str) else target.name
-        lmeval.record(name, request.node.nodeid, fragment)
+        eval_run.run.record(name, request.node.nodeid, fragment)
 
-    return record
-
-
-class DataCache:
-    """Loads each dataset once per process and remembers why one could not be had.
-
-    ``get(key)`` returns the data, or stops the item: data that exists but is
-    unusable fails it, data that is unavailable skips it, each with one line.
-    """
-
-    def __init__(self, load: Callable[[str], Any]) -> None:
-        self._load = load
-        self._found: dict[str, Any] = {}
-
-    def __call__(self, key: str) -> Any:
-        if key not in self._found:
-            try:
-                self._found[key] = self._load(key)
-            except DataUnavailable as exc:
-                self._found[key] = ("skip", str(exc))
-            except DataError as exc:
-                self._found[key] = ("fail", str(exc))
-        found = self._found[key]
-        if isinstance(found, tuple):
-            verdict, reason = found
-            if verdict == "fail":
-                pytest.fail(reason, pytrace=False)
-            pytest.skip(reason)
-        return found
+    return add
 
 
-@dataclass
-class Corpus:
-    split: str
-    documents: list[Document]
-    source: DataSource
-    detokenized: bool
+def _skip_or_fail(load: Callable[[], Any]) -> Any:
+    try:
+        return load()
+    except DataUnavailable as exc:
+        reason, skip = str(exc), True
+    except DataError as exc:
+        reason, skip = str(exc), False
+    if skip:
+        pytest.skip(reason)
+    pytest.fail(reason, pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def wikitext(lmeval: LmevalSession) -> Callable[[str], Corpus]:
-    """``wikitext(split)``: the articles of that split, or a skip that says what to pass."""
-    settings = lmeval.settings
-
-    def load(split: str) -> Corpus:
-        articles, source = load_wikitext_articles(split, settings.data_dir)
-        docs = wikitext_documents(articles, detokenize=settings.detokenize)
-        return Corpus(split, docs, source, settings.detokenize)
-
-    return DataCache(load)
+@pytest.fixture
+def corpus_data(perplexity_split: tuple[Corpus, str], eval_run: SuitePlugin) -> CorpusSplit:
+    """The documents of one corpus split (parametrized over the registry's corpora and splits),
+    or a skip that says what to pass."""
+    corpus, split = perplexity_split
+    return _skip_or_fail(lambda: eval_run.inputs.corpus_split(corpus, split))
 
 
-@dataclass
-class TaskData:
-    task: Task
-    rows: list[dict]
-    fewshot_pool: list[dict] | None
-    source: DataSource
-
-
-@pytest.fixture(scope="session")
-def smallbench_data(lmeval: LmevalSession) -> Callable[[str], TaskData]:
-    """``smallbench_data(task)``: checked rows (plus few-shot pool), or a skip that says what to pass."""
-    settings = lmeval.settings
-
-    def load(name: str) -> TaskData:
-        task = TASKS[name]
-        rows, source = load_task_rows(task, task.split, settings.data_dir)
-        pool = None
-        if settings.fewshot:
-            pool, pool_source = load_task_rows(task, task.fewshot_split, settings.data_dir)
-            source.fingerprints.update(pool_source.fingerprints)
-        return TaskData(task, rows, pool, source)
-
-    return DataCache(load)
+@pytest.fixture
+def task_data(smallbench_task: Task, eval_run: SuitePlugin) -> TaskData:
+    """Checked rows (plus few-shot pool) of one task (parametrized over the registry's tasks),
+    or a skip that says what to pass."""
+    return _skip_or_fail(lambda: eval_run.inputs.task_data(smallbench_task))
 
 
 class GateKeeper:
-    """Applies gates for one item: records every verdict, fails the item on any regression."""
+    """Gates for one item: every verdict goes into the record; any regression fails the item."""
 
-    def __init__(self, session: LmevalSession, record: Callable[..., None]) -> None:
-        self.session = session
-        self.record = record
+    def __init__(self, eval_run: SuitePlugin, add: Callable[..., None]) -> None:
+        self.eval_run = eval_run
+        self.add = add
 
-    def baseline(self, checkpoint: str) -> dict[str, Any] | None:
-        path = self.session.settings.baseline
-        if path is None:
-            return None
-        if checkpoint not in self.session.baselines:
-            try:
-                self.session.baselines[checkpoint] = load_baseline(path, checkpoint)
-            except BaselineError as exc:
-                self.session.baselines[checkpoint] = {"_error": str(exc)}
-        found = self.session.baselines[checkpoint]
-        if found is not None and "_error" in found:
-            pytest.fail(found["_error"], pytrace=False)
-        return found
-
-    def enforce(self, checkpoint: LoadedCheckpoint, gates: list[Gate]) -> None:
-        if not gates:
+    def enforce(self, checkpoint: LoadedCheckpoint, fragment: dict[str, Any]) -> None:
+        try:
+            baseline = self.eval_run.inputs.baseline(checkpoint.name)
+        except BaselineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        found = gates_for(fragment, self.eval_run.figures, baseline, self.eval_run.settings.gate_policy,
+                          self.eval_run.environment)
+        if not found:
             return
-        self.record(checkpoint, {"gates": {g.name: {"ok": g.ok, "message": g.message} for g in gates}})
-        failed = [g.message for g in gates if not g.ok]
+        self.add(checkpoint, record.gate_verdicts(found))
+        failed = [g.message for g in found if not g.ok]
         if failed:
             pytest.fail(f"{checkpoint.name}: " + "; ".join(failed), pytrace=False)
 
 
 @pytest.fixture
-def gates(lmeval: LmevalSession, record_metric: Callable[..., None]) -> GateKeeper:
+def gates(eval_run: SuitePlugin, record_metric: Callable[..., None]) -> GateKeeper:
     """Regression gates against ``--baseline`` and floors; a failing gate fails the item."""
-    return GateKeeper(lmeval, record_metric)
+    return GateKeeper(eval_run, record_metric)
 
 
 @pytest.fixture
@@ -250,54 +159,35 @@ def progress(pytestconfig: pytest.Config) -> Callable[[str], Callable[[int, int]
     return make
 
 
-XDIST_TIMING_REASON = ("timings are not taken under pytest-xdist (pytest-benchmark disables itself there); "
-                       "run the timed items alone: pytest benchmarks -p no:xdist -m \"latency or throughput\" "
-                       "--merge-into reports/<run_id>")
-
-
-def timing_unavailable(config: pytest.Config) -> str | None:
-    """Why this process must not take timings (xdist, or timing switched off), or None."""
-    under_xdist = hasattr(config, "workerinput") or config.getoption("dist", "no") != "no"
-    if under_xdist or os.environ.get("PYTEST_XDIST_WORKER"):
-        return XDIST_TIMING_REASON
-    if config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False):
-        return "pytest-benchmark is disabled (--benchmark-disable): no timing taken"
-    return None
-
-
 @pytest.fixture
-def timing_policy(pytestconfig: pytest.Config) -> Callable[[], str | None]:
-    """``timing_policy()``: why no timing may be taken here, or None (for items timed without
-    pytest-benchmark's fixture, such as a sweep of shapes in one item)."""
-    return lambda: timing_unavailable(pytestconfig)
+def timing_policy(eval_run: SuitePlugin) -> Callable[[], str | None]:
+    """``timing_policy()``: why no timing may be taken in this process, or None (for items
+    timed without pytest-benchmark's fixture, such as a sweep of shapes in one item)."""
+    return lambda: eval_run.timing_blocked
 
 
 class ForwardTimer:
     """Times ``model(ids)`` with pytest-benchmark, draining the device before and inside each round."""
 
-    def __init__(self, benchmark: Any, config: pytest.Config) -> None:
+    def __init__(self, benchmark: Any, eval_run: SuitePlugin) -> None:
         self.benchmark = benchmark
-        self.config = config
+        self.eval_run = eval_run
 
     def unavailable(self) -> str | None:
         """Why no timing can be taken here, or None."""
-        reason = timing_unavailable(self.config)
+        reason = self.eval_run.timing_blocked
         if reason is None and self.benchmark.disabled:
             return "pytest-benchmark is disabled here: no timing taken"
         return reason
 
-    def time(self, model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
-        device = ids.device
-        with torch.inference_mode():
-            self.benchmark.pedantic(synchronised(lambda: model(ids), device), setup=device_sync(device),
-                                    rounds=rounds, warmup_rounds=warmup, iterations=1)
-        summary = summarise_ms(list(self.benchmark.stats.stats.data))
-        summary["timer"] = timer_description(device)
-        summary["warmup_rounds"] = warmup
-        return summary
+    def __call__(self, model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
+        from .timing import benchmark_forward
+
+        return benchmark_forward(self.benchmark.pedantic, lambda: self.benchmark.stats.stats.data, model, ids,
+                                 rounds, warmup)
 
 
 @pytest.fixture
-def forward_timer(benchmark: Any, pytestconfig: pytest.Config) -> ForwardTimer:
+def forward_timer(benchmark: Any, eval_run: SuitePlugin) -> ForwardTimer:
     """Synchronised forward-pass timing through pytest-benchmark's ``benchmark`` fixture."""
-    return ForwardTimer(benchmark, pytestconfig)
+    return ForwardTimer(benchmark, eval_run)

@@ -1,5 +1,6 @@
 """Regression gates: a figure against a floor or against a baseline record.
 
+Which figures are gated, and how, is the table of figures' business (``figures.py``).
 Accuracy on a few hundred rows moves by a standard error or two between equally
 good models, so accuracy tolerances are counted in standard errors; perplexity
 and bits per byte are tight figures, so their tolerance is relative. A baseline
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .metrics import SCHEMA_VERSION
+from .figures import RELATIVE, STDERR, Figure
+from .record import SCHEMA_VERSION
 
 
 class BaselineError(ValueError):
@@ -84,52 +86,22 @@ def accuracy_floor(name: str, acc: float, floor: float) -> Gate:
     return Gate(name, ok, f"{name} {acc:.4f} {'meets' if ok else 'is BELOW'} the floor {floor:.4f}")
 
 
-def _refuse(name: str, baseline: dict[str, Any], fingerprints: dict[str, str]) -> Gate | None:
-    why = same_data(baseline, fingerprints)
-    if why is None:
-        return None
-    return Gate(name, False, f"{name}: baseline {baseline['_source']} refused: {why}")
+def higher_is_better(name: str, value: float, baseline: float, relative_tolerance: float, source: str) -> Gate:
+    floor = baseline * (1 - relative_tolerance)
+    ok = math.isfinite(value) and value >= floor
+    verdict = "within" if ok else "REGRESSED beyond"
+    return Gate(name, ok, f"{name} {value:,.6g} {verdict} baseline {baseline:,.6g} - {relative_tolerance:.2%} "
+                          f"(limit {floor:,.6g}; baseline {source})")
 
 
-def perplexity_gates(split: str, prefix: str, figures: dict[str, Any], fingerprints: dict[str, str],
-                     baseline: dict[str, Any] | None, relative_tolerance: float) -> list[Gate]:
-    """Token perplexity and bits per byte of one split against the baseline's."""
-    if baseline is None:
-        return []
-    refused = _refuse(f"{prefix}_perplexity", baseline, fingerprints)
-    if refused:
-        return [refused]
-    theirs = baseline.get("perplexity", {}).get(split)
-    if not theirs:
-        return []
-    settings = ("stride", "context_length", "max_eval_tokens", "detokenized")
-    changed = [s for s in settings if theirs.get(s) != figures.get(s)]
-    if changed:
-        return [Gate(f"{prefix}_perplexity", False, f"{prefix}_perplexity: baseline {baseline['_source']} refused: "
-                     f"measured with other {', '.join(changed)}")]
-    return [
-        lower_is_better(f"{prefix}_perplexity", figures["token_perplexity"], theirs["token_perplexity"],
-                        relative_tolerance, baseline["_source"]),
-        lower_is_better(f"{prefix}_bits_per_byte", figures["bits_per_byte"], theirs["bits_per_byte"],
-                        relative_tolerance, baseline["_source"]),
-    ]
+@dataclass(frozen=True)
+class GatePolicy:
+    """The tolerances of a run (--ppl-tolerance, --acc-tolerance-se, --min-acc, --latency-tolerance)."""
 
-
-def accuracy_gates(task: str, summary: dict[str, Any], fingerprints: dict[str, str],
-                   baseline: dict[str, Any] | None, tolerance_se: float, floor: float | None) -> list[Gate]:
-    gates = []
-    if floor is not None:
-        gates.append(accuracy_floor(f"{task}_acc", summary["acc"], floor))
-    if baseline is None:
-        return gates
-    refused = _refuse(f"{task}_acc", baseline, fingerprints)
-    if refused:
-        return [*gates, refused]
-    theirs = baseline.get("smallbench", {}).get(task)
-    if theirs and theirs.get("prompt_set") == summary["prompt_set"] and theirs.get("fewshot") == summary["fewshot"]:
-        gates.append(accuracy_vs_baseline(f"{task}_acc", summary["acc"], summary["acc_stderr"], theirs["acc"],
-                                          tolerance_se, baseline["_source"]))
-    return gates
+    ppl_tolerance: float
+    acc_tolerance_se: float
+    min_acc: float | None
+    latency_tolerance: float
 
 
 def _same_machine(baseline: dict[str, Any], environment: dict[str, Any]) -> str | None:
@@ -140,32 +112,73 @@ def _same_machine(baseline: dict[str, Any], environment: dict[str, Any]) -> str 
     return None
 
 
-def latency_gates(shape: str, stats: dict[str, Any], environment: dict[str, Any], baseline: dict[str, Any] | None,
-                  relative_tolerance: float) -> list[Gate]:
-    """Mean latency of one shape against the baseline's, on the same device and dtype only."""
-    if baseline is None:
-        return []
-    theirs = baseline.get("latency", {}).get(shape, {})
-    if theirs.get("timing") != "taken":
-        return []
-    name = f"latency_{shape}"
-    different = _same_machine(baseline, environment)
-    if different:
-        return [Gate(name, False, f"{name}: baseline {baseline['_source']} refused: {different}")]
-    return [lower_is_better(f"{name}_mean_ms", stats["mean_ms"], theirs["mean_ms"], relative_tolerance,
-                            baseline["_source"])]
+def _refused(figure: Figure, baseline: dict[str, Any], why: str) -> Gate:
+    return Gate(figure.key, False, f"{figure.key}: baseline {baseline['_source']} refused: {why}")
 
 
-def throughput_gates(tokens_per_sec: float, environment: dict[str, Any], baseline: dict[str, Any] | None,
-                     relative_tolerance: float) -> list[Gate]:
-    if baseline is None or baseline.get("throughput", {}).get("timing") != "taken":
-        return []
+def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], baseline: dict[str, Any],
+                      policy: GatePolicy, environment: dict[str, Any]) -> Gate | None:
+    source = baseline["_source"]
+    if figure.gate in (RELATIVE, STDERR):
+        why = same_data(baseline, fragment.get("data_fingerprints", {}))
+        if why:
+            return _refused(figure, baseline, why)
+    theirs = figure.value(baseline)
+    entry, their_entry = figure.entry(fragment) or {}, figure.entry(baseline) or {}
+    if theirs is None or their_entry.get("timing", "taken") != "taken":
+        return None  # the baseline did not measure this figure: nothing to compare
+    changed = [s for s in figure.same if entry.get(s) != their_entry.get(s)]
+    if changed:
+        return _refused(figure, baseline, f"measured with other {', '.join(changed)}")
+    if figure.gate == RELATIVE:
+        return lower_is_better(figure.key, value, theirs, policy.ppl_tolerance, source)
+    if figure.gate == STDERR:
+        return accuracy_vs_baseline(figure.key, value, figure.stderr(fragment), theirs, policy.acc_tolerance_se,
+                                    source)
     different = _same_machine(baseline, environment)
     if different:
-        return [Gate("throughput", False, f"throughput: baseline {baseline['_source']} refused: {different}")]
-    theirs = baseline["throughput"]["tokens_per_sec"]
-    floor = theirs * (1 - relative_tolerance)
-    ok = tokens_per_sec >= floor
-    verdict = "within" if ok else "REGRESSED beyond"
-    return [Gate("throughput", ok, f"throughput {tokens_per_sec:,.0f} tokens/s {verdict} baseline {theirs:,.0f} - "
-                                   f"{relative_tolerance:.0%} (limit {floor:,.0f}; baseline {baseline['_source']})")]
+        return _refused(figure, baseline, different)
+    compare = lower_is_better if figure.lower_is_better else higher_is_better
+    return compare(figure.key, value, theirs, policy.latency_tolerance, source)
+
+
+def gates_for(fragment: dict[str, Any], figures: list[Figure], baseline: dict[str, Any] | None,
+              policy: GatePolicy, environment: dict[str, Any]) -> list[Gate]:
+    """Every gate on the figures an item measured (its fragment), as the table of figures says:
+    perplexity and bits per byte within a relative tolerance, accuracy within standard errors
+    and above the floor, timings within a tolerance on the same device and dtype. A baseline
+    measured on other data or with other settings is refused (a failing gate), never compared."""
+    gates = []
+    for figure in figures:
+        value = figure.value(fragment) if figure.gate and figure.compute is None else None
+        if value is None:
+            continue
+        if figure.gate == STDERR and policy.min_acc is not None:
+            gates.append(accuracy_floor(f"{figure.key}_floor", value, policy.min_acc))
+        if baseline is not None:
+            gate = _against_baseline(figure, value, fragment, baseline, policy, environment)
+            if gate is not None:
+                gates.append(gate)
+    return gates
+
+
+class Baselines:
+    """The baseline records of one run, each read once; a bad file is remembered and
+    raised again for every item that asks (each fails with the same line)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._found: dict[str, dict[str, Any] | BaselineError | None] = {}
+
+    def get(self, checkpoint: str) -> dict[str, Any] | None:
+        if self.path is None:
+            return None
+        if checkpoint not in self._found:
+            try:
+                self._found[checkpoint] = load_baseline(self.path, checkpoint)
+            except BaselineError as exc:
+                self._found[checkpoint] = exc
+        found = self._found[checkpoint]
+        if isinstance(found, BaselineError):
+            raise found
+        return found

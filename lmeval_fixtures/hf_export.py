@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
 from .hf_models import require_transformers
+from .model import HEAD_KEY
 
 
 def llama_config(loaded: LoadedCheckpoint) -> dict:
@@ -38,13 +39,9 @@ def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path) ->
         raise CheckpointError(f"{loaded.path}: already a Hugging Face folder; there is nothing to export")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for name, tensor in loaded.model.state_dict().items():
-        if name == "lm_head.weight":
-            if not loaded.config.tie_embeddings:
-                state[name] = tensor
-            continue
-        state[f"model.{name}"] = tensor
+    # Llama keeps the body under "model." and the head (stored only when untied) at the top
+    state = {name if name == HEAD_KEY else f"model.{name}": tensor
+             for name, tensor in loaded.model.stored_state_dict().items()}
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(llama_config(loaded), indent=2) + "\n")

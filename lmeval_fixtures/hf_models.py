@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .checkpoints import Allocation, CheckpointError, sha256_file
-from .lm_interface import CausalLMAdapter
+from .hf_adapter import CausalLMAdapter
+from .loaded import Allocation, CheckpointError, check_loaded, sha256_file
 from .tokenizer import TextTokenizer
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -121,12 +121,7 @@ def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
         if shown:
             bars.enable_progress_bar()
     model = model.to(device).eval()
-    for param in model.parameters():
-        if not torch.isfinite(param).all():
-            raise CheckpointError(f"{path}: weights contain NaN or inf")
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise CheckpointError(f"{path}: config vocab_size {model.config.vocab_size} is smaller than the "
-                              f"tokenizer's {tokenizer.vocab_size} tokens")
+    check_loaded(path, model, tokenizer, model.config.vocab_size)
     identity = {
         "path": str(path),
         "format": "hf",

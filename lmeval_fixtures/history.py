@@ -7,23 +7,30 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-HEADLINE_FIELDS = ("val_perplexity", "test_perplexity", "val_bits_per_byte", "smallbench_avg_acc",
-                   "latency_batch1_seq128", "latency_batch1_seq512", "throughput_tokens_per_sec")
+from .figures import Figure
+
+IDENTITY_FIELDS = ("run_id", "timestamp", "git_commit", "checkpoint", "sha256", "complete")
 
 
-def history_line(record: dict[str, Any]) -> dict[str, Any]:
+def history_line(record: dict[str, Any], figures: list[Figure]) -> dict[str, Any]:
+    """Who and when, then every headline figure of the table (a declared corpus or task included)."""
     return {
         "run_id": record["run_id"], "timestamp": record["timestamp"], "git_commit": record.get("git_commit"),
         "checkpoint": record["checkpoint"]["name"], "sha256": record["checkpoint"].get("sha256"),
         "complete": record.get("complete", True),
-        **{key: record.get(key) for key in HEADLINE_FIELDS},
+        **{f.key: f.value(record) for f in figures if f.headline},
     }
 
 
-def append_history(path: Path, records: list[dict[str, Any]]) -> None:
+def metrics_in(lines: list[dict[str, Any]]) -> list[str]:
+    """The figures a history file holds (what ``history --metric`` can show)."""
+    return sorted({key for line in lines for key in line} - set(IDENTITY_FIELDS))
+
+
+def append_history(path: Path, records: list[dict[str, Any]], figures: list[Figure]) -> None:
     """One ``write`` per run, so concurrent runs do not interleave half lines."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(history_line(r), sort_keys=True) + "\n" for r in records)
+    text = "".join(json.dumps(history_line(r, figures), sort_keys=True) + "\n" for r in records)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(text)
 

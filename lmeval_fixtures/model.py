@@ -9,12 +9,15 @@ checkpoint exports to a Llama folder without changing a single weight.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+HEAD_KEY = "lm_head.weight"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,12 @@ class ModelConfig:
     @property
     def embedding_ratio(self) -> float:
         return self.embedding_params / self.total_params
+
+    def stores(self, key: str) -> bool:
+        """Whether a checkpoint holds the weight ``key``. A tied head *is* the input embedding,
+        so checkpoints store it once, as ``embed_tokens.weight``; the rule lives here alone
+        because writers, the loader's shape check and the Hugging Face export must agree on it."""
+        return not (self.tie_embeddings and key == HEAD_KEY)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,6 +244,18 @@ class Transformer(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self._rotary_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def stored_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint holds (``ModelConfig.stores``), in ``state_dict`` order."""
+        return {k: v for k, v in self.state_dict().items() if self.config.stores(k)}
+
+    def load_stored_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load what ``stored_state_dict`` wrote. A tied head stored anyway is ignored, and the
+        head stays the embedding: one tensor, as it was trained, whatever the file held."""
+        tied = self.config.tie_embeddings
+        self.load_state_dict({k: v for k, v in state.items() if self.config.stores(k)}, strict=not tied)
+        if tied:
+            self.lm_head.weight = self.embed_tokens.weight
 
     def init_weights(self, seed: int) -> None:
         """GPT-2 style initialisation: N(0, 0.02), residual outputs scaled by depth."""

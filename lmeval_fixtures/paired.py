@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .numerics import quantile
+
 
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value: b rows only A got right, c rows only B got right."""
@@ -23,14 +25,6 @@ def mcnemar_exact(b: int, c: int) -> float:
     k = min(b, c)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _resample_indices(n: int, resamples: int, seed: int) -> torch.Tensor:
@@ -66,7 +60,7 @@ def paired_accuracy(a_correct: list[bool], b_correct: list[bool], *, resamples: 
     alpha = (1 - confidence) / 2
     b = sum(1 for a, c in zip(a_correct, b_correct, strict=True) if a and not c)
     c = sum(1 for a, cc in zip(a_correct, b_correct, strict=True) if cc and not a)
-    return PairedResult(float(diffs.mean()), _percentile(boot, alpha), _percentile(boot, 1 - alpha),
+    return PairedResult(float(diffs.mean()), quantile(boot, alpha), quantile(boot, 1 - alpha),
                         mcnemar_exact(b, c), n, resamples, seed, confidence)
 
 
@@ -84,5 +78,5 @@ def paired_bits_per_byte(a_docs: list[tuple[float, int]], b_docs: list[tuple[flo
     boot = (nll_diff[index].sum(dim=1) / (math.log(2) * n_bytes[index].sum(dim=1))).tolist()
     alpha = (1 - confidence) / 2
     observed = float(nll_diff.sum() / (math.log(2) * n_bytes.sum()))
-    return PairedResult(observed, _percentile(boot, alpha), _percentile(boot, 1 - alpha), None,
+    return PairedResult(observed, quantile(boot, alpha), quantile(boot, 1 - alpha), None,
                         n, resamples, seed, confidence)

@@ -1,6 +1,6 @@
 """Rolling-window perplexity over documents, batched across documents.
 
-Definitions (DESIGN.md, "Metrics"): each document is scored from the BOS/EOS
+Definitions (docs/design.md, "Metrics"): each document is scored from the BOS/EOS
 token; every token is predicted exactly once. With the default stride (the
 model's context length) windows are disjoint in the way lm-evaluation-harness's
 ``loglikelihood_rolling`` makes them, including its last window, which is
@@ -18,6 +18,7 @@ import torch
 
 from .corpora import Document
 from .lm_interface import model_device, split_forward, target_logprobs
+from .numerics import safe_exp
 from .tokenizer import TextTokenizer
 
 
@@ -72,7 +73,7 @@ class PerplexityResult:
 
     @property
     def token_perplexity(self) -> float:
-        return _safe_exp(self.loss)
+        return safe_exp(self.loss)
 
     @property
     def bits_per_byte(self) -> float:
@@ -80,11 +81,11 @@ class PerplexityResult:
 
     @property
     def byte_perplexity(self) -> float:
-        return _safe_exp(_ratio(self.nll, self.bytes))
+        return safe_exp(_ratio(self.nll, self.bytes))
 
     @property
     def word_perplexity(self) -> float:
-        return _safe_exp(_ratio(self.nll, self.words))
+        return safe_exp(_ratio(self.nll, self.words))
 
     @property
     def top1_accuracy(self) -> float:
@@ -113,13 +114,6 @@ class PerplexityResult:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
-
-
-def _safe_exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
 
 
 def _doc_tokens(

@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .metrics import validate_record
+from .figures import Figure, known_corpora, known_tasks
 from .plots import plot_batch_scaling
+from .record import validate_record
+from .registry import Registry
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -47,7 +49,42 @@ def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bool = False,
+class RecordsNotFound(ValueError):
+    """No readable metrics.json where one was named; the message names the path."""
+
+
+def find_records(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every metrics.json named, or found one or two levels under a folder named."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(path.glob("metrics.json")) + sorted(path.glob("*/metrics.json"))
+        else:
+            raise RecordsNotFound(f"{path}: no such file or folder")
+    if not found:
+        raise RecordsNotFound(f"no metrics.json under {', '.join(map(str, paths))}")
+    records = []
+    for file in found:
+        try:
+            records.append((file, json.loads(file.read_text(encoding="utf-8"))))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecordsNotFound(f"{file}: not a readable metrics.json ({exc})") from None
+    return records
+
+
+def read_run_folder(folder: Path) -> list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
+    """The records (and their samples) of an earlier run's report folder; none when it has none."""
+    try:
+        found = find_records([folder])
+    except RecordsNotFound:
+        return []
+    return [(record, read_samples(file.parent)) for file, record in found]
+
+
+def write_checkpoint_report(record: dict[str, Any], folder: Path, figures: list[Figure], registry: Registry,
+                            comparison: bool = False,
                             samples: dict[str, list[dict[str, Any]]] | None = None) -> list[Path]:
     """Validate, then write ``metrics.json`` and ``summary.md`` (and samples) into ``folder``.
 
@@ -64,23 +101,25 @@ def write_checkpoint_report(record: dict[str, Any], folder: Path, comparison: bo
     summary = folder / "summary.md"
     write_atomic(metrics, json.dumps(record, indent=2, sort_keys=False) + "\n")
     plot = plot_batch_scaling(record, folder / "batch_scaling.png")
-    text = render_summary(record, plot.name if plot else None)
+    text = render_summary(record, figures, registry, plot.name if plot else None)
     if comparison:
         text += "\nCompared with the other checkpoints of this run in [comparison.md](../comparison.md).\n"
     write_atomic(summary, text)
     return [metrics, summary] + ([plot] if plot else []) + written
 
 
-def headline(record: dict[str, Any]) -> str:
-    """One terminal line per checkpoint: the figures a reader looks for first."""
-    def figure(key: str, digits: int) -> str:
-        value = record.get(key)
-        return "—" if value is None else f"{value:.{digits}f}"
+def figure_text(figure: Figure, value: Any) -> str:
+    return "—" if value is None else f"{value:,.{figure.digits}f}"
 
+
+def headline(record: dict[str, Any], figures: list[Figure]) -> str:
+    """One terminal line per checkpoint: the headline figures it has, else every scored figure it has
+    (a run of a few tasks has no average, but its accuracies are worth a line)."""
+    present = [f for f in figures if f.value(record) is not None and f.better is not None]
+    chosen = [f for f in present if f.headline] or [f for f in present if f.column]
+    shown = [f"{f.label} {figure_text(f, f.value(record))}" for f in chosen]
     status = "" if not record["errors"] else f"  [{len(record['errors'])} error(s): see summary.md]"
-    return (f"{record['checkpoint']['name']}: val ppl {figure('val_perplexity', 2)}, "
-            f"test ppl {figure('test_perplexity', 2)}, val bits/byte {figure('val_bits_per_byte', 4)}, "
-            f"SmallBench avg acc {figure('smallbench_avg_acc', 4)}{status}")
+    return f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}"
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -108,7 +147,31 @@ def _not_run(family: str, record: dict[str, Any]) -> str:
     return f"_not run{why}_"
 
 
-def render_summary(record: dict[str, Any], plot_name: str | None = None) -> str:
+def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The splits of a corpus: ``path`` is its record path with an empty split."""
+    found: Any = record
+    for part in path[:-1]:
+        found = found.get(part) if isinstance(found, dict) else None
+    return found or {}
+
+
+def _perplexity_table(ppl: dict[str, Any], splits: tuple[str, ...]) -> list[str]:
+    rows = []
+    for split in [*splits, *sorted(set(ppl) - set(splits))]:
+        if split in ppl:
+            s = ppl[split]
+            rows.append([split, s["loss"], s["token_perplexity"], s["bits_per_byte"], s["byte_perplexity"],
+                         s["word_perplexity"], s.get("top1_accuracy"), s.get("top5_accuracy"), s["tokens"],
+                         s["bytes"], s["words"], s["documents"]])
+    first = next(iter(ppl.values()))
+    return [_table(["split", "loss", "token ppl", "bits/byte", "byte ppl", "word ppl", "top-1 acc", "top-5 acc",
+                    "tokens", "bytes", "words", "docs"], rows),
+            "", f"Context {first['context_length']}, stride {first['stride']}, "
+                f"detokenized: {_fmt(first.get('detokenized'))}, token cap: {_fmt(first.get('max_eval_tokens'))}."]
+
+
+def render_summary(record: dict[str, Any], figures: list[Figure], registry: Registry,
+                   plot_name: str | None = None) -> str:
     ckpt = record["checkpoint"]
     env = record["environment"]
     parts = [
@@ -122,6 +185,10 @@ def render_summary(record: dict[str, Any], plot_name: str | None = None) -> str:
     ]
     if record["errors"]:
         parts += ["", "## Errors", ""] + [f"- {e}" for e in record["errors"]]
+
+    shown = [[f.label, figure_text(f, f.value(record))] for f in figures if f.headline and f.value(record) is not None]
+    if shown:
+        parts += ["", "## Headline figures", "", _table(["figure", "value"], shown)]
 
     parts += ["", "## Model and parameter allocation", ""]
     if record["total_params"] is None:
@@ -139,39 +206,31 @@ def render_summary(record: dict[str, Any], plot_name: str | None = None) -> str:
             ["train perplexity", record["train_perplexity"]],
         ]))
 
-    parts += ["", "## Perplexity (WikiText-2 raw)", ""]
-    ppl = record["perplexity"]
-    if ppl:
-        rows = []
-        for split in ("validation", "test"):
-            if split in ppl:
-                s = ppl[split]
-                rows.append([split, s["loss"], s["token_perplexity"], s["bits_per_byte"], s["byte_perplexity"],
-                             s["word_perplexity"], s.get("top1_accuracy"), s.get("top5_accuracy"), s["tokens"],
-                             s["bytes"], s["words"], s["documents"]])
-        parts.append(_table(["split", "loss", "token ppl", "bits/byte", "byte ppl", "word ppl", "top-1 acc",
-                             "top-5 acc", "tokens", "bytes", "words", "docs"], rows))
-        first = next(iter(ppl.values()))
-        parts += ["", f"Context {first['context_length']}, stride {first['stride']}, "
-                      f"detokenized: {_fmt(first.get('detokenized'))}, "
-                      f"token cap: {_fmt(first.get('max_eval_tokens'))}."]
-        if "validation" not in ppl or "test" not in ppl:
-            parts += ["", "Missing split: " + _not_run("perplexity", record)]
-    else:
-        parts.append(_not_run("perplexity", record))
+    for corpus in known_corpora(registry, [record]):
+        parts += ["", f"## Perplexity ({corpus.label})", ""]
+        ppl = _lookup(record, corpus.record_path(""))
+        if ppl:
+            parts += _perplexity_table(ppl, corpus.splits)
+            missing = [split for split in corpus.splits if split not in ppl]
+            if missing:
+                parts += ["", f"Missing split {', '.join(missing)}: " + _not_run("perplexity", record)]
+        else:
+            parts.append(_not_run("perplexity", record))
 
     parts += ["", "## SmallBench", ""]
     bench = record.get("smallbench") or {}
+    tasks = [t.name for t in known_tasks(registry, [record])]
     if bench:
         rows = [[task, s["prompt_set"], s["fewshot"], s["n"], s["acc"], s["acc_stderr"], s["acc_norm"],
                  s["acc_norm_stderr"]] for task, s in bench.items()]
         parts.append(_table(["task", "prompts", "shots", "n", "acc", "± SE", "acc_norm", "± SE"], rows))
-        parts += ["", f"Average accuracy over the four tasks: {_fmt(record.get('smallbench_avg_acc'))}"
-                      + ("" if record.get("smallbench_avg_acc") is not None else " (needs all four tasks)") + "."]
+        average = next(f for f in figures if f.key == "smallbench_avg_acc").value(record)
+        parts += ["", f"Average accuracy over the {len(tasks)} tasks ({', '.join(tasks)}): {_fmt(average)}"
+                      + ("" if average is not None else f" (needs all {len(tasks)})") + "."]
         capped = {s.get("max_samples") for s in bench.values()} - {None}
         if capped:
             parts += ["", f"Subset: first {', '.join(str(c) for c in sorted(capped))} rows per task (--max-samples)."]
-        missing = [t for t in ("sst2", "rte", "boolq", "mrpc") if t not in bench]
+        missing = [t for t in tasks if t not in bench]
         if missing:
             parts += ["", f"Not run: {', '.join(missing)} " + _not_run("smallbench", record)]
     else:

@@ -58,10 +58,6 @@ class ScoringStats:
     truncated_contexts: int = 0
     batch_shapes: list[tuple[int, int]] = field(default_factory=list)  # (rows, width) of each forward
 
-    def merge(self, other: ScoringStats) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 @dataclass
 class _Encoded:

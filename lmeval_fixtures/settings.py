@@ -5,14 +5,18 @@ Kept free of pytest so that scripts build the same object from their own argumen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
 from .data import resolve_data_dir
+from .gates import GatePolicy
+from .tasks import PROMPT_SETS
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 
@@ -23,38 +27,44 @@ class UsageError(ValueError):
 
 @dataclass
 class Settings:
+    """Validated option values; built only by ``settings_from_options`` (defaults live in ``OPTIONS``)."""
+
     checkpoints: list[CheckpointSpec]
-    data_dir: Path | None = None
-    report_dir: Path = Path("reports")
-    device: str = "cpu"
-    dtype: str = "float32"
-    seed: int = 1234
-    max_eval_tokens: int | None = None
-    ppl_stride: int | None = None
-    detokenize: bool = True
-    batch_tokens: int = 16384
-    run_id: str | None = None
-    experiment_name: str | None = None
-    prompts: str = "smallbench"
-    max_samples: int | None = None
-    fewshot: int = 0
-    baseline: Path | None = None
-    ppl_tolerance: float = 0.01
-    acc_tolerance_se: float = 2.0
-    min_acc: float | None = None
-    latency_shapes: list[tuple[int, int]] = field(default_factory=lambda: [(1, 128), (1, 512)])
-    latency_rounds: int = 20
-    latency_warmup: int = 3
-    throughput_shape: tuple[int, int] = (32, 512)
-    throughput_rounds: int = 5
-    merge_into: Path | None = None
-    latency_tolerance: float = 0.25
-    shard: tuple[int, int] | None = None
-    threads: int | None = None
-    batch_sweep: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
-    log_samples: str | None = None  # None, "full" or "hash"
-    compare_by: str = "val_bits_per_byte"
+    data_dir: Path | None
+    report_dir: Path
+    device: str
+    dtype: str
+    seed: int
+    max_eval_tokens: int | None
+    ppl_stride: int | None
+    detokenize: bool
+    batch_tokens: int
+    run_id: str | None
+    experiment_name: str | None
+    prompts: str
+    max_samples: int | None
+    fewshot: int
+    baseline: Path | None
+    ppl_tolerance: float
+    acc_tolerance_se: float
+    min_acc: float | None
+    latency_shapes: list[tuple[int, int]]
+    latency_rounds: int
+    latency_warmup: int
+    throughput_shape: tuple[int, int]
+    throughput_rounds: int
+    merge_into: Path | None
+    latency_tolerance: float
+    shard: tuple[int, int] | None
+    threads: int | None
+    batch_sweep: list[int]
+    log_samples: str | None
+    compare_by: str
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def gate_policy(self) -> GatePolicy:
+        return GatePolicy(self.ppl_tolerance, self.acc_tolerance_se, self.min_acc, self.latency_tolerance)
 
     def as_record(self) -> dict[str, object]:
         """The settings that change figures, as recorded in every metrics.json."""
@@ -125,6 +135,102 @@ def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:
     if not shapes:
         raise UsageError(f"{option}: give at least one BATCHxSEQUENCE shape")
     return list(dict.fromkeys(shapes))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option, declared once: the pytest plugin adds it, the library API
+    takes its ``dest`` as a keyword, and its default is the default everywhere."""
+
+    flag: str
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    action: str | None = None
+    nargs: str | None = None
+    const: Any = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def argparse_kwargs(self) -> dict[str, Any]:
+        spec = {"help": self.help, "default": self.default, "type": self.type, "metavar": self.metavar,
+                "choices": list(self.choices) if self.choices else None, "action": self.action,
+                "nargs": self.nargs, "const": self.const}
+        return {k: v for k, v in spec.items() if v is not None or k == "default"}
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--checkpoint", "checkpoint file (.safetensors with config.json beside it, or .pt) or a folder of them; "
+           "repeatable. Default: the embedded reference checkpoints", metavar="PATH", action="append"),
+    Option("--data-dir", "local data in the layout of the README (default: $LMEVAL_DATA_DIR, else the Hugging Face "
+           "hub)", metavar="DIR"),
+    Option("--report-dir", "where reports/<run_id>/<checkpoint>/ go (default: reports)", metavar="DIR"),
+    Option("--run-id", "name of this run's report folder (default: UTC time + random)", metavar="ID"),
+    Option("--experiment-name", "recorded as experiment_name", metavar="NAME"),
+    Option("--device", "cpu, cuda, cuda:N or auto (default: cpu)", default="cpu"),
+    Option("--dtype", "model dtype (default: float32)", default="float32", choices=tuple(DTYPES)),
+    Option("--seed", "seed for anything sampled (default: 1234)", default=1234, type=int),
+    Option("--max-eval-tokens", "score at most N tokens per perplexity split (a quick run; recorded)", type=int,
+           metavar="N"),
+    Option("--ppl-stride", "perplexity window stride (default: the context length, disjoint windows as "
+           "lm-evaluation-harness; smaller values give lower, non-comparable figures)", type=int, metavar="N"),
+    Option("--detokenize", "apply the corpus detokenizer (WikiText's) before scoring (default: on, as "
+           "lm-evaluation-harness)", default="on", choices=("on", "off")),
+    Option("--batch-tokens", "token budget of one forward batch (default: 16384)", default=16384, type=int,
+           metavar="N"),
+    Option("--prompts", "SmallBench prompt set: the house prompts or lm-evaluation-harness's (default: smallbench)",
+           default="smallbench", choices=PROMPT_SETS),
+    Option("--max-samples", "evaluate the first N rows of each task (recorded)", type=int, metavar="N"),
+    Option("--fewshot", "K labelled examples from the train split before each row, drawn with --seed (default: 0)",
+           default=0, type=int, metavar="K"),
+    Option("--baseline", "metrics.json, or a folder of <checkpoint>/metrics.json, to gate against (a checkpoint "
+           "without a baseline record is not gated)", metavar="PATH"),
+    Option("--ppl-tolerance", "allowed relative rise of perplexity and bits per byte over the baseline "
+           "(default: 0.01)", default=0.01, type=float, metavar="REL"),
+    Option("--acc-tolerance-se", "allowed accuracy drop below the baseline, in standard errors (default: 2)",
+           default=2.0, type=float, metavar="K"),
+    Option("--min-acc", "accuracy floor for every SmallBench task", type=float, metavar="P"),
+    Option("--latency-shapes", "latency shapes, batch x sequence (default: 1x128,1x512)", default="1x128,1x512",
+           metavar="BxS,..."),
+    Option("--latency-rounds", "timed rounds per shape (default: 20)", default=20, type=int, metavar="N"),
+    Option("--latency-warmup", "untimed warm-up rounds (default: 3)", default=3, type=int, metavar="N"),
+    Option("--throughput-shape", "throughput batch x sequence; the batch is halved until it fits (default: 32x512)",
+           default="32x512", metavar="BxS"),
+    Option("--batch-sweep", "batch sizes of the batch-scaling item, at the throughput sequence length; it stops at "
+           "the first that does not fit (default: 1,4,16,64)", default="1,4,16,64", metavar="B,..."),
+    Option("--throughput-rounds", "timed rounds (default: 5)", default=5, type=int, metavar="N"),
+    Option("--latency-tolerance", "allowed relative rise of mean latency (and fall of throughput) against the "
+           "baseline, same device and dtype only (default: 0.25)", default=0.25, type=float, metavar="REL"),
+    Option("--threads", "intra-op CPU threads in every process (default: all cores, divided among xdist workers); "
+           "the same N for -n 0 and -n 2 gives bit-identical float sums", type=int, metavar="N"),
+    Option("--shard", "run only the I-th of N deterministic parts of the collected items (1-based; join the parts "
+           "with `lmeval-fixtures merge`)", metavar="I/N"),
+    Option("--compare-by", "sort column of comparison.md: a figure key such as val_bits_per_byte, "
+           "smallbench_avg_acc or latency_batch1_seq128 (default: val_bits_per_byte)", default="val_bits_per_byte",
+           metavar="KEY"),
+    Option("--log-samples", "write per-example records (samples-*.jsonl beside metrics.json); 'hash' keeps sha256 "
+           "of the texts instead of the texts (default: off)", choices=("full", "hash"), nargs="?", const="full"),
+    Option("--merge-into", "merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
+           "timings taken with -p no:xdist after an -n auto run", metavar="RUN_DIR"),
+)
+
+
+def default(dest: str) -> Any:
+    """The default of the option whose ``dest`` is given (e.g. ``compare_by``)."""
+    return next(option.default for option in OPTIONS if option.dest == dest)
+
+
+def option_values(**given: Any) -> SimpleNamespace:
+    """Every option's value by ``dest``: its default, unless given (the library API's path)."""
+    known = {option.dest: option.default for option in OPTIONS}
+    unknown = sorted(set(given) - known.keys())
+    if unknown:
+        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return SimpleNamespace(**(known | given))
 
 
 def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,

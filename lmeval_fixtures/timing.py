@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from .numerics import quantile
+
 CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
 
@@ -47,14 +49,8 @@ def timer_description(device: torch.device | str) -> str:
 
 
 def percentile(data: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
-    ordered = sorted(data)
-    if len(ordered) == 1:
-        return ordered[0]
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    """``numerics.quantile`` with q in [0, 100], as latency percentiles are named (p95, p99)."""
+    return quantile(data, q / 100)
 
 
 def summarise_ms(data_seconds: list[float]) -> dict[str, float | int]:
@@ -131,3 +127,38 @@ def time_rounds(fn: Callable[[], Any], device: torch.device | str, rounds: int, 
         sync()
         timings.append(time.perf_counter() - start)
     return timings
+
+
+XDIST_TIMING_REASON = ("timings are not taken under pytest-xdist (pytest-benchmark disables itself there); "
+                       "run the timed items alone: pytest benchmarks -p no:xdist -m \"latency or throughput\" "
+                       "--merge-into reports/<run_id>")
+
+
+def timing_unavailable(*, under_xdist: bool, benchmark_disabled: bool) -> str | None:
+    """Why a process must not take timings, or None: timings taken beside other items'
+    work, or with pytest-benchmark switched off, would be wrong, so none is taken."""
+    if under_xdist:
+        return XDIST_TIMING_REASON
+    if benchmark_disabled:
+        return "pytest-benchmark is disabled (--benchmark-disable): no timing taken"
+    return None
+
+
+def describe(stats: dict[str, Any], device: torch.device, warmup: int) -> dict[str, Any]:
+    return stats | {"timer": timer_description(device), "warmup_rounds": warmup}
+
+
+def benchmark_forward(pedantic: Callable[..., Any], timings: Callable[[], list[float]], model: torch.nn.Module,
+                      ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
+    """Times ``model(ids)`` through pytest-benchmark's ``pedantic`` (its statistics and its
+    report), draining the device before each round and inside it."""
+    with torch.inference_mode():
+        pedantic(synchronised(lambda: model(ids), ids.device), setup=device_sync(ids.device),
+                 rounds=rounds, warmup_rounds=warmup, iterations=1)
+    return describe(summarise_ms(list(timings())), ids.device, warmup)
+
+
+@torch.inference_mode()
+def plain_forward_timer(model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
+    """The same statistics without pytest-benchmark (the library API's timer)."""
+    return describe(summarise_ms(time_rounds(lambda: model(ids), ids.device, rounds, warmup)), ids.device, warmup)

@@ -12,33 +12,27 @@ Memory stays bounded when a process releases each checkpoint as it moves on.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from tokenizers import Tokenizer
 
+from lmeval_fixtures.checkpoints import save_checkpoint
 from lmeval_fixtures.model import ModelConfig, Transformer
 from lmeval_fixtures.settings import REFERENCE_DIR
 
 
 def write_sweep(folder: Path, count: int) -> None:
-    tokenizer = next(REFERENCE_DIR.glob("*/tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(next(REFERENCE_DIR.glob("*/tokenizer.json"))))
+    config = ModelConfig(vocab_size=4096, d_model=256, n_layers=6, n_heads=8, glu_expansion=8 / 3)
     for i in range(count):
-        config = ModelConfig(vocab_size=4096, d_model=256, n_layers=6, n_heads=8, glu_expansion=8 / 3)
         model = Transformer(config)
         model.init_weights(i)
-        out = folder / f"sweep{i:02d}"
-        out.mkdir(parents=True)
-        state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-        save_file(state, str(out / "model.safetensors"))
-        (out / "config.json").write_text(json.dumps(config.to_dict()))
-        shutil.copy(tokenizer, out / "tokenizer.json")
+        save_checkpoint(model, folder / f"sweep{i:02d}", tokenizer)
 
 
 def main() -> None:

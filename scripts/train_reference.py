@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from lmeval_fixtures.checkpoints import save_checkpoint
 from lmeval_fixtures.model import ModelConfig, Transformer
 
 SPECIAL = "<|endoftext|>"
@@ -152,10 +151,6 @@ def main() -> None:
         print(f"{name}: d_model {config.d_model}, d_ff {config.d_ff}, layers {config.n_layers}, "
               f"params {config.total_params:,}, embedding ratio {config.embedding_ratio:.3f}", flush=True)
         result = train_one(config, train_tokens, held_out, args)
-        folder = args.out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.to(torch.float16).contiguous() for k, v in result["model"].state_dict().items()
-                 if k != "lm_head.weight" or not config.tie_embeddings}
         metadata = {
             "train_loss": f"{result['train_loss']:.6f}",
             "held_out_loss": f"{result['held_out_loss']:.6f}",
@@ -165,9 +160,8 @@ def main() -> None:
             "corpus_sha256": corpus_sha,
             "train_seconds": f"{result['seconds']:.1f}",
         }
-        save_file(state, str(folder / "model.safetensors"), metadata=metadata)
-        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        tokenizer.save(str(folder / "tokenizer.json"))
+        # float16 halves what every retraining adds to git history; the loader casts back
+        save_checkpoint(result["model"], args.out / name, tokenizer, metadata=metadata, dtype=torch.float16)
         print(f"{name}: train loss {result['train_loss']:.4f}, held-out loss {result['held_out_loss']:.4f} "
               f"(ppl {math.exp(result['held_out_loss']):.1f}), {result['seconds']:.0f}s", flush=True)
     tokenizer.save(str(tokenizer_path))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from lmeval_fixtures.checkpoints import save_checkpoint
 from lmeval_fixtures.model import ModelConfig, Transformer
 
 # pytester's in-process runs drop the modules first imported during them; torch's distributed
@@ -48,23 +46,13 @@ def tiny_config(vocab_size: int, **overrides) -> ModelConfig:
 
 def write_native_checkpoint(folder: Path, name: str = "model", seed: int = 0, fmt: str = "safetensors",
                             tokenizer: Tokenizer | None = None, **config_overrides) -> Path:
-    """A random native checkpoint in ``folder``; returns the weights path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """A random native checkpoint in ``folder``; returns the weights path. The training facts
+    differ by format (5.5 / 10 and 5.25 / 7) so that a test sees which file they were read from."""
     tokenizer = tokenizer or make_tokenizer()
-    config = tiny_config(tokenizer.get_vocab_size(), **config_overrides)
-    model = Transformer(config)
+    model = Transformer(tiny_config(tokenizer.get_vocab_size(), **config_overrides))
     model.init_weights(seed)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()
-             if not (config.tie_embeddings and k == "lm_head.weight")}
-    tokenizer.save(str(folder / "tokenizer.json"))
-    if fmt == "safetensors":
-        path = folder / f"{name}.safetensors"
-        save_file(state, str(path), metadata={"train_loss": "5.5", "step": "10", "seed": str(seed)})
-        (folder / "config.json").write_text(json.dumps(config.to_dict()))
-    else:
-        path = folder / f"{name}.pt"
-        torch.save({"config": config.to_dict(), "model": state, "train_loss": 5.25, "step": 7, "seed": seed}, path)
-    return path
+    facts = {"train_loss": 5.5, "step": 10} if fmt == "safetensors" else {"train_loss": 5.25, "step": 7}
+    return save_checkpoint(model, folder, tokenizer, name=name, fmt=fmt, metadata=facts | {"seed": seed})
 
 
 def write_wikitext(data_dir: Path, articles: int = 3, paragraphs: int = 4) -> Path:

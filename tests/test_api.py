@@ -40,3 +40,70 @@ def test_profile_latency_on_any_module():
     assert stats["rounds"] == 3 and stats["mean_ms"] > 0
     with pytest.raises(ValueError, match="pass vocab_size"):
         profile_latency(model, rounds=1)
+
+
+def load_compare_records():
+    """scripts/compare_records.py, the before/after comparison of the refactor, as a module."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "compare_records.py"
+    spec = importlib.util.spec_from_file_location("compare_records", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_writes_the_record_the_pytest_path_writes(pytester, offline, monkeypatch):
+    """No pytest in the library call: the same checkpoint and data give a metrics.json that
+    validates and equals the pytest run's, field by field (timings and run identity aside)."""
+    import json
+
+    from lmeval_fixtures import evaluate
+    from lmeval_fixtures.record import validate_record
+
+    from .test_gates import lay_out_suite
+
+    suite = lay_out_suite(pytester)
+    options = {"data_dir": "data", "max_samples": 6, "log_samples": "full", "run_id": "lib"}
+    suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--max-samples", "6", "--log-samples",
+                    "--run-id", "plugin").assert_outcomes(passed=6)
+    monkeypatch.chdir(suite.path)
+    done = evaluate(suite.path / "ck", families=("perplexity", "smallbench"), **options)
+    assert done.errors == [] and sorted(done.records) == ["a"]
+    ours = json.loads((suite.path / "reports/lib/a/metrics.json").read_text())
+    validate_record(ours)
+    theirs = json.loads((suite.path / "reports/plugin/a/metrics.json").read_text())
+    assert [item["outcome"] for item in ours["items"].values()] == ["passed"] * 6
+    assert len(theirs["items"]) == 6
+    for record in (ours, theirs):
+        record.pop("items")  # pytest node ids vs the library's item ids
+    differences, compared = load_compare_records().compare(theirs, ours)
+    assert differences == [] and compared > 150
+    # the per-example rows are the same files
+    for name in ("samples-smallbench-sst2.jsonl", "samples-perplexity-validation.jsonl"):
+        assert (suite.path / "reports/lib/a" / name).read_text() == (suite.path / "reports/plugin/a" / name).read_text()
+    assert (suite.path / "reports/lib/a/summary.md").is_file()
+
+
+def test_evaluate_an_in_memory_model_from_a_training_loop(tmp_path):
+    from lmeval_fixtures import evaluate
+    from lmeval_fixtures.record import validate_record
+
+    from .conftest import write_wikitext
+
+    tokenizer = make_tokenizer()
+    model = Transformer(tiny_config(tokenizer.get_vocab_size()))
+    model.init_weights(0)
+    model.train()
+    done = evaluate(model, tokenizer, name="step-10", families=["perplexity", "latency"],
+                    data_dir=write_wikitext(tmp_path / "data"), report_dir=tmp_path / "reports",
+                    latency_shapes="1x16", latency_rounds=3, history=False)
+    assert model.training  # handed back as it came
+    record = done.records["step-10"]
+    validate_record(record)
+    assert record["val_bits_per_byte"] > 0 and record["latency"]["1x16"]["rounds"] == 3
+    assert record["checkpoint"]["format"] == "in-memory" and len(record["checkpoint"]["sha256"]) == 64
+    assert (tmp_path / "reports" / record["run_id"] / "step-10" / "summary.md").is_file()
+    assert not (tmp_path / "reports/history.jsonl").exists()
+    with pytest.raises(ValueError, match="unknown setting\\(s\\) max_tokens"):
+        evaluate(model, tokenizer, max_tokens=5)

@@ -6,18 +6,20 @@ import pickle
 
 import pytest
 import torch
+from safetensors import safe_open
 
-from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint, release_checkpoints
+from lmeval_fixtures.checkpoints import (
+    CheckpointCache,
+    CheckpointError,
+    discover_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    training_metadata,
+)
+from lmeval_fixtures.model import Transformer
 from lmeval_fixtures.tokenizer import TextTokenizer
 
-from .conftest import SAMPLE_TEXT, make_tokenizer, write_native_checkpoint
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    release_checkpoints()
-    yield
-    release_checkpoints()
+from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config, write_native_checkpoint
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pt"])
@@ -28,7 +30,61 @@ def test_loads_native_formats_with_identity(tmp_path, fmt):
     assert loaded.identity["sha256"] and len(loaded.identity["tokenizer_sha256"]) == 64
     assert loaded.identity["training"]["seed"] == 4
     assert loaded.config.total_params == sum(p.numel() for p in loaded.model.parameters())
-    assert load_checkpoint(path) is loaded  # cached per process
+
+
+def test_load_checkpoint_loads_anew_and_the_cache_once_per_key(tmp_path):
+    path = write_native_checkpoint(tmp_path / "run1", seed=4)
+    assert load_checkpoint(path) is not load_checkpoint(path)
+    cache = CheckpointCache()
+    first = cache.load(path)
+    assert cache.load(tmp_path / "run1" / ".." / "run1" / path.name) is first  # the resolved path is the key
+    assert cache.load(path, dtype="bfloat16") is not first
+    cache.release(path)
+    assert cache.load(path) is not first
+    cache.release(path, dtype="float16")  # never loaded: nothing to do
+    second = cache.load(path)
+    cache.clear()
+    assert cache.load(path) is not second
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+@pytest.mark.parametrize("tied", [True, False])
+def test_save_checkpoint_round_trips_weights_metadata_and_tokenizer(tmp_path, fmt, tied):
+    tokenizer = make_tokenizer()
+    model = Transformer(tiny_config(tokenizer.get_vocab_size(), tie_embeddings=tied))
+    model.init_weights(2)
+    facts = {"train_loss": 4.25, "step": 30, "seed": 2}
+    path = save_checkpoint(model, tmp_path / "out", TextTokenizer.from_json(tokenizer.to_str(), "t"),
+                           name="saved", fmt=fmt, metadata=facts)
+    assert path == tmp_path / "out" / f"saved.{fmt}"
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    loaded = load_checkpoint(path)
+    assert loaded.identity["training"] == facts
+    assert loaded.config == model.config
+    for (name, expected), got in zip(model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
+        assert torch.equal(got, expected), name
+    assert (loaded.model.lm_head.weight is loaded.model.embed_tokens.weight) == tied
+
+
+def test_saved_checkpoints_hold_a_tied_head_once_in_the_requested_dtype(tmp_path):
+    model = Transformer(tiny_config(320))
+    model.init_weights(0)
+    path = save_checkpoint(model, tmp_path, metadata={"train_loss": "5.000000"}, dtype=torch.float16)
+    with safe_open(str(path), framework="pt") as handle:
+        assert "lm_head.weight" not in handle.keys()  # noqa: SIM118
+        assert {handle.get_tensor(k).dtype for k in handle.keys()} == {torch.float16}  # noqa: SIM118
+        assert handle.metadata() == {"train_loss": "5.000000"}
+    assert training_metadata({"train_loss": "5.000000"}) == {"train_loss": 5.0}
+    assert json.loads((tmp_path / "config.json").read_text()) == model.config.to_dict()
+    assert not (tmp_path / "tokenizer.json").exists()  # none given, none written
+
+
+def test_save_checkpoint_refuses_what_it_cannot_write(tmp_path):
+    model = Transformer(tiny_config(320))
+    with pytest.raises(ValueError, match="fmt must be"):
+        save_checkpoint(model, tmp_path, fmt="bin")
+    with pytest.raises(ValueError, match="'model'"):
+        save_checkpoint(model, tmp_path, fmt="pt", metadata={"model": 1})
 
 
 def test_fp16_storage_is_cast_to_the_requested_dtype(tmp_path):

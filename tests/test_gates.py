@@ -5,50 +5,69 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.gates import (
-    BaselineError,
-    accuracy_gates,
-    load_baseline,
-    perplexity_gates,
-)
+from lmeval_fixtures.figures import figure_table
+from lmeval_fixtures.gates import BaselineError, GatePolicy, gates_for, load_baseline
+from lmeval_fixtures.registry import Registry
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_plugin import BENCHMARK
 
 SMALLBENCH = (Path(__file__).parents[1] / "benchmarks" / "test_smallbench.py").read_text()
+FIGURES = figure_table(Registry.default(), latency_shapes=[(1, 128)])
+CPU = {"device": "cpu", "dtype": "float32"}
+
+
+def policy(ppl=0.01, acc_se=2.0, min_acc=None, latency=0.25) -> GatePolicy:
+    return GatePolicy(ppl, acc_se, min_acc, latency)
+
+
+def by_name(gates) -> dict:
+    return {g.name: g for g in gates}
 
 
 def test_perplexity_gate_passes_within_and_fails_beyond_tolerance():
     figures = {"token_perplexity": 101.0, "bits_per_byte": 2.0, "stride": 64, "context_length": 64,
                "max_eval_tokens": None, "detokenized": True}
+    fragment = {"perplexity": {"validation": figures}, "data_fingerprints": {"f": "abc"}}
     baseline = {"_source": "base.json", "data_fingerprints": {"f": "abc"},
                 "perplexity": {"validation": figures | {"token_perplexity": 100.0}}}
-    ok = perplexity_gates("validation", "val", figures, {"f": "abc"}, baseline, 0.02)
-    assert [g.ok for g in ok] == [True, True]
-    bad = perplexity_gates("validation", "val", figures, {"f": "abc"}, baseline, 0.005)
-    assert not bad[0].ok and "val_perplexity 101 REGRESSED beyond baseline 100" in bad[0].message
-    assert "base.json" in bad[0].message
+    ok = gates_for(fragment, FIGURES, baseline, policy(ppl=0.02), CPU)
+    assert sorted(g.name for g in ok) == ["val_bits_per_byte", "val_perplexity"] and all(g.ok for g in ok)
+    bad = by_name(gates_for(fragment, FIGURES, baseline, policy(ppl=0.005), CPU))
+    assert not bad["val_perplexity"].ok and bad["val_bits_per_byte"].ok
+    assert "val_perplexity 101 REGRESSED beyond baseline 100" in bad["val_perplexity"].message
+    assert "base.json" in bad["val_perplexity"].message
+    assert gates_for(fragment, FIGURES, None, policy(), CPU) == []  # no baseline, no floor: nothing to gate
 
 
 def test_baseline_on_other_data_or_settings_is_refused():
     figures = {"token_perplexity": 1.0, "bits_per_byte": 1.0, "stride": 64, "context_length": 64,
                "max_eval_tokens": None, "detokenized": True}
     baseline = {"_source": "b.json", "data_fingerprints": {"f": "abc"}, "perplexity": {"validation": dict(figures)}}
-    refused = perplexity_gates("validation", "val", figures, {"f": "xyz"}, baseline, 0.1)
-    assert not refused[0].ok and "refused: f differs" in refused[0].message
-    other = perplexity_gates("validation", "val", figures | {"stride": 32}, {"f": "abc"}, baseline, 0.1)
-    assert not other[0].ok and "other stride" in other[0].message
+    fragment = {"perplexity": {"validation": figures}, "data_fingerprints": {"f": "xyz"}}
+    refused = gates_for(fragment, FIGURES, baseline, policy(ppl=0.1), CPU)
+    assert refused and all(not g.ok and "refused: f differs" in g.message for g in refused)
+    fragment = {"perplexity": {"validation": figures | {"stride": 32}}, "data_fingerprints": {"f": "abc"}}
+    other = gates_for(fragment, FIGURES, baseline, policy(ppl=0.1), CPU)
+    assert other and all(not g.ok and "other stride" in g.message for g in other)
 
 
-def test_accuracy_gate_counts_standard_errors():
-    summary = {"acc": 0.50, "acc_stderr": 0.02, "prompt_set": "smallbench", "fewshot": 0}
-    baseline = {"_source": "b", "data_fingerprints": {}, "smallbench": {"sst2": {"acc": 0.53, "prompt_set":
-                                                                                "smallbench", "fewshot": 0}}}
-    assert accuracy_gates("sst2", summary, {}, baseline, 2.0, None)[0].ok  # 0.50 >= 0.53 - 2*0.02
-    failed = accuracy_gates("sst2", summary, {}, baseline, 1.0, None)[0]
+def test_accuracy_gate_counts_standard_errors_and_the_floor_keeps_its_own_verdict():
+    summary = {"acc": 0.50, "acc_stderr": 0.02, "prompt_set": "smallbench", "fewshot": 0, "max_samples": None}
+    fragment = {"smallbench": {"sst2": summary}, "data_fingerprints": {}}
+    baseline = {"_source": "b", "data_fingerprints": {},
+                "smallbench": {"sst2": summary | {"acc": 0.53}}}
+    [ok] = gates_for(fragment, FIGURES, baseline, policy(acc_se=2.0), CPU)  # 0.50 >= 0.53 - 2*0.02
+    assert ok.ok and ok.name == "smallbench_sentiment_acc"
+    [failed] = gates_for(fragment, FIGURES, baseline, policy(acc_se=1.0), CPU)
     assert not failed.ok and "limit 0.5100" in failed.message
-    floor = accuracy_gates("sst2", summary, {}, None, 2.0, 0.6)
-    assert not floor[0].ok and "BELOW the floor 0.6000" in floor[0].message
+    both = by_name(gates_for(fragment, FIGURES, baseline, policy(min_acc=0.6), CPU))
+    assert both["smallbench_sentiment_acc"].ok
+    assert not both["smallbench_sentiment_acc_floor"].ok
+    assert "BELOW the floor 0.6000" in both["smallbench_sentiment_acc_floor"].message
+    other_prompts = baseline | {"smallbench": {"sst2": summary | {"prompt_set": "lm-eval"}}}
+    [refused] = gates_for(fragment, FIGURES, other_prompts, policy(), CPU)
+    assert not refused.ok and "measured with other prompt_set" in refused.message
 
 
 def test_corrupt_or_unknown_baselines_are_refused(tmp_path):
@@ -96,7 +115,7 @@ def test_a_run_gates_against_its_own_baseline_and_fails_on_regression(suite):
     suite.runpytest(*args, "--run-id", "base").assert_outcomes(passed=6)
     suite.runpytest(*args, "--run-id", "same", "--baseline", "reports/base").assert_outcomes(passed=6)
     record = json.loads((suite.path / "reports/same/a/metrics.json").read_text())
-    assert record["gates"]["val_perplexity"]["ok"] and record["gates"]["sst2_acc"]["ok"]
+    assert record["gates"]["val_perplexity"]["ok"] and record["gates"]["smallbench_sentiment_acc"]["ok"]
 
     # make the baseline better than this model can be: the gates must fail, with the figures in the message
     path = suite.path / "reports/base/a/metrics.json"
@@ -106,7 +125,8 @@ def test_a_run_gates_against_its_own_baseline_and_fails_on_regression(suite):
     path.write_text(json.dumps(base))
     result = suite.runpytest(*args, "--run-id", "worse", "--baseline", "reports/base")
     result.assert_outcomes(passed=4, failed=2)
-    result.stdout.fnmatch_lines(["*val_perplexity * REGRESSED beyond baseline *", "*sst2_acc * REGRESSED beyond*"])
+    result.stdout.fnmatch_lines(["*val_perplexity * REGRESSED beyond baseline *",
+                                 "*smallbench_sentiment_acc * REGRESSED beyond*"])
     worse = json.loads((suite.path / "reports/worse/a/metrics.json").read_text())
     assert worse["gates"]["val_perplexity"]["ok"] is False and worse["val_perplexity"] is not None
 
@@ -133,21 +153,30 @@ def test_bad_task_data_fails_that_task_with_file_and_line(suite):
     bad = suite.path / "data/smallbench/rte/validation.jsonl"
     bad.write_text(bad.read_text() + '{"sentence1": "x", "sentence2": "y", "label": 7, "idx": 99}\n')
     result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "smallbench")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=3, errors=1)  # bad input errors at set-up, as a bad checkpoint does
     result.stdout.fnmatch_lines(["*rte/validation.jsonl:13: label 7 out of range for rte (0..1)*"])
 
 
 def test_latency_gate_needs_the_same_device_and_dtype():
-    from lmeval_fixtures.gates import latency_gates, throughput_gates
-
-    baseline = {"_source": "b", "environment": {"device": "cpu", "dtype": "float32"},
+    baseline = {"_source": "b", "environment": CPU,
                 "latency": {"1x128": {"timing": "taken", "mean_ms": 10.0}},
                 "throughput": {"timing": "taken", "tokens_per_sec": 1000.0}}
-    env = {"device": "cpu", "dtype": "float32"}
-    assert latency_gates("1x128", {"mean_ms": 12.0}, env, baseline, 0.25)[0].ok
-    slow = latency_gates("1x128", {"mean_ms": 13.0}, env, baseline, 0.25)[0]
-    assert not slow.ok and "REGRESSED" in slow.message
-    other = latency_gates("1x128", {"mean_ms": 1.0}, {"device": "cuda", "dtype": "float32"}, baseline, 0.25)[0]
+
+    def latency(ms, environment=CPU):
+        [gate] = gates_for({"latency": {"1x128": {"timing": "taken", "mean_ms": ms}}}, FIGURES, baseline,
+                           policy(latency=0.25), environment)
+        return gate
+
+    assert latency(12.0).ok and latency(12.0).name == "latency_batch1_seq128"
+    assert not latency(13.0).ok and "REGRESSED" in latency(13.0).message
+    other = latency(1.0, {"device": "cuda", "dtype": "float32"})
     assert not other.ok and "refused: measured with device 'cpu'" in other.message
-    assert throughput_gates(800.0, env, baseline, 0.25)[0].ok
-    assert not throughput_gates(700.0, env, baseline, 0.25)[0].ok
+
+    def throughput(tokens):
+        [gate] = gates_for({"throughput": {"timing": "taken", "tokens_per_sec": tokens}}, FIGURES, baseline,
+                           policy(latency=0.25), CPU)
+        return gate
+
+    assert throughput(800.0).ok and not throughput(700.0).ok
+    not_taken = {"latency": {"1x128": {"timing": "not taken", "reason": "xdist"}}}
+    assert gates_for(not_taken, FIGURES, baseline, policy(), CPU) == []

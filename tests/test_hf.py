@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmeval_fixtures.__main__ import main as cli
-from lmeval_fixtures.checkpoints import load_checkpoint, release_checkpoints
+from lmeval_fixtures.checkpoints import load_checkpoint
 
 from .conftest import write_native_checkpoint
 
@@ -13,7 +13,6 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_exported_llama_gives_the_native_logits(tmp_path, tied):
-    release_checkpoints()
     path = write_native_checkpoint(tmp_path / "native", name="small", seed=3, tie_embeddings=tied,
                                    d_model=48, n_heads=3, glu_expansion=2.5, rope_theta=5000.0)
     out = tmp_path / "hf"

@@ -9,12 +9,12 @@ import torch
 from tokenizers import processors
 
 from lmeval_fixtures.api import evaluate_smallbench
-from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint, release_checkpoints
+from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint
 from lmeval_fixtures.corpora import Document
+from lmeval_fixtures.hf_adapter import CausalLMAdapter
 from lmeval_fixtures.hf_export import export_hf
-from lmeval_fixtures.lm_interface import CausalLMAdapter
-from lmeval_fixtures.metrics import validate_record
 from lmeval_fixtures.perplexity import evaluate_perplexity
+from lmeval_fixtures.record import validate_record
 from lmeval_fixtures.scoring import Request, score_requests
 
 from .conftest import SAMPLE_TEXT, make_tokenizer, write_native_checkpoint, write_wikitext
@@ -48,9 +48,7 @@ def write_hf_llama(folder, tied=True, seed=0, model_class=None, adds_bos=False):
 
 @pytest.fixture
 def hf_folder(tmp_path):
-    release_checkpoints()
-    yield write_hf_llama(tmp_path / "tiny-llama")
-    release_checkpoints()
+    return write_hf_llama(tmp_path / "tiny-llama")
 
 
 def direct_loglikelihood(model, context, continuation):
@@ -76,7 +74,6 @@ def lm_eval_encode(tokenizer, context, continuation):
 
 def test_a_tokenizer_that_adds_bos_is_used_as_lm_eval_uses_it(tmp_path):
     """lm-eval 0.4.13's HFLM encodes with the tokenizer's special tokens (``tokenizer.encode(text)``)."""
-    release_checkpoints()
     folder, model = write_hf_llama(tmp_path / "bos-llama", adds_bos=True)
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     assert hf_tokenizer.encode("The fox.")[0] == 0  # the template really adds it
@@ -106,7 +103,6 @@ def config_param_count(tied):
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_allocation_follows_the_config_arithmetic(tmp_path, tied):
-    release_checkpoints()
     folder, _ = write_hf_llama(tmp_path / "m", tied=tied)
     loaded = load_checkpoint(folder)
     embedding, total = config_param_count(tied)
@@ -198,7 +194,6 @@ def test_bad_hf_folders_are_one_line_errors(hf_folder):
     with pytest.raises(CheckpointError, match="already a Hugging Face folder"):
         export_hf(folder, folder.parent / "again")
     (folder / "model.safetensors").unlink()
-    release_checkpoints()
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(folder)
     assert str(caught.value).startswith(f"{folder}: cannot load as a Hugging Face causal LM (")
@@ -207,7 +202,6 @@ def test_bad_hf_folders_are_one_line_errors(hf_folder):
 
 def test_native_checkpoint_and_its_export_give_the_same_record(pytester, offline):
     """The same items and the same record for a native checkpoint and its Hugging Face export."""
-    release_checkpoints()
     pytester.makepyfile(test_perplexity=(Path(__file__).parents[1] / "benchmarks" / "test_perplexity.py").read_text())
     write_wikitext(pytester.path / "data")
     native = write_native_checkpoint(pytester.path / "native", name="twin", seed=4, max_seq_len=32)

@@ -15,6 +15,22 @@ def test_parameter_counts_match_the_module(tied):
     assert config.d_ff == 120
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_checkpoint_stores_a_tied_head_once_and_reloads_it_tied(tied):
+    config = ModelConfig(vocab_size=300, d_model=32, n_layers=1, n_heads=2, tie_embeddings=tied)
+    model = Transformer(config)
+    model.init_weights(1)
+    stored = model.stored_state_dict()
+    assert ("lm_head.weight" in stored) != tied
+    assert sum(v.numel() for v in stored.values()) == config.total_params
+    again = Transformer(config)
+    # a tied head written anyway (other writers keep it) is ignored: the head is the embedding
+    again.load_stored_state_dict(stored | {"lm_head.weight": torch.zeros(300, 32)} if tied else stored)
+    assert (again.lm_head.weight is again.embed_tokens.weight) == tied
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(again(ids), model(ids))
+
+
 @pytest.mark.parametrize("ratio", [0.2, 0.35, 0.5])
 @pytest.mark.parametrize("budget", [1_000_000, 5_000_000])
 def test_from_budget_lands_within_half_a_layer(budget, ratio):

@@ -3,10 +3,19 @@
 import itertools
 import math
 
+import numpy
 import pytest
 from scipy.stats import binomtest
 
+from lmeval_fixtures.numerics import quantile
 from lmeval_fixtures.paired import mcnemar_exact, paired_accuracy, paired_bits_per_byte
+
+
+@pytest.mark.parametrize("q", [0.0, 0.025, 0.05, 0.5, 0.975, 1.0])
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_quantile_interpolates_as_numpy(q, n):
+    values = [math.sin(i) * 10 for i in range(n)]
+    assert quantile(values, q) == pytest.approx(numpy.quantile(values, q), rel=1e-12, abs=1e-12)
 
 
 @pytest.mark.parametrize("b, c", [(0, 0), (1, 0), (5, 1), (3, 3), (10, 2), (40, 25), (0, 17)])

@@ -13,7 +13,7 @@ import torch
 
 from lmeval_fixtures.corpora import Document
 from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.perplexity import evaluate_perplexity, plan_windows
+from lmeval_fixtures.perplexity import PerplexityResult, evaluate_perplexity, plan_windows
 from lmeval_fixtures.tokenizer import TextTokenizer
 
 from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config
@@ -118,3 +118,11 @@ def test_top1_and_top5_accuracy_match_a_direct_count(setup):
                 top5 += target in best
     assert (result.top1, result.top5) == (top1, top5)
     assert result.top1_accuracy == pytest.approx(top1 / result.tokens)
+
+
+def test_a_diverged_model_reports_infinite_perplexity_not_an_overflow():
+    result = PerplexityResult(nll=1e6, tokens=10, bytes=10, words=1, documents=1, windows=1, stride=1,
+                              context_length=1)
+    assert result.token_perplexity == math.inf and result.word_perplexity == math.inf
+    assert PerplexityResult(nll=2.0, tokens=2, bytes=2, words=2, documents=1, windows=1, stride=1,
+                            context_length=1).token_perplexity == math.e

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.metrics import validate_record
+from lmeval_fixtures.record import validate_record
 from lmeval_fixtures.tokenizer import TextTokenizer
 
 from .conftest import write_native_checkpoint, write_wikitext

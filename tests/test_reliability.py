@@ -11,12 +11,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmeval_fixtures.metrics import RunRecorder, validate_record
+from lmeval_fixtures.record import validate_record
+from lmeval_fixtures.registry import Registry
 from lmeval_fixtures.report import render_summary
+from lmeval_fixtures.run import Run
 
 from .conftest import write_native_checkpoint, write_wikitext
-from .test_metrics import RUN
 from .test_plugin import BENCHMARK
+from .test_record import FIGURES, RUN, split_figures
 
 
 class RunsCode:
@@ -92,15 +94,15 @@ def test_hostile_checkpoints_fail_alone_with_one_line_each(suite):
     assert json.loads((suite.path / "reports/h/good/metrics.json").read_text())["val_perplexity"] is not None
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "no tokens scored in WikiText-2 validation"),
-    (b" = A = \n caf\xe9 \n", "validation.txt: not UTF-8 (byte 12, line 2)"),
+@pytest.mark.parametrize("content, message, outcome", [
+    (b"", "no tokens scored in WikiText-2 raw validation", {"failed": 1}),  # figures unsound: the item fails
+    (b" = A = \n caf\xe9 \n", "validation.txt: not UTF-8 (byte 12, line 2)", {"errors": 1}),  # bad input
 ])
-def test_broken_wikitext_fails_clearly(suite, content, message):
+def test_broken_wikitext_fails_clearly(suite, content, message, outcome):
     (suite.path / "data/wikitext-2-raw/validation.txt").write_bytes(content)
     ckpt = write_native_checkpoint(suite.path / "ck" / "a")
     result = suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, **outcome)
     result.stdout.fnmatch_lines([f"*{message}*"])
 
 
@@ -171,8 +173,10 @@ fragment_values = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=Fals
                             st.text(max_size=5))
 fragments = st.lists(
     st.tuples(st.sampled_from(["a", "b"]), st.text(alphabet="xyz:[]", min_size=1, max_size=6),
-              st.dictionaries(st.sampled_from(["val_loss", "test_loss", "seed_note"]), fragment_values, max_size=2)
-              .map(lambda d: {"perplexity": {"validation": {"extra": d}}} if "seed_note" in d else d)),
+              st.dictionaries(st.sampled_from(["validation", "test", "extra"]),
+                              st.dictionaries(st.sampled_from(["loss", "bits_per_byte", "note"]), fragment_values,
+                                              max_size=2), max_size=2)
+              .map(lambda splits: {"perplexity": splits})),
     max_size=8, unique_by=lambda f: (f[0], f[1]))
 
 
@@ -180,29 +184,32 @@ fragments = st.lists(
 @given(fragments, st.randoms(use_true_random=False))
 def test_records_do_not_depend_on_fragment_order_or_sharding(items, random):
     def build(order):
-        recorder = RunRecorder(RUN)
-        for name, item, fragment in order:
-            recorder.add(name, item, fragment)
-        return recorder.records()
+        run = Run(RUN)
+        run.absorb(order)
+        return run.records()
 
     whole = build(items)
     shuffled = list(items)
     random.shuffle(shuffled)
     assert build(shuffled) == whole
-    # shards exported separately and absorbed by one controller equal the single run
+    # fragments recorded by workers, shipped as JSON (as with each test report), absorbed by one controller
     half = len(items) // 2
-    controller = RunRecorder(RUN)
+    controller = Run(RUN)
     for part in (items[:half], items[half:]):
-        worker = RunRecorder({})
+        worker = Run({})
         for fragment in part:
-            worker.add(*fragment)
-        controller.absorb(worker.export())
+            worker.record(*fragment)
+        controller.absorb(json.loads(json.dumps(worker.take_pending())))
     assert controller.records() == whole
 
 
 record_fragments = st.fixed_dictionaries({}, optional={
-    "val_loss": st.floats(0, 50), "val_perplexity": st.floats(1, 1e6) | st.none(),
-    "smallbench_qa_acc": st.floats(0, 1), "total_params": st.integers(1, 10**9),
+    "perplexity": st.fixed_dictionaries({"validation": st.builds(
+        split_figures, st.floats(0, 50), token_perplexity=st.floats(1, 1e6) | st.none())}),
+    "smallbench": st.fixed_dictionaries({"boolq": st.builds(
+        lambda acc, n: {"n": n, "acc": acc, "acc_stderr": 0.01, "acc_norm": acc, "acc_norm_stderr": 0.01,
+                        "prompt_set": "smallbench", "fewshot": 0}, st.floats(0, 1), st.integers(1, 5000))}),
+    "total_params": st.integers(1, 10**9),
     "errors": st.lists(st.text(max_size=20), max_size=2),
 })
 
@@ -210,11 +217,11 @@ record_fragments = st.fixed_dictionaries({}, optional={
 @settings(max_examples=60, deadline=None)
 @given(record_fragments)
 def test_every_valid_record_validates_and_renders(fragment):
-    recorder = RunRecorder(RUN)
-    recorder.add("a", "t::x", fragment)
-    record = recorder.records()["a"]
+    run = Run(RUN)
+    run.absorb([("a", "t::x", fragment)])
+    record = run.records()["a"]
     validate_record(record)
-    text = render_summary(record)
+    text = render_summary(record, FIGURES, Registry.default())
     assert text.startswith("# a: lmeval-fixtures summary")
 
 

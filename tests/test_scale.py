@@ -8,6 +8,8 @@ import pytest
 
 from lmeval_fixtures.__main__ import main as cli
 from lmeval_fixtures.comparison import render_comparison
+from lmeval_fixtures.figures import figure_table
+from lmeval_fixtures.registry import Registry
 
 from .conftest import write_native_checkpoint
 from .test_gates import lay_out_suite
@@ -82,14 +84,21 @@ def test_comparison_report_and_compare_command(suite, capsys):
     assert "nowhere: no such file or folder" in capsys.readouterr().err
 
 
+def comparison_record(name: str, tokenizer: str, bpb: float, ppl: float = 100.0, **extra) -> dict:
+    return {"run_id": "r", "data_fingerprints": {}, "embedding_ratio": 0.3,
+            "checkpoint": {"name": name, "tokenizer_sha256": tokenizer},
+            "perplexity": {"validation": {"bits_per_byte": bpb, "token_perplexity": ppl}}} | extra
+
+
 def test_different_tokenizers_make_token_perplexity_not_comparable():
-    base = {"run_id": "r", "data_fingerprints": {}, "embedding_ratio": 0.3, "val_bits_per_byte": 2.0,
-            "val_perplexity": 100.0}
-    a = base | {"checkpoint": {"name": "a", "tokenizer_sha256": "1"}}
-    b = base | {"checkpoint": {"name": "b", "tokenizer_sha256": "2"}, "val_bits_per_byte": 1.9}
-    text = render_comparison([a, b])
+    figures = figure_table(Registry.default())
+    a = comparison_record("a", "1", 2.0)
+    b = comparison_record("b", "2", 1.9)
+    text = render_comparison([a, b], figures, "val_bits_per_byte")
     assert "token perplexity is not comparable" in text and "val ppl" not in text
-    assert "val ppl" in render_comparison([a, b | {"checkpoint": {"name": "b", "tokenizer_sha256": "1"}}])
+    assert "| b | 0.300 | **1.9000** |" in text  # sorted, best in bold
+    shared = render_comparison([a, comparison_record("b", "1", 1.9)], figures, "val_bits_per_byte")
+    assert "val ppl" in shared and "**100.00**" not in shared  # a value every checkpoint shares is not "best"
 
 
 def test_bad_shard_is_a_usage_error(suite):
@@ -147,10 +156,10 @@ def test_comparison_plot_is_written_with_the_plot_extra(tmp_path):
     pytest.importorskip("matplotlib")
     from lmeval_fixtures.comparison import write_comparison
 
-    records = [{"run_id": "r", "data_fingerprints": {}, "checkpoint": {"name": n, "tokenizer_sha256": "t"},
-                "embedding_ratio": ratio, "val_bits_per_byte": bpb, "latency_batch1_seq128": ms}
+    records = [comparison_record(n, "t", bpb, embedding_ratio=ratio, val_bits_per_byte=bpb,
+                                 latency={"1x128": {"timing": "taken", "mean_ms": ms}}, latency_batch1_seq128=ms)
                for n, ratio, bpb, ms in (("a", 0.25, 2.3, 1.0), ("b", 0.5, 2.2, 1.4))]
-    written = write_comparison(records, tmp_path)
+    written = write_comparison(records, tmp_path, figure_table(Registry.default(), records), "val_bits_per_byte")
     png = tmp_path / "comparison.png"
     assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![quality against latency](comparison.png)" in (tmp_path / "comparison.md").read_text()

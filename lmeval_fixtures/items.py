@@ -1,0 +1,132 @@
+"""The body of each evaluation item, free of pytest: the shipped benchmarks and the library
+API run the same code, so both write the same figures.
+
+Each function measures, and returns the fragment to record plus what must hold
+(``problems``: an empty list when the figures are sound). The caller records the
+fragment first and then fails on a problem, so a broken figure is both kept and
+reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import record
+from .checkpoints import LoadedCheckpoint
+from .inputs import CorpusSplit, TaskData
+from .perplexity import PerplexityResult
+from .perplexity import evaluate_perplexity as score_documents
+from .settings import Settings
+from .smallbench import TaskResult, evaluate_task
+from .timing import MemoryWatch, is_out_of_memory, summarise_ms, time_rounds
+
+# times model(ids): (model, ids, rounds, warmup) -> statistics in ms (timing.summarise_ms plus "timer")
+ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, int, int], dict[str, Any]]
+Progress = Callable[[int, int], None]
+
+
+def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings
+               ) -> tuple[record.Fragment, PerplexityResult, list[str]]:
+    start = time.perf_counter()
+    result = score_documents(loaded.model, loaded.tokenizer, data.documents, loaded.max_seq_len,
+                             stride=settings.ppl_stride, batch_tokens=settings.batch_tokens,
+                             max_eval_tokens=settings.max_eval_tokens)
+    seconds = time.perf_counter() - start
+    fragment = record.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
+                                 max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
+                                 fingerprints=data.source.fingerprints, log_samples=settings.log_samples)
+    problems = []
+    where = f"{data.corpus.label} {data.split}"
+    if result.tokens == 0:
+        problems.append(f"no tokens scored in {where}")
+    elif not math.isfinite(result.loss):
+        problems.append(f"{loaded.name}: {where} loss is {result.loss} (weights or numerics broken)")
+    elif not math.isfinite(result.token_perplexity):
+        problems.append(f"{loaded.name}: {where} perplexity overflows (loss {result.loss:.1f} nats/token); loss "
+                        "and bits per byte are recorded")
+    return fragment, result, problems
+
+
+def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None
+               ) -> tuple[record.Fragment, TaskResult, list[str]]:
+    result = evaluate_task(
+        loaded.model, loaded.tokenizer, data.task, data.rows, loaded.max_seq_len,
+        prompt_set=settings.prompts, fewshot=settings.fewshot, fewshot_pool=data.fewshot_pool, seed=settings.seed,
+        max_samples=settings.max_samples, batch_tokens=settings.batch_tokens, progress=progress,
+    )
+    fragment = record.smallbench(data.task, result, data.source.fingerprints, settings.log_samples)
+    problems = []
+    if result.n == 0:
+        problems.append(f"{data.task.name}: no rows evaluated")
+    elif not all(math.isfinite(ll) for row in result.rows for ll in row.loglikelihoods):
+        problems.append(f"{loaded.name} {data.task.name}: non-finite log-likelihoods (weights or numerics broken)")
+    return fragment, result, problems
+
+
+def too_long(loaded: LoadedCheckpoint, seq: int) -> str | None:
+    """Why a timing at sequence ``seq`` cannot be taken on this model (a skip), or None."""
+    if seq > loaded.max_seq_len:
+        return f"sequence {seq} exceeds {loaded.name}'s context of {loaded.max_seq_len}"
+    return None
+
+
+def random_ids(loaded: LoadedCheckpoint, batch: int, seq: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, loaded.allocation.vocab_size, (batch, seq), generator=generator).to(loaded.device)
+
+
+def latency(loaded: LoadedCheckpoint, batch: int, seq: int, settings: Settings, timer: ForwardTimer
+            ) -> tuple[record.Fragment, list[str]]:
+    ids = random_ids(loaded, batch, seq, settings.seed)
+    memory = MemoryWatch(loaded.device)
+    memory.start()
+    stats = timer(loaded.model, ids, settings.latency_rounds, settings.latency_warmup)
+    problems = [] if stats["rounds"] == settings.latency_rounds and stats["mean_ms"] > 0 else [
+        f"latency {batch}x{seq}: {stats['rounds']} rounds, mean {stats['mean_ms']} ms (timer broken)"]
+    return record.latency(batch, seq, stats, memory.read()), problems
+
+
+def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer) -> record.Fragment:
+    """Tokens per second at --throughput-shape, halving the batch until it fits."""
+    requested, seq = settings.throughput_shape
+    batch, notes = requested, []
+    while True:
+        memory = MemoryWatch(loaded.device)
+        memory.start()
+        try:
+            ids = random_ids(loaded, batch, seq, settings.seed)
+            stats = timer(loaded.model, ids, settings.throughput_rounds, 1)
+            break
+        except Exception as exc:  # only running out of memory is handled; everything else fails the item
+            if not is_out_of_memory(exc) or batch == 1:
+                raise
+            notes.append(f"batch {batch} did not fit ({type(exc).__name__}); halved")
+            batch //= 2
+            if loaded.device.type == "cuda":
+                torch.cuda.empty_cache()
+    return record.throughput(stats, memory.read(), batch=batch, requested_batch=requested, seq=seq, notes=notes)
+
+
+def batch_scaling(loaded: LoadedCheckpoint, settings: Settings) -> tuple[record.Fragment, list[str]]:
+    """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit."""
+    seq = settings.throughput_shape[1]
+    points, stopped = [], None
+    for batch in settings.batch_sweep:
+        ids = random_ids(loaded, batch, seq, settings.seed)
+        try:
+            with torch.inference_mode():
+                stats = summarise_ms(time_rounds(lambda ids=ids: loaded.model(ids), loaded.device,
+                                                 settings.throughput_rounds, 1))
+        except Exception as exc:  # only running out of memory ends the sweep cleanly
+            if not is_out_of_memory(exc):
+                raise
+            stopped = f"batch {batch} did not fit ({type(exc).__name__})"
+            break
+        points.append({"batch": batch, "tokens_per_sec": batch * seq / (stats["mean_ms"] / 1000),
+                       "mean_ms": stats["mean_ms"], "rounds": stats["rounds"]})
+    return record.batch_scaling(seq, points, stopped), ([] if points else [stopped or "no batch size timed"])

@@ -1,0 +1,113 @@
+import json
+
+import pytest
+
+from lmeval_fixtures.figures import figure_table
+from lmeval_fixtures.record import ORIGINAL_FIELDS, RecordInvalid, RecordMergeError, merge_records, validate_record
+from lmeval_fixtures.registry import Registry
+from lmeval_fixtures.report import write_checkpoint_report
+from lmeval_fixtures.run import Run
+
+RUN = {"run_id": "r1", "timestamp": "2026-01-01T00:00:00+00:00", "seed": 1, "git_commit": None,
+       "environment": {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}}
+FIGURES = figure_table(Registry.default())
+
+
+def split_figures(loss: float, **extra) -> dict:
+    """A perplexity split as items record it (the schema's required fields)."""
+    return {"loss": loss, "token_perplexity": 2.0 ** loss, "bits_per_byte": loss / 2, "byte_perplexity": 1.5,
+            "word_perplexity": 9.0, "tokens": 10, "bytes": 30, "words": 6, "documents": 1, "stride": 64,
+            "context_length": 64} | extra
+
+
+def build(fragments, run=RUN) -> dict:
+    recorder = Run(run)
+    recorder.absorb(fragments)
+    return recorder.records()
+
+
+def write(record, folder):
+    return write_checkpoint_report(record, folder, FIGURES, Registry.default())
+
+
+def test_fragments_merge_the_same_in_any_order():
+    fragments = [
+        ("a", "t::x[val]", {"perplexity": {"validation": split_figures(1.0)}, "errors": ["e1"]}),
+        ("a", "t::x[test]", {"perplexity": {"test": split_figures(2.0)}, "errors": ["e1", "e2"]}),
+        ("a", "~checkpoint", {"total_params": 10, "checkpoint": {"name": "a", "path": "p"}}),
+    ]
+    built = [build(order)["a"] for order in (fragments, fragments[::-1])]
+    assert built[0] == built[1]
+    record = built[0]
+    assert set(record["perplexity"]) == {"validation", "test"}
+    assert record["errors"] == ["e1", "e2"]
+    assert all(key in record for key in ORIGINAL_FIELDS)
+
+
+def test_flat_fields_are_derived_from_the_nested_record():
+    record = build([("a", "t::v", {"perplexity": {"validation": split_figures(3.0)}}),
+                    ("a", "t::s", {"smallbench": {t: {"acc": acc, "acc_stderr": 0.1} for t, acc in
+                                                  (("sst2", 0.5), ("rte", 0.6), ("boolq", 0.7), ("mrpc", 0.8))}}),
+                    ("a", "t::l", {"latency": {"1x128": {"timing": "taken", "mean_ms": 4.0}}}),
+                    ("a", "~checkpoint", {"train_loss": 2.0})])["a"]
+    assert record["val_loss"] == 3.0 and record["val_perplexity"] == 8.0 and record["val_bits_per_byte"] == 1.5
+    assert record["test_loss"] is None  # not measured: null, never absent
+    assert record["smallbench_sentiment_acc"] == 0.5 and record["smallbench_paraphrase_acc"] == 0.8
+    assert record["smallbench_avg_acc"] == pytest.approx((0.5 + 0.6 + 0.7 + 0.8) / 4)
+    assert record["latency_batch1_seq128"] == 4.0 and record["latency_batch1_seq512"] is None
+    assert record["train_perplexity"] == pytest.approx(7.38905609893065)
+
+
+def test_the_average_needs_every_task():
+    record = build([("a", "t::s", {"smallbench": {"sst2": {"acc": 0.5}}})])["a"]
+    assert record["smallbench_sentiment_acc"] == 0.5 and record["smallbench_avg_acc"] is None
+
+
+def test_non_finite_figures_become_null_and_are_listed(tmp_path):
+    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(
+        float("nan"), token_perplexity=float("inf"))}})])["a"]
+    assert record["val_loss"] is None and record["val_perplexity"] is None
+    assert record["perplexity"]["validation"]["loss"] is None
+    assert any("perplexity.validation.loss is nan" in e for e in record["errors"])
+    assert any("val_perplexity is inf" in e for e in record["errors"])
+    paths = write(record, tmp_path / "a")
+    text = paths[0].read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    validate_record(json.loads(text))
+
+
+def test_invalid_records_are_refused_and_nothing_is_written(tmp_path):
+    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(1.0, tokens="many")}})])["a"]
+    with pytest.raises(RecordInvalid, match="tokens"):
+        write(record, tmp_path / "a")
+    assert not (tmp_path / "a" / "metrics.json").exists()
+
+
+def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
+    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(1.0)}})])["a"]
+    metrics = write(record, tmp_path / "a")[0]
+    before = metrics.read_text()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    record["val_loss"] = 2.0
+    with pytest.raises(OSError, match="disk full"):
+        write(record, tmp_path / "a")
+    assert metrics.read_text() == before
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metrics.json", "summary.md"]
+
+
+def test_merging_invocations_keeps_earlier_figures_and_refuses_other_weights():
+    identity = {"checkpoint": {"name": "a", "path": "p", "sha256": "aa"}}
+    first = build([("a", "p", {"perplexity": {"validation": split_figures(1.0)}} | identity)])["a"]
+    second = build([("a", "l", {"latency": {"1x128": {"timing": "taken", "mean_ms": 3.0}}} | identity)],
+                   RUN | {"timestamp": "2026-01-02T00:00:00+00:00"})["a"]
+    merged = merge_records(first, second, FIGURES)
+    assert merged["val_loss"] == 1.0 and merged["latency_batch1_seq128"] == 3.0
+    assert len(merged["invocations"]) == 2
+    validate_record(merged)
+    other = build([("a", "l", {"checkpoint": {"name": "a", "path": "p", "sha256": "bb"}})])["a"]
+    with pytest.raises(RecordMergeError, match="weights differ"):
+        merge_records(first, other, FIGURES)
