@@ -11,7 +11,7 @@ from .model import ModelConfig, Transformer
 from .registry import Registry
 from .tasks import Prompt, Task
 
-__all__ = [
+__all__ = (
     "Corpus",
     "ModelConfig",
     "Prompt",
@@ -24,4 +24,4 @@ __all__ = [
     "load_checkpoint",
     "profile_latency",
     "reference_checkpoints",
-]
+)

@@ -21,8 +21,7 @@ from .checkpoints import CheckpointSpec, discover_checkpoints
 from .corpora import Document
 from .hf_models import text_tokenizer
 from .inputs import Inputs
-from .perplexity import PerplexityResult
-from .perplexity import evaluate_perplexity as _evaluate_documents
+from .perplexity import PerplexityResult, score_documents
 from .registry import Registry
 from .run import Finished, Run
 from .run_info import run_metadata
@@ -59,12 +58,12 @@ def evaluate_perplexity(
     **options: Any,
 ) -> PerplexityResult:
     """Rolling-window perplexity of ``documents`` (plain strings are their own originals for byte and
-    word counts). Options as ``perplexity.evaluate_perplexity``: stride, batch_tokens, max_eval_tokens."""
+    word counts). Options as ``perplexity.score_documents``: stride, batch_tokens, max_eval_tokens."""
     docs = [d if isinstance(d, Document) else Document(text=d, original=d) for d in documents]
     was_training = model.training
     model.eval()
     try:
-        return _evaluate_documents(model, as_text_tokenizer(tokenizer), docs, max_len, **options)
+        return score_documents(model, as_text_tokenizer(tokenizer), docs, max_len, **options)
     finally:
         model.train(was_training)
 

@@ -18,6 +18,7 @@ import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -31,8 +32,8 @@ from .model import HEAD_KEY, ModelConfig, Transformer
 from .tokenizer import TextTokenizer, TokenizerError
 
 NATIVE_SUFFIXES = (".safetensors", ".pt")
-GENERIC_STEMS = {"model", "pytorch_model", "checkpoint", "weights"}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+GENERIC_STEMS = frozenset({"model", "pytorch_model", "checkpoint", "weights"})
+DTYPES = MappingProxyType({"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16})
 
 
 @dataclass(frozen=True)

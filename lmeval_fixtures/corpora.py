@@ -12,13 +12,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .data import DataSource, Hub
 
 # Short split names in figure keys (val_perplexity); other split names are used as they are.
-SPLIT_PREFIX = {"validation": "val", "test": "test", "train": "train"}
+SPLIT_PREFIX = MappingProxyType({"validation": "val", "test": "test", "train": "train"})
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ import torch
 from . import record
 from .checkpoints import LoadedCheckpoint
 from .inputs import CorpusSplit, TaskData
-from .perplexity import PerplexityResult
-from .perplexity import evaluate_perplexity as score_documents
+from .perplexity import PerplexityResult, score_documents
 from .settings import Settings
 from .smallbench import TaskResult, evaluate_task
 from .timing import MemoryWatch, is_out_of_memory, summarise_ms, time_rounds

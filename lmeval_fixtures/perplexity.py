@@ -144,7 +144,7 @@ def _doc_tokens(
 
 
 @torch.inference_mode()
-def evaluate_perplexity(
+def score_documents(
     model: torch.nn.Module,
     tokenizer: TextTokenizer,
     documents: list[Document],

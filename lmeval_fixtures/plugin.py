@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -26,17 +27,17 @@ from .run import Finished, Run
 from .run_info import run_metadata
 from .settings import OPTIONS, Settings, UsageError, settings_from_options
 
-MARKERS = {
+MARKERS = MappingProxyType({
     "perplexity": "perplexity on the declared corpora (WikiText-2 by default): bits per byte, word perplexity",
     "smallbench": "SmallBench accuracy (SST-2, RTE, BoolQ, MRPC and declared tasks) by log-likelihood",
     "latency": "batch-1 forward latency (pytest-benchmark)",
     "throughput": "tokens per second at a larger batch (pytest-benchmark)",
-}
+})
 FRAGMENTS_PROPERTY = "lmeval_fragments"
 CHECKPOINT_PROPERTY = "lmeval_checkpoint"
 # Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
 # the perplexity splits take 10-15x as long as the other SmallBench tasks).
-ITEM_COST = {"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0}
+ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0})
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

@@ -22,7 +22,7 @@ import torch
 from lmeval_fixtures.checkpoints import discover_checkpoints, load_checkpoint
 from lmeval_fixtures.corpora import wikitext_documents
 from lmeval_fixtures.data import load_wikitext_articles
-from lmeval_fixtures.perplexity import evaluate_perplexity, plan_windows
+from lmeval_fixtures.perplexity import plan_windows, score_documents
 from lmeval_fixtures.settings import REFERENCE_DIR
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     print(f"checkpoint {ckpt.name} ({ckpt.allocation.total_params:,} params), {source.description}, "
           f"{len(docs)} documents, context {max_len}, torch threads {torch.get_num_threads()}")
 
-    result = evaluate_perplexity(ckpt.model, ckpt.tokenizer, docs, max_len, batch_tokens=args.batch_tokens)
+    result = score_documents(ckpt.model, ckpt.tokenizer, docs, max_len, batch_tokens=args.batch_tokens)
     print(f"evaluator: tokens {result.tokens:,}, token ppl {result.token_perplexity:.6f}, "
           f"bits/byte {result.bits_per_byte:.6f}, word ppl {result.word_perplexity:.4f}")
     if not args.skip_agreement:
@@ -81,7 +81,7 @@ def main() -> None:
     eval_times, raw_times = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        evaluate_perplexity(ckpt.model, ckpt.tokenizer, docs, max_len, batch_tokens=args.batch_tokens)
+        score_documents(ckpt.model, ckpt.tokenizer, docs, max_len, batch_tokens=args.batch_tokens)
         eval_times.append(time.perf_counter() - start)
         raw_times.append(raw_forward_seconds(ckpt.model, rows, max_len, batches, ckpt.allocation.vocab_size))
     eval_rate = result.tokens / statistics.median(eval_times)

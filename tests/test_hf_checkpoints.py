@@ -13,7 +13,7 @@ from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, l
 from lmeval_fixtures.corpora import Document
 from lmeval_fixtures.hf_adapter import CausalLMAdapter
 from lmeval_fixtures.hf_export import export_hf
-from lmeval_fixtures.perplexity import evaluate_perplexity
+from lmeval_fixtures.perplexity import score_documents
 from lmeval_fixtures.record import validate_record
 from lmeval_fixtures.scoring import Request, score_requests
 
@@ -85,7 +85,7 @@ def test_a_tokenizer_that_adds_bos_is_used_as_lm_eval_uses_it(tmp_path):
         context, continuation = lm_eval_encode(hf_tokenizer, request.context, request.continuation)
         assert score.logprob == pytest.approx(direct_loglikelihood(model, context, continuation), abs=1e-4)
     text = SAMPLE_TEXT
-    result = evaluate_perplexity(loaded.model, loaded.tokenizer, [Document(text, text)], CONTEXT)
+    result = score_documents(loaded.model, loaded.tokenizer, [Document(text, text)], CONTEXT)
     expected = reference_nll(lambda ids: model(ids).logits, hf_tokenizer.encode(text), 0, CONTEXT, CONTEXT)
     assert result.nll == pytest.approx(expected, rel=1e-6)
     plain = load_checkpoint(write_hf_llama(tmp_path / "plain-llama")[0])
@@ -120,7 +120,7 @@ def test_perplexity_equals_lm_eval_windows_over_the_raw_model(hf_folder):
     loaded = load_checkpoint(folder)
     assert isinstance(loaded.model, CausalLMAdapter) and loaded.model.split
     text = SAMPLE_TEXT * 2
-    result = evaluate_perplexity(loaded.model, loaded.tokenizer, [Document(text, text)], CONTEXT, batch_tokens=50)
+    result = score_documents(loaded.model, loaded.tokenizer, [Document(text, text)], CONTEXT, batch_tokens=50)
     tokens = loaded.tokenizer.encode(text)
     assert len(tokens) > 3 * CONTEXT  # several rolling windows
     expected = reference_nll(lambda ids: model(ids).logits, tokens, 0, CONTEXT, CONTEXT)

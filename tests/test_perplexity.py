@@ -13,7 +13,7 @@ import torch
 
 from lmeval_fixtures.corpora import Document
 from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.perplexity import PerplexityResult, evaluate_perplexity, plan_windows
+from lmeval_fixtures.perplexity import PerplexityResult, plan_windows, score_documents
 from lmeval_fixtures.tokenizer import TextTokenizer
 
 from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config
@@ -62,7 +62,7 @@ def setup():
 ])
 def test_equals_the_simple_reference(setup, stride, batch_tokens):
     model, tokenizer, docs = setup
-    result = evaluate_perplexity(model, tokenizer, docs, 32, stride=stride, batch_tokens=batch_tokens)
+    result = score_documents(model, tokenizer, docs, 32, stride=stride, batch_tokens=batch_tokens)
     expected = sum(reference_nll(model, tokenizer.encode(d.text), tokenizer.bos_token_id, 32, stride or 32)
                    for d in docs if d.text)
     assert result.nll == pytest.approx(expected, rel=1e-6)
@@ -87,23 +87,23 @@ def test_uniform_model_has_perplexity_of_the_vocabulary(setup):
     _, tokenizer, docs = setup
     model = Transformer(tiny_config(tokenizer.vocab_size, max_seq_len=32))
     torch.nn.init.zeros_(model.embed_tokens.weight)  # tied head: every logit is 0
-    result = evaluate_perplexity(model.eval(), tokenizer, docs, 32)
+    result = score_documents(model.eval(), tokenizer, docs, 32)
     assert result.token_perplexity == pytest.approx(tokenizer.vocab_size, rel=1e-6)
 
 
 def test_token_cap_cuts_in_document_order(setup):
     model, tokenizer, docs = setup
     first = len(tokenizer.encode(docs[0].text))
-    capped = evaluate_perplexity(model, tokenizer, docs, 32, max_eval_tokens=first + 3)
+    capped = score_documents(model, tokenizer, docs, 32, max_eval_tokens=first + 3)
     assert capped.tokens == first + 3
     assert capped.documents == 2 and capped.truncated_documents == 1
-    whole = evaluate_perplexity(model, tokenizer, docs[:1], 32)
+    whole = score_documents(model, tokenizer, docs[:1], 32)
     assert capped.per_document[0] == pytest.approx(whole.per_document[0])
 
 
 def test_top1_and_top5_accuracy_match_a_direct_count(setup):
     model, tokenizer, docs = setup
-    result = evaluate_perplexity(model, tokenizer, docs, 32, batch_tokens=40)
+    result = score_documents(model, tokenizer, docs, 32, batch_tokens=40)
     top1 = top5 = 0
     for doc in docs:
         ids = tokenizer.encode(doc.text)
