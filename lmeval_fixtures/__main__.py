@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .checkpoints import CheckpointError
-from .comparison import write_comparison
+from .comparison import row_labels, write_comparison
 from .figures import figure_table
 from .hf_export import export_hf
 from .history import metrics_in, read_history, trend
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd = commands.add_parser("export-hf", help="write a Hugging Face Llama folder")
     export_cmd.add_argument("checkpoint", type=Path)
     export_cmd.add_argument("out", type=Path)
+    export_cmd.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     history_cmd = commands.add_parser("history", help="trend of a figure across runs")
     history_cmd.add_argument("--file", type=Path, default=Path("reports/history.jsonl"))
     history_cmd.add_argument("--checkpoint", action="append", help="checkpoint name (default: all)")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "export-hf":
-            written = [export_hf(args.checkpoint, args.out)]
+            written = [export_hf(args.checkpoint, args.out, force=args.force)]
         elif args.command == "history":
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
         elif args.command == "merge":
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             found = find_records(args.records)
             records = [record for _, record in found]
-            samples = {record["checkpoint"]["name"]: read_samples(file.parent) for file, record in found}
+            samples = {label: read_samples(file.parent)
+                       for label, (file, _) in zip(row_labels(records), found, strict=True)}
             written = write_comparison(records, args.out, figure_table(Registry.default(), records), args.sort_by,
                                        samples)
     except (CommandError, RecordsNotFound, OSError, ValueError, ImportError, CheckpointError) as exc:

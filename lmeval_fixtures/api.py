@@ -26,7 +26,7 @@ from .registry import Registry
 from .run import Finished, Run
 from .run_info import run_metadata
 from .runner import ItemRunner
-from .settings import REFERENCE_DIR, UsageError, option_values, settings_from_options
+from .settings import REFERENCE_DIR, UsageError, option_values, run_id_like, settings_from_options
 from .smallbench import TaskResult, evaluate_task
 from .tasks import TASKS, Task
 from .timing import summarise_ms, time_rounds
@@ -140,7 +140,7 @@ def evaluate(
         values.checkpoint = [str(model)]
     settings = settings_from_options(values, ini_checkpoints=[], ini_data_dir=None, rootpath=Path.cwd())
     if in_memory:
-        settings.checkpoints = [CheckpointSpec(name or "model", Path("(in memory)"))]
+        settings.checkpoints = [CheckpointSpec(run_id_like(name or "model", "name"), Path("(in memory)"))]
     registry = registry or Registry.default()
     registry.check_prompts(settings.prompts)
     metadata = run_metadata(Path.cwd(), settings.device, settings.dtype, settings.seed, settings.run_id,

@@ -3,9 +3,11 @@
 A checkpoint is untrusted input: ``.pt`` files are read with
 ``torch.load(weights_only=True)`` only, and every shape is checked against the
 config before the model is allocated, so a config that claims absurd sizes is
-refused instead of exhausting memory. Every failure is a ``CheckpointError``
-whose one-line message names the file. ``save_checkpoint`` writes the same
-format, so that every writer (tests, training and sweep scripts) agrees with the loader.
+refused instead of exhausting memory; every config field is type-checked, and
+a FIFO or device is refused before it is opened. Every failure is a
+``CheckpointError`` whose one-line message names the file and says what to do.
+``save_checkpoint`` writes the same format, so that every writer (tests, training
+and sweep scripts) agrees with the loader.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import ctypes
 import gc
 import json
 import math
+import os
 import pickle
+import re
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -27,12 +33,20 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from .hf_models import load_hf_folder
-from .loaded import Allocation, CheckpointError, check_loaded, sha256_file  # importable from here too
-from .model import HEAD_KEY, ModelConfig, Transformer
+from .loaded import (  # importable from here too
+    REFUSED_PICKLE,
+    Allocation,
+    CheckpointError,
+    check_loaded,
+    require_regular,
+    sha256_file,
+)
+from .model import HEAD_KEY, REQUIRED_FIELDS, ModelConfig, Transformer
 from .tokenizer import TextTokenizer, TokenizerError
 
 NATIVE_SUFFIXES = (".safetensors", ".pt")
 GENERIC_STEMS = frozenset({"model", "pytorch_model", "checkpoint", "weights"})
+HF_MARKERS = ("model_type", "architectures")  # what makes a config.json a Hugging Face one
 DTYPES = MappingProxyType({"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16})
 
 
@@ -66,29 +80,161 @@ class LoadedCheckpoint:
         return next(self.model.parameters()).device
 
 
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, or the plain absolute path where a symlink loop makes that fail: naming
+    and caching must not stop a run that the loader will refuse with a reason."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def _base_and_folders(path: Path) -> tuple[str, list[str]]:
+    """The name a checkpoint is known by on its own, and the folders above it, nearest first.
+
+    The file stem, or the folder name for a folder; a generic stem (``model``) takes its
+    folder's name instead, and ``.``, ``..`` or ``/`` the resolved folder's, so that every
+    name is one valid path component (names become report folders).
+    """
+    absolute = resolved(path)
+    base = path.stem if path.is_file() or path.suffix in NATIVE_SUFFIXES else path.name
+    folders = [parent.name for parent in absolute.parents if parent.name]
+    if base in ("", ".", ".."):
+        base = absolute.name
+    if base in GENERIC_STEMS and folders:
+        base, folders = folders[0], folders[1:]
+    return base or "root", folders
+
+
 def checkpoint_name(path: Path) -> str:
-    """Readable id: the file stem, or the folder name for generic stems like ``model``."""
-    stem = path.stem if path.is_file() or path.suffix in NATIVE_SUFFIXES else path.name
-    if stem in GENERIC_STEMS:
-        stem = path.resolve().parent.name
-    return stem
+    """Readable id of one checkpoint on its own: the file stem, or the folder name for generic
+    stems like ``model`` (``checkpoint_names`` tells several apart)."""
+    return _base_and_folders(path)[0]
 
 
-def is_hf_folder(path: Path) -> bool:
-    """A folder whose config.json names a Hugging Face ``model_type`` or ``architectures``
-    (a native config.json has neither)."""
-    config = path / "config.json"
+def _name_chain(path: Path) -> list[str]:
+    """Candidate names, each qualified by one more parent folder: ``a``, ``d1-a``, ``runs-d1-a``..."""
+    base, folders = _base_and_folders(path)
+    return [base] + ["-".join([*reversed(folders[:depth]), base]) for depth in range(1, len(folders) + 1)]
+
+
+def _collisions(names: Sequence[str]) -> list[list[int]]:
+    """Indices that share a name, compared case-insensitively (report folders on macOS and Windows are)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, name in enumerate(names):
+        groups[name.casefold()].append(index)
+    return [members for _, members in sorted(groups.items()) if len(members) > 1]
+
+
+def _climbers(members: list[int], chains: list[list[str]], levels: list[int]) -> list[int]:
+    """Which of the colliding ``members`` take one more parent folder.
+
+    A name already qualified yields to a simpler one (a plain stem never changes because of a
+    derived name); equally qualified names all climb, unless climbing can never tell them
+    apart (two files of one folder), which ``_settle`` resolves instead.
+    """
+    top = max(levels[i] for i in members)
+    movable = [i for i in members if levels[i] == top and levels[i] + 1 < len(chains[i])]
+    if any(levels[i] < top for i in members):
+        return movable
+    futures = {tuple(name.casefold() for name in chains[i][levels[i] + 1:]) for i in members}
+    return movable if len(futures) > 1 else []
+
+
+def _free(name: str, taken: set[str]) -> str:
+    """``name``, or the first of ``name-2``, ``name-3``... that no other checkpoint has."""
+    candidate, number = name, 1
+    while candidate.casefold() in taken:
+        number += 1
+        candidate = f"{name}-{number}"
+    taken.add(candidate.casefold())
+    return candidate
+
+
+def _settle(names: list[str], paths: Sequence[Path], levels: list[int]) -> list[str]:
+    """Names that parent folders could not tell apart. The least qualified keep priority; when
+    several of them are files of one folder that differ by format, each takes its format
+    (``a-pt``, ``a-safetensors``); otherwise the first in path order keeps the name. Every other
+    one (the same path twice, a name derived up to the root) takes the first free ``-2``, ``-3``."""
+    final = list(names)
+    for members in _collisions(names):
+        members.sort(key=lambda i: (levels[i], str(paths[i]), i))
+        taken = {name.casefold() for i, name in enumerate(final) if i not in members}
+        lowest = [i for i in members if levels[i] == levels[members[0]]]
+        formats = [paths[i].suffix.lstrip(".") for i in lowest]
+        by_format = len(lowest) > 1 and all(formats) and len(set(formats)) == len(formats)
+        for i in members:
+            suffix = f"-{paths[i].suffix.lstrip('.')}" if by_format and i in lowest else ""
+            final[i] = _free(names[i] + suffix, taken)
+    return final
+
+
+def checkpoint_names(paths: Sequence[Path]) -> list[str]:
+    """One distinct, stable name per path (test ids and report folders).
+
+    Each checkpoint is named by ``checkpoint_name``; checkpoints that share a name are
+    prefixed with as many parent folders as it takes to tell them apart (``d1/a.pt`` and
+    ``d2/a.pt`` become ``d1-a`` and ``d2-a``), and a qualified name never takes one that
+    another checkpoint has on its own. The names depend on the set of paths, not their order.
+    """
+    chains = [_name_chain(Path(path)) for path in paths]
+    levels = [0] * len(chains)
+    while True:
+        current = [chain[level] for chain, level in zip(chains, levels, strict=True)]
+        climbing = {i for members in _collisions(current) for i in _climbers(members, chains, levels)}
+        if not climbing:
+            return _settle(current, [Path(path) for path in paths], levels)
+        for i in climbing:
+            levels[i] += 1
+
+
+def _read_config_json(folder: Path) -> dict[str, Any] | None:
+    """A folder's config.json as a dict, or None when absent, not a regular file, or not JSON."""
+    config = folder / "config.json"
     if not config.is_file():
-        return False
+        return None
     try:
         raw = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(raw, dict) and ("model_type" in raw or "architectures" in raw)
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _non_native_keys(raw: dict[str, Any]) -> list[str]:
+    return sorted(str(k) for k in raw if k not in ModelConfig.field_names() and k not in HF_MARKERS)
+
+
+def is_native_config(raw: dict[str, Any]) -> bool:
+    """A native config: the native fields (vocab_size, d_model, n_layers, n_heads), and no key
+    but native fields and, optionally, the Hugging Face markers ``model_type``/``architectures``."""
+    return all(name in raw for name in REQUIRED_FIELDS) and not _non_native_keys(raw)
+
+
+def is_hf_folder(path: Path) -> bool:
+    """A folder whose config.json is a Hugging Face one.
+
+    The rule, the same wherever a folder or a file in it is passed: config.json names
+    ``model_type`` or ``architectures`` AND is not a native config (``is_native_config``).
+    A native config that carries those markers (some writers add them) stays native: its
+    folder is a folder of native checkpoints, and the markers are ignored when loading.
+    """
+    raw = _read_config_json(path)
+    return raw is not None and any(m in raw for m in HF_MARKERS) and not is_native_config(raw)
+
+
+def _mixed_fields(folder: Path) -> list[str]:
+    """For a Hugging Face folder whose config.json also has every native field and which holds a
+    native weights file: the keys that stop it from being native. Empty for any other folder."""
+    raw = _read_config_json(folder)
+    if raw is None or not all(name in raw for name in REQUIRED_FIELDS) or not _native_files(folder):
+        return []
+    return _non_native_keys(raw)
 
 
 def _native_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in NATIVE_SUFFIXES and p.is_file())
+    """Native checkpoint files in ``folder``. Anything but a folder counts: a FIFO or a broken
+    link named ``x.pt`` is then refused with a reason instead of vanishing from the run."""
+    return sorted(p for p in folder.iterdir() if p.suffix in NATIVE_SUFFIXES and not p.is_dir())
 
 
 def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
@@ -96,7 +242,7 @@ def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
     (one level of sub-folders).
 
     Paths that do not exist are kept, so that their items fail with a reason
-    rather than vanishing from the run. Duplicate names get a numeric suffix.
+    rather than vanishing from the run. Names come from ``checkpoint_names``.
     """
     found: list[Path] = []
     for raw in paths:
@@ -110,18 +256,11 @@ def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
             found.extend(inside or [path])
         else:
             found.append(path)
-    specs: list[CheckpointSpec] = []
-    seen: dict[str, int] = {}
-    for path in found:
-        name = checkpoint_name(path)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}-{seen[name]}"
-        specs.append(CheckpointSpec(name=name, path=path))
-    return specs
+    return [CheckpointSpec(name=name, path=path) for name, path in zip(checkpoint_names(found), found, strict=True)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    require_regular(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -134,12 +273,27 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _config(raw: Any, source: Path) -> ModelConfig:
+    """The native config in ``raw`` (config.json, or a .pt's "config"), every field checked.
+
+    The Hugging Face markers are dropped first (see ``is_hf_folder``); any other key that
+    is not a native field is refused with its name.
+    """
+    fix = "correct config.json" if source.name == "config.json" else "re-save the checkpoint with a corrected config"
     if not isinstance(raw, dict):
-        raise CheckpointError(f"{source}: config must be a mapping, got {type(raw).__name__}")
+        raise CheckpointError(f"{source}: the config must be a JSON object, got {type(raw).__name__}; {fix}")
     try:
-        return ModelConfig.from_dict(raw)
+        return ModelConfig.from_dict({k: v for k, v in raw.items() if k not in HF_MARKERS})
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: bad config ({exc})") from None
+        raise CheckpointError(f"{source}: {exc}; {fix}") from None
+
+
+def _check_dtypes(tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Refuse integer or boolean weights: loading copies them into float parameters without a
+    word, so quantised or corrupt tensors would be scored as if they were the trained weights."""
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: weight {key} has dtype {str(tensor.dtype).removeprefix('torch.')}, "
+                                  "not a floating-point type; re-save the checkpoint with float weights")
 
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -174,6 +328,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             _check_shapes(shapes, config, path)
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
             metadata = handle.metadata() or {}
+        _check_dtypes(tensors, path)
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise
@@ -182,16 +337,33 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata, config
 
 
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an error, at most 120 characters: enough to tell a truncated zip from
+    a text file, without a library's paragraph of advice cut mid-sentence."""
+    text = str(exc).strip()
+    first = re.split(r"(?<=[.!?])\s", text.splitlines()[0])[0] if text else ""
+    return first if len(first) <= 120 else first[:117] + "..."
+
+
+def _refused_pickle(path: Path, exc: pickle.UnpicklingError) -> CheckpointError:
+    """Our line for a pickle that weights-only loading refused. Never torch's message: cut to a
+    line, it reads as advice to pass weights_only=False, which would run the pickle's code."""
+    opcode = re.search(r"Unsupported operand (\d+)", str(exc))
+    if opcode:  # bytes the weights-only unpickler cannot even parse: not torch.save's format
+        return CheckpointError(f"{path}: not a PyTorch checkpoint (weights-only loading cannot read it: pickle "
+                               f"opcode {opcode.group(1)}); re-save it with torch.save")
+    return CheckpointError(f"{path}: {REFUSED_PICKLE}; re-save the weights with "
+                           'torch.save({"config": config, "model": model.state_dict()})')
+
+
 def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], ModelConfig, str | None]:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path}: refused: holds objects that weights-only loading will not unpickle "
-                              f"({first[:120]})") from None
+        raise _refused_pickle(path, exc) from None
     except Exception as exc:  # zip/pickle errors come in many types
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_sentence(exc)}); "
+                              "pass a file written by torch.save or save_checkpoint") from None
     if not isinstance(payload, dict) or "config" not in payload or "model" not in payload:
         raise CheckpointError(f"{path}: expected a dict with 'config' and 'model' (a state_dict)")
     config = _config(payload["config"], path)
@@ -199,6 +371,7 @@ def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Model
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'model' must be a state_dict of tensors")
     _check_shapes({k: tuple(v.shape) for k, v in state.items()}, config, path)
+    _check_dtypes(state, path)
     metadata = {k: v for k, v in payload.items() if k not in ("config", "model", "tokenizer")
                 and isinstance(v, (int, float, str, bool))}
     tokenizer_json = payload.get("tokenizer") if isinstance(payload.get("tokenizer"), str) else None
@@ -243,7 +416,7 @@ class CheckpointCache:
 
     @staticmethod
     def _key(spec: CheckpointSpec, device: str, dtype: str) -> tuple[str, str, str]:
-        return str(spec.path.resolve()), device, dtype
+        return str(resolved(spec.path)), device, dtype
 
     def load(self, spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedCheckpoint:
         spec = _as_spec(spec)
@@ -276,18 +449,49 @@ def _free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _load_hf(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
+    """A Hugging Face folder; when it fails and the folder could have been native but for a few
+    keys of its config.json, the message says so (the same story as ``_part_of_hf_folder``)."""
+    path = spec.path
+    try:
+        model, tokenizer, allocation, identity = load_hf_folder(path, device, DTYPES[dtype])
+    except CheckpointError as exc:
+        mixed = _mixed_fields(path)
+        if not mixed:
+            raise
+        hint = (f"; config.json also has every native field: remove {', '.join(map(repr, mixed[:3]))} "
+                f"to load {_native_files(path)[0].name} as a native checkpoint")
+        raise CheckpointError(f"{exc}{hint}") from None
+    return LoadedCheckpoint(spec.name, path, model, tokenizer, None, allocation, {"name": spec.name} | identity)
+
+
+def _part_of_hf_folder(path: Path) -> CheckpointError:
+    """A file inside a Hugging Face folder: point at the folder, and, for a config.json that is
+    native but for a few keys, name them (removing them makes this file loadable)."""
+    mixed = _mixed_fields(path.parent)
+    if not mixed:
+        return CheckpointError(f"{path}: part of a Hugging Face folder; pass the folder {path.parent} instead")
+    return CheckpointError(f"{path}: {path.parent} is a Hugging Face folder (its config.json has model_type or "
+                           f"architectures, and {', '.join(map(repr, mixed[:3]))}, which no native config has); "
+                           f"pass the folder, or remove those keys to load this file as a native checkpoint")
+
+
 def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
     path = spec.path
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
+    require_regular(path)
     if is_hf_folder(path):
-        model, tokenizer, allocation, identity = load_hf_folder(path, device, DTYPES[dtype])
-        return LoadedCheckpoint(spec.name, path, model, tokenizer, None, allocation, {"name": spec.name} | identity)
+        return _load_hf(spec, device, dtype)
     if path.is_dir():
+        inside = _native_files(path)
+        if inside:
+            raise CheckpointError(f"{path}: a folder of native checkpoints ({inside[0].name}"
+                                  f"{', ...' if len(inside) > 1 else ''}); pass one of its files")
         raise CheckpointError(f"{path}: folder holds no .safetensors or .pt checkpoint "
                               "(nor a Hugging Face config.json)")
     if is_hf_folder(path.parent):
-        raise CheckpointError(f"{path}: part of a Hugging Face folder; pass the folder {path.parent} instead")
+        raise _part_of_hf_folder(path)
     if path.suffix == ".safetensors":
         state, raw_meta, config = _read_safetensors(path)
         tokenizer_json = None

@@ -15,6 +15,15 @@ from .plots import plot_comparison
 from .report import write_atomic
 
 
+def row_labels(records: list[dict[str, Any]]) -> list[str]:
+    """One label per record: the checkpoint's name, with its run id where records of several runs
+    share a name (so a checkpoint is never compared with itself under one label)."""
+    names = [r["checkpoint"]["name"] for r in records]
+    labels = [n if names.count(n) == 1 else f"{n} @ {r['run_id']}" for n, r in zip(names, records, strict=True)]
+    return [label if labels.count(label) == 1 else f"{label} #{labels[:i].count(label) + 1}"
+            for i, label in enumerate(labels)]
+
+
 def shared_tokenizer(records: list[dict[str, Any]]) -> bool:
     return len({r["checkpoint"].get("tokenizer_sha256") for r in records}) == 1
 
@@ -49,6 +58,7 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
     present = [r for r in records if order.value(r) is not None]
     absent = [r for r in records if order.value(r) is None]
     ordered = sorted(present, key=lambda r: order.value(r) if order.lower_is_better else -order.value(r)) + absent
+    label = {id(r): name for r, name in zip(records, row_labels(records), strict=True)}
     comparable = shared_tokenizer(records)
     columns = [f for f in figures if f.column and (comparable or not f.tokenizer_dependent)
                and any(f.value(r) is not None for r in records)]
@@ -56,7 +66,7 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
     header = ["checkpoint"] + [f.label for f in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for record in ordered:
-        cells = [record["checkpoint"]["name"]] + [
+        cells = [label[id(record)]] + [
             _cell(record, f, best[f.key] is not None and f.value(record) == best[f.key]) for f in columns]
         lines.append("| " + " | ".join(cells) + " |")
     runs = sorted({r["run_id"] for r in records})
@@ -93,9 +103,11 @@ def _paired_sentence(kind: str, a: str, b: str, result: PairedResult) -> str:
 
 def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, list[dict[str, Any]]]],
                   resamples: int = 1000, seed: int = 1234) -> str:
-    """Pairwise tests on the rows (documents) both checkpoints were scored on, where the data matched."""
-    names = sorted(r["checkpoint"]["name"] for r in records)
-    by_name = {r["checkpoint"]["name"]: r for r in records}
+    """Pairwise tests on the rows (documents) both checkpoints were scored on, where the data matched.
+    ``samples`` is keyed by ``row_labels(records)``."""
+    labelled = dict(zip(row_labels(records), records, strict=True))
+    names = sorted(labelled)
+    by_name = labelled
     sets = sorted({key for name in names for key in samples.get(name, {})})
     lines = []
     for key in sets:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,11 +34,18 @@ class DataSource:
 
     description: str
     fingerprints: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how the text was read, when not as it is on disk
 
 
-def resolve_data_dir(option: str | None) -> Path | None:
-    value = option or os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+def normalise_line_ends(text: str, path: Path, notes: list[str]) -> str:
+    """Text files are read as the hub's copies are meant: lines end in "\\n". A file saved with
+    Windows line ends (or old Mac ones) would otherwise score different text in silence (the
+    "\\r" are tokens too); the record says it was normalised."""
+    if "\r" not in text:
+        return text
+    crlf = text.count("\r\n")
+    notes.append(f"{path.name}: {crlf} CRLF and {text.count(chr(13)) - crlf} lone CR line ends read as LF")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read_text_file(path: Path) -> tuple[str, str]:
@@ -89,8 +95,8 @@ def load_wikitext_articles(split: str, data_dir: Path | None, hub: Hub | None = 
             raise DataUnavailable(f"{path} not found: --data-dir must hold wikitext-2-raw/{split}.txt "
                                   "(see README, 'Data layout')")
         text, sha = read_text_file(path)
-        key = f"wikitext-2-raw/{split}.txt"
-        return split_wikitext_articles(text), DataSource(str(path), {key: sha})
+        source = DataSource(str(path), {f"wikitext-2-raw/{split}.txt": sha})
+        return split_wikitext_articles(normalise_line_ends(text, path, source.notes)), source
     try:
         dataset = (hub or Hub()).load(*WIKITEXT_HUB, split=split)
     except DataUnavailable as exc:
@@ -112,10 +118,12 @@ def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str
         if not path.is_file():
             raise DataUnavailable(f"{path} not found: --data-dir must hold {name}")
         text, sha = read_text_file(path)
+        source = DataSource(str(path), {name: sha})
+        text = normalise_line_ends(text, path, source.notes)
         documents = [d for d in re.split(r"\n[ \t]*\n", text) if d.strip()]
         if not documents:
             raise DataError(f"{path}: no documents (documents are separated by blank lines)")
-        return documents, DataSource(str(path), {name: sha})
+        return documents, source
     return read
 
 

@@ -21,6 +21,7 @@ from .corpora import Corpus
 from .data import DataError, DataUnavailable
 from .gates import BaselineError, gates_for
 from .inputs import CorpusSplit, TaskData
+from .items import perplexity_refusal
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -86,9 +87,13 @@ def _skip_or_fail(load: Callable[[], Any]) -> Any:
 
 
 @pytest.fixture
-def corpus_data(perplexity_split: tuple[Corpus, str], eval_run: SuitePlugin) -> CorpusSplit:
+def corpus_data(perplexity_split: tuple[Corpus, str], eval_run: SuitePlugin,
+                checkpoint: LoadedCheckpoint) -> CorpusSplit:
     """The documents of one corpus split (parametrized over the registry's corpora and splits),
-    or a skip that says what to pass."""
+    or a skip that says what to pass; a failure when the settings cannot apply to this checkpoint."""
+    refusal = perplexity_refusal(checkpoint, eval_run.settings)
+    if refusal:
+        pytest.fail(refusal, pytrace=False)
     corpus, split = perplexity_split
     return _skip_or_fail(lambda: eval_run.inputs.corpus_split(corpus, split))
 
@@ -109,9 +114,11 @@ class GateKeeper:
 
     def enforce(self, checkpoint: LoadedCheckpoint, fragment: dict[str, Any]) -> None:
         try:
-            baseline = self.eval_run.inputs.baseline(checkpoint.name)
+            baseline, refusal = self.eval_run.inputs.baseline(checkpoint.name), None
         except BaselineError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            baseline, refusal = None, str(exc)
+        if refusal:  # outside the except block, so the failure shows one line, not a chain
+            pytest.fail(refusal, pytrace=False)
         found = gates_for(fragment, self.eval_run.figures, baseline, self.eval_run.settings.gate_policy,
                           self.eval_run.environment)
         if not found:

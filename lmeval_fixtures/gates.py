@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .figures import RELATIVE, STDERR, Figure
-from .record import SCHEMA_VERSION
+from .record import SCHEMA_VERSION, RecordInvalid, validate_record
 
 
 class BaselineError(ValueError):
@@ -48,6 +48,14 @@ def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
         version = record.get("schema_version") if isinstance(record, dict) else None
         raise BaselineError(f"{file}: baseline schema_version {version!r} is not {SCHEMA_VERSION}; "
                             "regenerate the baseline with this version")
+    try:
+        validate_record(record)
+    except RecordInvalid as exc:
+        raise BaselineError(f"{file}: baseline {str(exc).removeprefix('metrics record ')}") from None
+    name = record["checkpoint"]["name"]
+    if not path.is_dir() and name != checkpoint:
+        raise BaselineError(f"{file}: baseline of checkpoint {name!r}, not {checkpoint!r}; to gate several "
+                            "checkpoints pass a folder of <checkpoint>/metrics.json (--update-baseline writes one)")
     record["_source"] = str(file)
     return record
 
@@ -118,18 +126,23 @@ def _refused(figure: Figure, baseline: dict[str, Any], why: str) -> Gate:
 
 def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], baseline: dict[str, Any],
                       policy: GatePolicy, environment: dict[str, Any]) -> Gate | None:
+    """Settings first (the clearest reason two figures do not compare), then the data, then
+    the machine; a baseline that never measured the figure (nor its data) applies no gate."""
     source = baseline["_source"]
-    if figure.gate in (RELATIVE, STDERR):
-        why = same_data(baseline, fragment.get("data_fingerprints", {}))
-        if why:
-            return _refused(figure, baseline, why)
-    theirs = figure.value(baseline)
-    entry, their_entry = figure.entry(fragment) or {}, figure.entry(baseline) or {}
-    if theirs is None or their_entry.get("timing", "taken") != "taken":
-        return None  # the baseline did not measure this figure: nothing to compare
+    different_data = same_data(baseline, fragment.get("data_fingerprints", {})) \
+        if figure.gate in (RELATIVE, STDERR) else None
+    entry, their_entry = figure.entry(fragment) or {}, figure.entry(baseline)
+    if their_entry is None or their_entry.get("timing", "taken") != "taken":
+        # the baseline did not measure this figure: refused if it did not read this data either
+        return _refused(figure, baseline, different_data) if different_data else None
     changed = [s for s in figure.same if entry.get(s) != their_entry.get(s)]
     if changed:
         return _refused(figure, baseline, f"measured with other {', '.join(changed)}")
+    if different_data:
+        return _refused(figure, baseline, different_data)
+    theirs = figure.value(baseline)
+    if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) or not math.isfinite(theirs):
+        return _refused(figure, baseline, f"{'.'.join(figure.path)} is {theirs!r} there, not a number")
     if figure.gate == RELATIVE:
         return lower_is_better(figure.key, value, theirs, policy.ppl_tolerance, source)
     if figure.gate == STDERR:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint
+from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint, resolved
 from .hf_models import require_transformers
 from .model import HEAD_KEY
 
@@ -31,13 +31,45 @@ def llama_config(loaded: LoadedCheckpoint) -> dict:
     }
 
 
-def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path) -> Path:
-    """Write config.json, model.safetensors and the tokenizer files of a Llama folder."""
+class ExportError(ValueError):
+    """An output folder export-hf must not write into; the message is one line naming it."""
+
+
+def _source_path(checkpoint: str | Path | LoadedCheckpoint) -> Path:
+    return resolved(Path(checkpoint.path if isinstance(checkpoint, LoadedCheckpoint) else checkpoint))
+
+
+def check_out_dir(source: Path, out: Path, force: bool = False) -> None:
+    """Refuse an output folder that would lose files: one holding the source checkpoint (its
+    weights, config.json and tokenizer.json would be overwritten by the export's own), even
+    with ``force``; and, unless ``force``, any non-empty folder, whose files may be another
+    model's (a stale weights file beside the new config would load as a different model)."""
+    target = resolved(out)
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder; pass a new or empty folder")
+    if source.is_relative_to(target):  # the source's own folder, or one above it
+        raise ExportError(f"{out}: holds the source checkpoint {source}, which the export would overwrite; "
+                          "pass another folder")
+    if target.is_dir() and not force:
+        entries = sorted(p.name for p in target.iterdir())
+        if entries:
+            more = f" and {len(entries) - 1} more" if len(entries) > 1 else ""
+            raise ExportError(f"{out}: not empty (holds {entries[0]}{more}); pass a new or empty folder, "
+                              "or --force (force=True) to write into it")
+
+
+def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path, force: bool = False) -> Path:
+    """Write config.json, model.safetensors and the tokenizer files of a Llama folder.
+
+    ``out_dir`` is checked first (``check_out_dir``): never the source's folder, and an
+    existing non-empty folder only with ``force``.
+    """
     transformers = require_transformers("exporting to Hugging Face")
+    out = Path(out_dir)
+    check_out_dir(_source_path(checkpoint), out, force)
     loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
     if loaded.config is None:
         raise CheckpointError(f"{loaded.path}: already a Hugging Face folder; there is nothing to export")
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Llama keeps the body under "model." and the head (stored only when untied) at the top
     state = {name if name == HEAD_KEY else f"model.{name}": tensor

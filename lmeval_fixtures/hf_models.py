@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .hf_adapter import CausalLMAdapter
-from .loaded import Allocation, CheckpointError, check_loaded, sha256_file
+from .loaded import REFUSED_PICKLE, Allocation, CheckpointError, check_loaded, require_regular, sha256_file
 from .tokenizer import TextTokenizer
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -97,6 +98,32 @@ def allocation(model: torch.nn.Module, max_seq_len: int) -> Allocation:
     )
 
 
+def require_regular_entries(folder: Path) -> None:
+    """Refuse a folder holding a FIFO, device or socket before transformers opens anything in it:
+    which files it reads depends on the model, and opening a FIFO hangs the whole session."""
+    for entry in sorted(folder.iterdir()):
+        require_regular(entry)
+
+
+def _refused_pickle(folder: Path, exc: BaseException) -> CheckpointError | None:
+    """Our line when transformers' ``torch.load(weights_only=True)`` refused a ``.bin`` weights file,
+    else None. torch's message, cut to a line, would read as advice to pass weights_only=False."""
+    chain = [exc, exc.__cause__, exc.__context__]
+    refused = any(isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in str(e)
+                  for e in chain if e is not None)
+    if not refused:
+        return None
+    bins = sorted(p for p in folder.iterdir() if p.suffix == ".bin")
+    culprit = folder / "pytorch_model.bin" if (folder / "pytorch_model.bin") in bins else (bins or [folder])[0]
+    return CheckpointError(f"{culprit}: {REFUSED_PICKLE}; re-save the model with "
+                           "save_pretrained(folder), which writes safetensors")
+
+
+def _model_error(folder: Path, exc: BaseException) -> CheckpointError:
+    refused = _refused_pickle(folder, exc)
+    return refused or CheckpointError(f"{folder}: cannot load as a Hugging Face causal LM ({_first_line(exc)})")
+
+
 def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
         CausalLMAdapter, TextTokenizer, Allocation, dict[str, Any]]:
     """Model, tokenizer, allocation and identity of one folder; every failure is one line naming it."""
@@ -104,6 +131,7 @@ def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
         transformers = require_transformers("a Hugging Face folder")
     except MissingExtra as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    require_regular_entries(path)
     options = {"local_files_only": True, "trust_remote_code": False}
     try:
         hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **options)
@@ -116,7 +144,7 @@ def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **options)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load as a Hugging Face causal LM ({_first_line(exc)})") from None
+        raise _model_error(path, exc) from None
     finally:
         if shown:
             bars.enable_progress_bar()

@@ -36,13 +36,29 @@ def append_history(path: Path, records: list[dict[str, Any]], figures: list[Figu
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
+    """Every line, checked: a line that is not a history entry is named by file and line number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable history file ({exc})") from None
     lines = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ValueError(f"{path}:{number}: not a JSON line") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{number}: not a JSON line") from None
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}:{number}: not a history entry (a JSON {type(entry).__name__})")
+        missing = [key for key in ("run_id", "timestamp", "checkpoint") if not isinstance(entry.get(key), str)]
+        if missing:
+            raise ValueError(f"{path}:{number}: history entry without {', '.join(missing)}")
+        for key, value in entry.items():
+            if key not in IDENTITY_FIELDS and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{path}:{number}: {key} is {value!r}, not a number")
+        lines.append(entry)
     return lines
 
 

@@ -68,6 +68,10 @@ class Inputs:
             pool = None
             if self.settings.fewshot:
                 pool, pool_source = load_task_rows(task, task.fewshot_split, self.settings.data_dir, self.hub)
+                if self.settings.fewshot >= len(pool):
+                    raise DataError(f"--fewshot {self.settings.fewshot}: the {task.name} {task.fewshot_split} split "
+                                    f"({pool_source.description}) has {len(pool)} rows; use --fewshot "
+                                    f"{max(len(pool) - 1, 0)} or fewer")
                 source.fingerprints.update(pool_source.fingerprints)
             return TaskData(task, rows, pool, source)
         return self._once(("task", task.name), load)

@@ -29,6 +29,14 @@ ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, int, int], dict[str, Any
 Progress = Callable[[int, int], None]
 
 
+def perplexity_refusal(loaded: LoadedCheckpoint, settings: Settings) -> str | None:
+    """Why this checkpoint's perplexity cannot be measured with these settings (one line), or None."""
+    if settings.ppl_stride is not None and settings.ppl_stride > loaded.max_seq_len:
+        return (f"--ppl-stride {settings.ppl_stride} exceeds {loaded.name}'s context of {loaded.max_seq_len} tokens; "
+                f"use a stride of at most {loaded.max_seq_len}")
+    return None
+
+
 def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings
                ) -> tuple[record.Fragment, PerplexityResult, list[str]]:
     start = time.perf_counter()
@@ -38,7 +46,8 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings
     seconds = time.perf_counter() - start
     fragment = record.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
                                  max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
-                                 fingerprints=data.source.fingerprints, log_samples=settings.log_samples)
+                                 fingerprints=data.source.fingerprints, log_samples=settings.log_samples,
+                                 data_notes=data.source.notes)
     problems = []
     where = f"{data.corpus.label} {data.split}"
     if result.tokens == 0:

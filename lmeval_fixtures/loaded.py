@@ -9,13 +9,22 @@ that ``checkpoints`` (which dispatches to the Hugging Face loader) and
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .model import ModelConfig
-from .tokenizer import TextTokenizer
+
+if TYPE_CHECKING:  # tokenizer.py imports special_file_message from here
+    from .tokenizer import TextTokenizer
+
+SPECIAL_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                      (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+REFUSED_PICKLE = "refused: the pickle holds objects other than tensors (weights-only loading)"
 
 
 class CheckpointError(Exception):
@@ -51,6 +60,30 @@ class Allocation:
     @property
     def embedding_ratio(self) -> float:
         return self.embedding_params / self.total_params
+
+
+def special_file_message(path: Path) -> str | None:
+    """The one-line refusal of a path that is neither a regular file nor a folder, else None.
+
+    Decided by ``os.stat`` alone, never by opening: opening a FIFO blocks until a writer
+    comes (the whole session hangs), and a device can be read forever. A path that cannot
+    be stat'ed gives None, so that the reader's own "missing" message applies.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = next((name for is_kind, name in SPECIAL_FILE_KINDS if is_kind(mode)), "not a regular file")
+    return f"{path}: not a regular file ({kind}); copy its content to a regular file and pass that"
+
+
+def require_regular(path: Path) -> None:
+    """``special_file_message`` as a ``CheckpointError``."""
+    message = special_file_message(path)
+    if message is not None:
+        raise CheckpointError(message)
 
 
 def sha256_file(path: Path) -> str:

@@ -8,9 +8,12 @@ checkpoint exports to a Llama folder without changing a single weight.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -18,6 +21,73 @@ import torch.nn.functional as F
 from torch import nn
 
 HEAD_KEY = "lm_head.weight"
+REQUIRED_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads")
+DERIVED_FIELDS = ("d_ff",)  # written into records; accepted back when it agrees with the config
+# Inclusive upper bounds of the size fields. The loader counts parameters against the weights
+# before allocating any, but max_seq_len sizes the rotary tables, which the weights do not bound;
+# the others are bounded generously (far beyond this suite's 1M-1B parameter models) so that
+# a typo such as 10**12 is named as what it is.
+SIZE_LIMITS = MappingProxyType({"vocab_size": 2**30, "d_model": 2**20, "n_layers": 2**16, "n_heads": 2**16,
+                                "max_seq_len": 2**20})
+TOKEN_FIELDS = ("bos_token_id", "eos_token_id")
+POSITIVE_FLOAT_FIELDS = ("glu_expansion", "norm_eps", "rope_theta")
+BOOL_FIELDS = ("tie_embeddings",)
+
+
+def describe_value(value: Any) -> str:
+    """A config value as the file spells it, and its JSON kind: ``"false" (a string)``, ``2.5 (a
+    number with a fraction)``; messages say what was found, not just that it was wrong."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        kind = "a boolean"
+    elif isinstance(value, str):
+        kind = "a string"
+    elif isinstance(value, int):
+        kind = "an integer"
+    elif isinstance(value, float):
+        kind = ("not a finite number" if not math.isfinite(value)
+                else "a number with a fraction" if not value.is_integer() else "a float, not an integer")
+    elif isinstance(value, (list, tuple)):
+        kind = "a list"
+    elif isinstance(value, Mapping):
+        kind = "an object"
+    else:
+        kind = f"a {type(value).__name__}"
+    return f"{text} ({kind})"
+
+
+def _is_int(value: Any) -> bool:
+    """A real integer: JSON ``true`` is a bool (an int to Python) and ``2.0`` a float; neither counts."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"field {name} must be true or false, got {describe_value(value)}")
+
+
+def _check_size(name: str, value: Any) -> None:
+    limit = SIZE_LIMITS[name]
+    if not _is_int(value) or not 1 <= value <= limit:
+        raise ValueError(f"field {name} must be an integer from 1 to {limit:,}, got {describe_value(value)}")
+
+
+def _check_positive_float(name: str, value: Any) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"field {name} must be a finite number greater than 0, got {describe_value(value)}")
+
+
+def _check_token(name: str, value: Any, vocab_size: int) -> None:
+    if not _is_int(value) or not 0 <= value < vocab_size:
+        raise ValueError(f"field {name} must be a token id from 0 to vocab_size - 1 = {vocab_size - 1}, "
+                         f"got {describe_value(value)}")
 
 
 @dataclass(frozen=True)
@@ -37,16 +107,29 @@ class ModelConfig:
     eos_token_id: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        """Check every field's type and range before anything is derived from it.
+
+        A config is untrusted input: JSON ``"false"`` is a truthy string, so an unchecked
+        ``tie_embeddings`` would tie a model trained untied and drop its head; a float layer
+        count or a huge ``max_seq_len`` would fail later, far from the field that caused it.
+        Sizes come first, so that the token ids can be checked against ``vocab_size``.
+        """
+        for name in SIZE_LIMITS:
+            _check_size(name, getattr(self, name))
+        for name in BOOL_FIELDS:
+            _check_bool(name, getattr(self, name))
+        for name in POSITIVE_FLOAT_FIELDS:
+            _check_positive_float(name, getattr(self, name))
+        for name in TOKEN_FIELDS:
+            _check_token(name, getattr(self, name), self.vocab_size)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError("head dimension must be even for rotary embeddings")
-        if not self.glu_expansion > 0:
-            raise ValueError(f"glu_expansion must be positive, got {self.glu_expansion!r}")
+        if self.head_dim % 2:
+            raise ValueError(f"d_model {self.d_model} / n_heads {self.n_heads} gives an odd head dimension "
+                             f"{self.head_dim}; rotary embeddings need an even one")
+        if self.d_ff < 1:
+            raise ValueError(f"field glu_expansion {self.glu_expansion!r} times d_model {self.d_model} "
+                             "rounds to a feed-forward width of 0")
 
     @property
     def d_ff(self) -> int:
@@ -94,15 +177,28 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
-        """Build from JSON, ignoring derived keys (``d_ff``) and unknown extras."""
-        known = {f.name for f in fields(cls)}
-        missing = {"vocab_size", "d_model", "n_layers", "n_heads"} - raw.keys()
+    def field_names(cls) -> frozenset[str]:
+        """Every key a native config may hold: the fields, and the derived ``d_ff``."""
+        return frozenset(f.name for f in fields(cls)) | frozenset(DERIVED_FIELDS)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
+        """Build from JSON; every field type-checked, ``d_ff`` checked against the others.
+
+        An unknown key is refused rather than ignored: a misspelt field (``tie_embedding``)
+        would otherwise leave its default in force, a model that silently is not the one
+        trained. Raises ``ValueError`` whose message names the field.
+        """
+        unknown = sorted((str(k) for k in raw if k not in cls.field_names()), key=str)
+        if unknown:
+            raise ValueError(_unknown_message(unknown[0], cls.field_names()))
+        missing = [name for name in REQUIRED_FIELDS if name not in raw]
         if missing:
-            raise ValueError(f"config lacks {', '.join(sorted(missing))}")
-        config = cls(**{k: v for k, v in raw.items() if k in known})
-        if "d_ff" in raw and raw["d_ff"] != config.d_ff:
-            raise ValueError(f"d_ff {raw['d_ff']} disagrees with glu_expansion * d_model = {config.d_ff}")
+            raise ValueError(f"config lacks {', '.join(missing)} (required: {', '.join(REQUIRED_FIELDS)})")
+        config = cls(**{k: v for k, v in raw.items() if k not in DERIVED_FIELDS})
+        if "d_ff" in raw and (not _is_int(raw["d_ff"]) or raw["d_ff"] != config.d_ff):
+            raise ValueError(f"field d_ff {describe_value(raw['d_ff'])} disagrees with "
+                             f"round(glu_expansion * d_model) = {config.d_ff}")
         return config
 
     @classmethod
@@ -142,6 +238,12 @@ class ModelConfig:
             n_layers = max(1, round(body_budget / probe.params_per_layer))
         return cls(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
                    n_heads=d_model // head_dim, glu_expansion=glu_expansion, **overrides)
+
+
+def _unknown_message(key: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known))}"
+    return f"unknown field {key!r} ({hint}); remove it or correct its name"
 
 
 class RMSNorm(nn.Module):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from types import MappingProxyType
 from typing import Any
 
@@ -22,7 +24,6 @@ from .checkpoints import CheckpointSpec
 from .figures import sortable_keys
 from .inputs import Inputs
 from .registry import Registry, RegistryError
-from .report import read_run_folder
 from .run import Finished, Run
 from .run_info import run_metadata
 from .settings import OPTIONS, Settings, UsageError, settings_from_options
@@ -37,6 +38,7 @@ FRAGMENTS_PROPERTY = "lmeval_fragments"
 CHECKPOINT_PROPERTY = "lmeval_checkpoint"
 # Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
 # the perplexity splits take 10-15x as long as the other SmallBench tasks).
+GATED_FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
 ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0})
 
 
@@ -50,6 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(option.flag, **option.argparse_kwargs())
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
     parser.addini("lmeval_data_dir", "default for --data-dir")
+    parser.addini("lmeval_strict_skips", "like --strict-skips: every skipped item fails", type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,9 +102,17 @@ class SuitePlugin:
         if self.settings.compare_by not in sortable_keys(self.figures):
             raise UsageError(f"--compare-by {self.settings.compare_by}: not a figure of this run; choose one of "
                              f"{', '.join(sortable_keys(self.figures))}")
+        self.settings.strict_skips = self.settings.strict_skips or bool(config.getini("lmeval_strict_skips"))
         self.inputs = Inputs(self.settings)
         self.timing_blocked = _timing_blocked(config)
         self.finished: Finished | None = None
+        self._sigterm: Any = None
+        if not self.is_worker and threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -203,7 +214,22 @@ class SuitePlugin:
         pending = self.run.take_pending()
         if pending:
             report.user_properties.append((FRAGMENTS_PROPERTY, json.dumps(pending)))
+        if report.skipped and not hasattr(report, "wasxfail"):
+            why = self._skip_not_allowed(item)
+            if why:
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                report.outcome = "failed"
+                report.longrepr = f"{why}: {str(reason).removeprefix('Skipped: ')}"
         return report
+
+    def _skip_not_allowed(self, item: pytest.Item) -> str | None:
+        """A skip that must fail: under --strict-skips every one; with --baseline, a gated item's
+        (a CI gate that measured nothing must not pass)."""
+        if self.settings.strict_skips:
+            return "skipped under --strict-skips"
+        if self.settings.baseline is not None and any(item.get_closest_marker(m) for m in GATED_FAMILIES):
+            return "--baseline given, but this gated item skipped"
+        return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker:
@@ -248,14 +274,11 @@ class SuitePlugin:
         if self.is_worker or self.config.option.collectonly:
             return
         settings = self.settings
-        merge_into = settings.merge_into
-        if merge_into is not None:
-            for earlier, samples in read_run_folder(merge_into):
-                self.run.adopt(earlier, samples)
         self.finished = self.run.finish(
-            merge_into or settings.report_dir / self.run.run_id,
-            history=None if merge_into else settings.report_dir / "history.jsonl",
-            compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+            settings.merge_into or settings.report_dir / self.run.run_id,
+            history=None if settings.merge_into else settings.report_dir / "history.jsonl",
+            compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+            baseline=settings.update_baseline)
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
@@ -271,6 +294,12 @@ class SuitePlugin:
             terminalreporter.line(relative if not relative.startswith("../..") else str(path))
         for error in done.errors:
             terminalreporter.line(error, red=True)
+
+
+def _stop_like_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM (timeout, a CI cancel, docker stop) ends the run as Ctrl-C does: what finished is
+    written, and the record says ``complete: false``."""
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
 
 
 def _checkpoint_of(item: pytest.Item) -> str:

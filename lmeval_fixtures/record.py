@@ -119,12 +119,15 @@ def load_failure(name: str, path: str, reason: str) -> Fragment:
 
 def perplexity(corpus: Corpus, split: str, result: PerplexityResult, *, detokenized: bool,
                max_eval_tokens: int | None, seconds: float, fingerprints: dict[str, str],
-               log_samples: str | None = None) -> Fragment:
-    """One corpus split's perplexity figures (token, byte, word perplexity, bits per byte, top-k)."""
+               log_samples: str | None = None, data_notes: list[str] = ()) -> Fragment:
+    """One corpus split's perplexity figures (token, byte, word perplexity, bits per byte, top-k);
+    ``data_notes`` say how the text was read when not as it is on disk (line ends normalised)."""
     figures = result.summary() | {
         "detokenized": detokenized, "max_eval_tokens": max_eval_tokens,
         "seconds": round(seconds, 3), "tokens_per_second": result.tokens / seconds if seconds > 0 else None,
     }
+    if data_notes:
+        figures["data_notes"] = list(data_notes)
     fragment = nest(corpus.record_path(split), figures) | {"data_fingerprints": dict(fingerprints)}
     if log_samples:
         name = f"perplexity-{split}" if corpus.legacy else f"perplexity-{corpus.name}-{split}"
@@ -279,7 +282,8 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
             merged[key] = update.pop(key)
     deep_merge(merged, update)
     merged["errors"] = earlier.get("errors", []) + [e for e in later.get("errors", []) if e not in earlier["errors"]]
-    merged["invocations"] = earlier.get("invocations", []) + later.get("invocations", [])
+    merged["invocations"] = earlier.get("invocations", []) + [
+        i for i in later.get("invocations", []) if i not in earlier.get("invocations", [])]
     merged["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
     derive_fields(merged, figures)
     return schema_order(merged)

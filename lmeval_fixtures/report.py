@@ -3,10 +3,14 @@ leaves a half-written file and earlier reports stay intact."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +20,23 @@ from .record import validate_record
 from .registry import Registry
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file, then rename: an interrupted run never leaves half a file.
+    The file gets the permissions of the user's umask, as ``open`` would give it (``mkstemp``
+    makes it private, and a CI artifact step or a colleague could not read it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -49,12 +63,73 @@ def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+@contextlib.contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder while its records are read and written, so two
+    invocations with the same run id (shards, or runs at once) merge instead of overwriting."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a", encoding="utf-8") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks; the merge still happens
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+BASELINE_FILES = ("metrics.json", "summary.md", "samples-*.jsonl")
+
+
+def publish_baseline(run_folder: Path, names: list[str], target: Path) -> list[Path]:
+    """Copy the checkpoints' records (metrics.json, summary.md, samples) into ``target`` as a
+    baseline folder (``target/<checkpoint>/metrics.json``), replacing it all at once: the
+    new folder is built beside it and renamed into place, so a gate never reads half of one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    staging = target.parent / f".{target.name}.new-{token}"
+    written = []
+    try:
+        for name in names:
+            for pattern in BASELINE_FILES:
+                for source in sorted((run_folder / name).glob(pattern)):
+                    destination = staging / name / source.name
+                    write_atomic(destination, source.read_text(encoding="utf-8"))
+                    written.append(target / name / source.name)
+        old = target.parent / f".{target.name}.old-{token}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
 class RecordsNotFound(ValueError):
     """No readable metrics.json where one was named; the message names the path."""
 
 
+def read_record(file: Path) -> dict[str, Any]:
+    """A metrics.json that parses and validates, or ``RecordsNotFound`` naming the file and what is wrong."""
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordsNotFound(f"{file}: not a readable metrics.json ({exc})") from None
+    if not isinstance(record, dict):
+        raise RecordsNotFound(f"{file}: not a metrics record (a JSON {type(record).__name__}, not an object)")
+    try:
+        validate_record(record)
+    except ValueError as exc:
+        raise RecordsNotFound(f"{file}: not a valid metrics record: {exc}") from None
+    return record
+
+
 def find_records(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every metrics.json named, or found one or two levels under a folder named."""
+    """Every metrics.json named, or found one or two levels under a folder named; each must validate."""
     found: list[Path] = []
     for path in paths:
         if path.is_file():
@@ -65,22 +140,20 @@ def find_records(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
             raise RecordsNotFound(f"{path}: no such file or folder")
     if not found:
         raise RecordsNotFound(f"no metrics.json under {', '.join(map(str, paths))}")
-    records = []
-    for file in found:
+    return [(file, read_record(file)) for file in found]
+
+
+def read_run_folder(folder: Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]],
+                                           dict[str, str]]:
+    """The records (and samples) of a run folder's checkpoints, and, by checkpoint folder, why a
+    metrics.json there could not be read (it holds no figure that can be trusted)."""
+    records, problems = [], {}
+    for file in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
         try:
-            records.append((file, json.loads(file.read_text(encoding="utf-8"))))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordsNotFound(f"{file}: not a readable metrics.json ({exc})") from None
-    return records
-
-
-def read_run_folder(folder: Path) -> list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]:
-    """The records (and their samples) of an earlier run's report folder; none when it has none."""
-    try:
-        found = find_records([folder])
-    except RecordsNotFound:
-        return []
-    return [(record, read_samples(file.parent)) for file, record in found]
+            records.append((read_record(file), read_samples(file.parent)))
+        except RecordsNotFound as exc:
+            problems[file.parent.name] = str(exc)
+    return records, problems
 
 
 def write_checkpoint_report(record: dict[str, Any], folder: Path, figures: list[Figure], registry: Registry,

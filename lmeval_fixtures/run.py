@@ -22,7 +22,7 @@ from .comparison import write_comparison
 from .figures import Figure, figure_table
 from .history import append_history
 from .registry import Registry
-from .report import headline, write_checkpoint_report
+from .report import headline, publish_baseline, read_run_folder, run_folder_lock, write_checkpoint_report
 
 Samples = dict[str, list[dict[str, Any]]]
 
@@ -129,16 +129,57 @@ class Run:
 
     # ------------------------------------------------------------ the end
 
-    def finish(self, out: Path, *, compare_by: str, history: Path | None = None,
-               interrupted: bool = False) -> Finished:
-        """Write every checkpoint's report into ``out/<checkpoint>/``, the comparison when there
-        are several, and one history line per checkpoint (when ``history`` is given).
+    def ran(self) -> bool:
+        """Whether any item reported (``--collect-only``, ``--fixtures`` or an empty selection run none)."""
+        return bool(self.outcomes or self.fragments)
 
-        A report that cannot be written is listed in ``errors`` and the others are still
+    def finish(self, out: Path, *, compare_by: str, history: Path | None = None, interrupted: bool = False,
+               baseline: Path | None = None) -> Finished:
+        """Write every checkpoint's report into ``out/<checkpoint>/``, the comparison when there
+        are several, one history line per checkpoint (when ``history`` is given), and, when
+        ``baseline`` is given and every item passed, the records as that baseline folder.
+
+        Records already in ``out`` (the same run id used again: a second shard, a second
+        invocation, a run at the same time) are folded in under a lock, never replaced. A
+        report that cannot be written is listed in ``errors`` and the others are still
         written: nothing already computed is lost to one bad record or one full disk.
+        Nothing is written when no item ran.
         """
+        if not self.ran() and not self.earlier:
+            return Finished()
+        try:
+            with run_folder_lock(out):
+                earlier_records, unreadable = read_run_folder(out)
+                for earlier, samples in earlier_records:
+                    self.adopt(earlier, samples)
+                done = self._write(out, compare_by, history, interrupted, unreadable)
+        except (OSError, ValueError) as exc:  # no folder can be made there; a record that cannot be merged
+            return Finished(errors=[f"lmeval-fixtures: could not write the reports into {out}: {exc}"])
+        if baseline is not None and done.records:
+            self._write_baseline(out, baseline, done)
+        return done
+
+    def _write_baseline(self, out: Path, target: Path, done: Finished) -> None:
+        unsound = sorted(f"{item} ({outcome['outcome']})" for outcomes in self.outcomes.values()
+                         for item, outcome in outcomes.items() if outcome["outcome"] != "passed")
+        incomplete = [name for name, r in done.records.items() if not r.get("complete", True)]
+        if unsound or incomplete or done.errors:
+            why = f"{len(unsound)} item(s) did not pass: {', '.join(unsound[:3])}" if unsound else \
+                "the run is incomplete" if incomplete else "reports could not be written"
+            done.errors.append(f"lmeval-fixtures: baseline {target} not updated: {why}")
+            return
+        try:
+            done.paths += publish_baseline(out, sorted(done.records), target)
+        except OSError as exc:
+            done.errors.append(f"lmeval-fixtures: could not write the baseline {target}: {exc}")
+
+    def _write(self, out: Path, compare_by: str, history: Path | None, interrupted: bool,
+               unreadable: dict[str, str]) -> Finished:
         done = Finished()
         fresh = self.records(interrupted)
+        for name, problem in unreadable.items():
+            if name in fresh:
+                fresh[name]["errors"].append(f"an earlier metrics.json in this run folder was replaced: {problem}")
         combined: dict[str, tuple[dict[str, Any], Samples]] = {}
         for name in sorted(set(fresh) | set(self.earlier)):
             samples = self.samples(name)

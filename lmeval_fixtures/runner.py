@@ -99,7 +99,7 @@ class ItemRunner:
                     label = split if corpus.legacy else f"{corpus.name}-{split}"
                     self.item(loaded, f"test_perplexity.py::test_perplexity[{name}-{label}]",
                               lambda c=corpus, s=split: items.perplexity(
-                                  loaded, self._data(lambda: self.inputs.corpus_split(c, s)), settings)[::2])
+                                  loaded, self._corpus(loaded, c, s), settings)[::2])
         if "smallbench" in families:
             for task in registry.tasks.values():
                 self.item(loaded, f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
@@ -142,6 +142,12 @@ class ItemRunner:
         failed = [g.message for g in found if not g.ok]
         if failed:
             raise Failed(f"{loaded.name}: " + "; ".join(failed))
+
+    def _corpus(self, loaded: LoadedCheckpoint, corpus: Any, split: str) -> Any:
+        refusal = items.perplexity_refusal(loaded, self.settings)
+        if refusal:
+            raise Failed(refusal)
+        return self._data(lambda: self.inputs.corpus_split(corpus, split))
 
     @staticmethod
     def _data(load: Callable[[], Any]) -> Any:

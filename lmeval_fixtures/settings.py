@@ -5,6 +5,9 @@ Kept free of pytest so that scripts build the same object from their own argumen
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 import torch
 
 from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
-from .data import resolve_data_dir
+from .data import DATA_DIR_ENV
 from .gates import GatePolicy
 from .tasks import PROMPT_SETS
 
@@ -60,6 +63,8 @@ class Settings:
     batch_sweep: list[int]
     log_samples: str | None
     compare_by: str
+    strict_skips: bool
+    update_baseline: Path | None
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -117,8 +122,56 @@ def positive_or_none(name: str, value: int | None) -> int | None:
 
 
 def non_negative(name: str, value: float) -> float:
-    if value < 0:
-        raise UsageError(f"{name} must not be negative, got {value}")
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def fraction_or_none(name: str, value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+        raise UsageError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def run_id(value: str | None) -> str | None:
+    """One plain path component: a run id names a folder under --report-dir, never a path out of it."""
+    if value is not None and not RUN_ID.fullmatch(value):
+        raise UsageError(f"--run-id {value!r}: use one plain name of letters, digits, '.', '_' and '-' "
+                         "(no '/', no leading '.' or '-'), e.g. nightly-2026-11-27")
+    return value
+
+
+def data_dir(option: str | None, ini: str | None) -> Path | None:
+    """A data folder named by --data-dir, the ini or $LMEVAL_DATA_DIR must be a folder: a typo
+    would otherwise skip every item and let a gate pass on nothing."""
+    for name, value in (("--data-dir", option), ("ini lmeval_data_dir", ini), (f"${DATA_DIR_ENV}", None)):
+        if name.startswith("$"):
+            value = os.environ.get(DATA_DIR_ENV) or None
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                what = "is not a folder" if path.exists() else "does not exist"
+                raise UsageError(f"{name} {value}: {what}; pass the folder that holds wikitext-2-raw/ and "
+                                 "smallbench/ (README, 'Data layout'), or none to use the hub")
+            return path
+    return None
+
+
+def baseline_target(value: str | None, report_dir: Path) -> Path | None:
+    """--update-baseline NAME is reports/baselines/NAME; a value with a path separator is a path."""
+    if value is None:
+        return None
+    if "/" in value or "\\" in value or value in (".", ".."):
+        return Path(value)
+    return report_dir / "baselines" / run_id_like(value, "--update-baseline")
+
+
+def run_id_like(value: str, option: str) -> str:
+    if not RUN_ID.fullmatch(value):
+        raise UsageError(f"{option} {value!r}: use a plain name (letters, digits, '.', '_', '-') or a path")
     return value
 
 
@@ -214,6 +267,12 @@ OPTIONS: tuple[Option, ...] = (
            metavar="KEY"),
     Option("--log-samples", "write per-example records (samples-*.jsonl beside metrics.json); 'hash' keeps sha256 "
            "of the texts instead of the texts (default: off)", choices=("full", "hash"), nargs="?", const="full"),
+    Option("--strict-skips", "fail every item that skips (no data, timing not taken, ...): a CI run that "
+           "measures nothing must not pass (pytest's own --strict is taken). Ini: lmeval_strict_skips",
+           action="store_true", default=False),
+    Option("--update-baseline", "after the run, write its records as a baseline folder: NAME for "
+           "<report-dir>/baselines/NAME, or a path (replaced atomically; only when every item passed)",
+           metavar="NAME_OR_DIR"),
     Option("--merge-into", "merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
            "timings taken with -p no:xdist after an -n auto run", metavar="RUN_DIR"),
 )
@@ -225,12 +284,25 @@ def default(dest: str) -> Any:
 
 
 def option_values(**given: Any) -> SimpleNamespace:
-    """Every option's value by ``dest``: its default, unless given (the library API's path)."""
-    known = {option.dest: option.default for option in OPTIONS}
-    unknown = sorted(set(given) - known.keys())
+    """Every option's value by ``dest``: its default, unless given (the library API's path).
+    Values are converted as the command line converts them (``seed="7"`` is 7); a value that
+    does not convert is a usage error naming the option."""
+    options = {option.dest: option for option in OPTIONS}
+    unknown = sorted(set(given) - options.keys())
     if unknown:
-        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return SimpleNamespace(**(known | given))
+        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(options))}")
+    values = {dest: option.default for dest, option in options.items()}
+    for dest, value in given.items():
+        option = options[dest]
+        if value is not None and option.type is not None and not isinstance(value, bool):
+            try:
+                value = option.type(value)
+            except (TypeError, ValueError):
+                raise UsageError(f"{option.flag} {value!r}: expected {option.type.__name__}") from None
+        elif isinstance(value, Path):
+            value = str(value)
+        values[dest] = value
+    return SimpleNamespace(**values)
 
 
 def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,
@@ -238,11 +310,10 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
     """Validate every option once, at start-up; a bad value raises ``UsageError`` naming the option."""
     paths = option.checkpoint or ini_checkpoints or [str(REFERENCE_DIR)]
     device = resolve_device(option.device)
-    data_option = option.data_dir or ini_data_dir
     report_dir = Path(option.report_dir) if option.report_dir else rootpath / "reports"
     return Settings(
         checkpoints=discover_checkpoints(paths),
-        data_dir=resolve_data_dir(data_option),
+        data_dir=data_dir(option.data_dir, ini_data_dir),
         report_dir=report_dir,
         device=device,
         dtype=check_dtype(option.dtype, device),
@@ -251,15 +322,15 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
         detokenize=option.detokenize == "on",
         batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
-        run_id=option.run_id,
+        run_id=run_id(option.run_id),
         experiment_name=option.experiment_name,
         prompts=option.prompts,
         max_samples=positive_or_none("--max-samples", option.max_samples),
-        fewshot=non_negative("--fewshot", option.fewshot),
+        fewshot=int(non_negative("--fewshot", option.fewshot)),
         baseline=_existing("--baseline", option.baseline),
         ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
         acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
-        min_acc=option.min_acc,
+        min_acc=fraction_or_none("--min-acc", option.min_acc),
         latency_shapes=parse_shapes(option.latency_shapes, "--latency-shapes"),
         latency_rounds=int(positive_or_none("--latency-rounds", option.latency_rounds)),
         latency_warmup=int(non_negative("--latency-warmup", option.latency_warmup)),
@@ -272,6 +343,8 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         batch_sweep=_batch_sizes(option.batch_sweep),
         compare_by=option.compare_by,
         log_samples=option.log_samples,
+        strict_skips=bool(option.strict_skips),
+        update_baseline=baseline_target(option.update_baseline, report_dir),
     )
 
 

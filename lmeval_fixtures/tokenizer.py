@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from .loaded import special_file_message
+
 
 class TokenizerError(ValueError):
     """A tokenizer file that cannot be used; the message names the file."""
@@ -73,6 +75,10 @@ class TextTokenizer:
 
     @classmethod
     def from_file(cls, path: Path, bos_token_id: int | None = None) -> TextTokenizer:
+        """Read a tokenizer.json; a FIFO or device is refused before it is opened (it would hang)."""
+        special = special_file_message(Path(path))
+        if special is not None:
+            raise TokenizerError(special)
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -53,6 +53,12 @@ def test_from_budget_honours_a_given_depth():
     ({"vocab_size": 10, "d_model": 32, "n_layers": 0, "n_heads": 4}, "n_layers"),
     ({"vocab_size": 10, "d_model": 32, "n_heads": 4}, "lacks n_layers"),
     ({"vocab_size": 10, "d_model": 32, "n_layers": 1, "n_heads": 4, "d_ff": 7}, "d_ff 7"),
+    ({"vocab_size": 10, "d_model": 30, "n_layers": 1, "n_heads": 2}, "odd head dimension 15"),
+    ({"vocab_size": 10, "d_model": 32, "n_layers": 1, "n_heads": 4, "tie_embeddings": "false"},
+     r'^field tie_embeddings must be true or false, got "false" \(a string\)$'),
+    ({"vocab_size": 10, "d_model": 32, "n_layers": 1.0, "n_heads": 4}, r"n_layers .* got 1\.0 \(a float"),
+    ({"vocab_size": 10, "d_model": 32, "n_layers": 1, "n_heads": 4, "bos_token_id": 10}, "bos_token_id"),
+    ({"vocab_size": 10, "d_model": 32, "n_layers": 1, "n_heads": 4, "n_layer": 1}, "did you mean n_layers"),
 ])
 def test_bad_configs_are_refused(raw, message):
     with pytest.raises(ValueError, match=message):

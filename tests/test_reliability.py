@@ -156,7 +156,7 @@ def test_an_unwritable_report_folder_is_a_clear_error_at_session_end(suite):
     result = suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--report-dir", "blocked")
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
-    result.stdout.fnmatch_lines(["*could not write the report of a into blocked/*"])
+    result.stdout.fnmatch_lines(["*could not write the reports into blocked/*"])
 
 
 def test_a_corrupt_baseline_fails_the_gated_items_with_its_name(suite):
