@@ -26,7 +26,7 @@ from .registry import Registry
 from .run import Finished, Run
 from .run_info import run_metadata
 from .runner import ItemRunner
-from .settings import REFERENCE_DIR, UsageError, option_values, run_id_like, settings_from_options
+from .settings import REFERENCE_DIR, UsageError, default, option_values, run_id_like, settings_from_options
 from .smallbench import TaskResult, evaluate_task
 from .tasks import TASKS, Task
 from .timing import summarise_ms, time_rounds
@@ -89,14 +89,17 @@ def evaluate_smallbench(
 
 @torch.inference_mode()
 def profile_latency(
-    model: torch.nn.Module, batch: int = 1, seq: int = 128, rounds: int = 20, warmup: int = 3,
+    model: torch.nn.Module, batch: int = 1, seq: int = 128, rounds: int | None = None, warmup: int | None = None,
     vocab_size: int | None = None, seed: int = 0,
 ) -> dict[str, float | int]:
     """Forward latency over random ids, synchronising CUDA around each round (ms statistics).
 
     Without pytest-benchmark: for a quick reading inside a training loop. The pytest
-    items use pytest-benchmark and record the same statistics.
+    items use pytest-benchmark and record the same statistics; ``rounds`` and ``warmup``
+    default to --latency-rounds and --latency-warmup's defaults.
     """
+    rounds = default("latency_rounds") if rounds is None else rounds
+    warmup = default("latency_warmup") if warmup is None else warmup
     parameter = next(model.parameters())
     vocab = vocab_size or getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab is None:
