@@ -54,7 +54,7 @@ def merge(out: Path, shards: list[Path], sort_by: str = default("compare_by")) -
 
 
 def show_history(path: Path, checkpoints: list[str] | None, metric: str, previous: int) -> int:
-    if not path.is_file():
+    if not path.exists():
         raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
     lines = read_history(path)
     if metric not in metrics_in(lines):

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .corpora import split_wikitext_articles
+from .loaded import special_file_message
 from .tasks import Task
 
 DATA_DIR_ENV = "LMEVAL_DATA_DIR"
@@ -49,7 +51,11 @@ def normalise_line_ends(text: str, path: Path, notes: list[str]) -> str:
 
 
 def read_text_file(path: Path) -> tuple[str, str]:
-    """Text and sha256 of a UTF-8 file; undecodable bytes are an error, never replaced silently."""
+    """Text and sha256 of a UTF-8 file; undecodable bytes are an error, never replaced silently,
+    and a FIFO or device is refused before it is opened (reading one would hang the run)."""
+    special = special_file_message(path)
+    if special:
+        raise DataError(special)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -91,7 +97,7 @@ def load_wikitext_articles(split: str, data_dir: Path | None, hub: Hub | None = 
     """
     if data_dir is not None:
         path = data_dir / "wikitext-2-raw" / f"{split}.txt"
-        if not path.is_file():
+        if not path.is_file() and not special_file_message(path):  # a FIFO is refused when read
             raise DataUnavailable(f"{path} not found: --data-dir must hold wikitext-2-raw/{split}.txt "
                                   "(see README, 'Data layout')")
         text, sha = read_text_file(path)
@@ -115,7 +121,7 @@ def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str
         path = Path(name) if Path(name).is_absolute() else (data_dir / name if data_dir is not None else None)
         if path is None:
             raise DataUnavailable(f"{name}: no --data-dir / ${DATA_DIR_ENV} given; pass --data-dir DIR holding {name}")
-        if not path.is_file():
+        if not path.is_file() and not special_file_message(path):  # a FIFO is refused when read
             raise DataUnavailable(f"{path} not found: --data-dir must hold {name}")
         text, sha = read_text_file(path)
         source = DataSource(str(path), {name: sha})
@@ -143,18 +149,21 @@ def _check_row(row: object, task: Task, where: str) -> dict:
     return row
 
 
+def json_lines(text: str, where: Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank JSON Lines line; a bad line raises ``error``
+    naming ``where`` and the line."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{where}:{number}: invalid JSON ({exc.msg})") from None
+
+
 def read_task_file(path: Path, task: Task) -> tuple[list[dict], str]:
     """Rows of a local JSON Lines file, each checked; errors name the file and line."""
     text, sha = read_text_file(path)
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        rows.append(_check_row(row, task, f"{path}:{number}"))
+    rows = [_check_row(row, task, f"{path}:{number}") for number, row in json_lines(text, path, DataError)]
     if not rows:
         raise DataError(f"{path}: no rows (an empty split cannot be evaluated)")
     return rows, sha
@@ -165,7 +174,7 @@ def load_task_rows(task: Task, split: str, data_dir: Path | None,
     """Rows of a SmallBench task split: ``DIR/smallbench/<task>/<split>.jsonl``, else the hub."""
     if data_dir is not None:
         path = data_dir / task.local_file(split)
-        if not path.is_file():
+        if not path.is_file() and not special_file_message(path):  # a FIFO is refused when read
             raise DataUnavailable(f"{path} not found: --data-dir must hold {task.local_file(split)} "
                                   "(see README, 'Data layout')")
         rows, sha = read_task_file(path, task)

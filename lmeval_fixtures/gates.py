@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .figures import RELATIVE, STDERR, Figure
+from .loaded import special_file_message
 from .record import SCHEMA_VERSION, RecordInvalid, validate_record
 
 
@@ -38,6 +39,9 @@ def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
     file = path / checkpoint / "metrics.json" if path.is_dir() else path
     if path.is_dir() and not file.is_file():
         return None
+    special = special_file_message(file)
+    if special:
+        raise BaselineError(special)
     try:
         record = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:

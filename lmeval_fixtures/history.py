@@ -7,7 +7,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .data import json_lines
 from .figures import Figure
+from .loaded import special_file_message
 
 IDENTITY_FIELDS = ("run_id", "timestamp", "git_commit", "checkpoint", "sha256", "complete")
 
@@ -37,18 +39,15 @@ def append_history(path: Path, records: list[dict[str, Any]], figures: list[Figu
 
 def read_history(path: Path) -> list[dict[str, Any]]:
     """Every line, checked: a line that is not a history entry is named by file and line number."""
+    special = special_file_message(path)
+    if special:
+        raise ValueError(special)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a readable history file ({exc})") from None
     lines = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}:{number}: not a JSON line") from None
+    for number, entry in json_lines(text, path, ValueError):
         if not isinstance(entry, dict):
             raise ValueError(f"{path}:{number}: not a history entry (a JSON {type(entry).__name__})")
         missing = [key for key in ("run_id", "timestamp", "checkpoint") if not isinstance(entry.get(key), str)]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .figures import Figure, known_corpora, known_tasks
+from .loaded import special_file_message
 from .plots import plot_batch_scaling
 from .record import validate_record
 from .registry import Registry
@@ -115,6 +116,9 @@ class RecordsNotFound(ValueError):
 
 def read_record(file: Path) -> dict[str, Any]:
     """A metrics.json that parses and validates, or ``RecordsNotFound`` naming the file and what is wrong."""
+    special = special_file_message(file)
+    if special:
+        raise RecordsNotFound(special)
     try:
         record = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -132,7 +136,7 @@ def find_records(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
     """Every metrics.json named, or found one or two levels under a folder named; each must validate."""
     found: list[Path] = []
     for path in paths:
-        if path.is_file():
+        if path.is_file() or special_file_message(path):  # a FIFO is refused by read_record, not waited on
             found.append(path)
         elif path.is_dir():
             found += sorted(path.glob("metrics.json")) + sorted(path.glob("*/metrics.json"))

@@ -306,3 +306,24 @@ def test_crlf_line_ends_score_as_the_text_is_meant(pytester, offline):
     assert crlf["perplexity"]["test"]["bytes"] == lf["perplexity"]["test"]["bytes"]
     assert "CRLF" in crlf["perplexity"]["validation"]["data_notes"][0] and "data_notes" not in lf["perplexity"]["test"]
     assert crlf["data_fingerprints"] != lf["data_fingerprints"]  # a different file, honestly fingerprinted
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_fifo_where_a_file_is_read_is_refused_not_waited_on(suite, tmp_path, capsys):
+    suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--run-id", "base", "-m", "perplexity")
+    data = suite.path / "data/wikitext-2-raw/test.txt"
+    data.unlink()
+    os.mkfifo(data)
+    result = suite.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity",
+                                        timeout=120)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*test.txt: not a regular file (a named pipe (FIFO))*"])
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    baseline = suite.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity",
+                                          "-k", "validation", "--baseline", str(fifo), timeout=120)
+    baseline.assert_outcomes(failed=1)
+    baseline.stdout.fnmatch_lines(["*pipe.json: not a regular file*"])
+    for command in (["compare", str(fifo)], ["history", "--file", str(fifo)]):
+        assert cli(command) == 2
+        assert "not a regular file (a named pipe (FIFO))" in capsys.readouterr().err
