@@ -47,7 +47,7 @@ def merge(out: Path, shards: list[Path], sort_by: str = default("compare_by")) -
             run.adopt(record, read_samples(file.parent))
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
-    done = run.finish(out, history=None, compare_by=sort_by)
+    done = run.finish(out, history=None, compare_by=sort_by, run_id=run_ids[0])
     if done.errors:
         raise CommandError("; ".join(done.errors))
     return done.paths

@@ -26,7 +26,7 @@ from .registry import Registry
 from .run import Finished, Run
 from .run_info import run_metadata
 from .runner import ItemRunner
-from .settings import REFERENCE_DIR, UsageError, default, option_values, run_id_like, settings_from_options
+from .settings import REFERENCE_DIR, UsageError, default, option_values, plain_name, settings_from_options
 from .smallbench import TaskResult, evaluate_task
 from .tasks import TASKS, Task
 from .timing import summarise_ms, time_rounds
@@ -134,16 +134,28 @@ def evaluate(
     family (timings first, on a model nothing else is using); one that fails is recorded
     as failed with its reason, and the rest still run. Returns what was written (``.records``, ``.paths``, ``.errors``).
     """
+    families = [families] if isinstance(families, str) else families
+    if not isinstance(families, (list, tuple)) or not families or not all(isinstance(f, str) for f in families):
+        raise UsageError(f"families {families!r}: give one or more of {', '.join(FAMILIES)}")
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise UsageError(f"families: unknown {', '.join(unknown)}; choose among {', '.join(FAMILIES)}")
     in_memory = isinstance(model, torch.nn.Module)
+    if not in_memory and not isinstance(model, (str, Path)):
+        raise UsageError(f"model: pass a checkpoint path or an in-memory torch.nn.Module, not {type(model).__name__}")
+    if in_memory and (tokenizer is None or isinstance(tokenizer, (str, Path))):
+        raise UsageError("tokenizer: an in-memory model needs its tokenizer object (a tokenizers.Tokenizer, a "
+                         "Hugging Face fast tokenizer or lmeval_fixtures' TextTokenizer)")
     values = option_values(**options)
     if not in_memory:
         values.checkpoint = [str(model)]
     settings = settings_from_options(values, ini_checkpoints=[], ini_data_dir=None, rootpath=Path.cwd())
     if in_memory:
-        settings.checkpoints = [CheckpointSpec(run_id_like(name or "model", "name"), Path("(in memory)"))]
+        settings.checkpoints = [CheckpointSpec(plain_name(name or "model", "name"), Path("(in memory)"))]
+    elif name is not None:
+        if len(settings.checkpoints) != 1:
+            raise UsageError(f"name {name!r}: {model} holds {len(settings.checkpoints)} checkpoints; name only one")
+        settings.checkpoints = [CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)]
     registry = registry or Registry.default()
     registry.check_prompts(settings.prompts)
     metadata = run_metadata(Path.cwd(), settings.device, settings.dtype, settings.seed, settings.run_id,
@@ -165,4 +177,4 @@ def evaluate(
                     inputs.release(spec)
     return run.finish(settings.report_dir / run.run_id,
                       history=settings.report_dir / "history.jsonl" if history else None,
-                      compare_by=settings.compare_by)
+                      compare_by=settings.compare_by, baseline=settings.update_baseline, run_id=run.run_id)

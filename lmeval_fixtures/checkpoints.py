@@ -237,6 +237,13 @@ def _native_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in NATIVE_SUFFIXES and not p.is_dir())
 
 
+def readable_by_umask(path: Path) -> None:
+    """Give a written file the permissions ``open`` would (the writer may have made it private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
     """Expand each path: a checkpoint file, a Hugging Face folder, or a folder of either
     (one level of sub-folders).
@@ -256,7 +263,18 @@ def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
             found.extend(inside or [path])
         else:
             found.append(path)
+    unique: dict[Path, Path] = {}  # the same file named twice is evaluated once
+    for path in found:
+        unique.setdefault(_identity_key(path), path)
+    found = list(unique.values())
     return [CheckpointSpec(name=name, path=path) for name, path in zip(checkpoint_names(found), found, strict=True)]
+
+
+def _identity_key(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: keep it apart, its items fail with a reason
+        return path.absolute()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -552,10 +570,12 @@ def save_checkpoint(model: Transformer, folder: str | Path, tokenizer: Tokenizer
     if fmt == "safetensors":
         path = folder / f"{name}.safetensors"
         save_file(state, str(path), metadata={k: str(v) for k, v in metadata.items()} or None)
+        readable_by_umask(path)
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     else:
         path = folder / f"{name}.pt"
         torch.save({"config": config, "model": state, **metadata}, path)
+        readable_by_umask(path)
     if tokenizer is not None:
         backend = tokenizer._tokenizer if isinstance(tokenizer, TextTokenizer) else tokenizer
         backend.save(str(folder / "tokenizer.json"))

@@ -144,6 +144,10 @@ def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], ba
         return _refused(figure, baseline, f"measured with other {', '.join(changed)}")
     if different_data:
         return _refused(figure, baseline, different_data)
+    their_dtype = baseline.get("environment", {}).get("dtype")
+    if their_dtype != environment.get("dtype"):  # bfloat16 figures are not float32 figures
+        return _refused(figure, baseline, f"measured with dtype {their_dtype!r}, this run uses "
+                                          f"{environment.get('dtype')!r}")
     theirs = figure.value(baseline)
     if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) or not math.isfinite(theirs):
         return _refused(figure, baseline, f"{'.'.join(figure.path)} is {theirs!r} there, not a number")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint, resolved
+from .checkpoints import CheckpointError, LoadedCheckpoint, load_checkpoint, readable_by_umask, resolved
 from .hf_models import require_transformers
 from .model import HEAD_KEY
 
@@ -76,6 +76,7 @@ def export_hf(checkpoint: str | Path | LoadedCheckpoint, out_dir: str | Path, fo
              for name, tensor in loaded.model.stored_state_dict().items()}
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
+    readable_by_umask(out / "model.safetensors")
     (out / "config.json").write_text(json.dumps(llama_config(loaded), indent=2) + "\n")
     special = loaded.tokenizer._tokenizer.id_to_token(loaded.config.bos_token_id)
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer._tokenizer,

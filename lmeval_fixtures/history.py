@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{number}: history entry without {', '.join(missing)}")
         for key, value in entry.items():
             if key not in IDENTITY_FIELDS and value is not None and (
-                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
                 raise ValueError(f"{path}:{number}: {key} is {value!r}, not a number")
         lines.append(entry)
     return lines

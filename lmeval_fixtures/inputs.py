@@ -56,7 +56,16 @@ class Inputs:
     def corpus_split(self, corpus: Corpus, split: str) -> CorpusSplit:
         """Raises ``DataUnavailable`` (skip: say what to pass) or ``DataError`` (fail: bad data)."""
         def load() -> CorpusSplit:
-            originals, source = corpus.read(split, self.settings.data_dir, self.hub)
+            try:
+                originals, source = corpus.read(split, self.settings.data_dir, self.hub)
+            except (DataUnavailable, DataError):
+                raise
+            except Exception as exc:  # a declared reader's own bug: one line naming the corpus, not a traceback
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise DataError(f"corpus {corpus.name!r}: its reader failed on {split} "
+                                f"({type(exc).__name__}: {first})") from None
+            if not isinstance(originals, list) or not all(isinstance(d, str) for d in originals):
+                raise DataError(f"corpus {corpus.name!r}: its reader must return a list of document strings")
             documents, detokenized = corpus.documents(originals, self.settings.detokenize)
             return CorpusSplit(corpus, split, documents, source, detokenized)
         return self._once(("corpus", corpus.name, split), load)

@@ -88,7 +88,13 @@ class SuitePlugin:
             config.option, ini_checkpoints=[str(p) for p in config.getini("lmeval_checkpoints")],
             ini_data_dir=config.getini("lmeval_data_dir") or None, rootpath=config.rootpath)
         self.registry = Registry.default()
-        config.hook.pytest_lmeval_register(registry=self.registry, config=config)
+        self._declared: set[int] = set()
+        for impl in config.hook.pytest_lmeval_register.get_hookimpls():
+            self._declared.add(id(impl.plugin))
+            try:
+                impl.function(registry=self.registry, config=config)
+            except RegistryError as exc:
+                raise UsageError(f"{_source(impl.plugin, impl.plugin_name)}: {exc}") from None
         self.registry.check_prompts(self.settings.prompts)
         self.is_worker = _is_worker(config)
         self._divide_resources()
@@ -109,6 +115,14 @@ class SuitePlugin:
         self._sigterm: Any = None
         if not self.is_worker and threading.current_thread() is threading.main_thread():
             self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+
+    def pytest_plugin_registered(self, plugin: Any, plugin_name: str) -> None:
+        """A conftest.py loaded during collection (in a sub-folder) comes too late to declare
+        tasks or corpora: the run's items and figures are fixed by then. Said, not ignored."""
+        if hasattr(plugin, "pytest_lmeval_register") and id(plugin) not in self._declared and plugin is not self:
+            raise pytest.UsageError(
+                f"{_source(plugin, plugin_name)}: declares tasks or corpora (pytest_lmeval_register) but was loaded "
+                "after the run began; declare them in the conftest.py at the root of the run")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._sigterm is not None:
@@ -271,14 +285,15 @@ class SuitePlugin:
     # ------------------------------------------------------------ the end
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker or self.config.option.collectonly:
-            return
+        options = self.config.option
+        if self.is_worker or any(getattr(options, name, False) for name in ("collectonly", "setuponly", "setupplan")):
+            return  # nothing was measured
         settings = self.settings
         self.finished = self.run.finish(
             settings.merge_into or settings.report_dir / self.run.run_id,
             history=None if settings.merge_into else settings.report_dir / "history.jsonl",
             compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-            baseline=settings.update_baseline)
+            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id)
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
@@ -294,6 +309,10 @@ class SuitePlugin:
             terminalreporter.line(relative if not relative.startswith("../..") else str(path))
         for error in done.errors:
             terminalreporter.line(error, red=True)
+
+
+def _source(plugin: Any, name: str | None) -> str:
+    return str(getattr(plugin, "__file__", None) or name or plugin)
 
 
 def _stop_like_ctrl_c(signum: int, frame: Any) -> None:

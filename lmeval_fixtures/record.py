@@ -52,6 +52,10 @@ SAMPLES_KEY = "_samples"  # fragment key of per-example rows, written to samples
 
 Fragment = dict[str, Any]
 
+# Settings that change a figure: records made under different ones never merge into one.
+FIGURE_SETTINGS = ("seed", "max_eval_tokens", "ppl_stride", "detokenize", "prompts", "max_samples", "fewshot",
+                   "device", "dtype")
+
 
 class RecordInvalid(ValueError):
     """A record that does not match the shipped schema."""
@@ -270,6 +274,14 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
     for name, sha in later.get("data_fingerprints", {}).items():
         if earlier.get("data_fingerprints", {}).get(name, sha) != sha:
             raise RecordMergeError(f"{later['checkpoint']['name']}: {name} differs from the earlier record's data")
+    mine_settings, their_settings = earlier.get("settings") or {}, later.get("settings") or {}
+    changed = [k for k in FIGURE_SETTINGS if k in mine_settings and k in their_settings
+               and mine_settings[k] != their_settings[k]]
+    if changed:
+        detail = ", ".join(f"{k} {their_settings[k]!r} vs {mine_settings[k]!r}" for k in changed)
+        raise RecordMergeError(f"{later['checkpoint']['name']}: measured with other settings than the earlier "
+                               f"record ({detail}); one record holds figures of one set of settings: use "
+                               "another --run-id")
     merged = copy.deepcopy(earlier)
     update = _drop_nulls({k: v for k, v in later.items()
                           if k not in ("schema_version", "run_id", "timestamp", "experiment_name", "invocations",

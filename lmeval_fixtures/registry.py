@@ -10,14 +10,36 @@ registry, so one declaration is the whole change.
 
 from __future__ import annotations
 
+import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .corpora import Corpus, wikitext_detokenize
 from .data import load_wikitext_articles
-from .tasks import TASKS, Task
+from .names import plain_name_problem
+from .tasks import TASKS, Prompt, Task
 
 WIKITEXT = Corpus("wikitext", "WikiText-2 raw", read=load_wikitext_articles, detokenizer=wikitext_detokenize,
                   legacy=True)
+
+
+def _prompt_problem(prompt: Prompt, fields: tuple[str, ...]) -> str | None:
+    """Why a prompt template cannot be filled from a row's fields, or None: only plain
+    ``{field}`` references to declared fields (no ``{0}``, no ``{field.attr}``, which would
+    put an object's address into the prompt)."""
+    if not prompt.choices or not all(isinstance(c, str) and c for c in prompt.choices):
+        return "choices must be one or more non-empty strings"
+    try:
+        parsed = list(string.Formatter().parse(prompt.template))
+    except ValueError as exc:
+        return f"template {prompt.template!r} does not parse ({exc})"
+    for _, field_name, _, _ in parsed:
+        if field_name is None:
+            continue
+        if field_name not in fields:
+            return (f"template refers to {{{field_name}}}, which is not a field of the task "
+                    f"(fields: {', '.join(fields) or 'none'})")
+    return None
 
 
 class RegistryError(ValueError):
@@ -35,27 +57,53 @@ class Registry:
         return cls(tasks=dict(TASKS), corpora={WIKITEXT.name: WIKITEXT})
 
     def add_task(self, task: Task) -> Task:
+        """Declare a task; a clash or a prompt that cannot fill from the task's fields is refused here,
+        at start-up, not as a traceback in the middle of the run."""
+        for what, value in (("task", task.name), ("record key", task.record_key)):
+            problem = plain_name_problem(value)
+            if problem:
+                raise RegistryError(f"{what} {problem}")
         if task.name in self.tasks:
             raise RegistryError(f"task {task.name!r} is already declared")
-        clash = next((t.name for t in self.tasks.values() if t.figure_key == task.figure_key), None)
-        if clash:
-            raise RegistryError(f"task {task.name!r}: record key {task.record_key!r} is already used by {clash!r}")
         if not task.prompts:
             raise RegistryError(f"task {task.name!r}: declare at least one prompt set")
+        for prompt_set, prompt in task.prompts.items():
+            problem = _prompt_problem(prompt, task.fields)
+            if problem:
+                raise RegistryError(f"task {task.name!r}, prompt set {prompt_set!r}: {problem}")
         self.tasks[task.name] = task
+        self._keep_figure_keys_unique(lambda: self.tasks.pop(task.name), f"task {task.name!r}")
         return task
 
     def add_corpus(self, corpus: Corpus) -> Corpus:
+        problem = plain_name_problem(corpus.name)
+        if problem:
+            raise RegistryError(f"corpus {problem}")
         if corpus.name in self.corpora:
             raise RegistryError(f"corpus {corpus.name!r} is already declared")
         if corpus.read is None:
             raise RegistryError(f"corpus {corpus.name!r}: declare how to read it (read=...)")
         if not corpus.splits or len(set(corpus.splits)) != len(corpus.splits):
             raise RegistryError(f"corpus {corpus.name!r}: splits must be distinct and at least one")
+        bad_split = next((s for s in corpus.splits if plain_name_problem(s)), None)
+        if bad_split is not None:
+            raise RegistryError(f"corpus {corpus.name!r}: split {plain_name_problem(bad_split)}")
         if corpus.legacy and any(c.legacy for c in self.corpora.values()):
             raise RegistryError(f"corpus {corpus.name!r}: only one corpus can hold the original schema's fields")
         self.corpora[corpus.name] = corpus
+        self._keep_figure_keys_unique(lambda: self.corpora.pop(corpus.name), f"corpus {corpus.name!r}")
         return corpus
+
+    def _keep_figure_keys_unique(self, undo: Callable[[], object], what: str) -> None:
+        """A declaration whose figure key is another figure's (a task named ``avg`` would be
+        ``smallbench_avg_acc``) is undone and refused: two figures must never share a key."""
+        from .figures import figure_table
+
+        keys = [f.key for f in figure_table(self)]
+        taken = sorted({k for k in keys if keys.count(k) > 1})
+        if taken:
+            undo()
+            raise RegistryError(f"{what}: its figure key {taken[0]} is already another figure's; choose another name")
 
     def check_prompts(self, prompt_set: str) -> None:
         """Every task must have the run's prompt set (--prompts); said at start-up, not mid-run."""

@@ -134,7 +134,7 @@ class Run:
         return bool(self.outcomes or self.fragments)
 
     def finish(self, out: Path, *, compare_by: str, history: Path | None = None, interrupted: bool = False,
-               baseline: Path | None = None) -> Finished:
+               baseline: Path | None = None, run_id: str | None = None) -> Finished:
         """Write every checkpoint's report into ``out/<checkpoint>/``, the comparison when there
         are several, one history line per checkpoint (when ``history`` is given), and, when
         ``baseline`` is given and every item passed, the records as that baseline folder.
@@ -143,13 +143,19 @@ class Run:
         invocation, a run at the same time) are folded in under a lock, never replaced. A
         report that cannot be written is listed in ``errors`` and the others are still
         written: nothing already computed is lost to one bad record or one full disk.
-        Nothing is written when no item ran.
+        Nothing is written when no item ran. ``run_id``: the run the folder must belong to (a
+        folder holding another run is refused, not relabelled); None to fold into any run
+        (``--merge-into``).
         """
         if not self.ran() and not self.earlier:
             return Finished()
         try:
             with run_folder_lock(out):
                 earlier_records, unreadable = read_run_folder(out)
+                others = sorted({r["run_id"] for r, _ in earlier_records} - {run_id}) if run_id else []
+                if others:
+                    return Finished(errors=[f"lmeval-fixtures: {out} holds run {others[0]}, not {run_id}; nothing "
+                                            "written there: pass another folder (or --merge-into to join it)"])
                 for earlier, samples in earlier_records:
                     self.adopt(earlier, samples)
                 done = self._write(out, compare_by, history, interrupted, unreadable)
@@ -170,7 +176,7 @@ class Run:
             return
         try:
             done.paths += publish_baseline(out, sorted(done.records), target)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             done.errors.append(f"lmeval-fixtures: could not write the baseline {target}: {exc}")
 
     def _write(self, out: Path, compare_by: str, history: Path | None, interrupted: bool,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
 from .data import DATA_DIR_ENV
 from .gates import GatePolicy
+from .names import plain_name_problem
 from .tasks import PROMPT_SETS
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
@@ -133,14 +133,11 @@ def fraction_or_none(name: str, value: float | None) -> float | None:
     return value
 
 
-RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-
-
 def run_id(value: str | None) -> str | None:
     """One plain path component: a run id names a folder under --report-dir, never a path out of it."""
-    if value is not None and not RUN_ID.fullmatch(value):
-        raise UsageError(f"--run-id {value!r}: use one plain name of letters, digits, '.', '_' and '-' "
-                         "(no '/', no leading '.' or '-'), e.g. nightly-2026-11-27")
+    problem = None if value is None else plain_name_problem(value, reserved=True)
+    if problem:
+        raise UsageError(f"--run-id {problem}; e.g. nightly-2026-11-27")
     return value
 
 
@@ -166,12 +163,13 @@ def baseline_target(value: str | None, report_dir: Path) -> Path | None:
         return None
     if "/" in value or "\\" in value or value in (".", ".."):
         return Path(value)
-    return report_dir / "baselines" / run_id_like(value, "--update-baseline")
+    return report_dir / "baselines" / plain_name(value, "--update-baseline")
 
 
-def run_id_like(value: str, option: str) -> str:
-    if not RUN_ID.fullmatch(value):
-        raise UsageError(f"{option} {value!r}: use a plain name (letters, digits, '.', '_', '-') or a path")
+def plain_name(value: object, option: str) -> str:
+    problem = plain_name_problem(value)
+    if problem:
+        raise UsageError(f"{option} {problem}")
     return value
 
 
@@ -285,24 +283,47 @@ def default(dest: str) -> Any:
 
 def option_values(**given: Any) -> SimpleNamespace:
     """Every option's value by ``dest``: its default, unless given (the library API's path).
-    Values are converted as the command line converts them (``seed="7"`` is 7); a value that
-    does not convert is a usage error naming the option."""
+
+    A value is checked as the command line checks it: numbers of the option's type (``"7"``
+    converts; ``True`` or ``2.7`` for a count does not), a choice among the option's choices,
+    text where text is expected; ``None`` means the default. A value that does not fit is a
+    usage error naming the option."""
     options = {option.dest: option for option in OPTIONS}
     unknown = sorted(set(given) - options.keys())
     if unknown:
         raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(options))}")
     values = {dest: option.default for dest, option in options.items()}
     for dest, value in given.items():
-        option = options[dest]
-        if value is not None and option.type is not None and not isinstance(value, bool):
-            try:
-                value = option.type(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"{option.flag} {value!r}: expected {option.type.__name__}") from None
-        elif isinstance(value, Path):
-            value = str(value)
-        values[dest] = value
+        if value is not None:
+            values[dest] = _checked_value(options[dest], value)
     return SimpleNamespace(**values)
+
+
+def _checked_value(option: Option, value: Any) -> Any:
+    expected = option.type.__name__ if option.type else "text"
+    if option.action == "store_true":
+        if not isinstance(value, bool):
+            raise UsageError(f"{option.flag} {value!r}: expected True or False")
+        return value
+    if option.action == "append":
+        items = [value] if isinstance(value, (str, Path)) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in items):
+            raise UsageError(f"{option.flag} {value!r}: expected a path or a list of paths")
+        return [str(v) for v in items]
+    if isinstance(value, Path) and option.type is None:
+        value = str(value)
+    if isinstance(value, bool) or (option.type is None and not isinstance(value, str)):
+        raise UsageError(f"{option.flag} {value!r}: expected {expected}")
+    if option.type is not None:
+        if isinstance(value, float) and option.type is int and not value.is_integer():
+            raise UsageError(f"{option.flag} {value!r}: expected a whole number")
+        try:
+            value = option.type(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{option.flag} {value!r}: expected {expected}") from None
+    if option.choices and value not in option.choices:
+        raise UsageError(f"{option.flag} {value!r}: choose one of {', '.join(option.choices)}")
+    return value
 
 
 def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,

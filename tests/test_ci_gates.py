@@ -210,7 +210,7 @@ def test_update_baseline_round_trips_and_refuses_an_unsound_run(suite):
     (["--min-acc", "1.5"], "--min-acc must be between 0 and 1, got 1.5"),
     (["--fewshot", "-2"], "--fewshot must be a finite number >= 0, got -2"),
     (["--batch-tokens", "0"], "--batch-tokens must be a positive integer, got 0"),
-    (["--update-baseline", "a b"], "--update-baseline 'a b': use a plain name*"),
+    (["--update-baseline", "a b"], "--update-baseline 'a b': use one plain name*"),
 ])
 def test_out_of_range_options_are_usage_errors(suite, args, line):
     result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", *args)

@@ -29,7 +29,7 @@ def test_perplexity_gate_passes_within_and_fails_beyond_tolerance():
     figures = {"token_perplexity": 101.0, "bits_per_byte": 2.0, "stride": 64, "context_length": 64,
                "max_eval_tokens": None, "detokenized": True}
     fragment = {"perplexity": {"validation": figures}, "data_fingerprints": {"f": "abc"}}
-    baseline = {"_source": "base.json", "data_fingerprints": {"f": "abc"},
+    baseline = {"_source": "base.json", "data_fingerprints": {"f": "abc"}, "environment": CPU,
                 "perplexity": {"validation": figures | {"token_perplexity": 100.0}}}
     ok = gates_for(fragment, FIGURES, baseline, policy(ppl=0.02), CPU)
     assert sorted(g.name for g in ok) == ["val_bits_per_byte", "val_perplexity"] and all(g.ok for g in ok)
@@ -43,7 +43,8 @@ def test_perplexity_gate_passes_within_and_fails_beyond_tolerance():
 def test_baseline_on_other_data_or_settings_is_refused():
     figures = {"token_perplexity": 1.0, "bits_per_byte": 1.0, "stride": 64, "context_length": 64,
                "max_eval_tokens": None, "detokenized": True}
-    baseline = {"_source": "b.json", "data_fingerprints": {"f": "abc"}, "perplexity": {"validation": dict(figures)}}
+    baseline = {"_source": "b.json", "data_fingerprints": {"f": "abc"}, "environment": CPU,
+                "perplexity": {"validation": dict(figures)}}
     fragment = {"perplexity": {"validation": figures}, "data_fingerprints": {"f": "xyz"}}
     refused = gates_for(fragment, FIGURES, baseline, policy(ppl=0.1), CPU)
     assert refused and all(not g.ok and "refused: f differs" in g.message for g in refused)
@@ -55,7 +56,7 @@ def test_baseline_on_other_data_or_settings_is_refused():
 def test_accuracy_gate_counts_standard_errors_and_the_floor_keeps_its_own_verdict():
     summary = {"acc": 0.50, "acc_stderr": 0.02, "prompt_set": "smallbench", "fewshot": 0, "max_samples": None}
     fragment = {"smallbench": {"sst2": summary}, "data_fingerprints": {}}
-    baseline = {"_source": "b", "data_fingerprints": {},
+    baseline = {"_source": "b", "data_fingerprints": {}, "environment": CPU,
                 "smallbench": {"sst2": summary | {"acc": 0.53}}}
     [ok] = gates_for(fragment, FIGURES, baseline, policy(acc_se=2.0), CPU)  # 0.50 >= 0.53 - 2*0.02
     assert ok.ok and ok.name == "smallbench_sentiment_acc"
@@ -68,6 +69,8 @@ def test_accuracy_gate_counts_standard_errors_and_the_floor_keeps_its_own_verdic
     other_prompts = baseline | {"smallbench": {"sst2": summary | {"prompt_set": "lm-eval"}}}
     [refused] = gates_for(fragment, FIGURES, other_prompts, policy(), CPU)
     assert not refused.ok and "measured with other prompt_set" in refused.message
+    [other_dtype] = gates_for(fragment, FIGURES, baseline, policy(), {"device": "cpu", "dtype": "bfloat16"})
+    assert not other_dtype.ok and "measured with dtype 'float32', this run uses 'bfloat16'" in other_dtype.message
 
 
 def test_corrupt_or_unknown_baselines_are_refused(tmp_path):

@@ -89,7 +89,7 @@ def test_clashing_declarations_are_refused():
     registry = Registry.default()
     with pytest.raises(RegistryError, match="task 'sst2' is already declared"):
         registry.add_task(Task("sst2", "x", ("", ""), ("sentence",), {"smallbench": Prompt("{sentence}", ("a",))}))
-    with pytest.raises(RegistryError, match="record key 'sentiment' is already used by 'sst2'"):
+    with pytest.raises(RegistryError, match="task 'sst2b': its figure key smallbench_sentiment_acc is already"):
         registry.add_task(Task("sst2b", "sentiment", ("", ""), ("s",), {"smallbench": Prompt("{s}", ("a",))}))
     with pytest.raises(RegistryError, match="corpus 'wikitext' is already declared"):
         registry.add_corpus(Corpus("wikitext", "again", read=lambda *a: ([], None)))
