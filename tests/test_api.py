@@ -107,3 +107,51 @@ def test_evaluate_an_in_memory_model_from_a_training_loop(tmp_path):
     assert not (tmp_path / "reports/history.jsonl").exists()
     with pytest.raises(ValueError, match="unknown setting\\(s\\) max_tokens"):
         evaluate(model, tokenizer, max_tokens=5)
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"detokenize": True}, "--detokenize True: expected text"),
+    ({"detokenize": "yes"}, "--detokenize 'yes': choose one of on, off"),
+    ({"log_samples": "yes"}, "--log-samples 'yes': choose one of full, hash"),
+    ({"max_samples": True}, "--max-samples True: expected int"),
+    ({"max_samples": 2.7}, "--max-samples 2.7: expected a whole number"),
+    ({"seed": "x"}, "--seed 'x': expected int"),
+    ({"latency_shapes": ["1x128"]}, "--latency-shapes ['1x128']: expected text"),
+    ({"data_dir": 5}, "--data-dir 5: expected text"),
+    ({"families": None}, "families None: give one or more of"),
+    ({"families": []}, "families []: give one or more of"),
+    ({"families": ["perplexity", "speed"]}, "families: unknown speed"),
+])
+def test_evaluate_checks_every_option_as_the_command_line_does(options, says):
+    from lmeval_fixtures import evaluate
+    from lmeval_fixtures.settings import UsageError
+
+    tokenizer = make_tokenizer()
+    model = Transformer(tiny_config(tokenizer.get_vocab_size()))
+    with pytest.raises(UsageError) as caught:
+        evaluate(model, tokenizer, **options)
+    assert says in str(caught.value)
+
+
+def test_evaluate_refuses_a_missing_tokenizer_a_wrong_model_and_a_bad_name(tmp_path):
+    from lmeval_fixtures import evaluate
+    from lmeval_fixtures.settings import UsageError
+
+    from .conftest import write_native_checkpoint, write_wikitext
+
+    tokenizer = make_tokenizer()
+    model = Transformer(tiny_config(tokenizer.get_vocab_size()))
+    with pytest.raises(UsageError, match="an in-memory model needs its tokenizer object"):
+        evaluate(model, "tokenizer.json")
+    with pytest.raises(UsageError, match="pass a checkpoint path or an in-memory torch.nn.Module, not list"):
+        evaluate(["a.safetensors"])
+    with pytest.raises(UsageError, match="name '../evil': use one plain name"):
+        evaluate(model, tokenizer, name="../evil")
+    ckpt = write_native_checkpoint(tmp_path / "ck" / "a")
+    with pytest.raises(UsageError, match="name 'a/b': use one plain name"):
+        evaluate(ckpt, name="a/b")
+    data = write_wikitext(tmp_path / "data")
+    done = evaluate(ckpt, name="mine", families="perplexity", data_dir=data, report_dir=tmp_path / "r", device=None,
+                    history=False)
+    assert list(done.records) == ["mine"]  # None means the default; the name applies to a path too
+    assert done.records["mine"]["val_perplexity"] is not None

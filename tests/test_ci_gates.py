@@ -170,7 +170,7 @@ def test_a_single_file_baseline_gates_only_its_own_checkpoint(suite):
 # ---- nothing ran, nothing written --------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["--collect-only"], ["--fixtures"], ["-m", "nosuchfamily"], ["-k", "nothing"],
-                                  ["--markers"]])
+                                  ["--markers"], ["--setup-only"], ["--setup-plan"]])
 def test_nothing_is_written_when_nothing_ran(suite, args):
     suite.runpytest("--checkpoint", "ck", "--data-dir", "data", *args)
     assert not (suite.path / "reports").exists()
@@ -327,3 +327,128 @@ def test_a_fifo_where_a_file_is_read_is_refused_not_waited_on(suite, tmp_path, c
     for command in (["compare", str(fifo)], ["history", "--file", str(fifo)]):
         assert cli(command) == 2
         assert "not a regular file (a named pipe (FIFO))" in capsys.readouterr().err
+
+
+# ---- found by a hostile review: each class gets its own inputs -----------------------------
+
+@pytest.mark.parametrize("run_id", ["baselines", "history.jsonl"])
+def test_a_run_id_the_report_folder_uses_for_itself_is_refused(suite, run_id):
+    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--run-id", run_id)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--run-id '{run_id}': reserved for the report folder's own {run_id}*"])
+
+
+def test_update_baseline_never_replaces_a_folder_that_is_not_a_baseline(suite):
+    args = ["--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity"]
+    suite.runpytest(*args, "--run-id", "one").assert_outcomes(passed=2)
+    (suite.path / "mine/src").mkdir(parents=True)
+    (suite.path / "mine/src/code.py").write_text("x = 1\n")
+    for target, says in ((str(suite.path / "mine"), "not a baseline folder (it holds src)"),
+                         (str(suite.path / "reports"), "holds this run's reports"),
+                         (str(suite.path / "reports/two"), "holds this run's reports")):
+        result = suite.runpytest(*args, "--run-id", "two", "--update-baseline", target)
+        result.stdout.fnmatch_lines([f"*could not write the baseline *{says}*"])
+        assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    assert (suite.path / "mine/src/code.py").read_text() == "x = 1\n"
+    assert (suite.path / "reports/one/a/metrics.json").is_file() and (suite.path / "reports/history.jsonl").is_file()
+
+
+def test_merge_into_a_folder_of_another_run_is_refused_not_relabelled(suite, capsys):
+    args = ["--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity"]
+    for run in ("base", "other"):
+        suite.runpytest(*args, "--run-id", run).assert_outcomes(passed=2)
+    before = (suite.path / "reports/base/a/metrics.json").read_text()
+    assert cli(["merge", str(suite.path / "reports/base"), str(suite.path / "reports/other")]) == 2
+    assert "holds run base, not other" in capsys.readouterr().err
+    assert (suite.path / "reports/base/a/metrics.json").read_text() == before
+
+
+def test_the_same_run_id_under_other_settings_is_refused(suite):
+    args = ["--checkpoint", "ck", "--data-dir", "data", "--run-id", "s"]
+    suite.runpytest(*args, "-m", "smallbench", "--max-samples", "5").assert_outcomes(passed=4)
+    before = (suite.path / "reports/s/a/metrics.json").read_text()
+    result = suite.runpytest(*args, "-m", "smallbench", "--max-samples", "2")
+    result.stdout.fnmatch_lines(["*measured with other settings than the earlier record (max_samples 2 vs 5)*"])
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    assert (suite.path / "reports/s/a/metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize("declaration, says", [
+    ('registry.add_task(Task("avg", "avg", ("", ""), ("sentence",), {"smallbench": Prompt("{sentence}", ("a", "b"))}))',
+     "its figure key smallbench_avg_acc is already another figure's"),
+    ('registry.add_task(Task("../../x", "x", ("", ""), ("sentence",), {"smallbench": Prompt("{sentence}", ("a",))}))',
+     "task '../../x': use one plain name"),
+    ('registry.add_corpus(Corpus("a/b", "x", read=text_files("x/{split}.txt")))', "corpus 'a/b': use one plain name"),
+    ('registry.add_corpus(Corpus("c", "x", read=text_files("x/{split}.txt"), splits=("../v",)))',
+     "corpus 'c': split '../v': use one plain name"),
+    ('registry.add_task(Task("t", "t", ("", ""), ("sentence",), {"smallbench": Prompt("S: {sentnce}", ("a",))}))',
+     "refers to {sentnce}, which is not a field of the task (fields: sentence)"),
+    ('registry.add_task(Task("t", "t", ("", ""), ("sentence",), {"smallbench": Prompt("{0} {", ("a",))}))',
+     "does not parse"),
+    ('registry.add_task(Task("t", "t", ("", ""), ("sentence",), {"smallbench": Prompt("{sentence.upper}", ("a",))}))',
+     "refers to {sentence.upper}"),
+    ('registry.add_corpus(Corpus("val", "x", read=text_files("x/{split}.txt"), splits=("bits",)))', None),
+])
+def test_bad_declarations_are_usage_errors_naming_the_conftest(pytester, offline, declaration, says):
+    pytester.makeconftest(f'''
+from lmeval_fixtures import Corpus, Prompt, Task
+from lmeval_fixtures.data import text_files
+
+def pytest_lmeval_register(registry, config):
+    {declaration}
+''')
+    result = pytester.runpytest()
+    if says is None:  # an odd but harmless name is accepted
+        assert result.ret != pytest.ExitCode.USAGE_ERROR
+        return
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*conftest.py: *{says}*"])
+
+
+def test_a_conftest_below_the_root_cannot_declare_in_silence(pytester, offline):
+    pytester.makepyfile(test_x="def test_x(): pass")
+    sub = pytester.mkpydir("sub")
+    (sub / "conftest.py").write_text('''
+from lmeval_fixtures import Prompt, Task
+
+def pytest_lmeval_register(registry, config):
+    registry.add_task(Task("late", "late", ("", ""), ("s",), {"smallbench": Prompt("{s}", ("a",))}))
+''')
+    (sub / "test_y.py").write_text("def test_y(): pass\n")
+    result = pytester.runpytest()
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*sub/conftest.py: declares tasks or corpora*declare them in the conftest.py at the "
+                                 "root of the run*"])
+
+
+def test_a_corpus_reader_that_fails_is_one_line(pytester, offline):
+    pytester.makepyfile(test_perplexity=BENCHMARK)
+    pytester.makeconftest('''
+from lmeval_fixtures import Corpus
+
+def explode(split, data_dir, hub):
+    raise RuntimeError("reader exploded\\nsecond line")
+
+def pytest_lmeval_register(registry, config):
+    registry.add_corpus(Corpus("boom", "Boom", read=explode, splits=("validation",)))
+''')
+    write_wikitext(pytester.path / "data")
+    write_native_checkpoint(pytester.path / "ck" / "a")
+    result = pytester.runpytest("--checkpoint", "ck", "--data-dir", "data")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*corpus 'boom': its reader failed on validation (RuntimeError: reader exploded)*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_history_refuses_a_non_finite_value(tmp_path, capsys):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"run_id": "r", "timestamp": "t", "checkpoint": "a", "val_bits_per_byte": NaN}\n')
+    assert cli(["history", "--file", str(path)]) == 2
+    assert ":1: val_bits_per_byte is nan, not a number" in capsys.readouterr().err
+
+
+def test_the_same_checkpoint_named_twice_is_evaluated_once(suite):
+    result = suite.runpytest("--checkpoint", "ck/a", "--checkpoint", "ck/a/model.safetensors", "--checkpoint", "ck",
+                             "--data-dir", "data", "-m", "perplexity", "--run-id", "twice")
+    result.assert_outcomes(passed=2)
+    assert sorted(p.name for p in (suite.path / "reports/twice").iterdir() if p.is_dir()) == ["a"]
