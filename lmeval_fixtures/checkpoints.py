@@ -38,6 +38,7 @@ from .loaded import (  # importable from here too
     Allocation,
     CheckpointError,
     check_loaded,
+    default_file_mode,
     require_regular,
     sha256_file,
 )
@@ -239,9 +240,7 @@ def _native_files(folder: Path) -> list[Path]:
 
 def readable_by_umask(path: Path) -> None:
     """Give a written file the permissions ``open`` would (the writer may have made it private)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    os.chmod(path, default_file_mode())
 
 
 def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:

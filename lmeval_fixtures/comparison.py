@@ -48,13 +48,18 @@ def _best(figure: Figure, records: list[dict[str, Any]]) -> float | None:
     return min(values) if figure.lower_is_better else max(values)
 
 
+def sort_figure(figures: list[Figure], sort_by: str) -> Figure:
+    """The figure comparison.md is sorted by; a key that is not a scored figure is a ValueError."""
+    found = next((f for f in figures if f.key == sort_by and f.better is not None), None)
+    if found is None:
+        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable_keys(figures))}")
+    return found
+
+
 def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort_by: str,
                       plot: str | None = None) -> str:
     """Markdown: one row per checkpoint, sorted by the figure ``sort_by``, best value per column in bold."""
-    keys = {f.key: f for f in figures}
-    if sort_by not in keys or keys[sort_by].better is None:
-        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable_keys(figures))}")
-    order = keys[sort_by]
+    order = sort_figure(figures, sort_by)
     present = [r for r in records if order.value(r) is not None]
     absent = [r for r in records if order.value(r) is None]
     ordered = sorted(present, key=lambda r: order.value(r) if order.lower_is_better else -order.value(r)) + absent
@@ -147,7 +152,7 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
 
 def write_comparison(records: list[dict[str, Any]], folder: Path, figures: list[Figure], sort_by: str,
                      samples: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> list[Path]:
-    render_comparison(records, figures, sort_by)  # an unknown sort key fails before any file is written
+    sort_figure(figures, sort_by)  # an unknown sort key fails before any file is written
     png = plot_comparison(records, folder / "comparison.png")
     text = render_comparison(records, figures, sort_by, plot=png.name if png else None)
     if samples:

@@ -50,6 +50,13 @@ def normalise_line_ends(text: str, path: Path, notes: list[str]) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def require_local(path: Path, holding: str) -> None:
+    """A local data file that is absent makes its items skip, saying what --data-dir must hold;
+    a FIFO or device is left for the reader, which refuses it without opening it."""
+    if not path.is_file() and not special_file_message(path):
+        raise DataUnavailable(f"{path} not found: --data-dir must hold {holding}")
+
+
 def read_text_file(path: Path) -> tuple[str, str]:
     """Text and sha256 of a UTF-8 file; undecodable bytes are an error, never replaced silently,
     and a FIFO or device is refused before it is opened (reading one would hang the run)."""
@@ -97,9 +104,7 @@ def load_wikitext_articles(split: str, data_dir: Path | None, hub: Hub | None = 
     """
     if data_dir is not None:
         path = data_dir / "wikitext-2-raw" / f"{split}.txt"
-        if not path.is_file() and not special_file_message(path):  # a FIFO is refused when read
-            raise DataUnavailable(f"{path} not found: --data-dir must hold wikitext-2-raw/{split}.txt "
-                                  "(see README, 'Data layout')")
+        require_local(path, f"wikitext-2-raw/{split}.txt (see README, 'Data layout')")
         text, sha = read_text_file(path)
         source = DataSource(str(path), {f"wikitext-2-raw/{split}.txt": sha})
         return split_wikitext_articles(normalise_line_ends(text, path, source.notes)), source
@@ -121,8 +126,7 @@ def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str
         path = Path(name) if Path(name).is_absolute() else (data_dir / name if data_dir is not None else None)
         if path is None:
             raise DataUnavailable(f"{name}: no --data-dir / ${DATA_DIR_ENV} given; pass --data-dir DIR holding {name}")
-        if not path.is_file() and not special_file_message(path):  # a FIFO is refused when read
-            raise DataUnavailable(f"{path} not found: --data-dir must hold {name}")
+        require_local(path, name)
         text, sha = read_text_file(path)
         source = DataSource(str(path), {name: sha})
         text = normalise_line_ends(text, path, source.notes)
@@ -174,9 +178,7 @@ def load_task_rows(task: Task, split: str, data_dir: Path | None,
     """Rows of a SmallBench task split: ``DIR/smallbench/<task>/<split>.jsonl``, else the hub."""
     if data_dir is not None:
         path = data_dir / task.local_file(split)
-        if not path.is_file() and not special_file_message(path):  # a FIFO is refused when read
-            raise DataUnavailable(f"{path} not found: --data-dir must hold {task.local_file(split)} "
-                                  "(see README, 'Data layout')")
+        require_local(path, f"{task.local_file(split)} (see README, 'Data layout')")
         rows, sha = read_task_file(path, task)
         return rows, DataSource(str(path), {task.local_file(split): sha})
     try:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .corpora import Corpus
+from .corpora import SPLIT_PREFIX, Corpus
 from .numerics import safe_exp
 from .record import legacy_fields
 from .registry import Registry
@@ -120,8 +120,7 @@ def corpus_figures(corpus: Corpus, legacy_keys: set[str]) -> list[Figure]:
         for i, split in enumerate(corpus.splits):
             key = corpus.key(split, suffix)
             prefix = "" if corpus.legacy else f"{corpus.name} "
-            short = key.removesuffix(f"_{suffix}").removeprefix(f"{corpus.name}_") if not corpus.legacy \
-                else key.removesuffix(f"_{suffix}")
+            short = SPLIT_PREFIX.get(split, split)
             figures.append(Figure(
                 key, f"{prefix}{short} {label}", corpus.record_path(split) + (field,), better="lower",
                 digits=digits, column=column,

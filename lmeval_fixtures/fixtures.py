@@ -23,6 +23,7 @@ from .gates import BaselineError, gates_for
 from .inputs import CorpusSplit, TaskData
 from .items import perplexity_refusal
 from .tasks import Task
+from .timing import benchmark_forward
 
 if TYPE_CHECKING:
     import torch
@@ -188,8 +189,6 @@ class ForwardTimer:
         return reason
 
     def __call__(self, model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
-        from .timing import benchmark_forward
-
         return benchmark_forward(self.benchmark.pedantic, lambda: self.benchmark.stats.stats.data, model, ids,
                                  rounds, warmup)
 

@@ -79,6 +79,14 @@ def special_file_message(path: Path) -> str | None:
     return f"{path}: not a regular file ({kind}); copy its content to a regular file and pass that"
 
 
+def default_file_mode() -> int:
+    """The permissions ``open`` gives a new file under the user's umask (mkstemp and some writers
+    make files private, so a CI artifact step or a colleague could not read them)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def require_regular(path: Path) -> None:
     """``special_file_message`` as a ``CheckpointError``."""
     message = special_file_message(path)

@@ -27,6 +27,7 @@ from .registry import Registry, RegistryError
 from .run import Finished, Run
 from .run_info import run_metadata
 from .settings import OPTIONS, Settings, UsageError, settings_from_options
+from .timing import timing_unavailable
 
 MARKERS = MappingProxyType({
     "perplexity": "perplexity on the declared corpora (WikiText-2 by default): bits per byte, word perplexity",
@@ -71,8 +72,6 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def _timing_blocked(config: pytest.Config) -> str | None:
-    from .timing import timing_unavailable
-
     under_xdist = _is_worker(config) or config.getoption("dist", "no") != "no" \
         or bool(os.environ.get("PYTEST_XDIST_WORKER"))
     disabled = config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False)

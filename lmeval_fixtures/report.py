@@ -14,17 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .figures import Figure, known_corpora, known_tasks
-from .loaded import special_file_message
+from .figures import Figure, known_corpora, known_tasks, lookup
+from .loaded import default_file_mode, special_file_message
 from .plots import plot_batch_scaling
 from .record import validate_record
 from .registry import Registry
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -37,7 +31,7 @@ def write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            os.fchmod(handle.fileno(), default_file_mode())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -251,14 +245,6 @@ def _not_run(family: str, record: dict[str, Any]) -> str:
     return f"_not run{why}_"
 
 
-def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    """The splits of a corpus: ``path`` is its record path with an empty split."""
-    found: Any = record
-    for part in path[:-1]:
-        found = found.get(part) if isinstance(found, dict) else None
-    return found or {}
-
-
 def _perplexity_table(ppl: dict[str, Any], splits: tuple[str, ...]) -> list[str]:
     rows = []
     for split in [*splits, *sorted(set(ppl) - set(splits))]:
@@ -312,7 +298,7 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
 
     for corpus in known_corpora(registry, [record]):
         parts += ["", f"## Perplexity ({corpus.label})", ""]
-        ppl = _lookup(record, corpus.record_path(""))
+        ppl = lookup(record, corpus.record_path("")[:-1]) or {}
         if ppl:
             parts += _perplexity_table(ppl, corpus.splits)
             missing = [split for split in corpus.splits if split not in ppl]

@@ -20,6 +20,7 @@ from .checkpoints import Allocation, CheckpointError, CheckpointSpec, LoadedChec
 from .data import DataError, DataUnavailable
 from .figures import Figure
 from .gates import BaselineError, gates_for
+from .hf_adapter import is_hf_causal_lm
 from .inputs import Inputs
 from .registry import Registry
 from .run import Run
@@ -54,7 +55,7 @@ def in_memory_checkpoint(spec: CheckpointSpec, model: torch.nn.Module, tokenizer
         allocation = Allocation.of_native(model.config)
         config: dict[str, Any] | None = model.config.to_dict() | {"d_ff": model.config.d_ff}
         native = model.config
-    elif hasattr(model, "get_output_embeddings") and hasattr(model, "base_model_prefix"):
+    elif is_hf_causal_lm(model):
         from .hf_models import allocation as hf_allocation
         from .hf_models import context_length
 

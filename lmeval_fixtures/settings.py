@@ -144,9 +144,8 @@ def run_id(value: str | None) -> str | None:
 def data_dir(option: str | None, ini: str | None) -> Path | None:
     """A data folder named by --data-dir, the ini or $LMEVAL_DATA_DIR must be a folder: a typo
     would otherwise skip every item and let a gate pass on nothing."""
-    for name, value in (("--data-dir", option), ("ini lmeval_data_dir", ini), (f"${DATA_DIR_ENV}", None)):
-        if name.startswith("$"):
-            value = os.environ.get(DATA_DIR_ENV) or None
+    environment = os.environ.get(DATA_DIR_ENV)
+    for name, value in (("--data-dir", option), ("ini lmeval_data_dir", ini), (f"${DATA_DIR_ENV}", environment)):
         if value:
             path = Path(value).expanduser()
             if not path.is_dir():

@@ -37,8 +37,8 @@ from lmeval_fixtures.checkpoints import (
 from lmeval_fixtures.loaded import sha256_file
 from lmeval_fixtures.model import ModelConfig
 
-from .conftest import make_tokenizer, tiny_config, write_native_checkpoint, write_wikitext
-from .test_plugin import BENCHMARK
+from .conftest import make_tokenizer, tiny_config, write_native_checkpoint
+from .test_plugin import BENCHMARK, suite  # noqa: F401 (the fixture: benchmark and WikiText data)
 
 FIX_JSON = "correct config.json"
 FIX_PT = "re-save the checkpoint with a corrected config"
@@ -296,11 +296,6 @@ def records(root: Path, run_id: str) -> dict[str, dict]:
             for path in sorted((root / "reports" / run_id).glob("*/metrics.json"))}
 
 
-@pytest.fixture
-def suite(pytester, offline):
-    pytester.makepyfile(test_perplexity=BENCHMARK)
-    write_wikitext(pytester.path / "data")
-    return pytester
 
 
 def test_colliding_names_each_keep_their_own_report(suite):

@@ -16,8 +16,8 @@ from lmeval_fixtures.registry import Registry
 from lmeval_fixtures.report import render_summary
 from lmeval_fixtures.run import Run
 
-from .conftest import write_native_checkpoint, write_wikitext
-from .test_plugin import BENCHMARK
+from .conftest import write_native_checkpoint
+from .test_plugin import BENCHMARK, suite  # noqa: F401 (the fixture: benchmark and WikiText data)
 from .test_record import FIGURES, RUN, split_figures
 
 
@@ -72,11 +72,6 @@ def hostile_checkpoints(root):
     return expected
 
 
-@pytest.fixture
-def suite(pytester, offline):
-    pytester.makepyfile(test_perplexity=BENCHMARK)
-    write_wikitext(pytester.path / "data")
-    return pytester
 
 
 def test_hostile_checkpoints_fail_alone_with_one_line_each(suite):
