@@ -1,18 +1,3 @@
-"""Perplexity per checkpoint, corpus and split (docs/design.md, "Metrics").
+"""The packaged items (`lmeval_fixtures/benchmarks/test_perplexity.py`), collected here under their usual ids."""
 
-Parametrized over the run's corpora (WikiText-2 raw by default; a conftest adds
-more with ``pytest_lmeval_register``). The body is ``lmeval_fixtures.items``,
-the same code the library API runs.
-"""
-
-import pytest
-
-from lmeval_fixtures import items
-
-
-@pytest.mark.perplexity
-def test_perplexity(checkpoint, corpus_data, record_metric, eval_run, gates):
-    fragment, _, problems = items.perplexity(checkpoint, corpus_data, eval_run.settings)
-    record_metric(checkpoint, fragment)
-    assert not problems, "; ".join(problems)
-    gates.enforce(checkpoint, fragment)
+from lmeval_fixtures.benchmarks.test_perplexity import test_perplexity  # noqa: F401

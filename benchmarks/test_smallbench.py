@@ -1,18 +1,3 @@
-"""SmallBench accuracy per checkpoint and task, scored by log-likelihood (docs/design.md, "SmallBench").
+"""The packaged items (`lmeval_fixtures/benchmarks/test_smallbench.py`), collected here under their usual ids."""
 
-Parametrized over the run's tasks (SST-2, RTE, BoolQ, MRPC by default; a conftest
-adds more with ``pytest_lmeval_register``).
-"""
-
-import pytest
-
-from lmeval_fixtures import items
-
-
-@pytest.mark.smallbench
-def test_smallbench(checkpoint, task_data, record_metric, eval_run, gates, progress):
-    fragment, _, problems = items.smallbench(checkpoint, task_data, eval_run.settings,
-                                             progress(f"{checkpoint.name} {task_data.task.name}"))
-    record_metric(checkpoint, fragment)
-    assert not problems, "; ".join(problems)
-    gates.enforce(checkpoint, fragment)
+from lmeval_fixtures.benchmarks.test_smallbench import test_smallbench  # noqa: F401

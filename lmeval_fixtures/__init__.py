@@ -1,27 +1,31 @@
 """lmeval-fixtures: a pytest-native benchmark suite for small causal language models.
 
 The library works without pytest; these are the entry points for scripts,
-notebooks and training loops (see the README's "Library use").
+notebooks and training loops (see the README's "Library use"). They are loaded
+on first use, so that ``import lmeval_fixtures.plugin`` (every pytest start in a
+project that loads the plugin) does not pay for importing torch.
 """
 
-from .api import evaluate, evaluate_perplexity, evaluate_smallbench, profile_latency, reference_checkpoints
-from .checkpoints import load_checkpoint
-from .corpora import Corpus
-from .model import ModelConfig, Transformer
-from .registry import Registry
-from .tasks import Prompt, Task
+from __future__ import annotations
 
-__all__ = (
-    "Corpus",
-    "ModelConfig",
-    "Prompt",
-    "Registry",
-    "Task",
-    "Transformer",
-    "evaluate",
-    "evaluate_perplexity",
-    "evaluate_smallbench",
-    "load_checkpoint",
-    "profile_latency",
-    "reference_checkpoints",
-)
+from importlib import import_module
+from typing import Any
+
+_HOMES = {
+    "evaluate": "api", "evaluate_perplexity": "api", "evaluate_smallbench": "api", "profile_latency": "api",
+    "reference_checkpoints": "api", "load_checkpoint": "checkpoints", "Corpus": "corpora",
+    "ModelConfig": "model", "Transformer": "model", "Registry": "registry", "Prompt": "tasks", "Task": "tasks",
+}
+__all__ = tuple(sorted(_HOMES))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'lmeval_fixtures' has no attribute {name!r}")
+    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

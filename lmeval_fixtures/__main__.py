@@ -1,37 +1,52 @@
-"""Command line: ``python -m lmeval_fixtures merge|compare`` (also the ``lmeval-fixtures`` script).
+"""Command line: ``lmeval-fixtures`` (also ``python -m lmeval_fixtures``).
 
     merge OUT SHARD_DIR...    join shard reports (same run, same data) into OUT
-    compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs
+    compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs; records
+                              measured with other settings or data are grouped apart, not ranked
     export-hf CHECKPOINT OUT_DIR
                               a Hugging Face Llama folder with the same weights (needs the hf extra)
     history [--checkpoint NAME] [--metric KEY]
-                              trend of a figure over the runs in reports/history.jsonl
+                              trend of a figure over the runs in reports/history.jsonl that were
+                              measured as the latest was
+    fetch-data DIR [--overwrite]
+                              the local data layout (what --data-dir reads), from the Hugging Face hub
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from .checkpoints import CheckpointError
-from .comparison import row_labels, write_comparison
-from .figures import figure_table
-from .hf_export import export_hf
-from .history import metrics_in, read_history, trend
-from .record import RecordMergeError
-from .registry import Registry
-from .report import RecordsNotFound, find_records, read_samples
-from .run import Run
-from .settings import default
+# Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
+# and each command imports what it needs when it runs.
+from .options import default
+
+DISTRIBUTION = "lmeval-fixtures"
 
 
 class CommandError(Exception):
     """A usage problem worth one line on stderr and exit status 2."""
 
 
-def merge(out: Path, shards: list[Path], sort_by: str = default("compare_by")) -> list[Path]:
+def package_version() -> str:
+    """The installed distribution's version: a source tree that was never installed says so
+    instead of failing, since ``--version`` is what one asks when something seems off."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "(version unknown: not installed; pip install -e .)"
+
+
+def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")) -> list[Path]:
     """Join shard reports of one run into ``out``, through the same ``Run.finish`` as a pytest run."""
+    from .record import RecordMergeError
+    from .registry import Registry
+    from .report import find_records, read_samples
+    from .run import Run
+
     found = find_records(shards)
     run_ids = sorted({str(record.get("run_id")) for _, record in found})
     if len(run_ids) > 1:
@@ -47,13 +62,31 @@ def merge(out: Path, shards: list[Path], sort_by: str = default("compare_by")) -
             run.adopt(record, read_samples(file.parent))
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
-    done = run.finish(out, history=None, compare_by=sort_by, run_id=run_ids[0])
+    done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
     if done.errors:
         raise CommandError("; ".join(done.errors))
     return done.paths
 
 
+def compare(paths: list[Path], out: Path, compare_by: str) -> list[Path]:
+    """comparison.md for records of earlier runs; ``write_comparison`` keeps records measured
+    otherwise in groups of their own."""
+    from .comparison import row_labels, write_comparison
+    from .figures import figure_table
+    from .registry import Registry
+    from .report import find_records, read_samples
+
+    found = find_records(paths)
+    records = [record for _, record in found]
+    samples = {label: read_samples(file.parent) for label, (file, _) in zip(row_labels(records), found, strict=True)}
+    return write_comparison(records, out, figure_table(Registry.default(), records), compare_by, samples)
+
+
 def show_history(path: Path, checkpoints: list[str] | None, metric: str, previous: int) -> int:
+    """Print each checkpoint's trend of ``metric``: the runs measured as its latest, a note on
+    the runs left out (other settings or data), and the verdict on the latest value."""
+    from .history import metrics_in, read_history, trend
+
     if not path.exists():
         raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
     lines = read_history(path)
@@ -61,54 +94,116 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
         raise CommandError(f"--metric {metric}: {path} holds {', '.join(metrics_in(lines)) or 'no figures'}")
     names = checkpoints or sorted({line["checkpoint"] for line in lines})
     for name in names:
-        rows, verdict = trend(lines, name, metric, previous)
+        found = trend(lines, name, metric, previous)
         print(f"== {name}: {metric}")
-        for row in rows:
+        for row in found.rows:
             print("  " + row)
-        print(verdict)
+        for note in found.notes:
+            print(note)
+        print(found.verdict)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def fetch(dest: Path, overwrite: bool) -> list[Path]:
+    """The data layout under ``dest`` from the hub (``fetch_data.fetch_data``); each step on stderr,
+    so that stdout holds only the files written."""
+    from .fetch_data import fetch_data
+
+    return fetch_data(dest, overwrite=overwrite, progress=lambda line: print(line, file=sys.stderr))
+
+
+def export(checkpoint: Path, out: Path, force: bool) -> list[Path]:
+    from .hf_export import export_hf
+
+    return [export_hf(checkpoint, out, force=force)]
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The failures a command reports in one line (exit 2) rather than a traceback. Imported
+    only when one happens: by then the command has imported these modules anyway."""
+    from .checkpoints import CheckpointError
+    from .data import DataError, DataUnavailable
+    from .report import RecordsNotFound
+
+    return (CommandError, RecordsNotFound, OSError, ValueError, ImportError, CheckpointError, DataError,
+            DataUnavailable)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An option's old name: still accepted, hidden from ``--help``, and a note on stderr names the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str, **kwargs: Any) -> None:
+        self.new_name = new_name
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated; use {self.new_name}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_compare_by(command: argparse.ArgumentParser) -> None:
+    """``--compare-by``, named as the pytest option it mirrors; ``--sort-by``, its old name, still works."""
+    command.add_argument("--compare-by", default=default("compare_by"), metavar="KEY",
+                         help="figure key comparison.md is sorted by, as pytest's --compare-by "
+                              "(default: %(default)s)")
+    command.add_argument("--sort-by", dest="compare_by", action=DeprecatedAlias, new_name="--compare-by")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; building it imports nothing heavy."""
     parser = argparse.ArgumentParser(prog="lmeval-fixtures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     merge_cmd = commands.add_parser("merge", help="join shard reports into one")
-    merge_cmd.add_argument("out", type=Path)
-    merge_cmd.add_argument("shards", type=Path, nargs="+")
-    merge_cmd.add_argument("--sort-by", default=default("compare_by"),
-                           help="figure key comparison.md is sorted by (default: %(default)s)")
+    merge_cmd.add_argument("out", type=Path, metavar="OUT", help="run folder to write (or to fold the shards into)")
+    merge_cmd.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR",
+                           help="a shard's run folder (reports/<run_id> of its --report-dir), or a metrics.json")
+    add_compare_by(merge_cmd)
     compare_cmd = commands.add_parser("compare", help="compare records of earlier runs")
-    compare_cmd.add_argument("records", type=Path, nargs="+")
+    compare_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
+                             help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
     compare_cmd.add_argument("--out", type=Path, default=Path("."), help="folder for comparison.md (default: .)")
-    compare_cmd.add_argument("--sort-by", default=default("compare_by"),
-                             help="figure key to sort by (default: %(default)s)")
+    add_compare_by(compare_cmd)
     export_cmd = commands.add_parser("export-hf", help="write a Hugging Face Llama folder")
-    export_cmd.add_argument("checkpoint", type=Path)
-    export_cmd.add_argument("out", type=Path)
+    export_cmd.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
+                            help="a native checkpoint (.safetensors with config.json beside it, or .pt)")
+    export_cmd.add_argument("out", type=Path, metavar="OUT_DIR", help="new or empty folder for the Llama export")
     export_cmd.add_argument("--force", action="store_true", help="write into a folder that is not empty")
-    history_cmd = commands.add_parser("history", help="trend of a figure across runs")
-    history_cmd.add_argument("--file", type=Path, default=Path("reports/history.jsonl"))
-    history_cmd.add_argument("--checkpoint", action="append", help="checkpoint name (default: all)")
-    history_cmd.add_argument("--metric", default=default("compare_by"),
+    history_cmd = commands.add_parser("history", help="trend of a figure across runs measured alike")
+    history_cmd.add_argument("--file", type=Path, default=Path("reports/history.jsonl"),
+                             help="the history file (default: %(default)s)")
+    history_cmd.add_argument("--checkpoint", action="append", metavar="NAME",
+                             help="checkpoint name; repeatable (default: all)")
+    history_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
                              help="a figure of the history file (default: %(default)s)")
-    history_cmd.add_argument("--previous", type=int, default=5, help="runs the latest is compared with")
-    args = parser.parse_args(argv)
+    history_cmd.add_argument("--previous", type=int, default=5, metavar="N",
+                             help="runs the latest is compared with (default: %(default)s)")
+    fetch_cmd = commands.add_parser("fetch-data", help="write the local data layout from the Hugging Face hub")
+    fetch_cmd.add_argument("dest", type=Path, metavar="DIR",
+                           help="folder to write the data layout into (then pass it as --data-dir)")
+    fetch_cmd.add_argument("--overwrite", action="store_true",
+                           help="replace files already there (default: refuse to)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "export-hf":
-            written = [export_hf(args.checkpoint, args.out, force=args.force)]
-        elif args.command == "history":
+        if args.command == "history":
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
+        if args.command == "export-hf":
+            written = export(args.checkpoint, args.out, args.force)
         elif args.command == "merge":
-            written = merge(args.out, args.shards, args.sort_by)
+            written = merge(args.out, args.shards, args.compare_by)
+        elif args.command == "fetch-data":
+            written = fetch(args.dest, args.overwrite)
         else:
-            found = find_records(args.records)
-            records = [record for _, record in found]
-            samples = {label: read_samples(file.parent)
-                       for label, (file, _) in zip(row_labels(records), found, strict=True)}
-            written = write_comparison(records, args.out, figure_table(Registry.default(), records), args.sort_by,
-                                       samples)
-    except (CommandError, RecordsNotFound, OSError, ValueError, ImportError, CheckpointError) as exc:
+            written = compare(args.records, args.out, args.compare_by)
+    except Exception as exc:  # narrowed at once: user_errors() imports their classes only now
+        if not isinstance(exc, user_errors()):
+            raise
         print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
         return 2
     for path in written:

@@ -11,6 +11,7 @@ BOS/EOS token is ``<|endoftext|>``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from .runner import ItemRunner
 from .settings import REFERENCE_DIR, UsageError, default, option_values, plain_name, settings_from_options
 from .smallbench import TaskResult, evaluate_task
 from .tasks import TASKS, Task
-from .timing import summarise_ms, time_rounds
+from .timing import RoundPolicy, summarise_ms, time_rounds
 from .tokenizer import TextTokenizer
 
 TokenizerLike = TextTokenizer | Tokenizer
@@ -96,7 +97,8 @@ def profile_latency(
 
     Without pytest-benchmark: for a quick reading inside a training loop. The pytest
     items use pytest-benchmark and record the same statistics; ``rounds`` and ``warmup``
-    default to --latency-rounds and --latency-warmup's defaults.
+    default to --latency-rounds and --latency-warmup's defaults. Exactly ``rounds`` rounds
+    are timed: a caller who names a count gets that count (no time budget here).
     """
     rounds = default("latency_rounds") if rounds is None else rounds
     warmup = default("latency_warmup") if warmup is None else warmup
@@ -105,7 +107,7 @@ def profile_latency(
     if vocab is None:
         raise ValueError("pass vocab_size for a model without .config.vocab_size")
     ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed)).to(parameter.device)
-    timings = time_rounds(lambda: model(ids), parameter.device, rounds, warmup)
+    timings = time_rounds(lambda: model(ids), parameter.device, RoundPolicy(rounds, warmup, math.inf, rounds))
     return summarise_ms(timings) | {"batch": batch, "seq": seq}
 
 

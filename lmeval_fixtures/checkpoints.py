@@ -8,6 +8,11 @@ a FIFO or device is refused before it is opened. Every failure is a
 ``CheckpointError`` whose one-line message names the file and says what to do.
 ``save_checkpoint`` writes the same format, so that every writer (tests, training
 and sweep scripts) agrees with the loader.
+
+A value that names no local path but has the shape of a Hugging Face hub model id
+(``EleutherAI/pythia-14m``, ``owner/name@revision``) is that model: discovery names it
+without touching the network, and loading fetches it into the Hugging Face cache
+(``hf_models.hub_snapshot``) and loads the snapshot as a local Hugging Face folder.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pickle
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -32,7 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
-from .hf_models import load_hf_folder
+from .hf_models import HubModel, hub_snapshot, load_hf_folder, parse_hub_id
 from .loaded import (  # importable from here too
     REFUSED_PICKLE,
     Allocation,
@@ -53,10 +58,16 @@ DTYPES = MappingProxyType({"float32": torch.float32, "bfloat16": torch.bfloat16,
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """What the user pointed at, before anything is read: enough to name test ids."""
+    """What the user pointed at, before anything is read: enough to name test ids.
+
+    ``hub_id`` is set for a Hugging Face hub model (``owner/name[@revision]``, also in
+    ``path`` as given): it is fetched when loaded, never at discovery, so that naming the
+    run's checkpoints stays cheap and offline.
+    """
 
     name: str
     path: Path
+    hub_id: str | None = None
 
 
 @dataclass
@@ -119,6 +130,18 @@ def _name_chain(path: Path) -> list[str]:
     return [base] + ["-".join([*reversed(folders[:depth]), base]) for depth in range(1, len(folders) + 1)]
 
 
+Entry = Path | HubModel  # what a checkpoint name is derived from: a local path or a hub model
+
+
+def _chain_of(entry: Entry) -> list[str]:
+    return entry.name_chain() if isinstance(entry, HubModel) else _name_chain(Path(entry))
+
+
+def _format_of(entry: Entry) -> str:
+    """The suffix that tells two files of one folder apart; a hub model has none."""
+    return "" if isinstance(entry, HubModel) else Path(entry).suffix.lstrip(".")
+
+
 def _collisions(names: Sequence[str]) -> list[list[int]]:
     """Indices that share a name, compared case-insensitively (report folders on macOS and Windows are)."""
     groups: dict[str, list[int]] = defaultdict(list)
@@ -152,7 +175,7 @@ def _free(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _settle(names: list[str], paths: Sequence[Path], levels: list[int]) -> list[str]:
+def _settle(names: list[str], paths: Sequence[Entry], levels: list[int]) -> list[str]:
     """Names that parent folders could not tell apart. The least qualified keep priority; when
     several of them are files of one folder that differ by format, each takes its format
     (``a-pt``, ``a-safetensors``); otherwise the first in path order keeps the name. Every other
@@ -162,29 +185,31 @@ def _settle(names: list[str], paths: Sequence[Path], levels: list[int]) -> list[
         members.sort(key=lambda i: (levels[i], str(paths[i]), i))
         taken = {name.casefold() for i, name in enumerate(final) if i not in members}
         lowest = [i for i in members if levels[i] == levels[members[0]]]
-        formats = [paths[i].suffix.lstrip(".") for i in lowest]
+        formats = [_format_of(paths[i]) for i in lowest]
         by_format = len(lowest) > 1 and all(formats) and len(set(formats)) == len(formats)
         for i in members:
-            suffix = f"-{paths[i].suffix.lstrip('.')}" if by_format and i in lowest else ""
+            suffix = f"-{_format_of(paths[i])}" if by_format and i in lowest else ""
             final[i] = _free(names[i] + suffix, taken)
     return final
 
 
-def checkpoint_names(paths: Sequence[Path]) -> list[str]:
-    """One distinct, stable name per path (test ids and report folders).
+def checkpoint_names(paths: Sequence[Entry]) -> list[str]:
+    """One distinct, stable name per path or hub model (test ids and report folders).
 
     Each checkpoint is named by ``checkpoint_name``; checkpoints that share a name are
     prefixed with as many parent folders as it takes to tell them apart (``d1/a.pt`` and
     ``d2/a.pt`` become ``d1-a`` and ``d2-a``), and a qualified name never takes one that
-    another checkpoint has on its own. The names depend on the set of paths, not their order.
+    another checkpoint has on its own. A hub model is named by its repository's name and
+    qualified by its revision, then its owner (``pythia-14m``, ``pythia-14m-step1000``,
+    ``EleutherAI-pythia-14m``). The names depend on the set of paths, not their order.
     """
-    chains = [_name_chain(Path(path)) for path in paths]
+    chains = [_chain_of(path) for path in paths]
     levels = [0] * len(chains)
     while True:
         current = [chain[level] for chain, level in zip(chains, levels, strict=True)]
         climbing = {i for members in _collisions(current) for i in _climbers(members, chains, levels)}
         if not climbing:
-            return _settle(current, [Path(path) for path in paths], levels)
+            return _settle(current, [p if isinstance(p, HubModel) else Path(p) for p in paths], levels)
         for i in climbing:
             levels[i] += 1
 
@@ -243,17 +268,30 @@ def readable_by_umask(path: Path) -> None:
     os.chmod(path, default_file_mode())
 
 
+def hub_model_of(value: str | Path) -> HubModel | None:
+    """``value`` as a Hugging Face hub model, or None. A value that exists as a local path (a
+    broken link included) is always that path; one that does not is a hub model when it has
+    the shape of one (``hf_models.parse_hub_id``), and otherwise keeps its "no such file" error."""
+    if os.path.lexists(value):
+        return None
+    return parse_hub_id(value)
+
+
 def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
     """Expand each path: a checkpoint file, a Hugging Face folder, or a folder of either
-    (one level of sub-folders).
+    (one level of sub-folders); or a Hugging Face hub model id (``hub_model_of``).
 
     Paths that do not exist are kept, so that their items fail with a reason
-    rather than vanishing from the run. Names come from ``checkpoint_names``.
+    rather than vanishing from the run. Names come from ``checkpoint_names``. Nothing is
+    downloaded here: a hub model is named from its id and fetched when loaded.
     """
-    found: list[Path] = []
+    found: list[Entry] = []
     for raw in paths:
         path = Path(raw)
-        if is_hf_folder(path):
+        hub = hub_model_of(raw)
+        if hub is not None:
+            found.append(hub)
+        elif is_hf_folder(path):
             found.append(path)
         elif path.is_dir():
             inside = _native_files(path)
@@ -262,14 +300,22 @@ def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:
             found.extend(inside or [path])
         else:
             found.append(path)
-    unique: dict[Path, Path] = {}  # the same file named twice is evaluated once
-    for path in found:
-        unique.setdefault(_identity_key(path), path)
+    unique: dict[Path | str, Entry] = {}  # the same file (or model id) named twice is evaluated once
+    for entry in found:
+        unique.setdefault(_identity_key(entry), entry)
     found = list(unique.values())
-    return [CheckpointSpec(name=name, path=path) for name, path in zip(checkpoint_names(found), found, strict=True)]
+    return [_spec(name, entry) for name, entry in zip(checkpoint_names(found), found, strict=True)]
 
 
-def _identity_key(path: Path) -> Path:
+def _spec(name: str, entry: Entry) -> CheckpointSpec:
+    if isinstance(entry, HubModel):
+        return CheckpointSpec(name=name, path=Path(str(entry)), hub_id=str(entry))
+    return CheckpointSpec(name=name, path=entry)
+
+
+def _identity_key(path: Entry) -> Path | str:
+    if isinstance(path, HubModel):
+        return f"hub:{path}"
     try:
         return path.resolve()
     except (OSError, RuntimeError):  # a symlink loop: keep it apart, its items fail with a reason
@@ -412,7 +458,21 @@ def training_metadata(raw: dict[str, Any]) -> dict[str, Any]:
 def _as_spec(spec: CheckpointSpec | str | Path) -> CheckpointSpec:
     if isinstance(spec, CheckpointSpec):
         return spec
+    hub = hub_model_of(spec)
+    if hub is not None:
+        return _spec(hub.name, hub)
     return CheckpointSpec(name=checkpoint_name(Path(spec)), path=Path(spec))
+
+
+def _hub_model(spec: CheckpointSpec) -> HubModel | None:
+    """The hub model a spec names: its ``hub_id``, or, for a spec built without one (a renamed
+    copy), its path when that names no local file and has a model id's shape."""
+    if spec.hub_id is not None:
+        hub = parse_hub_id(spec.hub_id)
+        if hub is None:
+            raise CheckpointError(f"{spec.hub_id}: not a Hugging Face model id; pass owner/name or owner/name@revision")
+        return hub
+    return hub_model_of(spec.path)
 
 
 def load_checkpoint(spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedCheckpoint:
@@ -433,7 +493,8 @@ class CheckpointCache:
 
     @staticmethod
     def _key(spec: CheckpointSpec, device: str, dtype: str) -> tuple[str, str, str]:
-        return str(resolved(spec.path)), device, dtype
+        hub = spec.hub_id or (str(spec.path) if hub_model_of(spec.path) else None)
+        return (f"hub:{hub}" if hub else str(resolved(spec.path))), device, dtype
 
     def load(self, spec: CheckpointSpec | str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedCheckpoint:
         spec = _as_spec(spec)
@@ -482,6 +543,22 @@ def _load_hf(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
     return LoadedCheckpoint(spec.name, path, model, tokenizer, None, allocation, {"name": spec.name} | identity)
 
 
+def _load_hub(spec: CheckpointSpec, hub: HubModel, device: str, dtype: str) -> LoadedCheckpoint:
+    """A hub model: its snapshot in the Hugging Face cache (fetched when missing), loaded as a
+    Hugging Face folder. The identity adds the model id and the commit the snapshot holds, so a
+    record says exactly which weights a moving branch such as ``main`` pointed at."""
+    folder = hub_snapshot(hub)
+    if not is_hf_folder(folder):
+        raise CheckpointError(f"{hub}: {folder} is not a Hugging Face causal-LM folder (its config.json is missing "
+                              "or not a Hugging Face one); pass a local checkpoint instead")
+    try:
+        loaded = _load_hf(replace(spec, path=folder, hub_id=None), device, dtype)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{hub}: {exc}") from None
+    loaded.identity |= {"hub_id": hub.repo_id, "revision": folder.name}
+    return loaded
+
+
 def _part_of_hf_folder(path: Path) -> CheckpointError:
     """A file inside a Hugging Face folder: point at the folder, and, for a config.json that is
     native but for a few keys, name them (removing them makes this file loadable)."""
@@ -494,6 +571,9 @@ def _part_of_hf_folder(path: Path) -> CheckpointError:
 
 
 def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
+    hub = _hub_model(spec)
+    if hub is not None:
+        return _load_hub(spec, hub, device, dtype)
     path = spec.path
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")

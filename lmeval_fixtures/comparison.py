@@ -1,7 +1,10 @@
 """The cross-checkpoint comparison: the table (and picture) that decides an allocation study.
 
 Token perplexity is only comparable between checkpoints that share a tokenizer;
-when they do not, the table says so and bits per byte leads.
+when they do not, the table says so and bits per byte leads. Figures measured with
+other figure-changing settings or on other data are not comparable at all: such
+records (from ``lmeval-fixtures compare`` over several runs) are shown in groups,
+each ranked on its own, never ranked, bolded or paired against each other.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .figures import Figure, sortable_keys
+from .history import differences, figure_settings, shown
 from .paired import PairedResult, paired_accuracy, paired_bits_per_byte
 from .plots import plot_comparison
+from .record import FIGURE_SETTINGS
 from .report import write_atomic
 
 
@@ -56,38 +61,101 @@ def sort_figure(figures: list[Figure], sort_by: str) -> Figure:
     return found
 
 
-def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort_by: str,
-                      plot: str | None = None) -> str:
-    """Markdown: one row per checkpoint, sorted by the figure ``sort_by``, best value per column in bold."""
-    order = sort_figure(figures, sort_by)
+def comparable_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The records split into groups measured alike (``history.differences``: the same
+    figure-changing settings, no data file read with other contents), since a figure ranks
+    only against figures measured the same way. Each record joins the first group it agrees
+    with in full; the largest group comes first (ties: the first seen); order is kept within."""
+    groups: list[list[dict[str, Any]]] = []
+    for record in records:
+        home = next((g for g in groups if not any(differences(member, record) for member in g)), None)
+        if home is None:
+            groups.append([record])
+        else:
+            home.append(record)
+    return sorted(groups, key=len, reverse=True)
+
+
+def _condition(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """How a group was measured: its settings (one set: the group agrees) and every data file it read."""
+    data: dict[str, str] = {}
+    for record in group:
+        data.update(record.get("data_fingerprints") or {})
+    return {"settings": group[0].get("settings"), "data_fingerprints": data}
+
+
+def _group_title(index: int, condition: dict[str, Any], conditions: list[dict[str, Any]]) -> str:
+    """``Group 2: max_samples 200, data wikitext-2-raw/validation.txt 3f2a...``: only what tells the groups apart."""
+    recorded = [s for s in (figure_settings(c) for c in conditions) if set(s) & set(FIGURE_SETTINGS)]
+    mine = figure_settings(condition)
+    if not set(mine) & set(FIGURE_SETTINGS):  # records of a version that did not record them
+        parts = ["settings not recorded"]
+    else:
+        parts = [f"{key} {shown(key, mine)}" for key in FIGURE_SETTINGS if len({shown(key, s) for s in recorded}) > 1]
+        if not parts and len(recorded) < len(conditions):
+            parts = ["settings recorded"]
+    data = condition["data_fingerprints"]
+    parts += [f"data {name} {sha[:12]}" for name, sha in sorted(data.items())
+              if len({c["data_fingerprints"][name] for c in conditions if name in c["data_fingerprints"]}) > 1]
+    return f"Group {index}: {', '.join(parts) or 'measured otherwise'}"
+
+
+def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: Figure,
+                  label: dict[int, str]) -> list[str]:
+    """The table of one group: sorted by ``order``, the best value of each column in bold."""
     present = [r for r in records if order.value(r) is not None]
     absent = [r for r in records if order.value(r) is None]
     ordered = sorted(present, key=lambda r: order.value(r) if order.lower_is_better else -order.value(r)) + absent
-    label = {id(r): name for r, name in zip(records, row_labels(records), strict=True)}
     comparable = shared_tokenizer(records)
     columns = [f for f in figures if f.column and (comparable or not f.tokenizer_dependent)
                and any(f.value(r) is not None for r in records)]
     best = {f.key: _best(f, records) for f in columns}
     header = ["checkpoint"] + [f.label for f in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = []
+    if not comparable:
+        lines += ["**Tokenizers differ between these checkpoints: token perplexity is not comparable and is "
+                  "left out; compare bits per byte (tokenizer-independent).**", ""]
+    if len({tuple(sorted((r.get("data_fingerprints") or {}).items())) for r in records}) > 1:
+        lines += ["**These checkpoints did not all read the same data files (fingerprints differ), though no "
+                  "file that two of them read differs: a run of fewer items, or data from another source.**", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for record in ordered:
         cells = [label[id(record)]] + [
             _cell(record, f, best[f.key] is not None and f.value(record) == best[f.key]) for f in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort_by: str,
+                      plot: str | None = None) -> str:
+    """Markdown: one row per checkpoint, sorted by the figure ``sort_by``, best value per column in
+    bold. Records measured otherwise (``comparable_groups``) are not ranked together: each group
+    gets its own table, titled by what sets it apart, under a sentence that says why."""
+    order = sort_figure(figures, sort_by)
+    label = {id(r): name for r, name in zip(records, row_labels(records), strict=True)}
+    groups = comparable_groups(records)
     runs = sorted({r["run_id"] for r in records})
     parts = [f"# Comparison of {len(records)} checkpoints", "",
              f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({order.better} is better); "
              "the best value of each column is in bold (none where all agree); accuracies carry their "
              "standard error.", ""]
-    if not comparable:
-        parts += ["**Tokenizers differ between these checkpoints: token perplexity is not comparable and is "
-                  "left out; compare bits per byte (tokenizer-independent).**", ""]
-    fingerprints = {tuple(sorted(r.get("data_fingerprints", {}).items())) for r in records}
-    if len(fingerprints) > 1:
-        parts += ["**The checkpoints were not all measured on the same data (fingerprints differ).**", ""]
-    parts += lines
+    if len(groups) == 1:
+        parts += _ranked_table(records, figures, order, label)
+    else:
+        conditions = [_condition(g) for g in groups]
+        reasons: list[str] = []
+        for condition in conditions[1:]:
+            reasons += [r for r in differences(conditions[0], condition) if r not in reasons]
+        parts += [f"**These checkpoints were not all measured alike (later groups vs group 1: {'; '.join(reasons)})"
+                  ". A figure ranks only against figures measured the same way, so they are not ranked together: "
+                  "each group below is sorted, and its best values bolded, on its own, and paired tests compare "
+                  "only checkpoints of one group.**"]
+        for index, (group, condition) in enumerate(zip(groups, conditions, strict=True), start=1):
+            parts += ["", f"## {_group_title(index, condition, conditions)} ({len(group)} checkpoint(s))", ""]
+            parts += _ranked_table(group, figures, order, label)
     if plot:
-        parts += ["", f"![quality against latency]({plot})"]
+        parts += ["", f"![quality against latency]({plot})" if len(groups) == 1
+                  else f"![quality against latency, group 1 only]({plot})"]
     return "\n".join(parts) + "\n"
 
 
@@ -108,11 +176,13 @@ def _paired_sentence(kind: str, a: str, b: str, result: PairedResult) -> str:
 
 def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, list[dict[str, Any]]]],
                   resamples: int = 1000, seed: int = 1234) -> str:
-    """Pairwise tests on the rows (documents) both checkpoints were scored on, where the data matched.
-    ``samples`` is keyed by ``row_labels(records)``."""
+    """Pairwise tests on the rows (documents) both checkpoints were scored on, for checkpoints of
+    one group of ``comparable_groups`` (measured alike); a pair across groups is listed as not
+    compared, with the reason. ``samples`` is keyed by ``row_labels(records)``."""
     labelled = dict(zip(row_labels(records), records, strict=True))
     names = sorted(labelled)
     by_name = labelled
+    group_of = {id(r): index for index, group in enumerate(comparable_groups(records), start=1) for r in group}
     sets = sorted({key for name in names for key in samples.get(name, {})})
     lines = []
     for key in sets:
@@ -121,9 +191,10 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
                 rows_a, rows_b = samples.get(a, {}).get(key), samples.get(b, {}).get(key)
                 if not rows_a or not rows_b:
                     continue
-                shared = set(by_name[a].get("data_fingerprints", {})) & set(by_name[b].get("data_fingerprints", {}))
-                if any(by_name[a]["data_fingerprints"][f] != by_name[b]["data_fingerprints"][f] for f in shared):
-                    lines.append(f"- {key}, {a} vs {b}: not compared (different data)")
+                groups = group_of[id(by_name[a])], group_of[id(by_name[b])]
+                if groups[0] != groups[1]:
+                    why = differences(by_name[b], by_name[a]) or [f"group {groups[0]} vs group {groups[1]}"]
+                    lines.append(f"- {key}, {a} vs {b}: not compared (measured otherwise: {'; '.join(why)})")
                     continue
                 if key.startswith("smallbench-"):
                     if [r["idx"] for r in rows_a] != [r["idx"] for r in rows_b]:
@@ -152,8 +223,10 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
 
 def write_comparison(records: list[dict[str, Any]], folder: Path, figures: list[Figure], sort_by: str,
                      samples: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> list[Path]:
+    """comparison.md (and, with the plot extra, comparison.png of the first group: points measured
+    otherwise would share its axes) in ``folder``; returns the paths written."""
     sort_figure(figures, sort_by)  # an unknown sort key fails before any file is written
-    png = plot_comparison(records, folder / "comparison.png")
+    png = plot_comparison(comparable_groups(records)[0], folder / "comparison.png")
     text = render_comparison(records, figures, sort_by, plot=png.name if png else None)
     if samples:
         text += render_paired(records, samples)

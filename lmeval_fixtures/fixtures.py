@@ -8,7 +8,7 @@ line; it computes nothing itself.
 
 from __future__ import annotations
 
-import sys
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from .gates import BaselineError, gates_for
 from .inputs import CorpusSplit, TaskData
 from .items import perplexity_refusal
 from .tasks import Task
-from .timing import benchmark_forward
+from .timing import RoundPolicy, benchmark_forward
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .plugin import SuitePlugin
 
 PLUGIN_NAME = "lmeval-fixtures-run"
+MEMORY_READINGS = ("peak_rss_mb", "peak_rss_scope", "memory_allocated_mb", "memory_reserved_mb")
 
 
 @pytest.fixture(scope="session")
@@ -136,33 +137,59 @@ def gates(eval_run: SuitePlugin, record_metric: Callable[..., None]) -> GateKeep
     return GateKeeper(eval_run, record_metric)
 
 
-@pytest.fixture
-def progress(pytestconfig: pytest.Config) -> Callable[[str], Callable[[int, int], None] | None]:
-    """``progress(label)``: a callback showing done/total and rate on an interactive terminal.
+class ProgressLine:
+    """``done/total``, rate and time left of one item, rewritten in place on pytest's terminal.
 
-    Nothing is shown when output is not a terminal, under ``-qq``, or on an xdist worker
-    (which has no terminal), so logs and captured output stay clean.
+    The line goes through the terminal reporter with capture suspended (as pytest's own
+    live logging does), so it shows under normal output capture, not only with ``-s``;
+    it is cleared when the item finishes, so the usual dots and results are unchanged.
     """
+
+    def __init__(self, reporter: Any, capture: Any, label: str, unit: str) -> None:
+        self.reporter, self.capture, self.label, self.unit = reporter, capture, label, unit
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self.last < 0.5:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        if done >= total:
+            self._write("\r\x1b[K" if self.shown else "")
+            return
+        rate = done / elapsed
+        left = f", {format_seconds((total - done) / rate)} left" if done else ""
+        self._write(f"\r\x1b[K  {self.label}: {done:,}/{total:,} {self.unit} ({rate:,.1f}/s{left})")
+        self.shown = True
+
+    def _write(self, text: str) -> None:
+        if not text:
+            return
+        suspended = self.capture.global_and_fixture_disabled() if self.capture else contextlib.nullcontext()
+        with suspended:
+            self.reporter.write(text, flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+@pytest.fixture
+def progress(pytestconfig: pytest.Config) -> Callable[..., Callable[[int, int], None] | None]:
+    """``progress(label, unit="rows")``: a callback ``(done, total)`` showing progress, rate and
+    time left on pytest's terminal, or None where nothing should be shown: output that is not
+    a terminal (logs, CI), ``-q``, or an xdist worker (which has no terminal)."""
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    quiet = pytestconfig.get_verbosity() < -1
-    interactive = reporter is not None and sys.stdout.isatty() and not hasattr(pytestconfig, "workerinput")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    shown = (reporter is not None and bool(reporter.isatty) and pytestconfig.get_verbosity() >= 0
+             and not hasattr(pytestconfig, "workerinput"))
 
-    def make(label: str) -> Callable[[int, int], None] | None:
-        if quiet or not interactive:
-            return None
-        start = time.perf_counter()
-        last = [0.0]
-
-        def show(done: int, total: int) -> None:
-            now = time.perf_counter()
-            if now - last[0] < 0.5 and done < total:
-                return
-            last[0] = now
-            rate = done / max(now - start, 1e-9)
-            line = f"  {label}: {done}/{total} ({rate:,.0f}/s)"
-            reporter.write(f"\r{line}\x1b[K" if done < total else "\r\x1b[K", flush=True)
-
-        return show
+    def make(label: str, unit: str = "rows") -> Callable[[int, int], None] | None:
+        return ProgressLine(reporter, capture, label, unit) if shown else None
 
     return make
 
@@ -175,11 +202,17 @@ def timing_policy(eval_run: SuitePlugin) -> Callable[[], str | None]:
 
 
 class ForwardTimer:
-    """Times ``model(ids)`` with pytest-benchmark, draining the device before and inside each round."""
+    """Times ``model(ids)`` with pytest-benchmark, draining the device before and inside each round.
 
-    def __init__(self, benchmark: Any, eval_run: SuitePlugin) -> None:
+    Each measurement goes into pytest-benchmark's table and JSON under a group of its own
+    shape (so batch-1 latency is never ranked against batch-32 throughput), with readable
+    params and, in ``extra_info``, tokens per second and the memory readings.
+    """
+
+    def __init__(self, benchmark: Any, eval_run: SuitePlugin, params: dict[str, Any]) -> None:
         self.benchmark = benchmark
         self.eval_run = eval_run
+        benchmark.params = {key: _readable(value) for key, value in params.items()}
 
     def unavailable(self) -> str | None:
         """Why no timing can be taken here, or None."""
@@ -188,12 +221,39 @@ class ForwardTimer:
             return "pytest-benchmark is disabled here: no timing taken"
         return reason
 
-    def __call__(self, model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
-        return benchmark_forward(self.benchmark.pedantic, lambda: self.benchmark.stats.stats.data, model, ids,
-                                 rounds, warmup)
+    def __call__(self, model: torch.nn.Module, ids: torch.Tensor, policy: RoundPolicy) -> dict[str, Any]:
+        batch, seq = ids.shape
+        self.benchmark.group = f"{policy.family} {batch}x{seq}"
+        stats = benchmark_forward(self.benchmark.pedantic, lambda: self.benchmark.stats.stats.data, model, ids,
+                                  policy)
+        self.benchmark.extra_info.update({"tokens_per_sec": batch * seq / (stats["mean_ms"] / 1000),
+                                          "batch": batch, "seq": seq})
+        return stats
+
+    def note_memory(self, entry: dict[str, Any]) -> None:
+        """Copies a recorded measurement's memory readings into pytest-benchmark's ``extra_info``."""
+        self.benchmark.extra_info.update({k: v for k, v in entry.items() if k in MEMORY_READINGS})
+
+    def not_benchmarked(self, group: str) -> None:
+        """For an item timed outside pytest-benchmark's fixture (the batch sweep): it asked for
+        the fixture so that --benchmark-skip / --benchmark-only select it as they select the
+        other timed items, and it was not used by design, so pytest-benchmark need not warn."""
+        self.benchmark.group = group
+        self.benchmark.skipped = True
+
+
+def _readable(value: Any) -> Any:
+    """A parameter as pytest-benchmark's JSON should show it: a checkpoint's name, ``1x128``."""
+    if isinstance(value, CheckpointSpec):
+        return value.name
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "x".join(map(str, value))
+    name = getattr(value, "name", None)
+    return name if isinstance(name, str) else value
 
 
 @pytest.fixture
-def forward_timer(benchmark: Any, eval_run: SuitePlugin) -> ForwardTimer:
+def forward_timer(benchmark: Any, eval_run: SuitePlugin, request: pytest.FixtureRequest) -> ForwardTimer:
     """Synchronised forward-pass timing through pytest-benchmark's ``benchmark`` fixture."""
-    return ForwardTimer(benchmark, eval_run)
+    callspec = getattr(request.node, "callspec", None)
+    return ForwardTimer(benchmark, eval_run, dict(callspec.params) if callspec else {})

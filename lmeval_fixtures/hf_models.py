@@ -7,13 +7,25 @@ untrusted input, and nothing in it may run. The model is wrapped in
 model, and the tokenizer's fast backend becomes a ``TextTokenizer``. The start
 token and the context length follow lm-evaluation-harness's ``HFLM``, so both
 tools score the same token sequences.
+
+A Hugging Face hub model id (``owner/name``, optionally ``@revision``) is a
+checkpoint too: ``hub_snapshot`` fetches the files a causal LM needs into the
+Hugging Face cache with ``huggingface_hub.snapshot_download`` (nothing when
+they are there and ``HF_HUB_OFFLINE`` is set) and returns the snapshot folder,
+which is then loaded like any local folder. lm-evaluation-harness users name
+models this way (``pretrained=EleutherAI/pythia-14m,revision=step1000``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import pickle
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +39,23 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 CONTEXT_ATTRIBUTES = ("n_positions", "max_position_embeddings", "n_ctx")  # HFLM's order
 DEFAULT_CONTEXT = 2048  # HFLM's fallback when neither config nor tokenizer says
 
+# owner/name as the hub spells them, and an optional @revision (branch, tag, commit; refs/pr/1 has slashes)
+HUB_ID = re.compile(r"(?P<owner>[A-Za-z0-9][A-Za-z0-9._-]*)/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)"
+                    r"(?:@(?P<revision>[A-Za-z0-9][A-Za-z0-9._/-]*))?")
+HUB_ID_MAX = 96  # huggingface_hub's limit on owner/name
+# a missing path with one of these suffixes is a mistyped file, never a model id
+FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".ckpt", ".gguf", ".txt")
+COMMIT = re.compile(r"[0-9a-f]{40}")
+# What a causal LM needs, at the repository's top level only (some repositories keep other
+# checkpoints, ONNX or original-format exports in sub-folders): weights are fetched as
+# safetensors when the repository has them, else as .bin, never both.
+HUB_COMMON_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                    "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "spiece.model",
+                    "vocab.json", "vocab.txt", "merges.txt")
+HUB_SAFETENSORS = ("*.safetensors", "model.safetensors.index.json")
+HUB_BIN = ("*.bin", "pytorch_model.bin.index.json")
+TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})  # huggingface_hub's reading of a boolean variable
+
 
 class MissingExtra(ImportError):
     """transformers is needed and not installed."""
@@ -39,6 +68,145 @@ def require_transformers(purpose: str) -> Any:
     except ImportError:
         raise MissingExtra(f"{purpose} needs transformers: pip install 'lmeval-fixtures[hf]'") from None
     return transformers
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A model on the Hugging Face hub, as lm-eval users name it: ``owner/name[@revision]``."""
+
+    owner: str
+    name: str
+    revision: str | None = None
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def __str__(self) -> str:
+        return self.repo_id + (f"@{self.revision}" if self.revision else "")
+
+    def name_chain(self) -> list[str]:
+        """Candidate checkpoint names, least qualified first (see ``checkpoints.checkpoint_names``):
+        the repository's name, then with the revision, then with the owner too. Each is one
+        plain path component: a revision's slashes become ``-``, a commit is cut to 12 digits."""
+        chain = [self.name]
+        if self.revision:
+            label = self.revision[:12] if COMMIT.fullmatch(self.revision) else self.revision.replace("/", "-")
+            chain.append(f"{self.name}-{label}")
+        chain.append(f"{self.owner}-{chain[-1]}")
+        return [name[:128] for name in chain]
+
+
+def parse_hub_id(value: str | Path) -> HubModel | None:
+    """``value`` as a hub model id, or None when it cannot be one.
+
+    Only the shape is checked, nothing is looked up: ``owner/name`` in the hub's characters
+    (no ``--`` or ``..``, not ending in ``.git``, at most 96 characters), optionally
+    ``@revision``, and not ending in a file suffix (``runs/a.safetensors``). Whether a local
+    path of that name exists is the caller's question: a path always wins.
+    """
+    match = HUB_ID.fullmatch(str(value))
+    if match is None:
+        return None
+    owner, name, revision = match.group("owner", "name", "revision")
+    repo_id = f"{owner}/{name}"
+    if ("--" in repo_id or ".." in repo_id or repo_id.endswith(".git") or len(repo_id) > HUB_ID_MAX
+            or name.lower().endswith(FILE_SUFFIXES) or (revision and (".." in revision or revision.endswith("/")))):
+        return None
+    return HubModel(owner, name, revision)
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set, read now: huggingface_hub
+    reads it once, at import, and a run (or a test) may set it after that."""
+    import huggingface_hub.constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return (value is not None and value.upper() in TRUE_VALUES) or huggingface_hub.constants.is_offline_mode()
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache folder, by huggingface_hub's rules (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``) applied now rather than at its import."""
+    env = os.environ
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return Path(os.path.expandvars(os.path.expanduser(cache)))
+
+
+@contextlib.contextmanager
+def _quiet_hub_bars() -> Iterator[None]:
+    """No download bars: one per file per checkpoint would interleave with pytest's output."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    shown = not are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            enable_progress_bars()
+
+
+def _hub_error(model: HubModel, exc: BaseException, offline: bool, cache: Path) -> CheckpointError:
+    """One line for whatever ``snapshot_download`` raised: what went wrong and what to do."""
+    from huggingface_hub import errors
+
+    detail = _first_line(exc)
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return CheckpointError(f"{model}: the Hugging Face hub has no revision {model.revision!r} of "
+                               f"{model.repo_id}; pass one of its branches, tags or commits")
+    if isinstance(exc, errors.GatedRepoError):
+        return CheckpointError(f"{model}: a gated model; accept its terms on huggingface.co and log in "
+                               "(hf auth login), or pass a local folder")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return CheckpointError(f"{model}: no such file or folder, nor a model on the Hugging Face hub (a private "
+                               "one needs hf auth login); check the path or the model id")
+    if isinstance(exc, errors.IncompleteSnapshotError):
+        return CheckpointError(f"{model}: the Hugging Face cache holds an incomplete download ({detail}); "
+                               "run once online to complete it, or pass a local folder")
+    if isinstance(exc, errors.LocalEntryNotFoundError):
+        if offline:
+            return CheckpointError(f"{model}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                                   "run once online or pass a local folder")
+        cause = exc.__cause__ or exc
+        return CheckpointError(f"{model}: not in the Hugging Face cache and the hub cannot be reached "
+                               f"({type(cause).__name__}); run once online or pass a local folder")
+    if isinstance(exc, errors.HfHubHTTPError):
+        return CheckpointError(f"{model}: the Hugging Face hub refused the download ({detail}); "
+                               "retry later, or pass a local folder")
+    if isinstance(exc, OSError):
+        return CheckpointError(f"{model}: cannot download into the Hugging Face cache {cache} ({detail}); "
+                               "free space or set HF_HUB_CACHE to a writable folder")
+    return CheckpointError(f"{model}: cannot fetch from the Hugging Face hub ({type(exc).__name__}: {detail})")
+
+
+def hub_snapshot(model: HubModel) -> Path:
+    """The local snapshot folder of ``model``, fetched into the Hugging Face cache when missing.
+
+    Only what a causal LM needs is fetched (``HUB_COMMON_FILES`` and the weights); the
+    cache is shared with transformers, lm-evaluation-harness and every other tool, so a
+    model they downloaded is found here too. With ``HF_HUB_OFFLINE`` set nothing is
+    requested: the cache has it, or the error says to run once online. The folder's name
+    is the commit it holds. Every failure is one ``CheckpointError`` line naming ``model``.
+    """
+    try:
+        require_transformers("a Hugging Face hub model")  # before downloading what could not be loaded
+        from huggingface_hub import snapshot_download
+    except (MissingExtra, ImportError) as exc:
+        raise CheckpointError(f"{model}: {exc}") from None
+    offline, cache = hub_offline(), hub_cache_dir()
+    options: dict[str, Any] = {"cache_dir": str(cache), "local_files_only": offline, "ignore_patterns": ["*/*"]}
+    try:
+        with _quiet_hub_bars():
+            folder = Path(snapshot_download(model.repo_id, revision=model.revision,
+                                            allow_patterns=[*HUB_COMMON_FILES, *HUB_SAFETENSORS], **options))
+            if not any(folder.glob("*.safetensors")):  # the same commit, its .bin weights instead
+                folder = Path(snapshot_download(model.repo_id, revision=folder.name,
+                                                allow_patterns=[*HUB_COMMON_FILES, *HUB_BIN], **options))
+    except Exception as exc:  # huggingface_hub raises HTTP, file-system and validation errors
+        raise _hub_error(model, exc, offline, cache) from None
+    return folder
 
 
 def _first_line(exc: BaseException) -> str:

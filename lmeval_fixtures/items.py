@@ -37,12 +37,12 @@ def perplexity_refusal(loaded: LoadedCheckpoint, settings: Settings) -> str | No
     return None
 
 
-def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings
+def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, progress: Progress | None = None
                ) -> tuple[record.Fragment, PerplexityResult, list[str]]:
     start = time.perf_counter()
     result = score_documents(loaded.model, loaded.tokenizer, data.documents, loaded.max_seq_len,
                              stride=settings.ppl_stride, batch_tokens=settings.batch_tokens,
-                             max_eval_tokens=settings.max_eval_tokens)
+                             max_eval_tokens=settings.max_eval_tokens, progress=progress)
     seconds = time.perf_counter() - start
     fragment = record.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
                                  max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
@@ -93,8 +93,9 @@ def latency(loaded: LoadedCheckpoint, batch: int, seq: int, settings: Settings, 
     ids = random_ids(loaded, batch, seq, settings.seed)
     memory = MemoryWatch(loaded.device)
     memory.start()
-    stats = timer(loaded.model, ids, settings.latency_rounds, settings.latency_warmup)
-    problems = [] if stats["rounds"] == settings.latency_rounds and stats["mean_ms"] > 0 else [
+    policy = settings.latency_policy
+    stats = timer(loaded.model, ids, policy)
+    problems = [] if min(policy.least, policy.most) <= stats["rounds"] <= policy.most and stats["mean_ms"] > 0 else [
         f"latency {batch}x{seq}: {stats['rounds']} rounds, mean {stats['mean_ms']} ms (timer broken)"]
     return record.latency(batch, seq, stats, memory.read()), problems
 
@@ -108,7 +109,7 @@ def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer
         memory.start()
         try:
             ids = random_ids(loaded, batch, seq, settings.seed)
-            stats = timer(loaded.model, ids, settings.throughput_rounds, 1)
+            stats = timer(loaded.model, ids, settings.throughput_policy)
             break
         except Exception as exc:  # only running out of memory is handled; everything else fails the item
             if not is_out_of_memory(exc) or batch == 1:
@@ -120,16 +121,19 @@ def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer
     return record.throughput(stats, memory.read(), batch=batch, requested_batch=requested, seq=seq, notes=notes)
 
 
-def batch_scaling(loaded: LoadedCheckpoint, settings: Settings) -> tuple[record.Fragment, list[str]]:
+def batch_scaling(loaded: LoadedCheckpoint, settings: Settings, progress: Progress | None = None
+                  ) -> tuple[record.Fragment, list[str]]:
     """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit."""
     seq = settings.throughput_shape[1]
     points, stopped = [], None
-    for batch in settings.batch_sweep:
+    for done, batch in enumerate(settings.batch_sweep):
+        if progress is not None:
+            progress(done, len(settings.batch_sweep))
         ids = random_ids(loaded, batch, seq, settings.seed)
         try:
             with torch.inference_mode():
                 stats = summarise_ms(time_rounds(lambda ids=ids: loaded.model(ids), loaded.device,
-                                                 settings.throughput_rounds, 1))
+                                                 settings.throughput_policy))
         except Exception as exc:  # only running out of memory ends the sweep cleanly
             if not is_out_of_memory(exc):
                 raise

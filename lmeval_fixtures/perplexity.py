@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -153,6 +154,7 @@ def score_documents(
     stride: int | None = None,
     batch_tokens: int = 16384,
     max_eval_tokens: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PerplexityResult:
     """Score ``documents`` and return summed NLL with token, byte and word counts.
 
@@ -191,6 +193,8 @@ def score_documents(
         doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
         top1 += int((rank == 0).sum())
         top5 += int((rank < 5).sum())
+        if progress is not None:
+            progress(index, len(windows))
 
     per_document = [(doc_nll[i].item(), len(ids), *counts[i]) for i, ids in enumerate(token_lists)]
     return PerplexityResult(

@@ -1,33 +1,30 @@
-"""pytest hooks only: options, the run's plugin object, parametrization, the xdist hand-over, session end.
+"""The pytest plugin's module hooks: options, markers, and the session's plugin object.
 
-``pytest_configure`` builds the settings, the registry (tasks and corpora, with
-the project's ``pytest_lmeval_register`` hooks) and the ``Run``, and registers a
-``SuitePlugin`` whose methods are the remaining hooks, as pytest's own
-cacheprovider and stepwise plugins do: all state lives on that object, none in
-this module. Workers record fragments and ship them with each test report; the
-controller alone absorbs them and, at session end, calls ``Run.finish``.
+Loaded only where it is used (no ``pytest11`` entry point): this repository's
+root ``conftest.py``, the packaged benchmarks (``lmeval-fixtures run`` or
+``pytest -p lmeval_fixtures.plugin --pyargs lmeval_fixtures.benchmarks``) or a
+project's own ``-p lmeval_fixtures.plugin`` / ``pytest_plugins``. Importing this
+module imports neither torch nor transformers; ``pytest_configure`` imports the
+session's machinery (``suite_plugin``).
+
+Every option is stored under an ``lmeval_`` dest and always answers to
+``--lmeval-NAME``; the short ``--NAME`` is added too unless another plugin or a
+start-up conftest defines it (a project's own ``--device`` keeps working, and ours
+is then spelled ``--lmeval-device``). Loaded first (``-p``), the plugin adds the
+short names only after the project's conftests have added theirs.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import threading
+import argparse
+from collections.abc import Generator
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import pytest
 
-from . import fixtures, hookspecs
-from .checkpoints import CheckpointSpec
-from .figures import sortable_keys
-from .inputs import Inputs
-from .registry import Registry, RegistryError
-from .run import Finished, Run
-from .run_info import run_metadata
-from .settings import OPTIONS, Settings, UsageError, settings_from_options
-from .timing import timing_unavailable
+from . import hookspecs
+from .options import DEST_PREFIX, FLAG_PREFIX, OPTIONS, UsageError
 
 MARKERS = MappingProxyType({
     "perplexity": "perplexity on the declared corpora (WikiText-2 by default): bits per byte, word perplexity",
@@ -35,314 +32,72 @@ MARKERS = MappingProxyType({
     "latency": "batch-1 forward latency (pytest-benchmark)",
     "throughput": "tokens per second at a larger batch (pytest-benchmark)",
 })
-FRAGMENTS_PROPERTY = "lmeval_fragments"
-CHECKPOINT_PROPERTY = "lmeval_checkpoint"
-# Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
-# the perplexity splits take 10-15x as long as the other SmallBench tasks).
-GATED_FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
-ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0})
+GROUP = "lmeval-fixtures"
+PENDING_SHORT_NAMES = "_lmeval_short_names_pending"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("lmeval-fixtures", "language-model checkpoint benchmarks")
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    group = parser.getgroup(GROUP, "language-model checkpoint benchmarks (each option is also --lmeval-NAME)")
     for option in OPTIONS:
-        group.addoption(option.flag, **option.argparse_kwargs())
+        group.addoption(_prefixed(option.flag), dest=DEST_PREFIX + option.dest, **option.argparse_kwargs())
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
     parser.addini("lmeval_data_dir", "default for --data-dir")
     parser.addini("lmeval_strict_skips", "like --strict-skips: every skipped item fails", type="bool", default=False)
+    if any(Path(getattr(p, "__file__", None) or "").name == "conftest.py" for p in pluginmanager.get_plugins()):
+        _add_short_names(parser)  # loaded by a conftest's pytest_plugins: the project's options are in
+    else:
+        setattr(parser, PENDING_SHORT_NAMES, True)  # loaded first (-p): wait for the project's conftests
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> Generator[None, None, None]:
+    result = yield
+    if getattr(parser, PENDING_SHORT_NAMES, False):
+        setattr(parser, PENDING_SHORT_NAMES, False)
+        _add_short_names(parser)
+    return result
+
+
+def _prefixed(flag: str) -> str:
+    return FLAG_PREFIX + flag.removeprefix("--")
+
+
+def _add_short_names(parser: pytest.Parser) -> None:
+    """``--device`` for ``--lmeval-device``, and so on, for every name no one else has taken; the
+    prefixed name then leaves ``--help`` (it still works)."""
+    taken = _names_taken(parser)
+    group = parser.getgroup(GROUP)
+    for option in OPTIONS:
+        if option.flag in taken:
+            continue
+        group.addoption(option.flag, dest=DEST_PREFIX + option.dest, **option.argparse_kwargs())
+        action = getattr(parser, "optparser", None) and parser.optparser._option_string_actions.get(
+            _prefixed(option.flag))
+        if action is not None:
+            action.help = argparse.SUPPRESS
+
+
+def _names_taken(parser: pytest.Parser) -> set[str]:
+    """Option names added to ``parser`` so far (pytest's, other plugins', conftests', ours)."""
+    groups = {id(g): g for g in [getattr(parser, "_anonymous", None), *getattr(parser, "_groups", [])] if g}
+    return {name for group in groups.values() for argument in group.options for name in argument.names()}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    from . import fixtures
+    from .registry import RegistryError
+    from .suite_plugin import SuitePlugin
+
     try:
         plugin = SuitePlugin(config)
     except (UsageError, RegistryError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.pluginmanager.register(plugin, fixtures.PLUGIN_NAME)
     config.pluginmanager.register(fixtures, "lmeval_fixtures.fixtures")
-
-
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
-
-
-def _timing_blocked(config: pytest.Config) -> str | None:
-    under_xdist = _is_worker(config) or config.getoption("dist", "no") != "no" \
-        or bool(os.environ.get("PYTEST_XDIST_WORKER"))
-    disabled = config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False)
-    return timing_unavailable(under_xdist=under_xdist, benchmark_disabled=disabled)
-
-
-class SuitePlugin:
-    """The run of one pytest process, and the hooks that feed it."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.settings: Settings = settings_from_options(
-            config.option, ini_checkpoints=[str(p) for p in config.getini("lmeval_checkpoints")],
-            ini_data_dir=config.getini("lmeval_data_dir") or None, rootpath=config.rootpath)
-        self.registry = Registry.default()
-        self._declared: set[int] = set()
-        for impl in config.hook.pytest_lmeval_register.get_hookimpls():
-            self._declared.add(id(impl.plugin))
-            try:
-                impl.function(registry=self.registry, config=config)
-            except RegistryError as exc:
-                raise UsageError(f"{_source(impl.plugin, impl.plugin_name)}: {exc}") from None
-        self.registry.check_prompts(self.settings.prompts)
-        self.is_worker = _is_worker(config)
-        self._divide_resources()
-        metadata: dict[str, Any] = {}
-        if not self.is_worker:
-            metadata = run_metadata(config.rootpath, self.settings.device, self.settings.dtype, self.settings.seed,
-                                    self.settings.run_id, self.settings.experiment_name, self.settings.as_record())
-            metadata["args"] = list(config.invocation_params.args)
-        self.run = Run(metadata, self.registry, self.settings.latency_shapes)
-        self.figures = self.run.figures()
-        if self.settings.compare_by not in sortable_keys(self.figures):
-            raise UsageError(f"--compare-by {self.settings.compare_by}: not a figure of this run; choose one of "
-                             f"{', '.join(sortable_keys(self.figures))}")
-        self.settings.strict_skips = self.settings.strict_skips or bool(config.getini("lmeval_strict_skips"))
-        self.inputs = Inputs(self.settings)
-        self.timing_blocked = _timing_blocked(config)
-        self.finished: Finished | None = None
-        self._sigterm: Any = None
-        if not self.is_worker and threading.current_thread() is threading.main_thread():
-            self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
-
-    def pytest_plugin_registered(self, plugin: Any, plugin_name: str) -> None:
-        """A conftest.py loaded during collection (in a sub-folder) comes too late to declare
-        tasks or corpora: the run's items and figures are fixed by then. Said, not ignored."""
-        if hasattr(plugin, "pytest_lmeval_register") and id(plugin) not in self._declared and plugin is not self:
-            raise pytest.UsageError(
-                f"{_source(plugin, plugin_name)}: declares tasks or corpora (pytest_lmeval_register) but was loaded "
-                "after the run began; declare them in the conftest.py at the root of the run")
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self._sigterm is not None:
-            signal.signal(signal.SIGTERM, self._sigterm)
-
-    @property
-    def environment(self) -> dict[str, str]:
-        """Device and dtype of this run, as a baseline's ``environment`` records them."""
-        return {"device": self.settings.device, "dtype": self.settings.dtype}
-
-    def _divide_resources(self) -> None:
-        """Under xdist: each worker takes its share of the CPU threads and, on a multi-GPU host
-        with ``--device cuda`` or ``auto``, its own GPU by worker number (``cuda:N`` is kept as given)."""
-        import torch
-
-        settings = self.settings
-        workerinput = getattr(self.config, "workerinput", None)
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        if workerinput is None:
-            return
-        workers = int(workerinput.get("workercount", 1))
-        index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw") or 0)
-        threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
-        torch.set_num_threads(threads)
-        if settings.device == "cuda" and torch.cuda.device_count() > 1:
-            settings.device = f"cuda:{index % torch.cuda.device_count()}"
-        settings.extra["worker"] = {"id": workerinput.get("workerid"), "workers": workers, "threads": threads,
-                                    "device": settings.device}
-
-    # ------------------------------------------------------------ collection
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        names = metafunc.fixturenames
-        if "checkpoint_spec" in names:
-            specs = self.settings.checkpoints
-            metafunc.parametrize("checkpoint_spec", specs, ids=[s.name for s in specs], scope="session")
-        if "perplexity_split" in names:
-            splits = [(c, s) for c in self.registry.corpora.values() for s in c.splits]
-            metafunc.parametrize("perplexity_split", splits,
-                                 ids=[s if c.legacy else f"{c.name}-{s}" for c, s in splits])
-        if "smallbench_task" in names:
-            tasks = list(self.registry.tasks.values())
-            metafunc.parametrize("smallbench_task", tasks, ids=[t.name for t in tasks])
-        if "latency_shape" in names:
-            shapes = self.settings.latency_shapes
-            metafunc.parametrize("latency_shape", shapes, ids=[f"{b}x{s}" for b, s in shapes])
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        """Keep this shard's items (of those -m and -k selected); tag items with their checkpoint
-        so outcomes reach the right record."""
-        shard = self.settings.shard
-        if shard is not None:
-            # contiguous parts of the items ordered by (checkpoint, id): the same split in every process,
-            # and a checkpoint's items mostly stay in one part, so it is loaded by few shards
-            index, count = shard
-            ordered = sorted(items, key=lambda it: (_checkpoint_of(it), it.nodeid))
-            size = len(ordered) / count
-            keep = {it.nodeid for it in ordered[round((index - 1) * size):round(index * size)]}
-            deselected = [it for it in items if it.nodeid not in keep]
-            items[:] = [it for it in items if it.nodeid in keep]
-            if deselected:
-                config.hook.pytest_deselected(items=deselected)
-        for item in items:
-            if _checkpoint_of(item):
-                item.user_properties.append((CHECKPOINT_PROPERTY, _checkpoint_of(item)))
-        if self.is_worker:
-            # hand out the longest items of each checkpoint first, so that no worker is left with a
-            # long tail, while a checkpoint's items stay together (each worker loads it once); every
-            # worker collects and sorts identically, so the schedule stays consistent
-            first_seen: dict[str, int] = {}
-            for item in items:
-                first_seen.setdefault(_checkpoint_of(item), len(first_seen))
-            items.sort(key=lambda it: (first_seen[_checkpoint_of(it)], -_estimated_cost(it)))
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not self.is_worker:
-            for item in session.items:
-                if _checkpoint_of(item):
-                    self.run.expect(_checkpoint_of(item), item.nodeid)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """The controller learns what will run from the workers' collections, to list what never did."""
-        for nodeid in ids:
-            name = self._checkpoint_from_nodeid(nodeid)
-            if name:
-                self.run.expect(name, nodeid)
-
-    # ------------------------------------------------------------ running
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
-        """Ship the fragments recorded during this phase with its report.
-
-        Reports travel from xdist workers to the controller as each phase ends, so
-        figures reach the controller even if a worker dies later; in a plain run the
-        same path is taken within one process.
-        """
-        report = yield
-        pending = self.run.take_pending()
-        if pending:
-            report.user_properties.append((FRAGMENTS_PROPERTY, json.dumps(pending)))
-        if report.skipped and not hasattr(report, "wasxfail"):
-            why = self._skip_not_allowed(item)
-            if why:
-                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-                report.outcome = "failed"
-                report.longrepr = f"{why}: {str(reason).removeprefix('Skipped: ')}"
-        return report
-
-    def _skip_not_allowed(self, item: pytest.Item) -> str | None:
-        """A skip that must fail: under --strict-skips every one; with --baseline, a gated item's
-        (a CI gate that measured nothing must not pass)."""
-        if self.settings.strict_skips:
-            return "skipped under --strict-skips"
-        if self.settings.baseline is not None and any(item.get_closest_marker(m) for m in GATED_FAMILIES):
-            return "--baseline given, but this gated item skipped"
-        return None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker:
-            return
-        for key, value in report.user_properties:
-            if key == FRAGMENTS_PROPERTY:
-                self.run.absorb(json.loads(value))
-        # a report xdist makes for a crashed worker carries no properties: fall back on the id
-        names = [value for key, value in report.user_properties if key == CHECKPOINT_PROPERTY]
-        names = names or [n for n in [self._checkpoint_from_nodeid(report.nodeid)] if n]
-        if names:
-            self._record_outcome(names[0], report)
-
-    def _record_outcome(self, name: str, report: pytest.TestReport) -> None:
-        previous = self.run.outcome(name, report.nodeid)
-        if report.when == "setup" and report.failed:
-            outcome = "error"
-        elif report.when == "teardown" and report.failed:
-            outcome = "error" if previous is None or previous["outcome"] == "passed" else previous["outcome"]
-        elif report.skipped:
-            outcome = "skipped"
-        elif report.when == "call":
-            outcome = "passed" if report.passed else "failed"
-        elif report.failed and report.when not in ("setup", "teardown"):  # xdist's report of a crashed worker
-            outcome = "failed"
-        else:
-            return
-        if report.when == "teardown" and report.passed:
-            return
-        duration = round(report.duration, 3) if report.when == "call" else (previous or {}).get("duration_s")
-        self.run.add_outcome(name, report.nodeid, outcome, _reason(report), duration)
-
-    def _checkpoint_from_nodeid(self, nodeid: str) -> str | None:
-        """The checkpoint id leads an item's parameters (it is parametrized first)."""
-        params = nodeid.partition("[")[2].rstrip("]")
-        names = sorted((spec.name for spec in self.settings.checkpoints), key=len, reverse=True)
-        return next((n for n in names if params == n or params.startswith(n + "-")), None)
-
-    # ------------------------------------------------------------ the end
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        options = self.config.option
-        if self.is_worker or any(getattr(options, name, False) for name in ("collectonly", "setuponly", "setupplan")):
-            return  # nothing was measured
-        settings = self.settings
-        self.finished = self.run.finish(
-            settings.merge_into or settings.report_dir / self.run.run_id,
-            history=None if settings.merge_into else settings.report_dir / "history.jsonl",
-            compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id)
-        if self.finished.errors and session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-
-    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        done = self.finished
-        if done is None or (not done.paths and not done.errors):
-            return
-        terminalreporter.section("lmeval-fixtures reports")
-        for line in done.headlines:
-            terminalreporter.line(line)
-        for path in done.paths:
-            relative = os.path.relpath(path)
-            terminalreporter.line(relative if not relative.startswith("../..") else str(path))
-        for error in done.errors:
-            terminalreporter.line(error, red=True)
-
-
-def _source(plugin: Any, name: str | None) -> str:
-    return str(getattr(plugin, "__file__", None) or name or plugin)
-
-
-def _stop_like_ctrl_c(signum: int, frame: Any) -> None:
-    """SIGTERM (timeout, a CI cancel, docker stop) ends the run as Ctrl-C does: what finished is
-    written, and the record says ``complete: false``."""
-    raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
-
-
-def _checkpoint_of(item: pytest.Item) -> str:
-    spec = getattr(item, "callspec", None) and item.callspec.params.get("checkpoint_spec")
-    return spec.name if isinstance(spec, CheckpointSpec) else ""
-
-
-def _estimated_cost(item: pytest.Item) -> float:
-    params = getattr(item, "callspec", None) and item.callspec.params or {}
-    task = params.get("smallbench_task")
-    if task is not None and task.name in ITEM_COST:
-        return ITEM_COST[task.name]
-    for family in ("perplexity", "throughput"):
-        if item.get_closest_marker(family):
-            split = (params.get("perplexity_split") or (None, None))[1]
-            return ITEM_COST[family] * (1.1 if split == "test" else 1.0)
-    return 1.0
-
-
-def _reason(report: pytest.TestReport) -> str | None:
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
-    if report.failed:
-        crash = getattr(report.longrepr, "reprcrash", None)
-        text = crash.message if crash is not None else str(report.longrepr)
-        text = text.strip().removeprefix("Failed: ")
-        return text.splitlines()[0][:300] if text else None
-    return None

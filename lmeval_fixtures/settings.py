@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -19,13 +18,12 @@ from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
 from .data import DATA_DIR_ENV
 from .gates import GatePolicy
 from .names import plain_name_problem
-from .tasks import PROMPT_SETS
+from .options import OPTIONS, Option, UsageError, default, option_values  # noqa: F401  (the settings' public names)
+from .timing import RoundPolicy
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
-
-
-class UsageError(ValueError):
-    """An option value that cannot work; reported before any item runs."""
+# fewest timed rounds of a measurement, whatever --timing-budget says (enough for a spread)
+LEAST_ROUNDS = MappingProxyType({"latency": 5, "throughput": 2})
 
 
 @dataclass
@@ -56,6 +54,7 @@ class Settings:
     latency_warmup: int
     throughput_shape: tuple[int, int]
     throughput_rounds: int
+    timing_budget: float
     merge_into: Path | None
     latency_tolerance: float
     shard: tuple[int, int] | None
@@ -66,6 +65,15 @@ class Settings:
     strict_skips: bool
     update_baseline: Path | None
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def latency_policy(self) -> RoundPolicy:
+        return RoundPolicy(self.latency_rounds, self.latency_warmup, self.timing_budget, LEAST_ROUNDS["latency"])
+
+    @property
+    def throughput_policy(self) -> RoundPolicy:
+        """Throughput and each batch size of the sweep: one warm-up round (a long one)."""
+        return RoundPolicy(self.throughput_rounds, 1, self.timing_budget, LEAST_ROUNDS["throughput"], "throughput")
 
     @property
     def gate_policy(self) -> GatePolicy:
@@ -84,6 +92,7 @@ class Settings:
             "latency_shapes": [f"{b}x{s}" for b, s in self.latency_shapes],
             "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
             "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
+            "timing_budget": self.timing_budget,
             "latency_tolerance": self.latency_tolerance,
             "shard": "{}/{}".format(*self.shard) if self.shard else None,
             "batch_sweep": self.batch_sweep, "log_samples": self.log_samples,
@@ -92,11 +101,15 @@ class Settings:
 
 
 def resolve_device(requested: str) -> str:
-    """``auto`` picks CUDA when present; an unavailable device is a usage error."""
+    """``auto`` picks CUDA, else Apple's MPS, else the CPU; an unavailable device is a usage error."""
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if requested == "cpu":
         return "cpu"
+    if requested == "mps":
+        if not _mps_available():
+            raise UsageError("--device mps: Apple's Metal (MPS) backend is not available here (use --device cpu)")
+        return "mps"
     if requested == "cuda" or requested.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise UsageError(f"--device {requested}: CUDA is not available on this machine (use --device cpu)")
@@ -104,7 +117,12 @@ def resolve_device(requested: str) -> str:
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
             raise UsageError(f"--device {requested}: no such GPU ({torch.cuda.device_count()} visible)")
         return requested
-    raise UsageError(f"--device {requested}: expected cpu, cuda, cuda:N or auto")
+    raise UsageError(f"--device {requested}: expected cpu, cuda, cuda:N, mps or auto")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def check_dtype(dtype: str, device: str) -> str:
@@ -187,144 +205,6 @@ def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:
     return list(dict.fromkeys(shapes))
 
 
-@dataclass(frozen=True)
-class Option:
-    """One command-line option, declared once: the pytest plugin adds it, the library API
-    takes its ``dest`` as a keyword, and its default is the default everywhere."""
-
-    flag: str
-    help: str
-    default: Any = None
-    type: Callable[[str], Any] | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    action: str | None = None
-    nargs: str | None = None
-    const: Any = None
-
-    @property
-    def dest(self) -> str:
-        return self.flag.removeprefix("--").replace("-", "_")
-
-    def argparse_kwargs(self) -> dict[str, Any]:
-        spec = {"help": self.help, "default": self.default, "type": self.type, "metavar": self.metavar,
-                "choices": list(self.choices) if self.choices else None, "action": self.action,
-                "nargs": self.nargs, "const": self.const}
-        return {k: v for k, v in spec.items() if v is not None or k == "default"}
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("--checkpoint", "checkpoint file (.safetensors with config.json beside it, or .pt) or a folder of them; "
-           "repeatable. Default: the embedded reference checkpoints", metavar="PATH", action="append"),
-    Option("--data-dir", "local data in the layout of the README (default: $LMEVAL_DATA_DIR, else the Hugging Face "
-           "hub)", metavar="DIR"),
-    Option("--report-dir", "where reports/<run_id>/<checkpoint>/ go (default: reports)", metavar="DIR"),
-    Option("--run-id", "name of this run's report folder (default: UTC time + random)", metavar="ID"),
-    Option("--experiment-name", "recorded as experiment_name", metavar="NAME"),
-    Option("--device", "cpu, cuda, cuda:N or auto (default: cpu)", default="cpu"),
-    Option("--dtype", "model dtype (default: float32)", default="float32", choices=tuple(DTYPES)),
-    Option("--seed", "seed for anything sampled (default: 1234)", default=1234, type=int),
-    Option("--max-eval-tokens", "score at most N tokens per perplexity split (a quick run; recorded)", type=int,
-           metavar="N"),
-    Option("--ppl-stride", "perplexity window stride (default: the context length, disjoint windows as "
-           "lm-evaluation-harness; smaller values give lower, non-comparable figures)", type=int, metavar="N"),
-    Option("--detokenize", "apply the corpus detokenizer (WikiText's) before scoring (default: on, as "
-           "lm-evaluation-harness)", default="on", choices=("on", "off")),
-    Option("--batch-tokens", "token budget of one forward batch (default: 16384)", default=16384, type=int,
-           metavar="N"),
-    Option("--prompts", "SmallBench prompt set: the house prompts or lm-evaluation-harness's (default: smallbench)",
-           default="smallbench", choices=PROMPT_SETS),
-    Option("--max-samples", "evaluate the first N rows of each task (recorded)", type=int, metavar="N"),
-    Option("--fewshot", "K labelled examples from the train split before each row, drawn with --seed (default: 0)",
-           default=0, type=int, metavar="K"),
-    Option("--baseline", "metrics.json, or a folder of <checkpoint>/metrics.json, to gate against (a checkpoint "
-           "without a baseline record is not gated)", metavar="PATH"),
-    Option("--ppl-tolerance", "allowed relative rise of perplexity and bits per byte over the baseline "
-           "(default: 0.01)", default=0.01, type=float, metavar="REL"),
-    Option("--acc-tolerance-se", "allowed accuracy drop below the baseline, in standard errors (default: 2)",
-           default=2.0, type=float, metavar="K"),
-    Option("--min-acc", "accuracy floor for every SmallBench task", type=float, metavar="P"),
-    Option("--latency-shapes", "latency shapes, batch x sequence (default: 1x128,1x512)", default="1x128,1x512",
-           metavar="BxS,..."),
-    Option("--latency-rounds", "timed rounds per shape (default: 20)", default=20, type=int, metavar="N"),
-    Option("--latency-warmup", "untimed warm-up rounds (default: 3)", default=3, type=int, metavar="N"),
-    Option("--throughput-shape", "throughput batch x sequence; the batch is halved until it fits (default: 32x512)",
-           default="32x512", metavar="BxS"),
-    Option("--batch-sweep", "batch sizes of the batch-scaling item, at the throughput sequence length; it stops at "
-           "the first that does not fit (default: 1,4,16,64)", default="1,4,16,64", metavar="B,..."),
-    Option("--throughput-rounds", "timed rounds (default: 5)", default=5, type=int, metavar="N"),
-    Option("--latency-tolerance", "allowed relative rise of mean latency (and fall of throughput) against the "
-           "baseline, same device and dtype only (default: 0.25)", default=0.25, type=float, metavar="REL"),
-    Option("--threads", "intra-op CPU threads in every process (default: all cores, divided among xdist workers); "
-           "the same N for -n 0 and -n 2 gives bit-identical float sums", type=int, metavar="N"),
-    Option("--shard", "run only the I-th of N deterministic parts of the collected items (1-based; join the parts "
-           "with `lmeval-fixtures merge`)", metavar="I/N"),
-    Option("--compare-by", "sort column of comparison.md: a figure key such as val_bits_per_byte, "
-           "smallbench_avg_acc or latency_batch1_seq128 (default: val_bits_per_byte)", default="val_bits_per_byte",
-           metavar="KEY"),
-    Option("--log-samples", "write per-example records (samples-*.jsonl beside metrics.json); 'hash' keeps sha256 "
-           "of the texts instead of the texts (default: off)", choices=("full", "hash"), nargs="?", const="full"),
-    Option("--strict-skips", "fail every item that skips (no data, timing not taken, ...): a CI run that "
-           "measures nothing must not pass (pytest's own --strict is taken). Ini: lmeval_strict_skips",
-           action="store_true", default=False),
-    Option("--update-baseline", "after the run, write its records as a baseline folder: NAME for "
-           "<report-dir>/baselines/NAME, or a path (replaced atomically; only when every item passed)",
-           metavar="NAME_OR_DIR"),
-    Option("--merge-into", "merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
-           "timings taken with -p no:xdist after an -n auto run", metavar="RUN_DIR"),
-)
-
-
-def default(dest: str) -> Any:
-    """The default of the option whose ``dest`` is given (e.g. ``compare_by``)."""
-    return next(option.default for option in OPTIONS if option.dest == dest)
-
-
-def option_values(**given: Any) -> SimpleNamespace:
-    """Every option's value by ``dest``: its default, unless given (the library API's path).
-
-    A value is checked as the command line checks it: numbers of the option's type (``"7"``
-    converts; ``True`` or ``2.7`` for a count does not), a choice among the option's choices,
-    text where text is expected; ``None`` means the default. A value that does not fit is a
-    usage error naming the option."""
-    options = {option.dest: option for option in OPTIONS}
-    unknown = sorted(set(given) - options.keys())
-    if unknown:
-        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(options))}")
-    values = {dest: option.default for dest, option in options.items()}
-    for dest, value in given.items():
-        if value is not None:
-            values[dest] = _checked_value(options[dest], value)
-    return SimpleNamespace(**values)
-
-
-def _checked_value(option: Option, value: Any) -> Any:
-    expected = option.type.__name__ if option.type else "text"
-    if option.action == "store_true":
-        if not isinstance(value, bool):
-            raise UsageError(f"{option.flag} {value!r}: expected True or False")
-        return value
-    if option.action == "append":
-        items = [value] if isinstance(value, (str, Path)) else value
-        if not isinstance(items, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in items):
-            raise UsageError(f"{option.flag} {value!r}: expected a path or a list of paths")
-        return [str(v) for v in items]
-    if isinstance(value, Path) and option.type is None:
-        value = str(value)
-    if isinstance(value, bool) or (option.type is None and not isinstance(value, str)):
-        raise UsageError(f"{option.flag} {value!r}: expected {expected}")
-    if option.type is not None:
-        if isinstance(value, float) and option.type is int and not value.is_integer():
-            raise UsageError(f"{option.flag} {value!r}: expected a whole number")
-        try:
-            value = option.type(value)
-        except (TypeError, ValueError):
-            raise UsageError(f"{option.flag} {value!r}: expected {expected}") from None
-    if option.choices and value not in option.choices:
-        raise UsageError(f"{option.flag} {value!r}: choose one of {', '.join(option.choices)}")
-    return value
-
-
 def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,
                           rootpath: Path) -> Settings:
     """Validate every option once, at start-up; a bad value raises ``UsageError`` naming the option."""
@@ -356,6 +236,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         latency_warmup=int(non_negative("--latency-warmup", option.latency_warmup)),
         throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
         throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
+        timing_budget=non_negative("--timing-budget", option.timing_budget),
         merge_into=_existing("--merge-into", option.merge_into),
         latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
         shard=_shard(option.shard),

@@ -8,11 +8,12 @@ so every queued kernel is counted. pytest-benchmark does the statistics.
 
 from __future__ import annotations
 
-import resource
+import math
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ def device_sync(device: torch.device | str) -> Callable[[], None]:
     device = torch.device(device)
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
     return lambda: None
 
 
@@ -43,8 +46,9 @@ def synchronised(fn: Callable[[], Any], device: torch.device | str) -> Callable[
 
 
 def timer_description(device: torch.device | str) -> str:
-    if torch.device(device).type == "cuda":
-        return "time.perf_counter, torch.cuda.synchronize before each start and inside each timed call"
+    kind = torch.device(device).type
+    if kind in ("cuda", "mps"):
+        return f"time.perf_counter, torch.{kind}.synchronize before each start and inside each timed call"
     return "time.perf_counter (CPU, synchronous)"
 
 
@@ -101,6 +105,10 @@ def peak_rss_mb() -> float:
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    try:
+        import resource  # POSIX only: Windows has neither /proc nor getrusage
+    except ImportError:
+        return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB on Linux
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
@@ -110,17 +118,49 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def time_rounds(fn: Callable[[], Any], device: torch.device | str, rounds: int, warmup: int) -> list[float]:
+@dataclass(frozen=True)
+class RoundPolicy:
+    """How many timed rounds a measurement takes: as many as fit ``budget_s`` seconds (judged by
+    the last warm-up round), at least ``least`` and at most ``most``. Bounding timings by time,
+    not by a count, keeps them a small share of a run on a slow or loaded machine, where a
+    fixed count of long rounds would dominate it."""
+
+    most: int
+    warmup: int
+    budget_s: float
+    least: int = 1
+    family: str = "latency"  # pytest-benchmark's group: "latency 1x128", "throughput 32x512"
+
+    def rounds(self, round_s: float | None) -> int:
+        if round_s is None or round_s <= 0 or math.isinf(self.budget_s):  # nothing to judge by, or no bound
+            return self.most
+        return max(min(self.least, self.most), min(self.most, math.floor(self.budget_s / round_s + 1e-9)))
+
+    def describe(self) -> dict[str, Any]:
+        return {"warmup_rounds": self.warmup, "max_rounds": self.most, "timing_budget_s": self.budget_s}
+
+
+def warm_up(fn: Callable[[], Any], sync: Callable[[], None], warmup: int) -> float | None:
+    """Runs ``warmup`` untimed rounds; the seconds of the last, or None when there were none."""
+    seconds = None
+    for _ in range(warmup):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        seconds = time.perf_counter() - start
+    return seconds
+
+
+def time_rounds(fn: Callable[[], Any], device: torch.device | str, policy: RoundPolicy) -> list[float]:
     """Seconds per round of ``fn``, draining the device before each start and after each call.
 
     For measurements that cannot go through pytest-benchmark's fixture (it times one
     function per test), such as a sweep over batch sizes within one item.
     """
     sync = device_sync(device)
-    for _ in range(warmup):
-        fn()
     timings = []
-    for _ in range(rounds):
+    for _ in range(policy.rounds(warm_up(fn, sync, policy.warmup))):
         sync()
         start = time.perf_counter()
         fn()
@@ -144,21 +184,23 @@ def timing_unavailable(*, under_xdist: bool, benchmark_disabled: bool) -> str | 
     return None
 
 
-def describe(stats: dict[str, Any], device: torch.device, warmup: int) -> dict[str, Any]:
-    return stats | {"timer": timer_description(device), "warmup_rounds": warmup}
+def describe(stats: dict[str, Any], device: torch.device, policy: RoundPolicy) -> dict[str, Any]:
+    return stats | {"timer": timer_description(device)} | policy.describe()
 
 
 def benchmark_forward(pedantic: Callable[..., Any], timings: Callable[[], list[float]], model: torch.nn.Module,
-                      ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
+                      ids: torch.Tensor, policy: RoundPolicy) -> dict[str, Any]:
     """Times ``model(ids)`` through pytest-benchmark's ``pedantic`` (its statistics and its
-    report), draining the device before each round and inside it."""
+    report), draining the device before each round and inside it. The warm-up runs here,
+    not in pedantic, because its duration decides the number of rounds."""
+    forward = synchronised(lambda: model(ids), ids.device)
     with torch.inference_mode():
-        pedantic(synchronised(lambda: model(ids), ids.device), setup=device_sync(ids.device),
-                 rounds=rounds, warmup_rounds=warmup, iterations=1)
-    return describe(summarise_ms(list(timings())), ids.device, warmup)
+        rounds = policy.rounds(warm_up(forward, device_sync(ids.device), policy.warmup))
+        pedantic(forward, setup=device_sync(ids.device), rounds=rounds, warmup_rounds=0, iterations=1)
+    return describe(summarise_ms(list(timings())), ids.device, policy)
 
 
 @torch.inference_mode()
-def plain_forward_timer(model: torch.nn.Module, ids: torch.Tensor, rounds: int, warmup: int) -> dict[str, Any]:
+def plain_forward_timer(model: torch.nn.Module, ids: torch.Tensor, policy: RoundPolicy) -> dict[str, Any]:
     """The same statistics without pytest-benchmark (the library API's timer)."""
-    return describe(summarise_ms(time_rounds(lambda: model(ids), ids.device, rounds, warmup)), ids.device, warmup)
+    return describe(summarise_ms(time_rounds(lambda: model(ids), ids.device, policy)), ids.device, policy)

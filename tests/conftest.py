@@ -20,6 +20,14 @@ with contextlib.suppress(ImportError):
     import transformers.tokenization_utils_fast  # noqa: F401
 
 pytest_plugins = ["pytester"]
+SUITE_PLUGIN = "lmeval_fixtures.plugin"
+
+
+@pytest.fixture(autouse=True)
+def suite_plugin_for_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin has no pytest11 entry point (it loads only where used): pytester's inner
+    runs, in process or not, get it as a user's ``-p lmeval_fixtures.plugin`` would."""
+    monkeypatch.setenv("PYTEST_PLUGINS", SUITE_PLUGIN)
 
 SAMPLE_TEXT = (
     "The quick brown fox jumps over the lazy dog. A lobster is a crustacean of the sea.\n"

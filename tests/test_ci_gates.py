@@ -98,7 +98,7 @@ def test_compare_keeps_a_checkpoint_of_two_runs_apart(suite, capsys):
                         "-m", "smallbench", "-k", "sst2").assert_outcomes(passed=1)
     out = suite.path / "cmp"
     assert cli(["compare", str(suite.path / "reports/r1"), str(suite.path / "reports/r2"), "--out", str(out),
-                "--sort-by", "smallbench_sentiment_acc"]) == 0
+                "--compare-by", "smallbench_sentiment_acc"]) == 0
     text = (out / "comparison.md").read_text()
     assert "| a @ r1 |" in text and "| a @ r2 |" in text
     assert "a @ r1 vs a @ r2" in text or "a @ r1 - a @ r2" in text

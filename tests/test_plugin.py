@@ -49,7 +49,7 @@ def test_bad_checkpoints_fail_alone_and_every_report_is_written(suite):
                              "--checkpoint", "evil.pt", "--checkpoint", "text.pt", "--data-dir", "data")
     result.assert_outcomes(passed=4, errors=6)
     result.stdout.fnmatch_lines(["*missing.pt: no such file or folder*", "*evil.pt: *",
-                                 "*text.pt: not a PyTorch checkpoint*", "*lmeval-fixtures reports*"])
+                                 "*text.pt: not a PyTorch checkpoint*", "*lmeval-fixtures results*"])
     assert not (suite.path / "pwned").exists()
     found = records(suite.path)
     assert sorted(found) == ["evil", "good", "missing", "other", "text"]
@@ -99,7 +99,7 @@ def test_token_cap_and_stride_are_recorded(suite):
 
 @pytest.mark.parametrize("args, message", [
     (["--device", "cuda:7"], "*--device cuda:7*"),
-    (["--device", "tpu"], "*--device tpu: expected cpu, cuda, cuda:N or auto*"),
+    (["--device", "tpu"], "*--device tpu: expected cpu, cuda, cuda:N, mps or auto*"),
     (["--ppl-stride", "0"], "*--ppl-stride must be a positive integer*"),
     (["--dtype", "float16"], "*float16 is not supported on CPU*"),
 ])

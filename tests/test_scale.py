@@ -78,7 +78,7 @@ def test_comparison_report_and_compare_command(suite, capsys):
     assert "comparison.md" in (suite.path / "reports/c/a/summary.md").read_text()
 
     assert cli(["compare", str(suite.path / "reports/c"), "--out", str(suite.path / "cmp"),
-                "--sort-by", "smallbench_avg_acc"]) == 0
+                "--compare-by", "smallbench_avg_acc"]) == 0
     assert "Sorted by `smallbench_avg_acc`" in (suite.path / "cmp/comparison.md").read_text()
     assert cli(["compare", str(suite.path / "nowhere")]) == 2
     assert "nowhere: no such file or folder" in capsys.readouterr().err

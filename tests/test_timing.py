@@ -66,7 +66,8 @@ def suite(pytester, offline):
 
 def test_timed_items_record_pytest_benchmark_statistics(suite):
     result = suite.runpytest_subprocess("--checkpoint", "ck", "--run-id", "t", "-m", "latency or throughput",
-                                        "--benchmark-json", "bench.json", *SMALL_SHAPES)
+                                        "--benchmark-json", "bench.json", *SMALL_SHAPES,
+                                        "--timing-budget", "1000")  # every round asked for, however slow
     result.assert_outcomes(passed=4)
     record = json.loads((suite.path / "reports/t/a/metrics.json").read_text())
     theirs = {b["param"]: b["stats"] for b in json.loads((suite.path / "bench.json").read_text())["benchmarks"]}

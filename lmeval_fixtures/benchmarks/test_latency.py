@@ -1,0 +1,61 @@
+"""Forward latency and throughput, timed with pytest-benchmark (docs/design.md, "Latency").
+
+Timed items never share the machine: under pytest-xdist they record that no
+timing was taken and skip. Run them with ``-p no:xdist -m "latency or throughput"``.
+"""
+
+import pytest
+
+from lmeval_fixtures import items, record
+
+
+@pytest.mark.latency
+def test_latency(checkpoint, latency_shape, forward_timer, record_metric, eval_run, gates):
+    why_not = forward_timer.unavailable()
+    if why_not:
+        record_metric(checkpoint, record.timing_not_taken("latency", why_not, latency_shape))
+        pytest.skip(why_not)
+    too_long = items.too_long(checkpoint, latency_shape[1])
+    if too_long:
+        pytest.skip(too_long)
+    fragment, problems = items.latency(checkpoint, *latency_shape, eval_run.settings, forward_timer)
+    record_metric(checkpoint, fragment)
+    forward_timer.note_memory(next(iter(fragment["latency"].values())))
+    assert not problems, "; ".join(problems)
+    gates.enforce(checkpoint, fragment)
+
+
+@pytest.mark.throughput
+def test_throughput(checkpoint, forward_timer, record_metric, eval_run, gates):
+    why_not = forward_timer.unavailable()
+    if why_not:
+        record_metric(checkpoint, record.timing_not_taken("throughput", why_not))
+        pytest.skip(why_not)
+    too_long = items.too_long(checkpoint, eval_run.settings.throughput_shape[1])
+    if too_long:
+        pytest.skip(too_long)
+    fragment = items.throughput(checkpoint, eval_run.settings, forward_timer)
+    record_metric(checkpoint, fragment)
+    forward_timer.note_memory(fragment["throughput"])
+    gates.enforce(checkpoint, fragment)
+
+
+@pytest.mark.throughput
+def test_batch_scaling(checkpoint, forward_timer, record_metric, eval_run, progress):
+    """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit.
+
+    Timed in one item over several shapes, so outside pytest-benchmark's one-function
+    fixture; it asks for the fixture all the same, so that --benchmark-skip and
+    --benchmark-only select it as they select the other timed items."""
+    forward_timer.not_benchmarked("batch scaling")
+    why_not = forward_timer.unavailable()
+    if why_not:
+        record_metric(checkpoint, record.timing_not_taken("batch_scaling", why_not))
+        pytest.skip(why_not)
+    too_long = items.too_long(checkpoint, eval_run.settings.throughput_shape[1])
+    if too_long:
+        pytest.skip(too_long)
+    fragment, problems = items.batch_scaling(checkpoint, eval_run.settings,
+                                             progress(f"{checkpoint.name} batch scaling", "batch sizes"))
+    record_metric(checkpoint, fragment)
+    assert not problems, "; ".join(problems)

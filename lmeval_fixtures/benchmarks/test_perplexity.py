@@ -1,0 +1,19 @@
+"""Perplexity per checkpoint, corpus and split (docs/design.md, "Metrics").
+
+Parametrized over the run's corpora (WikiText-2 raw by default; a conftest adds
+more with ``pytest_lmeval_register``). The body is ``lmeval_fixtures.items``,
+the same code the library API runs.
+"""
+
+import pytest
+
+from lmeval_fixtures import items
+
+
+@pytest.mark.perplexity
+def test_perplexity(checkpoint, corpus_data, record_metric, eval_run, gates, progress):
+    show = progress(f"{checkpoint.name} {corpus_data.corpus.name} {corpus_data.split}", "windows")
+    fragment, _, problems = items.perplexity(checkpoint, corpus_data, eval_run.settings, show)
+    record_metric(checkpoint, fragment)
+    assert not problems, "; ".join(problems)
+    gates.enforce(checkpoint, fragment)
