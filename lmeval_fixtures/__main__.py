@@ -1,5 +1,7 @@
 """Command line: ``lmeval-fixtures`` (also ``python -m lmeval_fixtures``).
 
+    run [PYTEST_ARGS...]      the benchmark items shipped in the package, from any folder:
+                              pytest -p lmeval_fixtures.plugin --pyargs lmeval_fixtures.benchmarks ...
     merge OUT SHARD_DIR...    join shard reports (same run, same data) into OUT
     compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs; records
                               measured with other settings or data are grouped apart, not ranked
@@ -150,12 +152,25 @@ def add_compare_by(command: argparse.ArgumentParser) -> None:
     command.add_argument("--sort-by", dest="compare_by", action=DeprecatedAlias, new_name="--compare-by")
 
 
+RUN_PREFIX = ("-p", "lmeval_fixtures.plugin", "-p", "no:cacheprovider", "--pyargs", "lmeval_fixtures.benchmarks")
+
+
+def run_suite(pytest_args: list[str]) -> int:
+    """The packaged items under pytest, with every pytest and suite option passed through; the
+    reports go to ./reports (the installed package is never written to, nor its .pytest_cache)."""
+    import pytest
+
+    return int(pytest.main([*RUN_PREFIX, *pytest_args]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; building it imports nothing heavy."""
     parser = argparse.ArgumentParser(prog="lmeval-fixtures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", add_help=False, help="run the benchmark items shipped in the package (any pytest "
+                        "or suite option after it; `run --help` is pytest's help)")
     merge_cmd = commands.add_parser("merge", help="join shard reports into one")
     merge_cmd.add_argument("out", type=Path, metavar="OUT", help="run folder to write (or to fold the shards into)")
     merge_cmd.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR",
@@ -189,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # everything after it is pytest's, options included
+        return run_suite(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "history":

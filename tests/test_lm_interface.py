@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lmeval_fixtures.lm_interface import chunk_rows, target_logprobs
+from lmeval_fixtures.lm_interface import ChunkChooser, chunk_rows, target_logprobs
 
 
 @pytest.mark.parametrize("vocab, chunk", [(50, None), (50, 7), (3000, None), (3000, 1000)])
@@ -25,3 +25,45 @@ def test_chunk_rows_keep_about_a_million_logits():
     assert chunk_rows(4096) == 256
     assert chunk_rows(32000) == 128  # never fewer rows than 128: small matmuls are slow
     assert chunk_rows(50) == 1024  # never more than 1024
+
+
+def test_the_chosen_chunk_never_changes_a_figure():
+    """The chunk is chosen by timing, so it must not matter: every row's log-probability, greedy
+    flag and rank are bit-identical for any chunk (checked on the machine that runs the tests)."""
+    generator = torch.Generator().manual_seed(3)
+    for vocab in (512, 4096):
+        weight = torch.randn(vocab, 64, generator=generator) * 0.1
+        features = torch.randn(3000, 64, generator=generator)
+        targets = torch.randint(0, vocab, (3000,), generator=generator)
+        runs = [target_logprobs(lambda f, w=weight: f @ w.T, features, targets, with_greedy=True, with_rank=True,
+                                chunk=c) for c in (None, 128, 512, 2048, 3000)]
+        for logprobs, greedy, rank in runs[1:]:
+            assert torch.equal(logprobs, runs[0][0]) and torch.equal(greedy, runs[0][1])
+            assert torch.equal(rank, runs[0][2])
+
+
+def test_chunk_chooser_settles_on_the_fastest_and_keeps_probing():
+    chooser = ChunkChooser(4096)
+    small, middle, large = chooser.candidates
+    assert (small, middle, large) == (256, 1024, 4096)
+    cost = {small: 4e-6, middle: 1e-6, large: 2e-6}  # seconds per row, as if the cores were shared
+    picked = []
+    for _ in range(64):
+        rows = chooser.next_rows(10**6)
+        picked.append(rows)
+        chooser.observe(rows, rows, cost[rows] * rows)
+    assert picked[:3] == [small, middle, large]  # each measured once on real work
+    settled = picked[3:]
+    assert settled.count(middle) >= len(settled) - len(settled) // ChunkChooser.REPROBE - 1
+    assert set(settled) == {small, middle, large}  # still probing the others, so a change is seen
+    cost[small] = 1e-7  # the machine went quiet: small chunks are now fastest
+    for _ in range(64):
+        rows = chooser.next_rows(10**6)
+        chooser.observe(rows, rows, cost[rows] * rows)
+    assert [chooser.next_rows(10**6) for _ in range(ChunkChooser.REPROBE - 1)].count(small) >= ChunkChooser.REPROBE - 2
+
+
+def test_a_short_last_chunk_does_not_count():
+    chooser = ChunkChooser(4096)
+    chooser.observe(10, 256, 1.0)  # 10 rows of a requested 256: not a measurement of 256
+    assert chooser.seconds_per_row == {}
