@@ -66,8 +66,18 @@ def run_folder_lock(folder: Path) -> Iterator[None]:
     with open(folder / ".lock", "a", encoding="utf-8") as handle:
         try:
             import fcntl
-        except ImportError:  # not POSIX: no advisory locks; the merge still happens
-            yield
+        except ImportError:  # Windows: msvcrt's byte-range lock (retried for about 10 s, then an OSError)
+            fcntl = None
+        if fcntl is None:
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
             return
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:

@@ -332,3 +332,43 @@ def test_the_tox_gate_env_runs_the_same_gate_as_the_workflow():
         assert flag in gate and flag in workflow
         if flag != "--strict-skips":
             assert gate[gate.index(flag) + 1] == workflow[workflow.index(flag) + 1]
+
+
+# ---- portable ----------------------------------------------------------------------------------
+
+WITHOUT_POSIX = '''
+import sys, types
+from pathlib import Path
+sys.modules["resource"] = None  # as on Windows: import resource raises ImportError
+sys.modules["fcntl"] = None
+import lmeval_fixtures.plugin, lmeval_fixtures.report, lmeval_fixtures.timing as timing
+locks = []  # msvcrt faked only now: the standard library takes its presence for Windows
+sys.modules["msvcrt"] = types.SimpleNamespace(LK_LOCK=1, LK_UNLCK=0, locking=lambda fd, mode, n: locks.append(mode))
+timing.STATUS = Path("/nonexistent/status")  # no /proc either
+reading = timing.peak_rss_mb()
+assert reading != reading, reading  # NaN: no reading, and no crash
+with lmeval_fixtures.report.run_folder_lock(Path(sys.argv[1])):
+    pass
+assert locks == [1, 0], locks
+print("ok")
+'''
+
+
+def test_the_package_imports_and_degrades_cleanly_without_posix_modules(tmp_path):
+    done = subprocess.run([sys.executable, "-c", WITHOUT_POSIX, str(tmp_path)], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_version_and_mps_are_offered():
+    from lmeval_fixtures.__main__ import main
+    from lmeval_fixtures.settings import UsageError, resolve_device
+
+    with pytest.raises(SystemExit) as shown:
+        main(["--version"])
+    assert shown.value.code == 0
+    import torch
+
+    if not torch.backends.mps.is_available():
+        with pytest.raises(UsageError, match="--device mps: Apple's Metal"):
+            resolve_device("mps")
+        assert resolve_device("auto") in ("cpu", "cuda")

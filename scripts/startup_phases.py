@@ -1,0 +1,405 @@
+"""The fixed cost of a run, phase by phase, and the plugin's cost in an unrelated project.
+
+    python scripts/startup_phases.py [--runs 3] [--unrelated-runs 5] [--checkpoint ref-e25] [--data-dir ../shared/data]
+
+Run from the repository root (issue 15, item 2).
+
+1. Phases: ``pytest benchmarks -m perplexity -k validation --max-eval-tokens 512
+   --checkpoint <ref-e25>`` (one small item; ``--data-dir ../shared/data`` when that folder
+   exists, else the item skips for want of data and the data phase is that skip) runs
+   ``--runs`` times in fresh processes, after one discarded run (file cache, byte code).
+   This file is passed to each as a pytest plugin (``-p startup_phases``): it reads
+   ``time.perf_counter()`` at hook points (configure first and last, collection, each
+   item's set-up, call and teardown, each fixture's set-up, session finish, unconfigure)
+   and the parent reads the clock at launch and exit. To split what one hook does, the
+   probe also imports ``lmeval_fixtures.plugin`` itself when the initial conftests load,
+   torch and ``lmeval_fixtures.suite_plugin`` at the start of configure (the imports the
+   run makes there anyway, now timed one by one) and times ``run_info.git_commit`` and
+   ``run_info.environment`` through wrappers. Printed: the median of each phase and of the
+   total wall time, and in which phase heavy modules (torch, transformers, datasets, ...)
+   were first seen in ``sys.modules``; transformers should never be, for native checkpoints.
+2. Unrelated project: a temporary folder with one trivial test, ``pytest -q test_one.py``
+   with and without ``-p lmeval_fixtures.plugin``, ``--unrelated-runs`` times each,
+   alternating; printed: the median wall times, their difference, and which heavy modules
+   each imported. ``python -c pass`` is timed alongside as the floor.
+
+For a module-by-module breakdown of the import phases, run the same command under
+``python -X importtime -m pytest ...``. No figure is asserted: the script fails only when
+a run fails (exit status other than 0) or its probe wrote nothing.
+"""
+
+from __future__ import annotations
+
+# This module is also the probe plugin that the measured pytest processes load with -p: its
+# top-level imports are only those pytest has already made, so loading it costs next to nothing.
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+OUT_ENV = "STARTUP_PHASES_OUT"  # where the probe writes its readings
+ATTRIBUTE_ENV = "STARTUP_PHASES_ATTRIBUTE"  # "1": pre-import and wrap, to split phases
+PROBE = "startup_phases"
+HEAVY = ("lmeval_fixtures.plugin", "torch", "lmeval_fixtures.suite_plugin", "lmeval_fixtures.items", "safetensors",
+         "tokenizers", "numpy", "jsonschema", "datasets", "huggingface_hub", "transformers", "pandas", "scipy",
+         "matplotlib")
+
+# ---------------------------------------------------------------------------- the probe (in the measured process)
+
+_ANCHOR = (time.time(), time.perf_counter())  # wall clock (comparable with the parent's launch) and perf_counter
+_MARKS: dict[str, float] = {"probe_import": _ANCHOR[1]}
+_DURATIONS: dict[str, float] = {}
+_FIRST_SEEN: dict[str, str] = {}  # heavy module -> the first mark at which it was in sys.modules
+_ATTRIBUTE = os.environ.get(ATTRIBUTE_ENV) == "1"
+
+
+def _note_modules(mark: str) -> None:
+    for name in HEAVY:
+        if name not in _FIRST_SEEN and name in sys.modules:
+            _FIRST_SEEN[name] = mark
+
+
+def _mark(name: str, *, last: bool = False) -> None:
+    """Records the time of ``name`` (its first occurrence, or with ``last`` its latest)."""
+    now = time.perf_counter()
+    if last or name not in _MARKS:
+        _MARKS[name] = now
+    _note_modules(name)
+
+
+def _add(name: str, seconds: float) -> None:
+    _DURATIONS[name] = _DURATIONS.get(name, 0.0) + seconds
+
+
+def _timed_import(name: str, label: str) -> None:
+    """Imports ``name`` now, timed, unless something imported it already (then it is said)."""
+    if name in sys.modules:
+        _DURATIONS.setdefault(f"{label} (already imported)", 0.0)
+        return
+    start = time.perf_counter()
+    try:
+        __import__(name)
+    except ImportError:
+        return
+    _add(label, time.perf_counter() - start)
+
+
+def _timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _add(label, time.perf_counter() - start)
+
+    return wrapper
+
+
+_mark("probe_import")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, None, None]:
+    _mark("conftests_start")
+    if _ATTRIBUTE:  # the root conftest.py would import it next (pytest_plugins): time that import alone
+        _timed_import("lmeval_fixtures.plugin", "import lmeval_fixtures.plugin")
+    try:
+        return (yield)
+    finally:
+        _mark("conftests_end")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    _mark("configure_start")
+    if not _ATTRIBUTE or not config.pluginmanager.has_plugin("lmeval_fixtures.plugin"):
+        return
+    # the suite's pytest_configure imports these next; imported here they are timed one by one
+    _timed_import("torch", "import torch")
+    _timed_import("lmeval_fixtures.suite_plugin", "import lmeval_fixtures.suite_plugin (torch excluded)")
+    from lmeval_fixtures import run_info
+
+    run_info.git_commit = _timed("git commit (run_info.git_commit)", run_info.git_commit)
+    run_info.environment = _timed("environment and library versions (run_info.environment)",
+                                  run_info.environment)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_configure")
+def pytest_configure_last(config: pytest.Config) -> None:
+    _mark("configure_end")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, None, None]:
+    _mark("collection_start")
+    try:
+        return (yield)
+    finally:
+        _mark("collection_end")
+
+
+def _phase_wrapper(phase: str) -> Callable[..., Any]:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def wrapper(item: pytest.Item) -> Generator[None, None, None]:
+        _mark("items_start")
+        start = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            _add(f"item {phase}", time.perf_counter() - start)
+            _mark("items_end", last=True)
+
+    return wrapper
+
+
+# pytest takes as hooks only module attributes named pytest_* (a second hookimpl of one hook
+# takes another such name and ``specname``)
+pytest_runtest_setup = _phase_wrapper("setup")
+pytest_runtest_call = _phase_wrapper("call")
+pytest_runtest_teardown = _phase_wrapper("teardown")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> Generator[None, None, Any]:
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        _add(f"fixture {fixturedef.argname}", time.perf_counter() - start)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    _mark("finish_start")
+    try:
+        return (yield)
+    finally:
+        _mark("finish_end")
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_first(session: pytest.Session) -> None:
+    _mark("finish_impls_start")
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_last(session: pytest.Session) -> None:
+    _mark("finish_impls_end")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _mark("unconfigure_start")
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_unconfigure")
+def pytest_unconfigure_last(config: pytest.Config) -> None:
+    _mark("unconfigure_end")
+    out = os.environ.get(OUT_ENV)
+    if out:
+        Path(out).write_text(json.dumps({
+            "anchor_wall": _ANCHOR[0], "anchor_perf": _ANCHOR[1], "marks": _MARKS, "durations": _DURATIONS,
+            "first_seen": _FIRST_SEEN, "modules": len(sys.modules)}))
+
+
+# ---------------------------------------------------------------------------- the parent (this script)
+
+ROOT = Path(__file__).resolve().parents[1]
+UNRELATED_TEST = "def test_one():\n    assert 1 + 1 == 2\n"
+# (label, from mark, to mark): consecutive intervals that add up to the total wall time
+TIMELINE = (
+    ("python start + pytest import (to the -p plugins)", "launch", "probe_import"),
+    ("entry-point plugins (xdist, benchmark, ...), ini", "probe_import", "conftests_start"),
+    ("initial conftests (conftest.py -> the plugin)", "conftests_start", "conftests_end"),
+    ("argument parsing, pytest_cmdline_main", "conftests_end", "configure_start"),
+    ("configure (all plugins)", "configure_start", "configure_end"),
+    ("session start", "configure_end", "collection_start"),
+    ("collection (test modules imported)", "collection_start", "collection_end"),
+    ("items (set-up, call, teardown)", "collection_end", "items_end"),
+    ("between the items and session finish", "items_end", "finish_start"),
+    ("session finish", "finish_start", "finish_end"),
+    ("unconfigure", "finish_end", "unconfigure_end"),
+    ("interpreter exit", "unconfigure_end", "exit"),
+)
+DATA_FIXTURES = ("fixture corpus_data", "fixture task_data")
+CHECKPOINT_FIXTURE = "fixture checkpoint"
+CONFIGURE_PARTS = ("import torch", "import lmeval_fixtures.suite_plugin (torch excluded)",
+                   "git commit (run_info.git_commit)", "environment and library versions (run_info.environment)")
+
+
+def phases(reading: dict[str, Any]) -> dict[str, float]:
+    """Seconds of each phase (and of the parts split out of some) of one run, from the probe's reading."""
+    offset = reading["anchor_wall"] - reading["launch_wall"] - reading["anchor_perf"]
+    at = {name: value + offset for name, value in reading["marks"].items()} | {
+        "launch": 0.0, "exit": reading["exit_wall"] - reading["launch_wall"]}
+    durations = reading["durations"]
+    found: dict[str, float] = {}
+    for label, start, end in TIMELINE:
+        if start in at and end in at:
+            found[label] = at[end] - at[start]
+    found["  of which: import lmeval_fixtures.plugin"] = durations.get("import lmeval_fixtures.plugin", float("nan"))
+    configure = found.get("configure (all plugins)", 0.0)
+    for part in CONFIGURE_PARTS:
+        if part in durations:
+            found[f"  {part}"] = durations[part]
+            configure -= durations[part]
+    found["  the rest: settings, registry, run, other plugins"] = configure
+    setup = durations.get("item setup", 0.0)
+    checkpoint = durations.get(CHECKPOINT_FIXTURE, 0.0)
+    data = sum(durations.get(name, 0.0) for name in DATA_FIXTURES)
+    found["  checkpoint load (checkpoint fixture)"] = checkpoint
+    found["  data load + hashing (corpus_data, task_data)"] = data
+    found["  other set-up (other fixtures, pytest)"] = setup - checkpoint - data
+    found["  the item itself (call)"] = durations.get("item call", 0.0)
+    found["  teardown (checkpoint released)"] = durations.get("item teardown", 0.0)
+    found["  reports and logging between the phases"] = found.get("items (set-up, call, teardown)", 0.0) - sum(
+        durations.get(f"item {p}", 0.0) for p in ("setup", "call", "teardown"))
+    marks = reading["marks"]
+    if "finish_impls_start" in marks and "finish_impls_end" in marks:
+        impls = marks["finish_impls_end"] - marks["finish_impls_start"]
+        found["  reports (sessionfinish hooks: Run.finish, ...)"] = impls
+        found["  terminal summary and the rest"] = found.get("session finish", 0.0) - impls
+    found["total wall time"] = at["exit"]
+    return found
+
+
+def launch(command: list[str], cwd: Path, env: dict[str, str], out: Path | None) -> dict[str, Any]:
+    """Runs one process; its launch and exit wall times, and the probe's reading when ``out`` is given."""
+    import subprocess
+
+    if out is not None:
+        out.unlink(missing_ok=True)
+        env = env | {OUT_ENV: str(out)}
+    launch_wall = time.time()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    exit_wall = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} (in {cwd}) exited {done.returncode}:\n"
+                           f"{(done.stdout + done.stderr)[-3000:]}")
+    reading: dict[str, Any] = {"launch_wall": launch_wall, "exit_wall": exit_wall}
+    if out is not None:
+        if not out.is_file():
+            raise RuntimeError(f"{' '.join(command)}: the probe wrote nothing (was -p {PROBE} loaded?)")
+        reading |= json.loads(out.read_text())
+    return reading
+
+
+def child_env(attribute: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    path = [str(Path(__file__).resolve().parent), str(ROOT), env.get("PYTHONPATH", "")]
+    return env | {"PYTHONPATH": os.pathsep.join(p for p in path if p), ATTRIBUTE_ENV: "1" if attribute else "0"}
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for i, row in enumerate([header, *rows]):
+        cells = zip(row, widths, strict=True)
+        print("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(cells)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> int:
+    import argparse
+    import statistics
+    import tempfile
+
+    from lmeval_fixtures.settings import REFERENCE_DIR
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="measured runs of the item (default: %(default)s)")
+    parser.add_argument("--unrelated-runs", type=int, default=5,
+                        help="runs of the unrelated project, with and without the plugin (default: %(default)s)")
+    parser.add_argument("--checkpoint", default=str(REFERENCE_DIR / "ref-e25"), help="default: ref-e25")
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="passed when it exists (default: ../shared/data)")
+    parser.add_argument("--max-eval-tokens", type=int, default=512, help="default: %(default)s")
+    args = parser.parse_args()
+    if args.runs < 1 or args.unrelated_runs < 1:
+        parser.error("--runs and --unrelated-runs must be >= 1")
+
+    with tempfile.TemporaryDirectory(prefix="startup-phases-") as tmp_name:
+        tmp = Path(tmp_name)
+        command = [sys.executable, "-m", "pytest", "-p", PROBE, "benchmarks", "-m", "perplexity", "-k", "validation",
+                   "--max-eval-tokens", str(args.max_eval_tokens), "--checkpoint", args.checkpoint,
+                   "--report-dir", str(tmp / "reports")]
+        if args.data_dir.is_dir():
+            command += ["--data-dir", str(args.data_dir)]
+        shown = [c if c != sys.executable else "python" for c in command if c not in ("-p", PROBE)]
+        print(f"item run: {' '.join(shown).replace(str(tmp), '<tmp>')}")
+        print(f"{args.runs} measured runs after 1 discarded; medians in seconds", flush=True)
+        readings = []
+        try:
+            for run in range(args.runs + 1):
+                reading = launch(command, ROOT, child_env(attribute=True), tmp / "probe.json")
+                if run:
+                    readings.append(reading)
+        except RuntimeError as exc:
+            print(f"failed: {exc}", file=sys.stderr)
+            return 1
+        split = [phases(r) for r in readings]
+        total = statistics.median(s["total wall time"] for s in split)
+        rows = []
+        for label in split[0]:
+            values = [s[label] for s in split if label in s]
+            value = statistics.median(values)
+            rows.append([label, f"{value:.3f}", f"{100 * value / total:.1f}%" if value == value else "",
+                         f"{min(values):.3f}-{max(values):.3f}"])
+        print()
+        print_table(["phase (indented: part of the phase above)", "median s", "share", "range"], rows)
+        first = readings[-1]["first_seen"]
+        print("\nfirst seen in sys.modules (last run): " + "; ".join(
+            f"{name} at {first.get(name, 'never')}" for name in HEAVY))
+        transformers = [r["first_seen"].get("transformers") for r in readings]
+        print(f"transformers imported: {'no' if not any(transformers) else 'yes, at ' + str(transformers)}; "
+              f"modules loaded at the end: {readings[-1]['modules']}")
+
+        project = tmp / "unrelated"
+        project.mkdir()
+        (project / "pytest.ini").write_text("[pytest]\n")
+        (project / "test_one.py").write_text(UNRELATED_TEST)
+        base = [sys.executable, "-m", "pytest", "-q", "-p", PROBE, "-p", "no:cacheprovider", "test_one.py"]
+        variants = {"python -c pass": ([sys.executable, "-c", "pass"], False),
+                    "pytest -q test_one.py": (base, True),
+                    "pytest -q -p lmeval_fixtures.plugin test_one.py": (base[:-1] + ["-p", "lmeval_fixtures.plugin",
+                                                                                     "test_one.py"], True)}
+        walls: dict[str, list[float]] = {name: [] for name in variants}
+        seen: dict[str, dict[str, str]] = {}
+        print(f"\nunrelated project (one trivial test, a pytest.ini), {args.unrelated_runs} runs each after 1 "
+              "discarded, alternating", flush=True)
+        try:
+            for run in range(args.unrelated_runs + 1):
+                names = list(variants) if run % 2 == 0 else list(variants)[::-1]
+                for name in names:
+                    cmd, probed = variants[name]
+                    reading = launch(cmd, project, child_env(attribute=False), tmp / "probe.json" if probed else None)
+                    if run:
+                        walls[name].append(reading["exit_wall"] - reading["launch_wall"])
+                        seen[name] = reading.get("first_seen", {})
+        except RuntimeError as exc:
+            print(f"failed: {exc}", file=sys.stderr)
+            return 1
+        without = statistics.median(walls["pytest -q test_one.py"])
+        rows = []
+        for name, values in walls.items():
+            value = statistics.median(values)
+            heavy = [m for m in HEAVY if m in seen.get(name, {}) and not m.startswith("lmeval_fixtures")]
+            rows.append([name, f"{value:.3f}", f"{value - without:+.3f}", f"{min(values):.3f}-{max(values):.3f}",
+                         ", ".join(heavy) or ("-" if name in seen else "")])
+        print_table(["command", "median s", "vs without", "range", "heavy modules imported"], rows)
+        leftovers = sorted(p.name for p in project.iterdir() if p.name not in ("pytest.ini", "test_one.py",
+                                                                               "__pycache__"))
+        if leftovers:
+            print(f"note: the unrelated project's folder now also holds: {', '.join(leftovers)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
