@@ -9,6 +9,7 @@ line; it computes nothing itself.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -138,15 +139,21 @@ def gates(eval_run: SuitePlugin, record_metric: Callable[..., None]) -> GateKeep
 
 
 class ProgressLine:
-    """``done/total``, rate and time left of one item, rewritten in place on pytest's terminal.
+    """``done/total``, rate and time left of one item, redrawn in place on pytest's terminal.
 
-    The line goes through the terminal reporter with capture suspended (as pytest's own
-    live logging does), so it shows under normal output capture, not only with ``-s``;
-    it is cleared when the item finishes, so the usual dots and results are unchanged.
+    Written with capture suspended (as pytest's own live logging does), so it shows under
+    normal output capture, not only with ``-s``. It goes after what pytest has written on
+    the current line (the file name and its dots), with the cursor saved before and
+    restored after, straight to the terminal rather than through pytest's writer, so pytest's
+    own bookkeeping of the line (where ``[ 50%]`` goes) is untouched; it is erased when the
+    item finishes.
     """
 
-    def __init__(self, reporter: Any, capture: Any, label: str, unit: str) -> None:
-        self.reporter, self.capture, self.label, self.unit = reporter, capture, label, unit
+    SAVE, RESTORE_AND_CLEAR = "\x1b7", "\x1b8\x1b[K"
+
+    def __init__(self, writer: Any, capture: Any, label: str, unit: str, stream: Any = None) -> None:
+        self.writer, self.capture, self.label, self.unit = writer, capture, label, unit
+        self.stream = stream
         self.start = time.perf_counter()
         self.last = 0.0
         self.shown = False
@@ -156,21 +163,24 @@ class ProgressLine:
         if done < total and now - self.last < 0.5:
             return
         self.last = now
-        elapsed = max(now - self.start, 1e-9)
         if done >= total:
-            self._write("\r\x1b[K" if self.shown else "")
+            if self.shown:
+                self._write(self.RESTORE_AND_CLEAR)
             return
-        rate = done / elapsed
+        rate = done / max(now - self.start, 1e-9)
         left = f", {format_seconds((total - done) / rate)} left" if done else ""
-        self._write(f"\r\x1b[K  {self.label}: {done:,}/{total:,} {self.unit} ({rate:,.1f}/s{left})")
+        text = f" {self.label}: {done:,}/{total:,} {self.unit} ({rate:,.1f}/s{left})"
+        room = self.writer.fullwidth - self.writer.width_of_current_line - 1
+        text = text[:max(0, room)]
+        self._write((self.RESTORE_AND_CLEAR if self.shown else self.SAVE) + text)
         self.shown = True
 
     def _write(self, text: str) -> None:
-        if not text:
-            return
         suspended = self.capture.global_and_fixture_disabled() if self.capture else contextlib.nullcontext()
         with suspended:
-            self.reporter.write(text, flush=True)
+            stream = self.stream or sys.__stdout__
+            stream.write(text)
+            stream.flush()
 
 
 def format_seconds(seconds: float) -> str:
@@ -189,7 +199,7 @@ def progress(pytestconfig: pytest.Config) -> Callable[..., Callable[[int, int], 
              and not hasattr(pytestconfig, "workerinput"))
 
     def make(label: str, unit: str = "rows") -> Callable[[int, int], None] | None:
-        return ProgressLine(reporter, capture, label, unit) if shown else None
+        return ProgressLine(pytestconfig.get_terminal_writer(), capture, label, unit) if shown else None
 
     return make
 

@@ -72,6 +72,13 @@ def _move_whitespace(context: str, continuation: str) -> tuple[str, str]:
     return context, continuation
 
 
+def scored_continuation(context: str, continuation: str) -> str:
+    """The text whose tokens a request's score covers: the continuation with the context's
+    trailing whitespace moved onto it, as ``encode_pairs`` moves it (nothing moves after an
+    empty context). Per-byte figures of a continuation count the UTF-8 bytes of this text."""
+    return _move_whitespace(context, continuation)[1] if context else continuation
+
+
 def encode_pairs(tokenizer: TextTokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int], bool]]:
     """Token ids of each (context, continuation) as lm-evaluation-harness splits them.
 

@@ -10,8 +10,9 @@ Run from the repository root (issue 15, item 2).
    ``--runs`` times in fresh processes, after one discarded run (file cache, byte code).
    This file is passed to each as a pytest plugin (``-p startup_phases``): it reads
    ``time.perf_counter()`` at hook points (configure first and last, collection, each
-   item's set-up, call and teardown, each fixture's set-up, session finish, unconfigure)
-   and the parent reads the clock at launch and exit. To split what one hook does, the
+   item's set-up, call and teardown, each fixture's set-up, session finish, unconfigure,
+   and an exit handler that runs after pytest's own cleanups) and the parent reads the
+   clock at launch and exit. To split what one hook does, the
    probe also imports ``lmeval_fixtures.plugin`` itself when the initial conftests load,
    torch and ``lmeval_fixtures.suite_plugin`` at the start of configure (the imports the
    run makes there anyway, now timed one by one) and times ``run_info.git_commit`` and
@@ -23,9 +24,12 @@ Run from the repository root (issue 15, item 2).
    alternating; printed: the median wall times, their difference, and which heavy modules
    each imported. ``python -c pass`` is timed alongside as the floor.
 
-For a module-by-module breakdown of the import phases, run the same command under
-``python -X importtime -m pytest ...``. No figure is asserted: the script fails only when
-a run fails (exit status other than 0) or its probe wrote nothing.
+The measured processes inherit this environment (less PYTEST_ADDOPTS): where
+PYTHONDONTWRITEBYTECODE is set, pytest compiles every module it rewrites anew in each run,
+which most users do not pay; ``--write-bytecode`` unsets it for them. For a module-by-module
+breakdown of the import phases, run the same command under ``python -X importtime -m pytest
+...``. No figure is asserted: the script fails only when a run fails (exit status other than
+0) or its probe wrote nothing.
 """
 
 from __future__ import annotations
@@ -39,9 +43,12 @@ import sys
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import argparse
 
 OUT_ENV = "STARTUP_PHASES_OUT"  # where the probe writes its readings
 ATTRIBUTE_ENV = "STARTUP_PHASES_ATTRIBUTE"  # "1": pre-import and wrap, to split phases
@@ -202,6 +209,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True, specname="pytest_unconfigure")
 def pytest_unconfigure_last(config: pytest.Config) -> None:
     _mark("unconfigure_end")
+    # registered last, so it runs first at exit: after pytest's own cleanups (config.add_cleanup),
+    # before the interpreter's shutdown
+    import atexit
+
+    atexit.register(_write_reading)
+
+
+def _write_reading() -> None:
+    _mark("cleanup_end")
     out = os.environ.get(OUT_ENV)
     if out:
         Path(out).write_text(json.dumps({
@@ -216,56 +232,61 @@ UNRELATED_TEST = "def test_one():\n    assert 1 + 1 == 2\n"
 # (label, from mark, to mark): consecutive intervals that add up to the total wall time
 TIMELINE = (
     ("python start + pytest import (to the -p plugins)", "launch", "probe_import"),
-    ("entry-point plugins (xdist, benchmark, ...), ini", "probe_import", "conftests_start"),
-    ("initial conftests (conftest.py -> the plugin)", "conftests_start", "conftests_end"),
+    ("entry-point plugins (pytest11: xdist, benchmark, ...), ini", "probe_import", "conftests_start"),
+    ("initial conftests (conftest.py loads the plugin)", "conftests_start", "conftests_end"),
     ("argument parsing, pytest_cmdline_main", "conftests_end", "configure_start"),
-    ("configure (all plugins)", "configure_start", "configure_end"),
+    ("configure (every plugin's pytest_configure)", "configure_start", "configure_end"),
     ("session start", "configure_end", "collection_start"),
-    ("collection (test modules imported)", "collection_start", "collection_end"),
+    ("collection (the test modules imported)", "collection_start", "collection_end"),
     ("items (set-up, call, teardown)", "collection_end", "items_end"),
     ("between the items and session finish", "items_end", "finish_start"),
     ("session finish", "finish_start", "finish_end"),
     ("unconfigure", "finish_end", "unconfigure_end"),
-    ("interpreter exit", "unconfigure_end", "exit"),
+    ("pytest's cleanups (unraisableexception: gc.collect x5)", "unconfigure_end", "cleanup_end"),
+    ("interpreter shutdown", "cleanup_end", "exit"),
 )
-DATA_FIXTURES = ("fixture corpus_data", "fixture task_data")
-CHECKPOINT_FIXTURE = "fixture checkpoint"
+# a module first seen at a mark was imported in the phase that ends there
+MARK_PHASE = {end: label for label, _, end in TIMELINE} | {
+    "items_start": "items (set-up, call, teardown)", "finish_impls_start": "session finish",
+    "finish_impls_end": "session finish (reports)", "unconfigure_start": "unconfigure"}
 CONFIGURE_PARTS = ("import torch", "import lmeval_fixtures.suite_plugin (torch excluded)",
                    "git commit (run_info.git_commit)", "environment and library versions (run_info.environment)")
 
 
 def phases(reading: dict[str, Any]) -> dict[str, float]:
-    """Seconds of each phase (and of the parts split out of some) of one run, from the probe's reading."""
+    """Seconds of each phase of one run, in display order; a label indented by two spaces is a part
+    of the phase above it."""
     offset = reading["anchor_wall"] - reading["launch_wall"] - reading["anchor_perf"]
     at = {name: value + offset for name, value in reading["marks"].items()} | {
         "launch": 0.0, "exit": reading["exit_wall"] - reading["launch_wall"]}
-    durations = reading["durations"]
+    took = reading["durations"]
     found: dict[str, float] = {}
     for label, start, end in TIMELINE:
-        if start in at and end in at:
-            found[label] = at[end] - at[start]
-    found["  of which: import lmeval_fixtures.plugin"] = durations.get("import lmeval_fixtures.plugin", float("nan"))
-    configure = found.get("configure (all plugins)", 0.0)
-    for part in CONFIGURE_PARTS:
-        if part in durations:
-            found[f"  {part}"] = durations[part]
-            configure -= durations[part]
-    found["  the rest: settings, registry, run, other plugins"] = configure
-    setup = durations.get("item setup", 0.0)
-    checkpoint = durations.get(CHECKPOINT_FIXTURE, 0.0)
-    data = sum(durations.get(name, 0.0) for name in DATA_FIXTURES)
-    found["  checkpoint load (checkpoint fixture)"] = checkpoint
-    found["  data load + hashing (corpus_data, task_data)"] = data
-    found["  other set-up (other fixtures, pytest)"] = setup - checkpoint - data
-    found["  the item itself (call)"] = durations.get("item call", 0.0)
-    found["  teardown (checkpoint released)"] = durations.get("item teardown", 0.0)
-    found["  reports and logging between the phases"] = found.get("items (set-up, call, teardown)", 0.0) - sum(
-        durations.get(f"item {p}", 0.0) for p in ("setup", "call", "teardown"))
-    marks = reading["marks"]
-    if "finish_impls_start" in marks and "finish_impls_end" in marks:
-        impls = marks["finish_impls_end"] - marks["finish_impls_start"]
-        found["  reports (sessionfinish hooks: Run.finish, ...)"] = impls
-        found["  terminal summary and the rest"] = found.get("session finish", 0.0) - impls
+        found[label] = at[end] - at[start] if start in at and end in at else float("nan")
+        if start == "conftests_start" and "import lmeval_fixtures.plugin" in took:
+            found["  import lmeval_fixtures.plugin"] = took["import lmeval_fixtures.plugin"]
+        elif start == "configure_start":
+            rest = found[label]
+            for part in CONFIGURE_PARTS:
+                if part in took:
+                    found[f"  {part}"] = took[part]
+                    rest -= took[part]
+            found["  the rest: settings, registry, run, other plugins"] = rest
+        elif start == "collection_end":
+            setup = took.get("item setup", 0.0)
+            checkpoint = took.get("fixture checkpoint", 0.0)
+            data = took.get("fixture corpus_data", 0.0) + took.get("fixture task_data", 0.0)
+            phases_sum = sum(took.get(f"item {p}", 0.0) for p in ("setup", "call", "teardown"))
+            found["  checkpoint load (the checkpoint fixture)"] = checkpoint
+            found["  data load + hashing (corpus_data, task_data)"] = data
+            found["  other set-up (other fixtures, pytest)"] = setup - checkpoint - data
+            found["  the item itself (call)"] = took.get("item call", 0.0)
+            found["  teardown (the checkpoint released)"] = took.get("item teardown", 0.0)
+            found["  between set-up, call and teardown (reports)"] = found[label] - phases_sum
+        elif start == "finish_start" and "finish_impls_start" in at and "finish_impls_end" in at:
+            impls = at["finish_impls_end"] - at["finish_impls_start"]
+            found["  sessionfinish hooks (Run.finish writes the reports)"] = impls
+            found["  terminal summary (every plugin's), the rest"] = found[label] - impls
     found["total wall time"] = at["exit"]
     return found
 
@@ -291,8 +312,10 @@ def launch(command: list[str], cwd: Path, env: dict[str, str], out: Path | None)
     return reading
 
 
-def child_env(attribute: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+def child_env(args: argparse.Namespace, attribute: bool) -> dict[str, str]:
+    """This process's environment, without PYTEST_ADDOPTS, with the probe importable."""
+    dropped = {"PYTEST_ADDOPTS"} | ({"PYTHONDONTWRITEBYTECODE"} if args.write_bytecode else set())
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     path = [str(Path(__file__).resolve().parent), str(ROOT), env.get("PYTHONPATH", "")]
     return env | {"PYTHONPATH": os.pathsep.join(p for p in path if p), ATTRIBUTE_ENV: "1" if attribute else "0"}
 
@@ -306,10 +329,74 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def median_rows(runs: list[dict[str, float]]) -> list[list[str]]:
+    """One row per phase: median, share of the median total, least and greatest."""
+    import statistics
+
+    total = statistics.median(r["total wall time"] for r in runs)
+    rows = []
+    for label in runs[0]:
+        values = [r[label] for r in runs if label in r and r[label] == r[label]]  # NaN: mark missing
+        if not values:
+            rows.append([label, "-", "", ""])
+            continue
+        value = statistics.median(values)
+        rows.append([label, f"{value:.3f}", f"{100 * value / total:.1f}%", f"{min(values):.3f}-{max(values):.3f}"])
+    return rows
+
+
+def item_phases(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """The probe's readings of ``args.runs`` runs of the small item (after one discarded)."""
+    command = [sys.executable, "-m", "pytest", "-p", PROBE, "benchmarks", "-m", "perplexity", "-k", "validation",
+               "--max-eval-tokens", str(args.max_eval_tokens), "--checkpoint", args.checkpoint,
+               "--report-dir", str(tmp / "reports")]
+    if args.data_dir.is_dir():
+        command += ["--data-dir", str(args.data_dir)]
+    shown = [("python" if c == sys.executable else c) for c in command if c not in ("-p", PROBE)]
+    print(f"item run: {' '.join(shown).replace(str(tmp), '<tmp>')}")
+    print(f"{args.runs} measured runs after 1 discarded, each a fresh process", flush=True)
+    readings = []
+    for run in range(args.runs + 1):
+        reading = launch(command, ROOT, child_env(args, attribute=True), tmp / "probe.json")
+        if run:
+            readings.append(reading)
+    return readings
+
+
+def unrelated_project(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Wall times of a one-test project with and without the plugin (and of ``python -c pass``),
+    alternating, and the heavy modules each pytest run had imported by its end."""
+    project = tmp / "unrelated"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")  # the rootdir: nothing above it is read
+    (project / "test_one.py").write_text(UNRELATED_TEST)
+    base = [sys.executable, "-m", "pytest", "-q", "-p", PROBE, "-p", "no:cacheprovider"]
+    variants = {"python -c pass": ([sys.executable, "-c", "pass"], False),
+                "pytest -q test_one.py": ([*base, "test_one.py"], True),
+                "pytest -q -p lmeval_fixtures.plugin test_one.py": ([*base, "-p", "lmeval_fixtures.plugin",
+                                                                     "test_one.py"], True)}
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    seen: dict[str, dict] = {}
+    for run in range(args.unrelated_runs + 1):
+        for name in list(variants) if run % 2 == 0 else list(variants)[::-1]:
+            command, probed = variants[name]
+            reading = launch(command, project, child_env(args, attribute=False),
+                             tmp / "probe.json" if probed else None)
+            if run:
+                walls[name].append(reading["exit_wall"] - reading["launch_wall"])
+                if probed:
+                    seen[name] = reading["first_seen"]
+    leftovers = sorted(p.name for p in project.iterdir() if p.name not in ("pytest.ini", "test_one.py", "__pycache__"))
+    if leftovers:  # pytest-benchmark makes .benchmarks/ in any project it is installed in
+        print(f"note: the unrelated project's folder now also holds {', '.join(leftovers)}")
+    return walls, seen
+
+
 def main() -> int:
     import argparse
     import statistics
     import tempfile
+    from importlib import metadata
 
     from lmeval_fixtures.settings import REFERENCE_DIR
 
@@ -321,83 +408,48 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
                         help="passed when it exists (default: ../shared/data)")
     parser.add_argument("--max-eval-tokens", type=int, default=512, help="default: %(default)s")
+    parser.add_argument("--write-bytecode", action="store_true",
+                        help="unset PYTHONDONTWRITEBYTECODE for the measured processes, so that pytest caches the "
+                             "modules it rewrites (as it does for most users)")
     args = parser.parse_args()
     if args.runs < 1 or args.unrelated_runs < 1:
         parser.error("--runs and --unrelated-runs must be >= 1")
 
+    plugins = sorted({e.name for e in metadata.entry_points(group="pytest11")})
+    print(f"python {sys.version.split()[0]}, pytest {pytest.__version__}; entry-point plugins: {', '.join(plugins)}")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not args.write_bytecode:
+        print("note: PYTHONDONTWRITEBYTECODE is set, so pytest compiles the modules it rewrites (test modules, "
+              "conftest.py, plugins and their packages) anew in every run; --write-bytecode unsets it")
     with tempfile.TemporaryDirectory(prefix="startup-phases-") as tmp_name:
         tmp = Path(tmp_name)
-        command = [sys.executable, "-m", "pytest", "-p", PROBE, "benchmarks", "-m", "perplexity", "-k", "validation",
-                   "--max-eval-tokens", str(args.max_eval_tokens), "--checkpoint", args.checkpoint,
-                   "--report-dir", str(tmp / "reports")]
-        if args.data_dir.is_dir():
-            command += ["--data-dir", str(args.data_dir)]
-        shown = [c if c != sys.executable else "python" for c in command if c not in ("-p", PROBE)]
-        print(f"item run: {' '.join(shown).replace(str(tmp), '<tmp>')}")
-        print(f"{args.runs} measured runs after 1 discarded; medians in seconds", flush=True)
-        readings = []
         try:
-            for run in range(args.runs + 1):
-                reading = launch(command, ROOT, child_env(attribute=True), tmp / "probe.json")
-                if run:
-                    readings.append(reading)
-        except RuntimeError as exc:
-            print(f"failed: {exc}", file=sys.stderr)
-            return 1
-        split = [phases(r) for r in readings]
-        total = statistics.median(s["total wall time"] for s in split)
-        rows = []
-        for label in split[0]:
-            values = [s[label] for s in split if label in s]
-            value = statistics.median(values)
-            rows.append([label, f"{value:.3f}", f"{100 * value / total:.1f}%" if value == value else "",
-                         f"{min(values):.3f}-{max(values):.3f}"])
-        print()
-        print_table(["phase (indented: part of the phase above)", "median s", "share", "range"], rows)
-        first = readings[-1]["first_seen"]
-        print("\nfirst seen in sys.modules (last run): " + "; ".join(
-            f"{name} at {first.get(name, 'never')}" for name in HEAVY))
-        transformers = [r["first_seen"].get("transformers") for r in readings]
-        print(f"transformers imported: {'no' if not any(transformers) else 'yes, at ' + str(transformers)}; "
-              f"modules loaded at the end: {readings[-1]['modules']}")
+            readings = item_phases(args, tmp)
+            runs = [phases(r) for r in readings]
+            print()
+            print_table(["phase (indented: part of the phase above)", "median s", "share", "range"],
+                        median_rows(runs))
+            first = readings[-1]["first_seen"]
+            print("\nheavy modules, the phase in which each was first seen in sys.modules (last run):")
+            for name in HEAVY:
+                print(f"  {name}: {MARK_PHASE.get(first[name], first[name]) if name in first else 'never imported'}")
+            imported = [r["first_seen"].get("transformers") for r in readings]
+            print(f"transformers imported in any run: {'no' if not any(imported) else 'YES'}; modules loaded at "
+                  f"the end: {readings[-1]['modules']}")
 
-        project = tmp / "unrelated"
-        project.mkdir()
-        (project / "pytest.ini").write_text("[pytest]\n")
-        (project / "test_one.py").write_text(UNRELATED_TEST)
-        base = [sys.executable, "-m", "pytest", "-q", "-p", PROBE, "-p", "no:cacheprovider", "test_one.py"]
-        variants = {"python -c pass": ([sys.executable, "-c", "pass"], False),
-                    "pytest -q test_one.py": (base, True),
-                    "pytest -q -p lmeval_fixtures.plugin test_one.py": (base[:-1] + ["-p", "lmeval_fixtures.plugin",
-                                                                                     "test_one.py"], True)}
-        walls: dict[str, list[float]] = {name: [] for name in variants}
-        seen: dict[str, dict[str, str]] = {}
-        print(f"\nunrelated project (one trivial test, a pytest.ini), {args.unrelated_runs} runs each after 1 "
-              "discarded, alternating", flush=True)
-        try:
-            for run in range(args.unrelated_runs + 1):
-                names = list(variants) if run % 2 == 0 else list(variants)[::-1]
-                for name in names:
-                    cmd, probed = variants[name]
-                    reading = launch(cmd, project, child_env(attribute=False), tmp / "probe.json" if probed else None)
-                    if run:
-                        walls[name].append(reading["exit_wall"] - reading["launch_wall"])
-                        seen[name] = reading.get("first_seen", {})
+            print(f"\nunrelated project (one trivial test, a pytest.ini), {args.unrelated_runs} runs of each after "
+                  "1 discarded, alternating", flush=True)
+            walls, seen = unrelated_project(args, tmp)
         except RuntimeError as exc:
             print(f"failed: {exc}", file=sys.stderr)
             return 1
-        without = statistics.median(walls["pytest -q test_one.py"])
-        rows = []
-        for name, values in walls.items():
-            value = statistics.median(values)
-            heavy = [m for m in HEAVY if m in seen.get(name, {}) and not m.startswith("lmeval_fixtures")]
-            rows.append([name, f"{value:.3f}", f"{value - without:+.3f}", f"{min(values):.3f}-{max(values):.3f}",
-                         ", ".join(heavy) or ("-" if name in seen else "")])
-        print_table(["command", "median s", "vs without", "range", "heavy modules imported"], rows)
-        leftovers = sorted(p.name for p in project.iterdir() if p.name not in ("pytest.ini", "test_one.py",
-                                                                               "__pycache__"))
-        if leftovers:
-            print(f"note: the unrelated project's folder now also holds: {', '.join(leftovers)}")
+    without = statistics.median(walls["pytest -q test_one.py"])
+    rows = []
+    for name, values in walls.items():
+        value = statistics.median(values)
+        heavy = [m for m in HEAVY if m in seen.get(name, {}) and not m.startswith("lmeval_fixtures")]
+        rows.append([name, f"{value:.3f}", f"{value - without:+.3f}", f"{min(values):.3f}-{max(values):.3f}",
+                     (", ".join(heavy) or "none") if name in seen else ""])
+    print_table(["command", "median s", "vs without", "range", "heavy modules imported"], rows)
     return 0
 
 
