@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from .checkpoints import CheckpointSpec, discover_checkpoints
 from .corpora import Document
+from .declarations import declare
 from .hf_models import text_tokenizer
 from .inputs import Inputs
 from .perplexity import PerplexityResult, score_documents
@@ -158,8 +159,9 @@ def evaluate(
         if len(settings.checkpoints) != 1:
             raise UsageError(f"name {name!r}: {model} holds {len(settings.checkpoints)} checkpoints; name only one")
         settings.checkpoints = [CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)]
-    registry = registry or Registry.default()
+    registry = declare(registry or Registry.default(), settings.corpora, settings.task_files)
     registry.check_prompts(settings.prompts)
+    registry.check_fewshot(settings.fewshot)
     metadata = run_metadata(Path.cwd(), settings.device, settings.dtype, settings.seed, settings.run_id,
                             settings.experiment_name, settings.as_record())
     metadata["args"] = ["lmeval_fixtures.evaluate", *sorted(options)]

@@ -360,9 +360,7 @@ def _check_dtypes(tensors: dict[str, torch.Tensor], source: Path) -> None:
 
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        skeleton = Transformer(config)
-    return {k: tuple(v.shape) for k, v in skeleton.stored_state_dict().items()}
+    return config.stored_shapes()
 
 
 def _check_shapes(found: dict[str, tuple[int, ...]], config: ModelConfig, source: Path) -> None:

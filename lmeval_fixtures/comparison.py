@@ -5,19 +5,36 @@ when they do not, the table says so and bits per byte leads. Figures measured wi
 other figure-changing settings or on other data are not comparable at all: such
 records (from ``lmeval-fixtures compare`` over several runs) are shown in groups,
 each ranked on its own, never ranked, bolded or paired against each other.
+
+Small models sit at the majority-class rate, often with identical accuracies, and a
+point of accuracy is often noise: a SmallBench figure (a figure of the table with a
+``paired`` test) is bolded only where that paired test, on the per-row values both
+records hold (``record.PerRow``), finds the best value apart from the runner-up's at
+the 0.05 level; each such verdict is listed under the tables. Other figures
+(perplexity, bits per byte, timings) bold their best value as it is.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .figures import Figure, sortable_keys
+from .figures import ACC, AVG_ACC, GOLD_BPB, MARGIN, Figure, sortable_keys
 from .history import differences, figure_settings, shown
-from .paired import PairedResult, paired_accuracy, paired_bits_per_byte
+from .paired import (
+    PairedResult,
+    paired_accuracy,
+    paired_average_accuracy,
+    paired_bits_per_byte,
+    paired_mean,
+)
 from .plots import plot_comparison
-from .record import FIGURE_SETTINGS
+from .record import FIGURE_SETTINGS, PerRow, decode_per_row
 from .report import write_atomic
+
+RESAMPLES = 1000  # of every paired bootstrap in comparison.md
+SEED = 1234
 
 
 def row_labels(records: list[dict[str, Any]]) -> list[str]:
@@ -44,13 +61,97 @@ def _cell(record: dict[str, Any], figure: Figure, best: bool) -> str:
     return f"**{text}**" if best else text
 
 
-def _best(figure: Figure, records: list[dict[str, Any]]) -> float | None:
-    """The best value of a scored column, or None when fewer than two checkpoints differ in it:
-    a value every checkpoint shares is not "best"."""
-    values = [v for v in (figure.value(r) for r in records) if v is not None]
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a column's best value is bolded, and why: for a figure with a paired test, the test of
+    the best record against the runner-up (``result``), or the reason it could not run."""
+
+    figure: Figure
+    best: dict[str, Any] | None  # the record holding the best value (None: fewer than two values differ)
+    runner_up: dict[str, Any] | None
+    result: PairedResult | None
+    bold: bool
+    why: str  # how the verdict came about, one phrase
+
+
+def _per_row(record: dict[str, Any], task: str) -> PerRow | None:
+    return decode_per_row((record.get("smallbench") or {}).get(task))
+
+
+def _paired_test(figure: Figure, best: dict[str, Any], runner: dict[str, Any],
+                 label: dict[int, str]) -> tuple[PairedResult | None, str]:
+    """The figure's paired test of ``best`` against ``runner`` (the difference is best minus runner-up),
+    or None and why it cannot run."""
+    if figure.paired == AVG_ACC:
+        tasks = sorted(set(best.get("smallbench") or {}) & set(runner.get("smallbench") or {}))
+    else:
+        tasks = [figure.task]
+    pairs = []
+    for task in tasks:
+        mine, theirs = _per_row(best, task), _per_row(runner, task)
+        missing = [label[id(r)] for r, rows in ((best, mine), (runner, theirs)) if rows is None]
+        if missing:
+            return None, (f"no per-row values for {task} in the record of {' and '.join(missing)} "
+                          "(written by a version that did not record them)")
+        if mine.rows_sha256 != theirs.rows_sha256:
+            return None, f"{task}: not the same rows"
+        pairs.append((mine, theirs))
+    if not pairs:
+        return None, "no task both records hold"
+    mine, theirs = pairs[0]
+    if figure.paired == ACC:
+        return paired_accuracy(mine.correct, theirs.correct, resamples=RESAMPLES, seed=SEED), ""
+    if figure.paired == AVG_ACC:
+        return paired_average_accuracy([(a.correct, b.correct) for a, b in pairs], resamples=RESAMPLES,
+                                       seed=SEED), ""
+    if figure.paired == MARGIN:
+        if mine.margin is None or theirs.margin is None:
+            return None, "no margins (a task of one choice)"
+        return paired_mean(mine.margin, theirs.margin, resamples=RESAMPLES, seed=SEED), ""
+    if figure.paired == GOLD_BPB:
+        try:
+            return paired_bits_per_byte([(-ll, n) for ll, n in zip(mine.gold_loglikelihood, mine.gold_bytes,
+                                                                    strict=True)],
+                                        [(-ll, n) for ll, n in zip(theirs.gold_loglikelihood, theirs.gold_bytes,
+                                                                   strict=True)],
+                                        resamples=RESAMPLES, seed=SEED), ""
+        except ValueError as exc:
+            return None, str(exc)
+    raise ValueError(f"{figure.key}: unknown paired test {figure.paired!r}")
+
+
+def verdict(figure: Figure, records: list[dict[str, Any]], label: dict[int, str]) -> Verdict:
+    """Whether ``figure``'s best value among ``records`` is bolded. Never where fewer than two values
+    differ (a value every checkpoint shares is not "best"); a figure without a paired test bolds its
+    best value; one with a paired test (SmallBench) only where the test of the best record against
+    the runner-up (the next best, ties to the best included) finds a difference at the 0.05 level in
+    the best one's favour."""
+    present = [r for r in records if figure.value(r) is not None]
+    values = [figure.value(r) for r in present]
     if figure.better is None or len(set(values)) < 2:
-        return None
-    return min(values) if figure.lower_is_better else max(values)
+        return Verdict(figure, None, None, None, False, "all equal" if values else "not measured")
+    ranked = sorted(present, key=lambda r: figure.value(r) if figure.lower_is_better else -figure.value(r))
+    best, runner = ranked[0], ranked[1]
+    if figure.paired is None:
+        return Verdict(figure, best, runner, None, True, "best value")
+    if figure.value(runner) == figure.value(best):
+        return Verdict(figure, best, runner, None, False, "tied with the runner-up")
+    result, why = _paired_test(figure, best, runner, label)
+    if result is None:
+        return Verdict(figure, best, runner, None, False, f"not tested: {why}")
+    favours_best = result.difference < 0 if figure.lower_is_better else result.difference > 0
+    bold = result.significant and favours_best
+    return Verdict(figure, best, runner, result, bold, "significant" if bold else "not significant")
+
+
+def _bolded(verdicts: dict[str, Verdict], figure: Figure, record: dict[str, Any]) -> bool:
+    """A paired figure bolds the one record its test chose; any other bolds every record holding the best value."""
+    found = verdicts[figure.key]
+    if not found.bold:
+        return False
+    if figure.paired is not None:
+        return found.best is record
+    return figure.value(record) == figure.value(found.best)
 
 
 def sort_figure(figures: list[Figure], sort_by: str) -> Figure:
@@ -100,16 +201,19 @@ def _group_title(index: int, condition: dict[str, Any], conditions: list[dict[st
     return f"Group {index}: {', '.join(parts) or 'measured otherwise'}"
 
 
-def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: Figure,
-                  label: dict[int, str]) -> list[str]:
-    """The table of one group: sorted by ``order``, the best value of each column in bold."""
+def _ranked(records: list[dict[str, Any]], order: Figure) -> list[dict[str, Any]]:
     present = [r for r in records if order.value(r) is not None]
     absent = [r for r in records if order.value(r) is None]
-    ordered = sorted(present, key=lambda r: order.value(r) if order.lower_is_better else -order.value(r)) + absent
+    return sorted(present, key=lambda r: order.value(r) if order.lower_is_better else -order.value(r)) + absent
+
+
+def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: Figure,
+                  label: dict[int, str], verdicts: dict[str, Verdict]) -> list[str]:
+    """The table of one group: sorted by ``order``, the best value of each column in bold (as ``verdict`` says)."""
+    ordered = _ranked(records, order)
     comparable = shared_tokenizer(records)
     columns = [f for f in figures if f.column and (comparable or not f.tokenizer_dependent)
                and any(f.value(r) is not None for r in records)]
-    best = {f.key: _best(f, records) for f in columns}
     header = ["checkpoint"] + [f.label for f in columns]
     lines = []
     if not comparable:
@@ -120,10 +224,96 @@ def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: F
                   "file that two of them read differs: a run of fewer items, or data from another source.**", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for record in ordered:
-        cells = [label[id(record)]] + [
-            _cell(record, f, best[f.key] is not None and f.value(record) == best[f.key]) for f in columns]
+        cells = [label[id(record)]] + [_cell(record, f, _bolded(verdicts, f, record)) for f in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _task_columns(figures: list[Figure], records: list[dict[str, Any]]) -> dict[str, list[Figure]]:
+    """By task, the figures of comparison.md's per-task table that some record holds (accuracy first)."""
+    tasks: dict[str, list[Figure]] = {}
+    for figure in figures:
+        if figure.task and any(figure.value(r) is not None for r in records):
+            tasks.setdefault(figure.task, []).append(figure)
+    return {task: sorted(columns, key=lambda f: f.path[-1] != "acc") for task, columns in tasks.items()}
+
+
+def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Figure, label: dict[int, str],
+                verdicts: dict[str, Verdict], heading: str) -> list[str]:
+    """One block of rows per task: accuracy beside the majority-class rate, and the figures that still
+    tell apart checkpoints predicting one class (margin, gold bits/byte); bolded as ``verdict`` says."""
+    tasks = _task_columns(figures, records)
+    if not tasks:
+        return []
+    ordered = _ranked(records, order)
+    names: dict[str, str] = {}  # field -> column heading: the figure's label less the task's ("SST-2 margin")
+    for columns in tasks.values():
+        for f in columns:
+            names.setdefault(f.path[-1], "acc" if f.path[-1] == "acc" else f.label.removeprefix(columns[0].label + " "))
+    fields = list(names)
+    lines = ["", f"{heading} SmallBench per task", "",
+             "Accuracy beside the majority-class rate of the rows; `classes`: how many distinct choices the "
+             "checkpoint predicts (1: one class for every row, its accuracy is that class's share); `margin`: "
+             "mean log-likelihood of the gold choice minus the best other choice (nats); `gold bits/byte`: "
+             "the gold continuations' negative log-likelihood in bits per UTF-8 byte.", "",
+             "| task | checkpoint | " + " | ".join(names[f] for f in fields) + " |",
+             "|" + "|".join("---" for _ in range(len(fields) + 2)) + "|"]
+    for columns in tasks.values():
+        by_field = {f.path[-1]: f for f in columns}
+        for record in ordered:
+            if all(f.value(record) is None for f in columns):
+                continue
+            cells = [columns[0].label, label[id(record)]]
+            cells += [_cell(record, by_field[name], by_field[name].key in verdicts
+                            and _bolded(verdicts, by_field[name], record))
+                      if name in by_field else "—" for name in fields]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _verdict_line(found: Verdict, label: dict[int, str]) -> str:
+    figure = found.figure
+    name = figure.label if figure.path[-1] != "acc" else f"{figure.label} acc"
+    if found.best is None:
+        return f"- {name}: {found.why}; not bolded"
+    best, runner = found.best, found.runner_up
+    text = (f"- {name}: {label[id(best)]} {figure.value(best):,.{figure.digits}f} vs runner-up "
+            f"{label[id(runner)]} {figure.value(runner):,.{figure.digits}f}")
+    result = found.result
+    if result is not None:
+        digits = max(figure.digits, 4)
+        text += (f", difference {result.difference:+.{digits}f}, {result.confidence:.0%} CI "
+                 f"[{result.low:+.{digits}f}, {result.high:+.{digits}f}]")
+        if result.p_value is not None:
+            text += f", McNemar p = {result.p_value:.3g}"
+    return text + f": {found.why}; {'bolded' if found.bold else 'not bolded'}"
+
+
+def _verdict_lines(verdicts: dict[str, Verdict], label: dict[int, str], heading: str) -> list[str]:
+    tested = [v for v in verdicts.values() if v.figure.paired is not None]
+    tasks = list(dict.fromkeys(v.figure.task for v in tested if v.figure.task))
+    tested.sort(key=lambda v: tasks.index(v.figure.task) if v.figure.task else len(tasks))  # by task, average last
+    if not tested:
+        return []
+    return ["", f"{heading} Best against runner-up", "",
+            "A SmallBench value is bolded only where a paired test on the rows both checkpoints were scored on "
+            "finds the best apart from the runner-up at the 0.05 level (two-sided): McNemar's exact test for "
+            "accuracy (and accuracy above the majority rate, the same rows right and wrong); a paired bootstrap "
+            f"({RESAMPLES} resamples, seed {SEED}) of the mean margin and of the gold continuations' bits per "
+            "byte (rows resampled), and of the average accuracy (rows resampled within each task); differences "
+            "are the best minus the runner-up.", ""] + [_verdict_line(v, label) for v in tested]
+
+
+def _group_tables(records: list[dict[str, Any]], figures: list[Figure], order: Figure, label: dict[int, str],
+                  heading: str) -> list[str]:
+    """The main table, the per-task table and the verdicts behind their bold, for records measured alike."""
+    comparable = shared_tokenizer(records)
+    shown_figures = [f for f in figures if (f.column or f.task) and (comparable or not f.tokenizer_dependent)
+                     and any(f.value(r) is not None for r in records)]
+    verdicts = {f.key: verdict(f, records, label) for f in shown_figures}
+    return (_ranked_table(records, figures, order, label, verdicts)
+            + _task_table(records, figures, order, label, verdicts, heading)
+            + _verdict_lines(verdicts, label, heading))
 
 
 def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort_by: str,
@@ -137,10 +327,11 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
     runs = sorted({r["run_id"] for r in records})
     parts = [f"# Comparison of {len(records)} checkpoints", "",
              f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({order.better} is better); "
-             "the best value of each column is in bold (none where all agree); accuracies carry their "
-             "standard error.", ""]
+             "the best value of each column is in bold (none where all agree), a SmallBench value only where "
+             "a paired test finds it apart from the runner-up (see Best against runner-up); accuracies and "
+             "margins carry their standard error.", ""]
     if len(groups) == 1:
-        parts += _ranked_table(records, figures, order, label)
+        parts += _group_tables(records, figures, order, label, "##")
     else:
         conditions = [_condition(g) for g in groups]
         reasons: list[str] = []
@@ -152,7 +343,7 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
                   "only checkpoints of one group.**"]
         for index, (group, condition) in enumerate(zip(groups, conditions, strict=True), start=1):
             parts += ["", f"## {_group_title(index, condition, conditions)} ({len(group)} checkpoint(s))", ""]
-            parts += _ranked_table(group, figures, order, label)
+            parts += _group_tables(group, figures, order, label, "###")
     if plot:
         parts += ["", f"![quality against latency]({plot})" if len(groups) == 1
                   else f"![quality against latency, group 1 only]({plot})"]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .corpora import split_wikitext_articles
@@ -20,6 +21,10 @@ from .tasks import Task
 
 DATA_DIR_ENV = "LMEVAL_DATA_DIR"
 WIKITEXT_HUB = ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1")
+# file suffix -> the packaged ``datasets`` builder that reads it (as lm-evaluation-harness's
+# ``dataset_path: json`` / ``csv`` / ``parquet`` / ``arrow`` does)
+TABLE_BUILDERS = MappingProxyType({".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet",
+                                   ".arrow": "arrow"})
 
 
 class DataUnavailable(Exception):
@@ -117,6 +122,22 @@ def load_wikitext_articles(split: str, data_dir: Path | None, hub: Hub | None = 
     return list(dataset["page"]), DataSource(name, {name: dataset._fingerprint})
 
 
+# How a text file is cut into documents: at blank lines (a line holding at most spaces and tabs),
+# at every line end, or not at all.
+DOCUMENT_RULES = ("blank", "lines", "whole")
+
+
+def split_documents(text: str, rule: str) -> list[str]:
+    """The non-blank documents of a text (line ends already "\\n") under one of ``DOCUMENT_RULES``."""
+    if rule == "lines":
+        pieces = text.split("\n")
+    elif rule == "whole":
+        pieces = [text]
+    else:
+        pieces = re.split(r"\n[ \t]*\n", text)
+    return [d for d in pieces if d.strip()]
+
+
 def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str], DataSource]]:
     """A corpus reader for local text files, one per split: ``pattern`` names the file with
     ``{split}`` (``"mycorpus/{split}.txt"``, under --data-dir unless absolute), and documents
@@ -129,12 +150,30 @@ def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str
         require_local(path, name)
         text, sha = read_text_file(path)
         source = DataSource(str(path), {name: sha})
-        text = normalise_line_ends(text, path, source.notes)
-        documents = [d for d in re.split(r"\n[ \t]*\n", text) if d.strip()]
+        documents = split_documents(normalise_line_ends(text, path, source.notes), "blank")
         if not documents:
             raise DataError(f"{path}: no documents (documents are separated by blank lines)")
         return documents, source
     return read
+
+
+def read_table(files: list[Path], builder: str, config: str | None = None) -> Any:
+    """Rows of local files read by the packaged ``datasets`` builder ``builder`` (json, csv,
+    parquet, arrow), returned as a ``datasets.Dataset``: the reader lm-evaluation-harness uses for
+    such files, so column types (and any value a CSV parser infers) are the same in both tools.
+    Anything that goes wrong is one ``DataError`` line naming the files."""
+    for path in files:
+        special = special_file_message(path)
+        if special:
+            raise DataError(special)
+    try:
+        import datasets
+
+        return datasets.load_dataset(builder, config, data_files={"rows": [str(p) for p in files]}, split="rows")
+    except Exception as exc:  # a parser's own error type (ArrowInvalid, JSON errors, ...): one line naming the files
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{', '.join(str(p) for p in files)}: not readable as {builder} "
+                        f"({type(exc).__name__}: {first})") from None
 
 
 def _check_row(row: object, task: Task, where: str) -> dict:
@@ -175,7 +214,11 @@ def read_task_file(path: Path, task: Task) -> tuple[list[dict], str]:
 
 def load_task_rows(task: Task, split: str, data_dir: Path | None,
                    hub: Hub | None = None) -> tuple[list[dict], DataSource]:
-    """Rows of a SmallBench task split: ``DIR/smallbench/<task>/<split>.jsonl``, else the hub."""
+    """Rows of a SmallBench task split: the task's own reader when it has one (a task file), else
+    ``DIR/smallbench/<task>/<split>.jsonl``, else the hub."""
+    if task.read is not None:
+        rows, source = task.read(split, data_dir, hub or Hub())
+        return [_check_row(row, task, f"{source.description} row {i}") for i, row in enumerate(rows)], source
     if data_dir is not None:
         path = data_dir / task.local_file(split)
         require_local(path, f"{task.local_file(split)} (see README, 'Data layout')")

@@ -27,6 +27,12 @@ RELATIVE = "relative"  # lower is better, within a relative tolerance (--ppl-tol
 STDERR = "stderr"  # higher is better, within k standard errors (--acc-tolerance-se), and the --min-acc floor
 TIMING = "timing"  # within --latency-tolerance, on the same device and dtype only
 
+# Paired tests behind comparison.md's bold (see comparison.py and paired.py):
+ACC = "acc"  # McNemar's exact test on the rows acc got right
+MARGIN = "margin"  # paired bootstrap of the mean per-row margin
+GOLD_BPB = "gold_bpb"  # paired bootstrap of bits per byte of the gold continuations, rows resampled
+AVG_ACC = "avg_acc"  # paired bootstrap of the average accuracy, rows resampled within each task
+
 CORPUS_SETTINGS = ("stride", "context_length", "max_eval_tokens", "detokenized")
 TASK_SETTINGS = ("prompt_set", "fewshot", "max_samples")
 
@@ -46,6 +52,12 @@ class Figure:
     tokenizer_dependent: bool = False  # only comparable between checkpoints sharing a tokenizer
     compute: Callable[[dict[str, Any]], Any] | None = None  # a figure derived from others
     legacy: bool = False  # the original flat schema has a top-level field named ``key``
+    task: str | None = None  # a column of comparison.md's per-task SmallBench table, for this task
+    history: bool = False  # in the history line although not a headline figure
+    # The paired test on per-row values (record.PerRow) that must find the best value significantly
+    # apart from the runner-up's before comparison.md bolds it: ACC, MARGIN, GOLD_BPB or AVG_ACC.
+    # None: the best value is bolded as it is (perplexity, timings).
+    paired: str | None = None
 
     def value(self, record: dict[str, Any]) -> Any:
         if self.compute is not None:
@@ -133,7 +145,30 @@ def corpus_figures(corpus: Corpus, legacy_keys: set[str]) -> list[Figure]:
 def task_figure(task: Task, legacy_keys: set[str]) -> Figure:
     return Figure(task.figure_key, task.display, ("smallbench", task.name, "acc"), better="higher", digits=4,
                   column=True, gate=STDERR, same=TASK_SETTINGS, stderr_field="acc_stderr",
-                  legacy=task.figure_key in legacy_keys)
+                  legacy=task.figure_key in legacy_keys, task=task.name, history=True, paired=ACC)
+
+
+# The figures that still tell small models apart when each predicts one class for every row
+# (definitions in smallbench.py): (nested field, key suffix, label, better, digits, stderr field,
+# paired test). Key suffixes are chosen so that none ends another (nor ``_acc``): two tasks'
+# figure keys can then never coincide.
+SMALL_MODEL_METRICS = (
+    ("majority_rate", "majority_rate", "majority", None, 4, None, None),
+    ("acc_above_majority", "acc_above_majority", "acc - majority", "higher", 4, None, ACC),
+    ("predicted_classes", "predicted_classes", "classes", None, 0, None, None),
+    ("margin", "margin", "margin", "higher", 4, "margin_stderr", MARGIN),
+    ("gold_bits_per_byte", "gold_bits_per_byte", "gold bits/byte", "lower", 4, None, GOLD_BPB),
+)
+
+
+def small_model_figures(task: Task) -> list[Figure]:
+    """``smallbench_sentiment_margin``, ...: keyed like the task's accuracy (``smallbench_sentiment_acc``),
+    kept out of comparison.md's main table (its per-task table shows them), scored ones in the history."""
+    base = task.figure_key.removesuffix("_acc")
+    return [Figure(f"{base}_{suffix}", f"{task.display} {label}", ("smallbench", task.name, field), better=better,
+                   digits=digits, same=TASK_SETTINGS, stderr_field=stderr_field, task=task.name,
+                   history=better is not None, paired=paired)
+            for field, suffix, label, better, digits, stderr_field, paired in SMALL_MODEL_METRICS]
 
 
 def timing_figures(shapes: Iterable[tuple[int, int]], legacy_keys: set[str]) -> list[Figure]:
@@ -186,7 +221,9 @@ def figure_table(registry: Registry, records: Iterable[dict[str, Any]] = (),
     figures += [task_figure(task, legacy_keys) for task in tasks]
     figures.append(Figure("smallbench_avg_acc", "SmallBench avg", ("smallbench_avg_acc",), better="higher",
                           digits=4, headline=True, column=True,
-                          compute=_average_accuracy([t.name for t in tasks]), legacy=True))
+                          compute=_average_accuracy([t.name for t in tasks]), legacy=True, paired=AVG_ACC))
+    for task in tasks:
+        figures += small_model_figures(task)
     figures += timing_figures(sorted(shapes), legacy_keys)
     return figures
 
@@ -196,5 +233,5 @@ def by_key(figures: Iterable[Figure]) -> dict[str, Figure]:
 
 
 def sortable_keys(figures: Iterable[Figure]) -> list[str]:
-    """Keys a comparison can be sorted by: the figures with a better direction."""
-    return sorted(f.key for f in figures if f.better is not None and f.column)
+    """Keys a comparison can be sorted by: the scored figures of its tables."""
+    return sorted(f.key for f in figures if f.better is not None and (f.column or f.task))

@@ -96,7 +96,8 @@ def context_length(record: dict[str, Any], figures: list[Figure]) -> int | None:
 def history_line(record: dict[str, Any], figures: list[Figure]) -> dict[str, Any]:
     """Who and when; how it was measured (the figure-changing settings, the context, the data
     fingerprints: what ``trend`` needs to compare like with like); then every headline figure
-    of the table (a declared corpus or task included)."""
+    of the table (a declared corpus or task included) and every figure marked ``history`` (each
+    task's accuracy and the small-model figures)."""
     settings = figure_settings(record)
     settings.pop(CONTEXT, None)  # the context is the model's, as its perplexity entries state it
     context = context_length(record, figures)
@@ -107,7 +108,7 @@ def history_line(record: dict[str, Any], figures: list[Figure]) -> dict[str, Any
         "checkpoint": record["checkpoint"]["name"], "sha256": record["checkpoint"].get("sha256"),
         "complete": record.get("complete", True),
         "settings": settings, "data_fingerprints": dict(record.get("data_fingerprints") or {}),
-        **{f.key: f.value(record) for f in figures if f.headline},
+        **{f.key: f.value(record) for f in figures if f.headline or f.history},
     }
 
 

@@ -16,6 +16,7 @@ from .checkpoints import CheckpointCache, CheckpointSpec, LoadedCheckpoint
 from .corpora import Corpus, Document
 from .data import DataError, DataSource, DataUnavailable, Hub, load_task_rows
 from .gates import Baselines
+from .result_cache import ResultCache
 from .settings import Settings
 from .tasks import Task
 
@@ -44,6 +45,8 @@ class Inputs:
         self.baselines = Baselines(settings.baseline)
         self.hub = Hub()
         self._data: dict[tuple[str, ...], Any] = {}
+        self.cache = ResultCache(settings.cache_dir, settings.cache_max_mb * 2**20, refresh=settings.refresh,
+                                 run_id=settings.run_id) if settings.cache_dir else None
 
     def checkpoint(self, spec: CheckpointSpec) -> LoadedCheckpoint:
         """Raises ``CheckpointError`` with a one-line reason."""

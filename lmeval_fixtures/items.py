@@ -20,12 +20,13 @@ from . import record
 from .checkpoints import LoadedCheckpoint
 from .inputs import CorpusSplit, TaskData
 from .perplexity import PerplexityResult, score_documents
+from .result_cache import CacheKey, ResultCache, digest, item_key, texts_digest
 from .settings import Settings
 from .smallbench import TaskResult, evaluate_task
-from .timing import MemoryWatch, is_out_of_memory, summarise_ms, time_rounds
+from .timing import MemoryWatch, RoundPolicy, is_out_of_memory, summarise_ms, time_rounds
 
-# times model(ids): (model, ids, rounds, warmup) -> statistics in ms (timing.summarise_ms plus "timer")
-ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, int, int], dict[str, Any]]
+# times model(ids): (model, ids, round policy) -> statistics in ms (timing.summarise_ms plus "timer")
+ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, RoundPolicy], dict[str, Any]]
 Progress = Callable[[int, int], None]
 
 
@@ -37,8 +38,33 @@ def perplexity_refusal(loaded: LoadedCheckpoint, settings: Settings) -> str | No
     return None
 
 
-def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, progress: Progress | None = None
-               ) -> tuple[record.Fragment, PerplexityResult, list[str]]:
+def cache_key(loaded: LoadedCheckpoint, settings: Settings, item: str, inputs: str, **extra: Any) -> CacheKey | None:
+    """What an evaluation item's figures depend on (``result_cache``): weights, tokenizer, the exact
+    inputs, the figure-changing settings and the context; not the device's thread count."""
+    recorded = settings.as_record()
+    chosen = {k: recorded.get(k) for k in (*record.FIGURE_SETTINGS, "batch_tokens", "log_samples")}
+    tokenizer = loaded.tokenizer
+    return item_key(item, weights=loaded.identity.get("sha256"),
+                    tokenizer=f"{tokenizer.sha256}:{tokenizer.add_special_tokens}:{tokenizer.bos_token_id}",
+                    inputs=inputs, settings=chosen, context=loaded.max_seq_len, **extra)
+
+
+def _cached(cache: ResultCache | None, key: CacheKey | None, item: str) -> record.Fragment | None:
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        return None
+    return hit.fragment | {"cache": {item: {"from_run": hit.run_id, "created": hit.created, "key": key.hexdigest}}}
+
+
+def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, progress: Progress | None = None,
+               cache: ResultCache | None = None) -> tuple[record.Fragment, PerplexityResult | None, list[str]]:
+    """A cached entry (same weights, tokenizer, texts and settings) is returned as it was
+    recorded, with no result object; ``cache`` in the fragment says from which run."""
+    item = f"perplexity:{data.corpus.name}:{data.split}"
+    key = None if cache is None else cache_key(loaded, settings, item, texts_digest([d.text for d in data.documents]))
+    hit = _cached(cache, key, item)
+    if hit is not None:
+        return hit, None, []
     start = time.perf_counter()
     result = score_documents(loaded.model, loaded.tokenizer, data.documents, loaded.max_seq_len,
                              stride=settings.ppl_stride, batch_tokens=settings.batch_tokens,
@@ -57,11 +83,19 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
     elif not math.isfinite(result.token_perplexity):
         problems.append(f"{loaded.name}: {where} perplexity overflows (loss {result.loss:.1f} nats/token); loss "
                         "and bits per byte are recorded")
+    if not problems and cache is not None:
+        cache.put(key, fragment)
     return fragment, result, problems
 
 
-def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None
-               ) -> tuple[record.Fragment, TaskResult, list[str]]:
+def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None,
+               cache: ResultCache | None = None) -> tuple[record.Fragment, TaskResult | None, list[str]]:
+    item = f"smallbench:{data.task.name}"
+    key = None if cache is None else cache_key(
+        loaded, settings, item, digest([data.rows, data.fewshot_pool]), task=digest(repr(data.task)))
+    hit = _cached(cache, key, item)
+    if hit is not None:
+        return hit, None, []
     result = evaluate_task(
         loaded.model, loaded.tokenizer, data.task, data.rows, loaded.max_seq_len,
         prompt_set=settings.prompts, fewshot=settings.fewshot, fewshot_pool=data.fewshot_pool, seed=settings.seed,
@@ -73,6 +107,8 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
         problems.append(f"{data.task.name}: no rows evaluated")
     elif not all(math.isfinite(ll) for row in result.rows for ll in row.loglikelihoods):
         problems.append(f"{loaded.name} {data.task.name}: non-finite log-likelihoods (weights or numerics broken)")
+    if not problems and cache is not None:
+        cache.put(key, fragment)
     return fragment, result, problems
 
 

@@ -167,6 +167,25 @@ class ModelConfig:
     def embedding_ratio(self) -> float:
         return self.embedding_params / self.total_params
 
+    def stored_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of every weight a checkpoint holds, in ``state_dict`` order, from the config's
+        arithmetic alone: the loader checks a file against it before anything is built (a model
+        built on the meta device would do, but its first initialisation imports torch's
+        decompositions: two seconds of every process's start-up). ``test_model`` checks it
+        against the real module."""
+        d, ff, vocab = self.d_model, self.d_ff, self.vocab_size
+        shapes: dict[str, tuple[int, ...]] = {"embed_tokens.weight": (vocab, d)}
+        for i in range(self.n_layers):
+            layer = f"layers.{i}."
+            shapes |= {f"{layer}input_layernorm.weight": (d,)}
+            shapes |= {f"{layer}self_attn.{name}.weight": (d, d) for name in ("q_proj", "k_proj", "v_proj", "o_proj")}
+            shapes |= {f"{layer}post_attention_layernorm.weight": (d,), f"{layer}mlp.gate_proj.weight": (ff, d),
+                       f"{layer}mlp.up_proj.weight": (ff, d), f"{layer}mlp.down_proj.weight": (d, ff)}
+        shapes["norm.weight"] = (d,)
+        if self.stores(HEAD_KEY):
+            shapes[HEAD_KEY] = (vocab, d)
+        return shapes
+
     def stores(self, key: str) -> bool:
         """Whether a checkpoint holds the weight ``key``. A tied head *is* the input embedding,
         so checkpoints store it once, as ``embed_tokens.weight``; the rule lives here alone

@@ -74,6 +74,13 @@ OPTIONS: tuple[Option, ...] = (
            metavar="N"),
     Option("--prompts", "SmallBench prompt set: the house prompts or lm-evaluation-harness's (default: smallbench)",
            default="smallbench", choices=PROMPT_SETS),
+    Option("--corpus", "a perplexity corpus of your own beside WikiText-2: NAME=PATH[:FIELD] (a text file, documents "
+           "separated by blank lines; .jsonl/.json/.csv/.parquet/.arrow with a text FIELD, default text; a folder) "
+           "or NAME=hf:OWNER/DATASET[:CONFIG]:SPLIT[:FIELD]; repeatable. Ini: lmeval_corpora", metavar="NAME=SOURCE",
+           action="append"),
+    Option("--task-file", "a multiple-choice task declared in a YAML file (ours, or lm-evaluation-harness's "
+           "multiple_choice task YAML over local files); repeatable. Ini: lmeval_task_files", metavar="FILE",
+           action="append"),
     Option("--max-samples", "evaluate the first N rows of each task (recorded)", type=int, metavar="N"),
     Option("--fewshot", "K labelled examples from the train split before each row, drawn with --seed (default: 0)",
            default=0, type=int, metavar="K"),
@@ -115,6 +122,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--update-baseline", "after the run, write its records as a baseline folder: NAME for "
            "<report-dir>/baselines/NAME, or a path (replaced atomically; only when every item passed)",
            metavar="NAME_OR_DIR"),
+    Option("--cache-dir", "content-addressed cache of evaluation figures (default: <report-dir>/.cache); an item "
+           "whose weights, tokenizer, inputs and settings are unchanged is taken from it", metavar="DIR"),
+    Option("--no-cache", "neither read nor write the result cache", action="store_true", default=False),
+    Option("--refresh", "recompute every evaluation item and overwrite its cache entry", action="store_true",
+           default=False),
+    Option("--cache-max-mb", "size bound of the cache folder; least recently used entries go first "
+           "(default: 2048)", default=2048, type=int, metavar="MB"),
     Option("--merge-into", "merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
            "timings taken with -p no:xdist after an -n auto run", metavar="RUN_DIR"),
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -133,6 +133,17 @@ def _encoded(tokenizer: TextTokenizer, texts: tuple[str, ...]) -> list[list[int]
     return [list(ids) for ids in _ENCODED[key]]
 
 
+def _encoded_until(tokenizer: TextTokenizer, documents: list[Document], budget: int) -> Iterator[list[int]]:
+    """Token lists of the documents in order, encoded a few at a time until ``budget`` tokens."""
+    step, start, seen = 4, 0, 0
+    while start < len(documents) and seen < budget:
+        for ids in tokenizer.encode_batch([d.text for d in documents[start:start + step]]):
+            seen += len(ids)
+            yield list(ids)
+        start += step
+        step *= 2
+
+
 def _doc_tokens(
     tokenizer: TextTokenizer, documents: list[Document], max_eval_tokens: int | None
 ) -> tuple[list[list[int]], list[tuple[int, int]], int]:
@@ -141,10 +152,13 @@ def _doc_tokens(
     A document cut short is counted on the text of the tokens kept (decoded), since
     its original no longer matches what is scored.
     """
-    encoded = _encoded(tokenizer, tuple(d.text for d in documents))
+    if max_eval_tokens is None:
+        encoded: Iterable[list[int]] = _encoded(tokenizer, tuple(d.text for d in documents))
+    else:  # a token cap reads only as far as it needs (a quick run should be quick)
+        encoded = _encoded_until(tokenizer, documents, max_eval_tokens)
     token_lists, counts, truncated = [], [], 0
     budget = max_eval_tokens
-    for doc, ids in zip(documents, encoded, strict=True):
+    for doc, ids in zip(documents, encoded, strict=False):
         if budget is not None and budget <= 0:
             break
         if budget is not None and len(ids) > budget:

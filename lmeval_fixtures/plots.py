@@ -29,13 +29,13 @@ def plot_comparison(records: list[dict[str, Any]], path: Path) -> Path | None:
     """Quality (bits per byte, else SmallBench average) against latency, one labelled point per
     checkpoint, coloured by embedding ratio. None when matplotlib (the ``plot`` extra) is absent
     or no checkpoint has both figures."""
-    plt = _pyplot()
-    if plt is None:
-        return None
     quality_key = "val_bits_per_byte" if any(r.get("val_bits_per_byte") for r in records) else "smallbench_avg_acc"
     latency_key = "latency_batch1_seq128"
     points = [r for r in records if r.get(quality_key) is not None and r.get(latency_key) is not None]
     if not points:
+        return None  # decided before matplotlib is imported (0.4 s a run)
+    plt = _pyplot()
+    if plt is None:
         return None
     figure, axes = plt.subplots(figsize=(6, 4.5))
     scatter = axes.scatter([r[latency_key] for r in points], [r[quality_key] for r in points],
@@ -60,8 +60,8 @@ def plot_comparison(records: list[dict[str, Any]], path: Path) -> Path | None:
 def plot_batch_scaling(record: dict[str, Any], path: Path) -> Path | None:
     """Tokens per second against batch size for one checkpoint (log-log)."""
     points = (record.get("batch_scaling") or {}).get("points") or []
-    plt = _pyplot()
-    if plt is None or len(points) < 2:
+    plt = _pyplot() if len(points) >= 2 else None
+    if plt is None:
         return None
     figure, axes = plt.subplots(figsize=(5, 3.5))
     axes.plot([p["batch"] for p in points], [p["tokens_per_sec"] for p in points], marker="o")

@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         group.addoption(_prefixed(option.flag), dest=DEST_PREFIX + option.dest, **option.argparse_kwargs())
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
     parser.addini("lmeval_data_dir", "default for --data-dir")
+    parser.addini("lmeval_corpora", "default for --corpus: NAME=SOURCE lines (paths relative to the ini file)",
+                  type="linelist")
+    parser.addini("lmeval_task_files", "default for --task-file", type="paths")
     parser.addini("lmeval_strict_skips", "like --strict-skips: every skipped item fails", type="bool", default=False)
     if any(Path(getattr(p, "__file__", None) or "").name == "conftest.py" for p in pluginmanager.get_plugins()):
         _add_short_names(parser)  # loaded by a conftest's pytest_plugins: the project's options are in

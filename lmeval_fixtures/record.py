@@ -15,9 +15,11 @@ are listed under ``errors``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -141,11 +143,69 @@ def perplexity(corpus: Corpus, split: str, result: PerplexityResult, *, detokeni
 
 def smallbench(task: Task, result: TaskResult, fingerprints: dict[str, str],
                log_samples: str | None = None) -> Fragment:
-    """One task's accuracy figures (acc, acc_norm, standard errors, counts)."""
-    fragment: Fragment = {"smallbench": {task.name: result.summary()}, "data_fingerprints": dict(fingerprints)}
+    """One task's figures (acc, acc_norm, standard errors, counts, the small-model figures) and its
+    compact per-row values (``per_row``), so comparison.md can run paired tests without samples."""
+    figures = result.summary() | {"per_row": encode_per_row(result.per_row())}
+    fragment: Fragment = {"smallbench": {task.name: figures}, "data_fingerprints": dict(fingerprints)}
     if log_samples:
         fragment[SAMPLES_KEY] = {f"smallbench-{task.name}": result.samples(log_samples)}
     return fragment
+
+
+# Per-row values travel in the record as strings, one line of JSON each, not as lists (which an
+# indented metrics.json would spread over one line per row: 3,270 lines for BoolQ). Log-likelihoods
+# and margins keep 4 decimals (1e-4 nats, far below any difference a paired test can see); the
+# figures themselves are computed from the unrounded values. About 20 bytes per row: some 90 kB
+# for the four shipped tasks.
+PER_ROW_DECIMALS = 4
+
+
+def rows_fingerprint(idx: list[int], labels: list[int]) -> str:
+    """sha256 of the rows' ``idx:label`` in order: two checkpoints are paired only on the same rows."""
+    return hashlib.sha256(",".join(f"{i}:{label}" for i, label in zip(idx, labels, strict=True)).encode()).hexdigest()
+
+
+def encode_per_row(rows: dict[str, list[Any]]) -> dict[str, Any]:
+    """The compact ``per_row`` entry of a task (see ``PerRow``) from ``TaskResult.per_row()``."""
+    def numbers(values: list[float | None]) -> str | None:
+        return None if any(v is None for v in values) else " ".join(f"{v:.{PER_ROW_DECIMALS}f}" for v in values)
+
+    return {"rows_sha256": rows_fingerprint(rows["idx"], rows["label"]),
+            "correct": "".join("1" if c else "0" for c in rows["correct"]),
+            "margin": numbers(rows["margin"]), "gold_loglikelihood": numbers(rows["gold_loglikelihood"]),
+            "gold_bytes": " ".join(str(b) for b in rows["gold_bytes"])}
+
+
+@dataclass(frozen=True)
+class PerRow:
+    """A task's per-row values as a record holds them: ``correct`` is acc's verdict per row
+    ("1"/"0"), ``margin`` ll[gold] - max(ll[other]) and ``gold_loglikelihood`` in nats, rounded to
+    ``PER_ROW_DECIMALS``, ``gold_bytes`` the UTF-8 bytes of the gold continuation as scored."""
+
+    rows_sha256: str
+    correct: list[bool]
+    margin: list[float] | None
+    gold_loglikelihood: list[float]
+    gold_bytes: list[int]
+
+
+def decode_per_row(entry: dict[str, Any] | None) -> PerRow | None:
+    """A task entry's per-row values, or None where it has none (an older record) or they do not
+    hold one value per row (a record edited by hand): a paired test then says it cannot run."""
+    found = (entry or {}).get("per_row")
+    if not isinstance(found, dict):
+        return None
+    try:
+        correct = [c == "1" for c in found["correct"]]
+        margin = None if found.get("margin") is None else [float(v) for v in found["margin"].split()]
+        gold = [float(v) for v in found["gold_loglikelihood"].split()]
+        gold_bytes = [int(v) for v in found["gold_bytes"].split()]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    n = entry.get("n")
+    if any(len(values) != n for values in (correct, gold, gold_bytes, margin or correct)):
+        return None
+    return PerRow(found["rows_sha256"], correct, margin, gold, gold_bytes)
 
 
 def shape_name(batch: int, seq: int) -> str:
@@ -283,9 +343,10 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
                                f"record ({detail}); one record holds figures of one set of settings: use "
                                "another --run-id")
     merged = copy.deepcopy(earlier)
-    update = _drop_nulls({k: v for k, v in later.items()
-                          if k not in ("schema_version", "run_id", "timestamp", "experiment_name", "invocations",
-                                       "complete", "errors")})
+    given = {k: v for k, v in later.items()
+             if k not in ("schema_version", "run_id", "timestamp", "experiment_name", "invocations", "complete",
+                          "errors")}
+    update = _drop_nulls(given)
     # a timing entry is one measurement: a later one replaces it whole (a "not taken" note must not linger)
     for shape, entry in update.pop("latency", {}).items():
         merged.setdefault("latency", {})[shape] = entry
@@ -293,12 +354,21 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
         if key in update:
             merged[key] = update.pop(key)
     deep_merge(merged, update)
+    _fill_missing(merged, given)  # a null the earlier record lacks is kept: shards merge to the whole run
     merged["errors"] = earlier.get("errors", []) + [e for e in later.get("errors", []) if e not in earlier["errors"]]
     merged["invocations"] = earlier.get("invocations", []) + [
         i for i in later.get("invocations", []) if i not in earlier.get("invocations", [])]
     merged["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
     derive_fields(merged, figures)
     return schema_order(merged)
+
+
+def _fill_missing(base: dict[str, Any], given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if key not in base:
+            base[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(base[key], dict):
+            _fill_missing(base[key], value)
 
 
 def schema_order(record: dict[str, Any]) -> dict[str, Any]:

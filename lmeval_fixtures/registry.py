@@ -10,36 +10,16 @@ registry, so one declaration is the whole change.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .corpora import Corpus, wikitext_detokenize
 from .data import load_wikitext_articles
 from .names import plain_name_problem
-from .tasks import TASKS, Prompt, Task
+from .tasks import FEWSHOT_DELIMITER, TASKS, Task
 
 WIKITEXT = Corpus("wikitext", "WikiText-2 raw", read=load_wikitext_articles, detokenizer=wikitext_detokenize,
                   legacy=True)
-
-
-def _prompt_problem(prompt: Prompt, fields: tuple[str, ...]) -> str | None:
-    """Why a prompt template cannot be filled from a row's fields, or None: only plain
-    ``{field}`` references to declared fields (no ``{0}``, no ``{field.attr}``, which would
-    put an object's address into the prompt)."""
-    if not prompt.choices or not all(isinstance(c, str) and c for c in prompt.choices):
-        return "choices must be one or more non-empty strings"
-    try:
-        parsed = list(string.Formatter().parse(prompt.template))
-    except ValueError as exc:
-        return f"template {prompt.template!r} does not parse ({exc})"
-    for _, field_name, _, _ in parsed:
-        if field_name is None:
-            continue
-        if field_name not in fields:
-            return (f"template refers to {{{field_name}}}, which is not a field of the task "
-                    f"(fields: {', '.join(fields) or 'none'})")
-    return None
 
 
 class RegistryError(ValueError):
@@ -68,7 +48,7 @@ class Registry:
         if not task.prompts:
             raise RegistryError(f"task {task.name!r}: declare at least one prompt set")
         for prompt_set, prompt in task.prompts.items():
-            problem = _prompt_problem(prompt, task.fields)
+            problem = prompt.problem(task.fields)
             if problem:
                 raise RegistryError(f"task {task.name!r}, prompt set {prompt_set!r}: {problem}")
         self.tasks[task.name] = task
@@ -110,3 +90,23 @@ class Registry:
         lacking = [t.name for t in self.tasks.values() if prompt_set not in t.prompts]
         if lacking:
             raise RegistryError(f"--prompts {prompt_set}: task(s) {', '.join(lacking)} declare no such prompt set")
+
+    def check_fewshot(self, shots: int) -> None:
+        """Every task must be able to run with the run's --fewshot; said at start-up, not mid-run.
+
+        Shots are one setting per run (recorded, and compared as one), so a task declaring its
+        own count (a task file's ``num_fewshot``) must agree with --fewshot. A few-shot delimiter
+        other than the blank line is refused with shots: the scorer (smallbench.fewshot_prefix)
+        still joins solved examples with a blank line, and a silently different prompt would
+        be worse than none."""
+        for task in self.tasks.values():
+            if task.num_fewshot is not None and task.num_fewshot != shots:
+                raise RegistryError(f"task {task.name!r} declares num_fewshot {task.num_fewshot}, but this run has "
+                                    f"--fewshot {shots}; shots are one setting per run: pass --fewshot "
+                                    f"{task.num_fewshot}, or remove num_fewshot from its declaration")
+            odd = sorted(name for name, p in task.prompts.items() if p.fewshot_delimiter != FEWSHOT_DELIMITER)
+            if shots and odd:
+                delimiter = task.prompts[odd[0]].fewshot_delimiter
+                raise RegistryError(f"--fewshot {shots}: task {task.name!r} has fewshot_delimiter {delimiter!r}, "
+                                    f"which the scorer does not apply yet (it separates examples with "
+                                    f"{FEWSHOT_DELIMITER!r}); use --fewshot 0 or the default delimiter")

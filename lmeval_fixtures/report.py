@@ -31,8 +31,8 @@ def write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fchmod(handle.fileno(), default_file_mode())
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())  # by name: os.fchmod is POSIX-only before Python 3.13
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -270,6 +270,24 @@ def _perplexity_table(ppl: dict[str, Any], splits: tuple[str, ...]) -> list[str]
                 f"detokenized: {_fmt(first.get('detokenized'))}, token cap: {_fmt(first.get('max_eval_tokens'))}."]
 
 
+def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
+    """One sentence per task on which the checkpoint predicts one class for every row: its accuracy
+    is then that class's share of the rows, and says nothing about the model."""
+    lines = []
+    for task, s in bench.items():
+        if not s.get("single_class"):
+            continue
+        counts = s.get("prediction_counts") or []
+        index = counts.index(max(counts)) if counts else None
+        declared = registry.tasks.get(task)
+        prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
+        choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
+                  else f" choice {index}" if index is not None else "")
+        lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {s['n']:,} rows): "
+                     f"its accuracy {_fmt(s['acc'])} is that class's share of the rows.")
+    return ["", *lines] if lines else []
+
+
 def render_summary(record: dict[str, Any], figures: list[Figure], registry: Registry,
                    plot_name: str | None = None) -> str:
     ckpt = record["checkpoint"]
@@ -322,11 +340,20 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
     tasks = [t.name for t in known_tasks(registry, [record])]
     if bench:
         rows = [[task, s["prompt_set"], s["fewshot"], s["n"], s["acc"], s["acc_stderr"], s["acc_norm"],
-                 s["acc_norm_stderr"]] for task, s in bench.items()]
-        parts.append(_table(["task", "prompts", "shots", "n", "acc", "± SE", "acc_norm", "± SE"], rows))
+                 s["acc_norm_stderr"], s.get("majority_rate"), s.get("acc_above_majority"), s.get("predicted_classes"),
+                 s.get("margin"), s.get("margin_stderr"), s.get("gold_bits_per_byte")] for task, s in bench.items()]
+        parts.append(_table(["task", "prompts", "shots", "n", "acc", "± SE", "acc_norm", "± SE", "majority",
+                             "acc - majority", "classes", "margin", "± SE", "gold bits/byte"], rows))
         average = next(f for f in figures if f.key == "smallbench_avg_acc").value(record)
         parts += ["", f"Average accuracy over the {len(tasks)} tasks ({', '.join(tasks)}): {_fmt(average)}"
                       + ("" if average is not None else f" (needs all {len(tasks)})") + "."]
+        parts += _single_class_lines(bench, registry)
+        if any("margin" in s for s in bench.values()):
+            parts += ["", "majority: share of the most frequent gold label among the rows; classes: distinct "
+                          "choices predicted; margin: mean log-likelihood of the gold choice minus the best other "
+                          "choice (nats, the sums acc compares); gold bits/byte: the gold continuations' negative "
+                          "log-likelihood in bits per UTF-8 byte of the continuation as scored (its leading space "
+                          "included)."]
         capped = {s.get("max_samples") for s in bench.values()} - {None}
         if capped:
             parts += ["", f"Subset: first {', '.join(str(c) for c in sorted(capped))} rows per task (--max-samples)."]

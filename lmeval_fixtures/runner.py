@@ -100,12 +100,12 @@ class ItemRunner:
                     label = split if corpus.legacy else f"{corpus.name}-{split}"
                     self.item(loaded, f"test_perplexity.py::test_perplexity[{name}-{label}]",
                               lambda c=corpus, s=split: items.perplexity(
-                                  loaded, self._corpus(loaded, c, s), settings)[::2])
+                                  loaded, self._corpus(loaded, c, s), settings, None, self.inputs.cache)[::2])
         if "smallbench" in families:
             for task in registry.tasks.values():
                 self.item(loaded, f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
                           lambda t=task: items.smallbench(loaded, self._data(lambda: self.inputs.task_data(t)),
-                                                          settings)[::2])
+                                                          settings, None, self.inputs.cache)[::2])
         if "throughput" in families:
             seq = settings.throughput_shape[1]
             self.item(loaded, f"test_latency.py::test_throughput[{name}]",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .checkpoints import DTYPES, CheckpointSpec, discover_checkpoints
+from .corpus_option import CorpusSpec, parse_corpus
 from .data import DATA_DIR_ENV
 from .gates import GatePolicy
 from .names import plain_name_problem
@@ -64,7 +65,12 @@ class Settings:
     compare_by: str
     strict_skips: bool
     update_baseline: Path | None
+    cache_dir: Path | None = None
+    refresh: bool = False
+    cache_max_mb: int = 2048
     extra: dict[str, object] = field(default_factory=dict)
+    corpora: list[CorpusSpec] = field(default_factory=list)  # --corpus, parsed; declared into the registry
+    task_files: list[Path] = field(default_factory=list)  # --task-file; read when the registry is built
 
     @property
     def latency_policy(self) -> RoundPolicy:
@@ -206,8 +212,11 @@ def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:
 
 
 def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,
-                          rootpath: Path) -> Settings:
-    """Validate every option once, at start-up; a bad value raises ``UsageError`` naming the option."""
+                          rootpath: Path, ini_corpora: list[str] | None = None,
+                          ini_task_files: list[str] | None = None, ini_dir: Path | None = None) -> Settings:
+    """Validate every option once, at start-up; a bad value raises ``UsageError`` naming the option.
+    ``ini_corpora`` and ``ini_task_files`` apply when the options are not given (as the ini's
+    checkpoints do); their relative paths are relative to ``ini_dir``, the ini file's folder."""
     paths = option.checkpoint or ini_checkpoints or [str(REFERENCE_DIR)]
     device = resolve_device(option.device)
     report_dir = Path(option.report_dir) if option.report_dir else rootpath / "reports"
@@ -246,7 +255,30 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         log_samples=option.log_samples,
         strict_skips=bool(option.strict_skips),
         update_baseline=baseline_target(option.update_baseline, report_dir),
+        cache_dir=None if option.no_cache else (Path(option.cache_dir) if option.cache_dir else report_dir / ".cache"),
+        refresh=bool(option.refresh),
+        cache_max_mb=int(positive_or_none("--cache-max-mb", option.cache_max_mb)),
+        corpora=_corpora(option.corpus, ini_corpora, ini_dir),
+        task_files=_task_files(option.task_file, ini_task_files, ini_dir),
     )
+
+
+def _corpora(given: list[str] | None, ini: list[str] | None, ini_dir: Path | None) -> list[CorpusSpec]:
+    """``--corpus`` values (paths relative to the working folder), else the ini's (relative to its folder)."""
+    if given:
+        return [parse_corpus(text, Path.cwd()) for text in given]
+    return [parse_corpus(text, ini_dir or Path.cwd(), "ini lmeval_corpora") for text in ini or []]
+
+
+def _task_files(given: list[str] | None, ini: list[str] | None, ini_dir: Path | None) -> list[Path]:
+    """Each named task file must exist: a typo would otherwise drop a task from a gated run."""
+    option, values, base = ("--task-file", given, Path.cwd()) if given else ("ini lmeval_task_files", ini or [],
+                                                                              ini_dir or Path.cwd())
+    paths = [base / Path(value).expanduser() for value in values]
+    for value, path in zip(values, paths, strict=True):
+        if not path.is_file():
+            raise UsageError(f"{option} {value}: {'not a file' if path.exists() else 'no such file'}")
+    return paths
 
 
 def _batch_sizes(value: str) -> list[int]:

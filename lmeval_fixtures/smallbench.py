@@ -5,6 +5,22 @@ log-likelihood divided by the character length of the bare choice string (as
 lm-evaluation-harness computes it); standard errors are sqrt(p(1-p)/(n-1)),
 lm-evaluation-harness's ``mean_stderr``. Correct counts and n are kept as sums
 so that shards merge exactly.
+
+Small models often predict one class for every row, so their accuracies equal
+the majority-class rate and one another; the figures that still tell them apart
+(``small_model_figures``) use the same raw log-likelihood sums as acc:
+
+- majority_rate: the share of the most frequent gold label among the evaluated
+  rows; acc_above_majority = acc - majority_rate;
+- margin: per row ll[gold] - max(ll[other]) (nats; positive exactly where acc is
+  right, ties aside), its mean over rows, with standard error sqrt(var/n), var
+  with n - 1 (as acc's);
+- gold_bits_per_byte: sum over rows of -ll[gold] / ln 2, divided by the UTF-8
+  bytes of the gold continuations as scored (``scoring.scored_continuation``:
+  delimiter and choice, e.g. " yes" is 4 bytes, plus any trailing whitespace the
+  context hands over, none for the shipped prompts);
+- predicted_classes: how many distinct choices acc predicts over the rows, and
+  single_class when that is one.
 """
 
 from __future__ import annotations
@@ -18,7 +34,7 @@ from typing import Any
 
 import torch
 
-from .scoring import Progress, Request, ScoringStats, score_requests
+from .scoring import Progress, Request, ScoringStats, score_requests, scored_continuation
 from .tasks import Prompt, Task
 from .tokenizer import TextTokenizer
 
@@ -36,6 +52,11 @@ class RowResult:
                                                                                       strict=True)]
         return max(range(len(values)), key=lambda i: (values[i], -i))  # first maximum, as numpy.argmax
 
+    def margin(self) -> float | None:
+        """ll[gold] - max(ll[other]) in nats, from the raw sums acc compares; None with one choice."""
+        others = [ll for i, ll in enumerate(self.loglikelihoods) if i != self.label]
+        return self.loglikelihoods[self.label] - max(others) if others else None
+
 
 @dataclass
 class TaskResult:
@@ -48,6 +69,7 @@ class TaskResult:
     seconds: float
     max_samples: int | None = None
     choices: tuple[str, ...] = ()
+    continuations: tuple[str, ...] = ()  # the scored strings, delimiter + choice (default: " " + choice)
 
     @property
     def n(self) -> int:
@@ -68,6 +90,46 @@ class TaskResult:
     @property
     def acc_norm(self) -> float:
         return self.correct_norm / self.n
+
+    def gold_bytes(self) -> list[int]:
+        """Per row, the UTF-8 bytes of the gold continuation as scored (see the module docstring)."""
+        continuations = self.continuations or tuple(" " + c for c in self.choices)
+        return [len(scored_continuation(r.context, continuations[r.label]).encode("utf-8")) for r in self.rows]
+
+    def small_model_figures(self) -> dict[str, Any]:
+        """Majority rate, margin, gold bits per byte and predicted classes (definitions above)."""
+        n_choices = max([len(self.choice_lengths), *(len(r.loglikelihoods) for r in self.rows)])
+        label_counts = [0] * n_choices
+        prediction_counts = [0] * n_choices
+        for r in self.rows:
+            label_counts[r.label] += 1
+            prediction_counts[r.prediction()] += 1
+        majority = max(label_counts) / self.n
+        margins = [r.margin() for r in self.rows]
+        if any(m is None for m in margins):
+            margin = margin_stderr = None
+        else:
+            margin = math.fsum(margins) / self.n
+            margin_stderr = (math.sqrt(math.fsum((m - margin) ** 2 for m in margins) / (self.n - 1) / self.n)
+                             if self.n > 1 else None)
+        gold_bytes = sum(self.gold_bytes())
+        gold_nll = -sum(r.loglikelihoods[r.label] for r in self.rows)  # the sum gold_loglikelihood_sum holds
+        return {
+            "label_counts": label_counts, "majority_rate": majority, "acc_above_majority": self.acc - majority,
+            "prediction_counts": prediction_counts, "predicted_classes": sum(1 for c in prediction_counts if c),
+            "single_class": max(prediction_counts) == self.n,
+            "margin": margin, "margin_stderr": margin_stderr,
+            "gold_bytes": gold_bytes, "gold_bits_per_byte": gold_nll / (math.log(2) * gold_bytes),
+        }
+
+    def per_row(self) -> dict[str, list[Any]]:
+        """What paired tests need, per row in row order: idx, label, whether acc got it right, the
+        margin, the gold log-likelihood and the gold continuation's bytes."""
+        return {"idx": [r.idx for r in self.rows], "label": [r.label for r in self.rows],
+                "correct": [r.prediction() == r.label for r in self.rows],
+                "margin": [r.margin() for r in self.rows],
+                "gold_loglikelihood": [r.loglikelihoods[r.label] for r in self.rows],
+                "gold_bytes": self.gold_bytes()}
 
     def samples(self, mode: str = "full") -> list[dict[str, Any]]:
         """One row per example; ``mode="hash"`` keeps sha256 of the texts instead of the texts."""
@@ -98,7 +160,7 @@ class TaskResult:
             "separate_encodings": self.stats.separate_encodings,
             "truncated_contexts": self.stats.truncated_contexts,
             "seconds": round(self.seconds, 3),
-        }
+        } | self.small_model_figures()
 
 
 def stderr(p: float, n: int) -> float | None:
@@ -155,4 +217,4 @@ def evaluate_task(
         for i, row in enumerate(rows)
     ]
     return TaskResult(task.name, prompt_set, fewshot, results, [len(c) for c in prompt.choices], stats, seconds,
-                      max_samples, prompt.choices)
+                      max_samples, prompt.choices, tuple(continuations))

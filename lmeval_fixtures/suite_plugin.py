@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from .checkpoints import CheckpointSpec
+from .declarations import declare
 from .figures import sortable_keys
 from .inputs import Inputs
 from .options import DEST_PREFIX, OPTIONS
@@ -30,9 +31,11 @@ from .results import STEP_SUMMARY_ENV, append_step_summary, render_text
 from .run import Finished, Run
 from .run_info import run_metadata
 from .settings import Settings, UsageError, settings_from_options
+from .sharding import ShardItem, partition, shard_costs
 from .timing import timing_unavailable
 
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
+RUN_ID_INPUT = "lmeval_run_id"
 CHECKPOINT_PROPERTY = "lmeval_checkpoint"
 # Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
 # the perplexity splits take 10-15x as long as the other SmallBench tasks).
@@ -47,7 +50,8 @@ REPLACED_BENCHMARK_OPTIONS = MappingProxyType({
     "--benchmark-warmup-iterations": "--latency-warmup",
     "--benchmark-timer": "nothing (time.perf_counter, with the device synchronised around each round)",
 })
-ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0})
+ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0, "batch_scaling": 4.0,
+                              "latency": 0.5})
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -66,9 +70,12 @@ class SuitePlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        ini = config.getini
         self.settings: Settings = settings_from_options(
-            _suite_options(config), ini_checkpoints=[str(p) for p in config.getini("lmeval_checkpoints")],
-            ini_data_dir=config.getini("lmeval_data_dir") or None, rootpath=_report_root(config))
+            _suite_options(config), ini_checkpoints=[str(p) for p in ini("lmeval_checkpoints")],
+            ini_data_dir=ini("lmeval_data_dir") or None, rootpath=_report_root(config),
+            ini_corpora=ini("lmeval_corpora"), ini_task_files=[str(p) for p in ini("lmeval_task_files")],
+            ini_dir=config.inipath.parent if config.inipath else config.rootpath)
         self.registry = Registry.default()
         self._declared: set[int] = set()
         for impl in config.hook.pytest_lmeval_register.get_hookimpls():
@@ -77,7 +84,10 @@ class SuitePlugin:
                 impl.function(registry=self.registry, config=config)
             except RegistryError as exc:
                 raise UsageError(f"{_source(impl.plugin, impl.plugin_name)}: {exc}") from None
+        # after the conftests', so that a clash names the option
+        self.registry = declare(self.registry, self.settings.corpora, self.settings.task_files)
         self.registry.check_prompts(self.settings.prompts)
+        self.registry.check_fewshot(self.settings.fewshot)
         self.is_worker = _is_worker(config)
         self._divide_resources()
         metadata: dict[str, Any] = {}
@@ -92,10 +102,14 @@ class SuitePlugin:
                              f"{', '.join(sortable_keys(self.figures))}")
         self.settings.strict_skips = self.settings.strict_skips or bool(config.getini("lmeval_strict_skips"))
         self.inputs = Inputs(self.settings)
+        if self.inputs.cache is not None:  # cache entries name the run that computed them
+            worker_run = (getattr(config, "workerinput", None) or {}).get(RUN_ID_INPUT)
+            self.inputs.cache.run_id = worker_run if self.is_worker else self.run.run_id
         self.timing_blocked = _timing_blocked(config)
         if not self.is_worker:
             _warn_replaced_benchmark_options(config)
         self.finished: Finished | None = None
+        self.shard_line: str | None = None
         self._sigterm: Any = None
         if not self.is_worker and threading.current_thread() is threading.main_thread():
             self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
@@ -162,16 +176,16 @@ class SuitePlugin:
         so outcomes reach the right record."""
         shard = self.settings.shard
         if shard is not None:
-            # contiguous parts of the items ordered by (checkpoint, id): the same split in every process,
-            # and a checkpoint's items mostly stay in one part, so it is loaded by few shards
             index, count = shard
-            ordered = sorted(items, key=lambda it: (_checkpoint_of(it), it.nodeid))
-            size = len(ordered) / count
-            keep = {it.nodeid for it in ordered[round((index - 1) * size):round(index * size)]}
+            planned = [ShardItem(it.nodeid, _checkpoint_of(it), _estimated_cost(it)) for it in items]
+            keep = set(partition(planned, count)[index - 1])
             deselected = [it for it in items if it.nodeid not in keep]
             items[:] = [it for it in items if it.nodeid in keep]
             if deselected:
                 config.hook.pytest_deselected(items=deselected)
+            costs = shard_costs(planned, count)
+            self.shard_line = (f"lmeval-fixtures: shard {index}/{count}: {len(items)} of {len(planned)} items, "
+                               f"estimated cost {costs[index - 1]:.1f} (shards {min(costs):.1f} to {max(costs):.1f})")
         for item in items:
             if _checkpoint_of(item):
                 item.user_properties.append((CHECKPOINT_PROPERTY, _checkpoint_of(item)))
@@ -184,11 +198,19 @@ class SuitePlugin:
                 first_seen.setdefault(_checkpoint_of(item), len(first_seen))
             items.sort(key=lambda it: (first_seen[_checkpoint_of(it)], -_estimated_cost(it)))
 
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+        return [self.shard_line] if self.shard_line else []
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not self.is_worker:
             for item in session.items:
                 if _checkpoint_of(item):
                     self.run.expect(_checkpoint_of(item), item.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: each worker learns the run id (only the controller makes it)."""
+        node.workerinput[RUN_ID_INPUT] = self.run.run_id
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -363,7 +385,9 @@ def _estimated_cost(item: pytest.Item) -> float:
     task = params.get("smallbench_task")
     if task is not None and task.name in ITEM_COST:
         return ITEM_COST[task.name]
-    for family in ("perplexity", "throughput"):
+    if getattr(item, "originalname", "") == "test_batch_scaling":
+        return ITEM_COST["batch_scaling"]
+    for family in ("perplexity", "throughput", "latency"):
         if item.get_closest_marker(family):
             split = (params.get("perplexity_split") or (None, None))[1]
             return ITEM_COST[family] * (1.1 if split == "test" else 1.0)

@@ -6,6 +6,9 @@ template and the choice strings; the continuation scored for choice ``c`` is
 ``delimiter + c`` (lm-evaluation-harness's ``target_delimiter``), and the gold
 choice is ``choices[row["label"]]``.
 
+A task's rows usually come from ``--data-dir`` or the hub by its ``hub`` id; a task with a
+``read`` function (a ``--task-file``, see ``task_files.py``) reads its own files instead.
+
 Adding a task is one declaration: ``registry.add_task(Task(...))`` (see
 ``registry.py``); the items, the record, the average, summary.md,
 comparison.md, gates and history then include it with no other edit.
@@ -13,24 +16,56 @@ comparison.md, gates and history then include it with no other edit.
 
 from __future__ import annotations
 
+import string
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .data import DataSource, Hub
 
 PROMPT_SETS = ("smallbench", "lm-eval")
+# what separates solved examples from each other and from the row (lm-evaluation-harness's default)
+FEWSHOT_DELIMITER = "\n\n"
 
 
 @dataclass(frozen=True)
 class Prompt:
     template: str  # str.format over the row's fields
     choices: tuple[str, ...]
-    delimiter: str = " "
+    delimiter: str = " "  # lm-evaluation-harness's target_delimiter
+    fewshot_delimiter: str = FEWSHOT_DELIMITER  # after each solved example (--fewshot)
 
     def context(self, row: dict[str, Any]) -> str:
         return self.template.format(**row)
 
     def continuations(self) -> list[str]:
         return [self.delimiter + choice for choice in self.choices]
+
+    def problem(self, fields: tuple[str, ...]) -> str | None:
+        """Why this prompt cannot be filled from a row holding ``fields``, or None: only plain
+        ``{field}`` references to declared fields (no ``{0}``, no ``{field.attr}``, which would
+        put an object's address into the prompt). Checked when the task is declared, so a typo
+        is a usage error at start-up rather than a traceback mid-run."""
+        if not self.choices or not all(isinstance(c, str) and c for c in self.choices):
+            return "choices must be one or more non-empty strings"
+        try:
+            parsed = list(string.Formatter().parse(self.template))
+        except ValueError as exc:
+            return f"template {self.template!r} does not parse ({exc})"
+        for _, field_name, _, _ in parsed:
+            if field_name is None:
+                continue
+            if field_name not in fields:
+                return (f"template refers to {{{field_name}}}, which is not a field of the task "
+                        f"(fields: {', '.join(fields) or 'none'})")
+        return None
+
+
+# read(split, data_dir, hub) -> checked rows (each with an integer "label") and what was read
+TaskReader = Callable[[str, "Path | None", "Hub"], "tuple[list[dict], DataSource]"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,8 @@ class Task:
     split: str = "validation"
     fewshot_split: str = "train"
     label: str = ""  # column heading in comparison.md (default: the name)
+    read: TaskReader | None = None  # its own data (a task file), instead of --data-dir or the hub
+    num_fewshot: int | None = None  # the shots its declaration asks for; the run's --fewshot must agree
 
     @property
     def display(self) -> str:

@@ -28,6 +28,7 @@ IGNORED = [
     r"(perplexity|corpora\.[^.]+)\.[^.]+\.(seconds|tokens_per_second)",
     r"smallbench\.[^.]+\.seconds",
     r"items\..*\.duration_s",
+    r"cache(\..*)?",  # which items came from the result cache, and from which run
 ]
 IGNORED_RE = re.compile("|".join(f"(?:{p})" for p in IGNORED))
 

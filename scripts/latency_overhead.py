@@ -122,7 +122,7 @@ def suite_block(spec: CheckpointSpec, shapes: list[Shape], args: argparse.Namesp
     if code != 0 or not metrics.is_file():
         raise MeasurementFailed(f"pytest {' '.join(argv)} exited {int(code)}"
                                 f"{'' if metrics.is_file() else ', no ' + str(metrics)}:\n{output.getvalue()[-3000:]}")
-    latency = json.loads(metrics.read_text())["latency"] or {}
+    latency = json.loads(metrics.read_text()).get("latency") or {}
     figures: Figures = {}
     for batch, seq in shapes:
         entry = latency.get(f"{batch}x{seq}") or {}
@@ -134,12 +134,14 @@ def suite_block(spec: CheckpointSpec, shapes: list[Shape], args: argparse.Namesp
 
 def measure(spec: CheckpointSpec, shapes: list[Shape], args: argparse.Namespace, report_dir: Path
             ) -> dict[str, list[Figures]]:
-    """Every timer's figures, one entry per repetition, after one discarded block of each."""
-    loaded = load_checkpoint(spec, device=args.device)
+    """Every timer's figures, one entry per repetition, after one discarded block of each.
+
+    Every block loads the checkpoint afresh, as each pytest run does, so that no timer keeps
+    the luck (or bad luck) of one placement of the weights in memory."""
     blocks: dict[str, Callable[[int], Figures]] = {
-        "bare": lambda rep: bare_block(loaded, shapes, args),
+        "bare": lambda rep: bare_block(load_checkpoint(spec, device=args.device), shapes, args),
         "suite": lambda rep: suite_block(spec, shapes, args, report_dir, f"overhead-{spec.name}-{rep}"),
-        "api": lambda rep: api_block(loaded, shapes, args),
+        "api": lambda rep: api_block(load_checkpoint(spec, device=args.device), shapes, args),
     }
     taken: dict[str, list[Figures]] = {name: [] for name in TIMERS}
     for rep in range(-1, args.repeats):  # -1: the discarded warm block (imports, first kernels, file cache)

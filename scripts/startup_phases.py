@@ -5,20 +5,22 @@
 Run from the repository root (issue 15, item 2).
 
 1. Phases: ``pytest benchmarks -m perplexity -k validation --max-eval-tokens 512
-   --checkpoint <ref-e25>`` (one small item; ``--data-dir ../shared/data`` when that folder
-   exists, else the item skips for want of data and the data phase is that skip) runs
+   --checkpoint <ref-e25> --no-cache`` (one small item, computed every time unless
+   ``--cache``; ``--data-dir ../shared/data`` when that folder exists, else the item skips
+   for want of data and the data phase is that skip) runs
    ``--runs`` times in fresh processes, after one discarded run (file cache, byte code).
    This file is passed to each as a pytest plugin (``-p startup_phases``): it reads
    ``time.perf_counter()`` at hook points (configure first and last, collection, each
    item's set-up, call and teardown, each fixture's set-up, session finish, unconfigure,
-   and an exit handler that runs after pytest's own cleanups) and the parent reads the
-   clock at launch and exit. To split what one hook does, the
-   probe also imports ``lmeval_fixtures.plugin`` itself when the initial conftests load,
-   torch and ``lmeval_fixtures.suite_plugin`` at the start of configure (the imports the
-   run makes there anyway, now timed one by one) and times ``run_info.git_commit`` and
+   and an exit handler that runs after pytest's own cleanups); the parent reads the clock
+   at launch and exit. To split what one hook does, the probe imports
+   ``lmeval_fixtures.plugin`` itself as the initial conftests load, and torch and
+   ``lmeval_fixtures.suite_plugin`` at the start of configure (imports the run makes there
+   anyway, now timed one by one), and times ``run_info.git_commit`` and
    ``run_info.environment`` through wrappers. Printed: the median of each phase and of the
-   total wall time, and in which phase heavy modules (torch, transformers, datasets, ...)
-   were first seen in ``sys.modules``; transformers should never be, for native checkpoints.
+   total wall time, and the phase in which each heavy module (torch, transformers,
+   datasets, ...) was first seen in ``sys.modules``; transformers should never be, for
+   native checkpoints.
 2. Unrelated project: a temporary folder with one trivial test, ``pytest -q test_one.py``
    with and without ``-p lmeval_fixtures.plugin``, ``--unrelated-runs`` times each,
    alternating; printed: the median wall times, their difference, and which heavy modules
@@ -26,10 +28,13 @@ Run from the repository root (issue 15, item 2).
 
 The measured processes inherit this environment (less PYTEST_ADDOPTS): where
 PYTHONDONTWRITEBYTECODE is set, pytest compiles every module it rewrites anew in each run,
-which most users do not pay; ``--write-bytecode`` unsets it for them. For a module-by-module
-breakdown of the import phases, run the same command under ``python -X importtime -m pytest
-...``. No figure is asserted: the script fails only when a run fails (exit status other than
-0) or its probe wrote nothing.
+which most users do not pay; ``--write-bytecode`` unsets it for them. ``--gc-freeze`` is an
+experiment: every measured process calls ``gc.freeze()`` at the end of configure and again
+at the end of unconfigure, as the plugin could, to show what full garbage collections cost
+once torch is loaded. For a
+module-by-module breakdown of the import phases, run the same command under ``python -X
+importtime -m pytest ...``. No figure is asserted: the script fails only when a run fails
+(an exit status other than 0) or its probe wrote nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ if TYPE_CHECKING:
 
 OUT_ENV = "STARTUP_PHASES_OUT"  # where the probe writes its readings
 ATTRIBUTE_ENV = "STARTUP_PHASES_ATTRIBUTE"  # "1": pre-import and wrap, to split phases
+GC_FREEZE_ENV = "STARTUP_PHASES_GC_FREEZE"  # "1": gc.freeze() at the end of configure (an experiment)
 PROBE = "startup_phases"
 HEAVY = ("lmeval_fixtures.plugin", "torch", "lmeval_fixtures.suite_plugin", "lmeval_fixtures.items", "safetensors",
          "tokenizers", "numpy", "jsonschema", "datasets", "huggingface_hub", "transformers", "pandas", "scipy",
@@ -140,6 +146,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True, specname="pytest_configure")
 def pytest_configure_last(config: pytest.Config) -> None:
+    if os.environ.get(GC_FREEZE_ENV) == "1":
+        import gc
+
+        gc.freeze()  # what the plugin could do once torch is in: full collections then skip those objects
     _mark("configure_end")
 
 
@@ -208,6 +218,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True, specname="pytest_unconfigure")
 def pytest_unconfigure_last(config: pytest.Config) -> None:
+    if os.environ.get(GC_FREEZE_ENV) == "1":
+        import gc
+
+        gc.freeze()  # again: what was made since configure (items, reports, matplotlib) is skipped at exit too
     _mark("unconfigure_end")
     # registered last, so it runs first at exit: after pytest's own cleanups (config.add_cleanup),
     # before the interpreter's shutdown
@@ -242,7 +256,7 @@ TIMELINE = (
     ("between the items and session finish", "items_end", "finish_start"),
     ("session finish", "finish_start", "finish_end"),
     ("unconfigure", "finish_end", "unconfigure_end"),
-    ("pytest's cleanups (unraisableexception: gc.collect x5)", "unconfigure_end", "cleanup_end"),
+    ("pytest's cleanups (unraisableexception's gc.collect)", "unconfigure_end", "cleanup_end"),
     ("interpreter shutdown", "cleanup_end", "exit"),
 )
 # a module first seen at a mark was imported in the phase that ends there
@@ -317,7 +331,8 @@ def child_env(args: argparse.Namespace, attribute: bool) -> dict[str, str]:
     dropped = {"PYTEST_ADDOPTS"} | ({"PYTHONDONTWRITEBYTECODE"} if args.write_bytecode else set())
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     path = [str(Path(__file__).resolve().parent), str(ROOT), env.get("PYTHONPATH", "")]
-    return env | {"PYTHONPATH": os.pathsep.join(p for p in path if p), ATTRIBUTE_ENV: "1" if attribute else "0"}
+    return env | {"PYTHONPATH": os.pathsep.join(p for p in path if p), ATTRIBUTE_ENV: "1" if attribute else "0",
+                  GC_FREEZE_ENV: "1" if args.gc_freeze else "0"}
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -347,11 +362,15 @@ def median_rows(runs: list[dict[str, float]]) -> list[list[str]]:
 
 def item_phases(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     """The probe's readings of ``args.runs`` runs of the small item (after one discarded)."""
+    from lmeval_fixtures.options import OPTIONS
+
     command = [sys.executable, "-m", "pytest", "-p", PROBE, "benchmarks", "-m", "perplexity", "-k", "validation",
                "--max-eval-tokens", str(args.max_eval_tokens), "--checkpoint", args.checkpoint,
                "--report-dir", str(tmp / "reports")]
     if args.data_dir.is_dir():
         command += ["--data-dir", str(args.data_dir)]
+    if not args.cache and "--no-cache" in {option.flag for option in OPTIONS}:
+        command.append("--no-cache")  # the second run would otherwise take the item's figures from the cache
     shown = [("python" if c == sys.executable else c) for c in command if c not in ("-p", PROBE)]
     print(f"item run: {' '.join(shown).replace(str(tmp), '<tmp>')}")
     print(f"{args.runs} measured runs after 1 discarded, each a fresh process", flush=True)
@@ -404,22 +423,33 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="measured runs of the item (default: %(default)s)")
     parser.add_argument("--unrelated-runs", type=int, default=5,
                         help="runs of the unrelated project, with and without the plugin (default: %(default)s)")
-    parser.add_argument("--checkpoint", default=str(REFERENCE_DIR / "ref-e25"), help="default: ref-e25")
+    parser.add_argument("--checkpoint", default="ref-e25",
+                        help="a reference checkpoint's name or a checkpoint path (default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
                         help="passed when it exists (default: ../shared/data)")
     parser.add_argument("--max-eval-tokens", type=int, default=512, help="default: %(default)s")
+    parser.add_argument("--cache", action="store_true",
+                        help="let the result cache serve the item (a warm-cache run); by default --no-cache")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="an experiment: the probe calls gc.freeze() at the end of configure and of "
+                             "unconfigure, as the plugin could, to show what it saves (pytest's cleanup collects "
+                             "garbage 5 times at exit)")
     parser.add_argument("--write-bytecode", action="store_true",
                         help="unset PYTHONDONTWRITEBYTECODE for the measured processes, so that pytest caches the "
                              "modules it rewrites (as it does for most users)")
     args = parser.parse_args()
     if args.runs < 1 or args.unrelated_runs < 1:
         parser.error("--runs and --unrelated-runs must be >= 1")
+    reference = REFERENCE_DIR / args.checkpoint
+    args.checkpoint = str(reference if "/" not in args.checkpoint and reference.is_dir() else args.checkpoint)
 
     plugins = sorted({e.name for e in metadata.entry_points(group="pytest11")})
     print(f"python {sys.version.split()[0]}, pytest {pytest.__version__}; entry-point plugins: {', '.join(plugins)}")
     if os.environ.get("PYTHONDONTWRITEBYTECODE") and not args.write_bytecode:
         print("note: PYTHONDONTWRITEBYTECODE is set, so pytest compiles the modules it rewrites (test modules, "
               "conftest.py, plugins and their packages) anew in every run; --write-bytecode unsets it")
+    if args.gc_freeze:
+        print("experiment: every measured process calls gc.freeze() at the end of configure and of unconfigure")
     with tempfile.TemporaryDirectory(prefix="startup-phases-") as tmp_name:
         tmp = Path(tmp_name)
         try:

@@ -329,6 +329,8 @@ def test_the_example_workflows_gate_command_parses_and_collects(tmp_path, monkey
     command = _workflow_pytest_command()
     data = command.index("--data-dir") + 1
     command[data] = str(tmp_path)
+    for output in ("--junitxml", "--benchmark-json"):  # written here, not into the checkout
+        command[command.index(output) + 1] = str(tmp_path / output.strip("-"))
     assert (ROOT / command[command.index("--baseline") + 1]).is_dir()
     done = subprocess.run([sys.executable, "-m", *command, "--collect-only", "-q", "-p", "no:cacheprovider"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

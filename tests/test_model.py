@@ -78,3 +78,15 @@ def test_forward_is_causal_and_padding_does_not_leak():
         assert torch.allclose(model(ids)[:, :7], model(changed)[:, :7], atol=1e-5)
     with pytest.raises(ValueError, match="exceeds max_seq_len"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize(("layers", "expansion"), [(1, 2.0), (3, 2.6667), (5, 4.0)])
+def test_stored_shapes_from_the_config_are_the_modules_own(tie, layers, expansion):
+    """The loader checks files against the config's arithmetic: it must be the real module's."""
+    config = ModelConfig(vocab_size=300, d_model=32, n_layers=layers, n_heads=4, glu_expansion=expansion,
+                         max_seq_len=64, tie_embeddings=tie)
+    with torch.device("meta"):
+        module = Transformer(config)
+    real = {key: tuple(value.shape) for key, value in module.stored_state_dict().items()}
+    assert list(config.stored_shapes().items()) == list(real.items())

@@ -13,7 +13,8 @@ from lmeval_fixtures import items
 @pytest.mark.perplexity
 def test_perplexity(checkpoint, corpus_data, record_metric, eval_run, gates, progress):
     show = progress(f"{checkpoint.name} {corpus_data.corpus.name} {corpus_data.split}", "windows")
-    fragment, _, problems = items.perplexity(checkpoint, corpus_data, eval_run.settings, show)
+    fragment, _, problems = items.perplexity(checkpoint, corpus_data, eval_run.settings, show,
+                                             eval_run.inputs.cache)
     record_metric(checkpoint, fragment)
     assert not problems, "; ".join(problems)
     gates.enforce(checkpoint, fragment)

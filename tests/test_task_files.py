@@ -1,0 +1,467 @@
+"""--task-file FILE: our task-file format and lm-evaluation-harness's multiple_choice YAML, every
+field each reads, each lm-eval feature refused (one line naming the key), and the proof that
+lm-eval's own glue/sst2 and glue/rte files give the same scores as ``--prompts lm-eval``."""
+
+import glob
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+
+import datasets
+import pytest
+
+from lmeval_fixtures import Registry
+from lmeval_fixtures.data import DataError, DataUnavailable, Hub, load_task_rows
+from lmeval_fixtures.declarations import declare
+from lmeval_fixtures.doc_prompts import DOC
+from lmeval_fixtures.model import Transformer
+from lmeval_fixtures.options import UsageError
+from lmeval_fixtures.registry import RegistryError
+from lmeval_fixtures.smallbench import evaluate_task
+from lmeval_fixtures.task_files import TaskFileError, load_task_file
+from lmeval_fixtures.tasks import TASKS
+from lmeval_fixtures.tokenizer import TextTokenizer
+
+from .conftest import make_tokenizer, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+REVIEWS = [("a charming and often affecting journey", "good"), ("dull and lifeless", "bad"),
+           ("the fox jumps over the dog", "good"), ("unflinchingly bleak", "bad")]
+
+
+def jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def rows_of(task, split=None):
+    return load_task_rows(task, split or task.split, None, Hub())[0]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = make_tokenizer()
+    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=128)).eval()
+    model.init_weights(7)
+    return model, TextTokenizer.from_json(tok.to_str(), "test")
+
+
+# ------------------------------------------------------------------ our format
+
+
+def test_our_format_reads_every_field(tmp_path):
+    jsonl(tmp_path / "data/a.jsonl", [{"text": t, "gold": g} for t, g in REVIEWS[:2]])
+    jsonl(tmp_path / "data/b.jsonl", [{"text": t, "gold": g} for t, g in REVIEWS[2:]])
+    jsonl(tmp_path / "shots.jsonl", [{"text": "great fun", "gold": 1}, {"text": "a bore", "gold": 0}])  # or indices
+    path = write(tmp_path / "reviews.yaml", "\n".join([
+        "name: reviews",
+        "label: My reviews",
+        "data: [data/a.jsonl, data/b.jsonl]",
+        "fewshot_data: shots.jsonl",
+        'template: "Review: {text}\\nVerdict:"',
+        "choices: [bad, good]",
+        "label_field: gold",
+        'target_delimiter: "\\n"',
+        'fewshot_delimiter: "\\n\\n"',
+    ]))
+    task = load_task_file(path)
+    assert (task.name, task.display, task.split, task.fewshot_split) == ("reviews", "My reviews", "validation", "train")
+    assert task.figure_key == "smallbench_reviews_acc" and task.num_fewshot is None
+    prompt = task.prompts["smallbench"]
+    assert task.prompts["lm-eval"] is prompt  # one prompt serves every --prompts set
+    assert prompt.choices == ("bad", "good") and prompt.continuations() == ["\nbad", "\ngood"]
+    rows, source = load_task_rows(task, "validation", None, Hub())
+    assert [r["label"] for r in rows] == [1, 0, 1, 0] and [r["idx"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0][DOC] == {"text": REVIEWS[0][0], "gold": "good"}  # the document as read
+    assert prompt.context(rows[0]) == f"Review: {REVIEWS[0][0]}\nVerdict:"
+    assert set(source.fingerprints) == {"reviews/reviews.yaml", "reviews/validation/a.jsonl",
+                                        "reviews/validation/b.jsonl"}
+    assert [r["label"] for r in rows_of(task, "train")] == [1, 0]
+
+
+def test_solved_examples_use_the_target_delimiter(tmp_path, tiny):
+    jsonl(tmp_path / "v.jsonl", [{"text": t, "label": g} for t, g in REVIEWS])
+    jsonl(tmp_path / "t.jsonl", [{"text": "great fun", "label": "good"}, {"text": "a bore", "label": "bad"}])
+    path = write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\nfewshot_data: t.jsonl\ntemplate: '{text} ->'\n"
+                                      "choices: [bad, good]\ntarget_delimiter: ' => '\n")
+    task = load_task_file(path)
+    result = evaluate_task(*tiny, task, rows_of(task), 128, fewshot=1, fewshot_pool=rows_of(task, "train"))
+    for row in result.rows:
+        shot, rest = row.context.split("\n\n")
+        assert shot in ("great fun -> => good", "a bore -> => bad") and rest.endswith(" ->")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_our_format_reads_tables_and_a_choice_field(tmp_path, suffix):
+    table = datasets.Dataset.from_dict({"n": [3, 4, 5], "options": [["odd", "even"]] * 3, "label": [0, 1, 0]})
+    (table.to_csv if suffix == ".csv" else table.to_parquet)(str(tmp_path / f"rows{suffix}"))
+    if suffix == ".csv":  # a CSV cell holds text, not a list: the choices come from the file
+        path = write(tmp_path / "t.yaml", "name: parity\ndata: rows.csv\ntemplate: 'Is {n} odd or even?'\n"
+                                          "choices: [odd, even]\n")
+    else:
+        path = write(tmp_path / "t.yaml", "name: parity\ndata: rows.parquet\ntemplate: 'Is {n} odd or even?'\n"
+                                          "choice_field: options\n")
+    task = load_task_file(path)
+    assert task.prompts["smallbench"].choices == ("odd", "even")
+    rows = rows_of(task)
+    assert [task.prompts["smallbench"].context(r) for r in rows][0] == "Is 3 odd or even?"
+    assert [r["label"] for r in rows] == [0, 1, 0]
+
+
+def test_a_choice_field_that_differs_between_rows_is_refused_at_start_up(tmp_path):
+    jsonl(tmp_path / "v.jsonl", [{"q": "x", "options": ["a", "b"], "label": 0},
+                                 {"q": "y", "options": ["a", "c"], "label": 0}])
+    path = write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\ntemplate: '{q}'\nchoice_field: options\n")
+    with pytest.raises(TaskFileError, match=r"t.yaml: the choices: .*v.jsonl row 1: its choices \['a', 'c'\] differ "
+                                            r"from row 0's \['a', 'b'\]; one choice list per task is scored"):
+        load_task_file(path)
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    (["name: t", "data: v.jsonl", "template: '{q}'", "choices: [a, b]", "prompt: x"],
+     "prompt: not a key of a task file"),
+    (["data: v.jsonl", "template: '{q}'", "choices: [a, b]"], "name: missing"),
+    (["name: t", "data: v.jsonl", "choices: [a, b]"], "template: missing"),
+    (["name: t", "template: '{q}'", "choices: [a, b]"], "data: missing"),
+    (["name: t", "data: v.jsonl", "template: '{q}'"], "choices: give either choices"),
+    (["name: t", "data: v.jsonl", "template: '{q}'", "choices: [a]", "choice_field: c"], "choices: give either"),
+    (["name: t", "data: v.jsonl", "template: '{q}'", "choices: [a, '']"], "choices: choices must give a non-empty"),
+    (["name: t", "data: v.jsonl", "template: '{0}'", "choices: [a, b]"], "template: {0}: use plain {field}"),
+    (["name: t", "data: v.jsonl", "template: '{q.upper}'", "choices: [a, b]"], "template: {q.upper}: use plain"),
+    (["name: t", "data: v.jsonl", "template: 42", "choices: [a, b]"], "template: expected text, got int"),
+    (["name: t", "data: gone.jsonl", "template: '{q}'", "choices: [a, b]"], "data: gone.jsonl does not exist"),
+    (["name: t", "data: '*.parquet'", "template: '{q}'", "choices: [a, b]"], "data: *.parquet matches no file"),
+    (["name: t", "data: v.txt", "template: '{q}'", "choices: [a, b]"], "data: use files of one kind"),
+    (["name: t", "data: v.jsonl", "fewshot_data: v.csv", "template: '{q}'", "choices: [a, b]"],
+     "fewshot_data: use files of the same kind as data"),
+])
+def test_our_format_refuses_what_cannot_work_naming_the_key(tmp_path, lines, message):
+    jsonl(tmp_path / "v.jsonl", [{"q": "x", "label": 0}])
+    write(tmp_path / "v.txt", "x")
+    write(tmp_path / "v.csv", "q,label\nx,0\n")
+    path = write(tmp_path / "t.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(TaskFileError) as caught:
+        load_task_file(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"q": "x", "label": "maybe"}, r"row 0: label_field 'label' value 'maybe' is not one of the choices"),
+    ({"q": "x", "label": 2}, r"row 0: label_field 'label' value 2 is not an index of the 2 choices"),
+    ({"q": "x"}, r"row 0: label_field 'label' is not a field of the row \(fields: q\)"),
+    ({"r": "x", "label": 0}, r"row 0: template refers to \{q\}, which is not a field of the row"),
+    ({"q": None, "label": 0}, r"row 0: template refers to \{q\}, which is empty"),
+])
+def test_bad_rows_fail_the_item_naming_file_and_row(tmp_path, row, message):
+    jsonl(tmp_path / "v.jsonl", [row])
+    task = load_task_file(write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\ntemplate: '{q}'\nchoices: [a, b]\n"))
+    with pytest.raises(DataError, match=rf"task 't': \S*v.jsonl {message}"):
+        rows_of(task)
+    with pytest.raises(DataUnavailable, match="names no train data .*fewshot_data in our format"):
+        rows_of(task, "train")
+
+
+# ------------------------------------------------------------------ lm-evaluation-harness's format
+
+
+def lmeval_task(tmp_path: Path, extra: str = "", base: str | None = None, rows: list[dict] | None = None) -> Path:
+    """A task file including a base file one folder down, as a local override of lm-eval's files does."""
+    jsonl(tmp_path / "local/validation.jsonl", rows or [{"sentence": t, "label": ["bad", "good"].index(g), "idx": i}
+                                                        for i, (t, g) in enumerate(REVIEWS)])
+    jsonl(tmp_path / "local/train.jsonl", [{"sentence": "great fun", "label": 1}, {"sentence": "a bore", "label": 0}])
+    write(tmp_path / "lm_eval_tasks/reviews/default.yaml", base if base is not None else "\n".join([
+        "tag: reviews_group",
+        "task: reviews",
+        "dataset_path: org/reviews",
+        "output_type: multiple_choice",
+        "training_split: train",
+        "validation_split: validation",
+        "doc_to_text: \"{{sentence | regex_replace(' +', ' ')}}\\nQuestion: good or bad?\\nAnswer:\"",
+        "doc_to_target: label",
+        "doc_to_choice: ['bad', 'good']",
+        "should_decontaminate: true",
+        "doc_to_decontamination_query: sentence",
+        "metric_list:",
+        "  - metric: acc",
+        "    aggregation: mean",
+        "    higher_is_better: true",
+        "metadata:",
+        "  version: 1.0",
+    ]) + "\n")
+    return write(tmp_path / "local/reviews.yaml", "\n".join([
+        "include: ../lm_eval_tasks/reviews/default.yaml",
+        "task: local_reviews",
+        "dataset_path: json",
+        "dataset_name: null",
+        "dataset_kwargs: {data_files: {validation: validation.jsonl, train: train.jsonl}}",
+        extra,
+    ]) + "\n")
+
+
+def test_lmeval_format_reads_its_fields_through_an_include(tmp_path):
+    path = lmeval_task(tmp_path, "task_alias: Reviews\ntarget_delimiter: ':'\nnum_fewshot: 0")
+    task = load_task_file(path)
+    assert (task.name, task.display, task.split, task.fewshot_split, task.num_fewshot) == (
+        "local_reviews", "Reviews", "validation", "train", 0)
+    prompt = task.prompts["lm-eval"]
+    assert prompt.choices == ("bad", "good") and prompt.continuations() == [":bad", ":good"]
+    rows, source = load_task_rows(task, "validation", None, Hub())
+    assert [r["label"] for r in rows] == [1, 0, 1, 0]
+    assert prompt.context(rows[0]) == f"{REVIEWS[0][0]}\nQuestion: good or bad?\nAnswer:"
+    assert set(source.fingerprints) == {"local_reviews/reviews.yaml", "local_reviews/include/reviews/default.yaml",
+                                        "local_reviews/validation/validation.jsonl"}
+    assert [r["label"] for r in rows_of(task, "train")] == [1, 0]
+
+
+@pytest.mark.parametrize(("extra", "split", "fewshot_split"), [
+    ("", "validation", "train"),
+    ("test_split: train", "train", "train"),  # lm-eval evaluates test_split when there is one
+    ("training_split: null", "validation", "validation"),  # few-shot falls back to the validation split
+    ("fewshot_split: validation", "validation", "validation"),
+])
+def test_lmeval_splits(tmp_path, extra, split, fewshot_split):
+    task = load_task_file(lmeval_task(tmp_path, extra))
+    assert (task.split, task.fewshot_split) == (split, fewshot_split)
+
+
+def test_lmeval_data_files_without_splits_are_the_train_split(tmp_path):
+    path = lmeval_task(tmp_path)
+    path.write_text(path.read_text().replace("{validation: validation.jsonl, train: train.jsonl}", "validation.jsonl"))
+    with pytest.raises(TaskFileError, match=r"dataset_kwargs.data_files: has no validation split \(it has train\)"):
+        load_task_file(path)
+    path.write_text(path.read_text() + "validation_split: train\n")
+    assert len(rows_of(load_task_file(path))) == 4
+
+
+@pytest.mark.parametrize(("choice", "target", "labels"), [
+    ("['bad', 'good']", "label", [1, 0, 1, 0]),
+    ("{a: bad, b: good}", "label", [1, 0, 1, 0]),  # a mapping's values, as lm-eval reads one
+    ("\"{{['bad', 'good']}}\"", "\"{{label}}\"", [1, 0, 1, 0]),  # rendered digits are an index
+    ("\"{{['bad', 'good']}}\"", "\"{{['bad', 'good'][label]}}\"", [1, 0, 1, 0]),  # rendered text is a choice
+    ("options", "answer", [1, 1, 1, 1]),  # field names; the choice field the same in every row
+    ("\"{{options}}\"", "1", [1, 1, 1, 1]),  # an index for every row
+])
+def test_lmeval_doc_to_choice_and_doc_to_target_forms(tmp_path, choice, target, labels):
+    rows = [{"sentence": t, "label": ["bad", "good"].index(g), "options": ["bad", "good"], "answer": "good"}
+            for t, g in REVIEWS]
+    path = lmeval_task(tmp_path, f"doc_to_choice: {choice}\ndoc_to_target: {target}", rows=rows)
+    task = load_task_file(path)
+    assert task.prompts["lm-eval"].choices == ("bad", "good")
+    assert [r["label"] for r in rows_of(task)] == labels
+
+
+def test_lmeval_doc_to_text_may_name_a_field(tmp_path):
+    task = load_task_file(lmeval_task(tmp_path, "doc_to_text: sentence"))
+    assert [task.prompts["lm-eval"].context(r) for r in rows_of(task)] == [t for t, _ in REVIEWS]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("doc_to_choice: \"{{[sentence, 'x']}}\"", r"the choices: .*row 1: its choices .* differ from row 0's"),
+    ("doc_to_target: \"{{[label]}}\"", None),
+    ("doc_to_target: \"{{label + 5}}\"", None),
+])
+def test_lmeval_rows_that_cannot_be_scored(tmp_path, extra, message):
+    path = lmeval_task(tmp_path, extra)
+    if message:
+        with pytest.raises(TaskFileError, match=message):
+            load_task_file(path)
+        return
+    with pytest.raises(DataError, match=r"task 'local_reviews': \S+validation.jsonl row 0: doc_to_target "):
+        rows_of(load_task_file(path))
+
+
+def test_jinja_runs_in_a_sandbox(tmp_path):
+    escape = "doc_to_text: \"{{ sentence.__class__.__mro__[1].__subclasses__() }}\""
+    task = load_task_file(lmeval_task(tmp_path, escape))
+    with pytest.raises(DataError, match=r"row 0: SecurityError: access to attribute '__class__'"):
+        rows_of(task)
+
+
+REFUSED = [
+    ("doc_to_text: !function utils.doc_to_text", "reviews.yaml: doc_to_text: !function utils.doc_to_text is not "
+                                                 "supported (a task file is data"),
+    ("process_docs: !function utils.process_docs", "process_docs: !function utils.process_docs is not supported"),
+    ("process_docs: utils.process_docs", "process_docs: not supported (it runs Python code over the documents)"),
+    ("process_results: x", "process_results: not supported"),
+    ("filter_list: [{name: f, filter: [{function: take_first}]}]", "filter_list: not supported (filters apply"),
+    ("fewshot_config: {sampler: first_n}", "fewshot_config: not supported (the suite draws its own"),
+    ("gen_prefix: 'Answer:'", "gen_prefix: not supported"),
+    ("generation_kwargs: {until: ['\\n']}", "generation_kwargs: not supported"),
+    ("use_prompt: promptsource:x", "use_prompt: not supported"),
+    ("doc_to_image: image", "doc_to_image: not supported"),
+    ("custom_dataset: x", "custom_dataset: not supported"),
+    ("anything_else: 1", "anything_else: not supported (not a key this suite reads)"),
+    ("output_type: generate_until", "output_type: 'generate_until': only multiple_choice tasks are scored"),
+    ("output_type: loglikelihood_rolling", "output_type: 'loglikelihood_rolling': only multiple_choice"),
+    ("metric_list: [{metric: f1}]", "metric_list: metric 'f1' is not supported (the suite reports acc and acc_norm)"),
+    ("metric_list: [{metric: acc_mutual_info}]", "metric_list: metric 'acc_mutual_info' is not supported"),
+    ("metric_list: [{metric: acc, aggregation: median}]", "metric_list: acc: only the mean"),
+    ("metric_list: [{metric: acc, ignore_case: true}]", "metric_list: acc: ignore_case is not supported"),
+    ("description: 'Reviews follow.'", "description: not supported yet"),
+    ("repeats: 3", "repeats: only 1"),
+    ("unsafe_code: true", "unsafe_code: tasks that run code are not supported"),
+    ("dataset_path: org/reviews", "dataset_path: 'org/reviews': only local files are read"),
+    ("dataset_kwargs: null", "dataset_kwargs: name the local files"),
+    ("dataset_kwargs: {data_files: validation.jsonl, field: rows}", "dataset_kwargs.field: not supported"),
+    ("dataset_kwargs: {data_files: {validation: gone.jsonl}}", "dataset_kwargs.data_files: gone.jsonl does not exist"),
+    ("doc_to_text: 0", "doc_to_text: 0: only a template or a field name is read"),
+    ("doc_to_text: \"{{ sentence\"", "doc_to_text: Jinja syntax error on line 1"),
+    ("doc_to_choice: \"{% for %}\"", "doc_to_choice: Jinja syntax error on line 1"),
+    ("doc_to_choice: null", "doc_to_choice: missing (a multiple_choice task needs its choices)"),
+    ("doc_to_target: [0, 1]", "doc_to_target: [0, 1]: expected a template, a field name or an index"),
+    ("doc_to_target: null", "doc_to_target: missing"),
+    ("task: [a, b]", "task: expected one task's name, got ['a', 'b'] (a group of tasks is not read)"),
+    ("num_fewshot: -1", "num_fewshot: expected a whole number >= 0, got -1"),
+    ("validation_split: null", "validation_split: neither validation_split nor test_split is given"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), REFUSED, ids=[e.split(":")[0] + str(i) for i, (e, _) in
+                                                            enumerate(REFUSED)])
+def test_lmeval_features_we_do_not_run_are_one_line_naming_the_key(tmp_path, extra, message):
+    path = lmeval_task(tmp_path, extra)
+    with pytest.raises(TaskFileError) as caught:
+        load_task_file(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(UsageError, match=r"^--task-file \S+\.yaml: "):
+        declare(Registry.default(), [], [path])
+
+
+def test_a_refused_key_of_an_included_file_names_that_file(tmp_path):
+    path = lmeval_task(tmp_path, base="output_type: multiple_choice\nprocess_docs: !function utils.process_docs\n")
+    with pytest.raises(TaskFileError, match=r"lm_eval_tasks/reviews/default.yaml: process_docs: !function"):
+        load_task_file(path)
+
+
+@pytest.mark.parametrize(("top", "message"), [
+    ("include: missing.yaml\ntask: x\n", "include: missing.yaml does not exist"),
+    ("include: loop.yaml\ntask: x\n", "includes itself (a cycle)"),
+    ("task: [unclosed\n", "not valid YAML on line 2"),
+    ("- a list\n", "expected a mapping of keys, got list"),
+])
+def test_includes_and_yaml_errors(tmp_path, top, message):
+    write(tmp_path / "loop.yaml", "include: t.yaml\n")
+    path = write(tmp_path / "t.yaml", top)
+    with pytest.raises(TaskFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_task_file(path)
+
+
+# ------------------------------------------------------------------ the registry
+
+
+def test_shots_are_one_setting_per_run(tmp_path):
+    registry = declare(Registry.default(), [], [lmeval_task(tmp_path, "num_fewshot: 2")])
+    registry.check_fewshot(2)
+    with pytest.raises(RegistryError, match="task 'local_reviews' declares num_fewshot 2, but this run has "
+                                            "--fewshot 0; shots are one setting per run: pass --fewshot 2"):
+        registry.check_fewshot(0)
+    odd = declare(Registry.default(), [], [lmeval_task(tmp_path / "odd", 'fewshot_delimiter: "\\n###\\n"')])
+    odd.check_fewshot(0)
+    with pytest.raises(RegistryError, match=re.escape("--fewshot 1: task 'local_reviews' has fewshot_delimiter "
+                                                      "'\\n###\\n', which the scorer does not apply yet")):
+        odd.check_fewshot(1)
+
+
+def test_a_task_file_clashing_or_badly_named_is_a_usage_error(tmp_path):
+    jsonl(tmp_path / "v.jsonl", [{"q": "x", "label": 0}])
+    for name, message in (("sst2", "task 'sst2' is already declared"), ("../x", "task '../x': use one plain name"),
+                          ("avg", "task 'avg': its figure key smallbench_avg_acc is already another figure's")):
+        path = write(tmp_path / f"{name.strip('./')}.yaml", f"name: '{name}'\ndata: v.jsonl\ntemplate: '{{q}}'\n"
+                                                             "choices: [a, b]\n")
+        with pytest.raises(UsageError, match=rf"^--task-file {path}: {message}"):
+            declare(Registry.default(), [], [path])
+
+
+def test_settings_check_the_task_files_exist(tmp_path, monkeypatch):
+    from lmeval_fixtures.settings import option_values, settings_from_options
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "here.yaml", "x: 1\n")
+    assert settings_from_options(option_values(task_file=["here.yaml"]), [], None, tmp_path).task_files == [
+        tmp_path / "here.yaml"]
+    with pytest.raises(UsageError, match="^--task-file gone.yaml: no such file$"):
+        settings_from_options(option_values(task_file=["gone.yaml"]), [], None, tmp_path)
+    with pytest.raises(UsageError, match="^ini lmeval_task_files here.yaml: no such file$"):
+        settings_from_options(option_values(), [], None, tmp_path, ini_task_files=["here.yaml"], ini_dir=tmp_path / "x")
+
+
+# ------------------------------------------------------------------ lm-eval's own glue YAMLs
+
+
+def lmeval_tasks_dir() -> Path | None:
+    """lm-evaluation-harness's task folder: $LMEVAL_TASKS_DIR, an importable lm_eval, or the
+    separate environment docs/crosscheck.md makes (../lmeval-venv)."""
+    if os.environ.get("LMEVAL_TASKS_DIR"):
+        return Path(os.environ["LMEVAL_TASKS_DIR"])
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent / "tasks"
+    found = sorted(glob.glob(str(ROOT.parent / "lmeval-venv/lib/python*/site-packages/lm_eval/tasks")))
+    return Path(found[-1]) if found else None
+
+
+def equivalence_rows(task: str, tmp_path: Path) -> Path:
+    """The first 24 validation rows of ../shared/data when present, else rows made here."""
+    shared = ROOT.parent / "shared/data/smallbench" / task / "validation.jsonl"
+    if shared.is_file():
+        return write(tmp_path / f"{task}.jsonl", "".join(shared.read_text(encoding="utf-8").splitlines(True)[:24]))
+    fields = TASKS[task].fields
+    return jsonl(tmp_path / f"{task}.jsonl", [{f: f"{f} {i}: {REVIEWS[i % 4][0]}" for f in fields}
+                                              | {"label": (i * 7) % 3 % 2, "idx": i} for i in range(12)])
+
+
+@pytest.mark.parametrize("task", ["sst2", "rte"])
+def test_lm_evals_own_glue_yaml_scores_as_prompts_lm_eval(tmp_path, tiny, task):
+    tasks_dir = lmeval_tasks_dir()
+    source = tasks_dir / "glue" / task / "default.yaml" if tasks_dir else None
+    if source is None or not source.is_file():
+        pytest.skip("lm-evaluation-harness's task files not found: set LMEVAL_TASKS_DIR to lm_eval/tasks, install "
+                    "lm_eval here, or make ../lmeval-venv (docs/crosscheck.md)")
+    data = equivalence_rows(task, tmp_path)
+    path = write(tmp_path / f"{task}.yaml", "\n".join([  # what scripts/crosscheck_lmeval.py gives lm-eval itself
+        f"include: {source}", f"task: local_{task}", "dataset_path: json", "dataset_name: null",
+        f"dataset_kwargs: {{data_files: {{validation: {data}}}}}", "training_split: null",
+        "metric_list: [{metric: acc}, {metric: acc_norm}]",
+    ]) + "\n")
+    declared = load_task_file(path)
+    shipped_rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
+    ours = evaluate_task(*tiny, TASKS[task], shipped_rows, 128, prompt_set="lm-eval")
+    theirs = evaluate_task(*tiny, declared, rows_of(declared), 128, prompt_set="lm-eval")
+    assert [r.context for r in theirs.rows] == [r.context for r in ours.rows]
+    assert theirs.choices == ours.choices and [r.label for r in theirs.rows] == [r.label for r in ours.rows]
+    assert [r.loglikelihoods for r in theirs.rows] == [r.loglikelihoods for r in ours.rows]
+    assert (theirs.n, theirs.acc, theirs.acc_norm) == (ours.n, ours.acc, ours.acc_norm)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def test_task_files_reach_the_record_summary_and_average(pytester, offline):
+    from .test_gates import lay_out_suite
+
+    suite = lay_out_suite(pytester)
+    jsonl(suite.path / "mine/v.jsonl", [{"text": t, "label": g} for t, g in REVIEWS])
+    write(suite.path / "mine/ours.yaml", "name: ours\nlabel: Ours\ndata: v.jsonl\ntemplate: 'Review: {text}'\n"
+                                         "choices: [bad, good]\n")
+    lmeval_task(suite.path / "theirs")
+    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "smallbench", "--run-id", "r",
+                             "--task-file", "mine/ours.yaml", "--task-file", "theirs/local/reviews.yaml")
+    result.assert_outcomes(passed=6)
+    record = json.loads((suite.path / "reports/r/a/metrics.json").read_text())
+    assert record["smallbench"]["ours"]["n"] == 4 and record["smallbench"]["local_reviews"]["n"] == 4
+    assert {"ours/ours.yaml", "ours/validation/v.jsonl", "local_reviews/reviews.yaml"} <= set(
+        record["data_fingerprints"])
+    accs = [record["smallbench"][t]["acc"] for t in ("sst2", "rte", "boolq", "mrpc", "ours", "local_reviews")]
+    assert record["smallbench_avg_acc"] == pytest.approx(sum(accs) / 6)
+    summary = (suite.path / "reports/r/a/summary.md").read_text()
+    assert "| ours | smallbench | 0 | 4 |" in summary and "| local_reviews | smallbench | 0 | 4 |" in summary
