@@ -92,7 +92,7 @@ class LocalSource:
                 raise DataError(f"{where}: no field {field_name!r} (fields: {fields or 'none'}); name the text "
                                 f"field after the path: NAME={self.path}:FIELD")
             documents.append(_text_value(row[field_name], field_name, where))
-        return _kept(documents, source, self.path)
+        return _kept(documents, source, self.path.name)
 
     def _table(self, source: DataSource, key: str) -> list[str]:
         field_name = self.option or DEFAULT_FIELD
@@ -102,7 +102,7 @@ class LocalSource:
                             f"name the text field after the path: NAME={self.path}:FIELD")
         source.fingerprints[key] = sha256_file(self.path)
         documents = [_text_value(v, field_name, f"{self.path} row {i}") for i, v in enumerate(dataset[field_name])]
-        return _kept(documents, source, self.path)
+        return _kept(documents, source, self.path.name)
 
     def _folder(self, source: DataSource, key: str) -> list[str]:
         """One document per .txt file, in file-name order. The record keeps one fingerprint for
@@ -116,7 +116,7 @@ class LocalSource:
             manifest.append(f"{sha}  {path.name}\n")
         source.fingerprints[key] = hashlib.sha256("".join(manifest).encode()).hexdigest()
         source.notes.append(f"{self.path.name}/: {len(manifest)} .txt files, one document each, in name order")
-        return _kept(documents, source, self.path)
+        return _kept(documents, source, self.path.name)
 
 
 def _text_value(value: object, field_name: str, where: str) -> str:
@@ -125,11 +125,11 @@ def _text_value(value: object, field_name: str, where: str) -> str:
     return value
 
 
-def _kept(documents: list[str], source: DataSource, path: Path) -> list[str]:
+def _kept(documents: list[str], source: DataSource, where: str) -> list[str]:
     """Blank documents are left out (they score no tokens); the record says how many."""
     kept = [d for d in documents if d.strip()]
     if kept and len(kept) < len(documents):
-        source.notes.append(f"{path.name}: {len(documents) - len(kept)} blank document(s) left out")
+        source.notes.append(f"{where}: {len(documents) - len(kept)} blank document(s) left out")
     return kept
 
 
@@ -161,7 +161,7 @@ class HubSource:
                             f"{', '.join(dataset.column_names)}); name it last: ...:{self.split}:FIELD")
         source = DataSource(self.key, {self.key: dataset._fingerprint})
         documents = [_text_value(v, self.field, f"{self.key} row {i}") for i, v in enumerate(dataset[self.field])]
-        documents = _kept(documents, source, Path(self.key))
+        documents = _kept(documents, source, self.key)
         if not documents:
             raise DataError(f"corpus {corpus!r}: {self.key} holds no documents")
         return documents, source

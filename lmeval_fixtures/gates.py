@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .figures import RELATIVE, STDERR, Figure
 from .loaded import special_file_message
-from .record import SCHEMA_VERSION, RecordInvalid, validate_record
+from .paired import paired_accuracy, paired_bits_per_byte
+from .record import SCHEMA_VERSION, RecordInvalid, decode_per_document, decode_per_row, validate_record
 
 
 class BaselineError(ValueError):
@@ -114,6 +115,8 @@ class GatePolicy:
     acc_tolerance_se: float
     min_acc: float | None
     latency_tolerance: float
+    mode: str = "threshold"  # or "paired": --gate
+    alpha: float = 0.05  # --gate-alpha
 
 
 def _same_machine(baseline: dict[str, Any], environment: dict[str, Any]) -> str | None:
@@ -151,6 +154,10 @@ def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], ba
     theirs = figure.value(baseline)
     if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) or not math.isfinite(theirs):
         return _refused(figure, baseline, f"{'.'.join(figure.path)} is {theirs!r} there, not a number")
+    if policy.mode == "paired" and figure.gate in (RELATIVE, STDERR):
+        return paired_gate(figure, value, theirs, entry, their_entry, policy.alpha, source) \
+            or _refused(figure, baseline, "it holds no per-row (per-document) values to pair with; refresh it with "
+                                          "--update-baseline, or gate with --gate threshold")
     if figure.gate == RELATIVE:
         return lower_is_better(figure.key, value, theirs, policy.ppl_tolerance, source)
     if figure.gate == STDERR:
@@ -181,6 +188,48 @@ def gates_for(fragment: dict[str, Any], figures: list[Figure], baseline: dict[st
             if gate is not None:
                 gates.append(gate)
     return gates
+
+
+def paired_gate(figure: Figure, value: float, theirs: float, entry: dict[str, Any], their_entry: dict[str, Any],
+                alpha: float, source: str) -> Gate | None:
+    """Fails only when this run is significantly worse than the baseline on the same rows
+    (documents): exact McNemar for accuracy, a paired bootstrap over documents for bits per
+    byte and (on tokens) perplexity. A threshold gate flaps on RTE's 277 rows (one standard
+    error is about 3 points) or misses a real change on BoolQ's 3,270; the paired test asks
+    whether the rows this run got wrong are more than chance. None: no per-row values."""
+    confidence = 1 - alpha
+    if figure.gate == STDERR:
+        mine, base = decode_per_row(entry), decode_per_row(their_entry)
+        if mine is None or base is None:
+            return None
+        if mine.rows_sha256 != base.rows_sha256:
+            return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: it scored other rows")
+        result = paired_accuracy(mine.correct, base.correct, confidence=confidence)
+        test = f"McNemar p = {result.p_value:.3g}"
+        worse = result.difference < 0 and result.p_value < alpha
+        shown = f"{value:.4f} vs baseline {theirs:.4f}"
+    else:
+        mine_docs, base_docs = decode_per_document(entry), decode_per_document(their_entry)
+        if mine_docs is None or base_docs is None:
+            return None
+        unit = 2 if figure.key.endswith("bits_per_byte") else 1  # bytes, or tokens for perplexity
+        if [d[unit] for d in mine_docs] != [d[unit] for d in base_docs]:
+            return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: it scored other documents")
+        result = paired_bits_per_byte([(d[0], d[unit]) for d in mine_docs], [(d[0], d[unit]) for d in base_docs],
+                                      confidence=confidence)
+        if unit == 1:  # per token in nats, as log perplexity, rather than bits
+            result = replace(result, difference=result.difference * math.log(2), low=result.low * math.log(2),
+                             high=result.high * math.log(2))
+        test = "paired bootstrap over documents"
+        worse = result.low > 0  # higher bits per byte (log perplexity) is worse
+        shown = f"{value:.6g} vs baseline {theirs:.6g}"
+    what = "bits/byte" if figure.key.endswith("bits_per_byte") else "log perplexity" if figure.gate == RELATIVE \
+        else "accuracy"
+    verdict = f"REGRESSED (significantly worse at alpha {alpha:g})" if worse else \
+        f"no significant regression at alpha {alpha:g}"
+    return Gate(figure.key, not worse,
+                f"{figure.key} {shown}: {what} difference {result.difference:+.4f}, {confidence:.0%} interval "
+                f"[{result.low:+.4f}, {result.high:+.4f}], {test}, n = {result.n}: {verdict} (baseline {source})")
 
 
 class Baselines:

@@ -90,6 +90,13 @@ OPTIONS: tuple[Option, ...] = (
            "(default: 0.01)", default=0.01, type=float, metavar="REL"),
     Option("--acc-tolerance-se", "allowed accuracy drop below the baseline, in standard errors (default: 2)",
            default=2.0, type=float, metavar="K"),
+    Option("--gate", "how a figure is compared with --baseline: threshold (the tolerances below) or paired (fails "
+           "only when this run is significantly worse on the same rows or documents: exact McNemar for accuracy, a "
+           "paired bootstrap for bits per byte and perplexity; the baseline must hold per-row values, as "
+           "--update-baseline writes them) (default: threshold)", default="threshold",
+           choices=("threshold", "paired")),
+    Option("--gate-alpha", "significance level of --gate paired (default: 0.05)", default=0.05, type=float,
+           metavar="A"),
     Option("--min-acc", "accuracy floor for every SmallBench task", type=float, metavar="P"),
     Option("--latency-shapes", "latency shapes, batch x sequence (default: 1x128,1x512)", default="1x128,1x512",
            metavar="BxS,..."),

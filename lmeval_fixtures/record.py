@@ -134,6 +134,7 @@ def perplexity(corpus: Corpus, split: str, result: PerplexityResult, *, detokeni
     }
     if data_notes:
         figures["data_notes"] = list(data_notes)
+    figures["per_document"] = encode_per_document(result.per_document)
     fragment = nest(corpus.record_path(split), figures) | {"data_fingerprints": dict(fingerprints)}
     if log_samples:
         name = f"perplexity-{split}" if corpus.legacy else f"perplexity-{corpus.name}-{split}"
@@ -206,6 +207,29 @@ def decode_per_row(entry: dict[str, Any] | None) -> PerRow | None:
     if any(len(values) != n for values in (correct, gold, gold_bytes, margin or correct)):
         return None
     return PerRow(found["rows_sha256"], correct, margin, gold, gold_bytes)
+
+
+def encode_per_document(per_document: list[tuple[float, int, int, int]]) -> dict[str, str]:
+    """Each scored document's summed NLL (nats, 4 decimals), tokens and UTF-8 bytes, compact as
+    ``per_row``: enough for a paired bootstrap over documents (``--gate paired``) without samples."""
+    return {"nll": " ".join(f"{d[0]:.{PER_ROW_DECIMALS}f}" for d in per_document),
+            "tokens": " ".join(str(d[1]) for d in per_document),
+            "bytes": " ".join(str(d[2]) for d in per_document)}
+
+
+def decode_per_document(entry: dict[str, Any] | None) -> list[tuple[float, int, int]] | None:
+    """(NLL, tokens, bytes) per document of a split entry, or None where it has none or they do
+    not hold one value per document."""
+    found = (entry or {}).get("per_document")
+    try:
+        nll = [float(v) for v in found["nll"].split()]
+        tokens = [int(v) for v in found["tokens"].split()]
+        n_bytes = [int(v) for v in found["bytes"].split()]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if not (len(nll) == len(tokens) == len(n_bytes) == entry.get("documents")):
+        return None
+    return list(zip(nll, tokens, n_bytes, strict=True))
 
 
 def shape_name(batch: int, seq: int) -> str:

@@ -66,6 +66,8 @@ class Settings:
     strict_skips: bool
     update_baseline: Path | None
     cache_dir: Path | None = None
+    gate: str = "threshold"
+    gate_alpha: float = 0.05
     refresh: bool = False
     cache_max_mb: int = 2048
     extra: dict[str, object] = field(default_factory=dict)
@@ -83,7 +85,8 @@ class Settings:
 
     @property
     def gate_policy(self) -> GatePolicy:
-        return GatePolicy(self.ppl_tolerance, self.acc_tolerance_se, self.min_acc, self.latency_tolerance)
+        return GatePolicy(self.ppl_tolerance, self.acc_tolerance_se, self.min_acc, self.latency_tolerance,
+                          self.gate, self.gate_alpha)
 
     def as_record(self) -> dict[str, object]:
         """The settings that change figures, as recorded in every metrics.json."""
@@ -94,6 +97,7 @@ class Settings:
             "checkpoints": [spec.name for spec in self.checkpoints],
             "prompts": self.prompts, "max_samples": self.max_samples, "fewshot": self.fewshot,
             "baseline": str(self.baseline) if self.baseline else None, "ppl_tolerance": self.ppl_tolerance,
+            "gate": self.gate, "gate_alpha": self.gate_alpha,
             "acc_tolerance_se": self.acc_tolerance_se, "min_acc": self.min_acc,
             "latency_shapes": [f"{b}x{s}" for b, s in self.latency_shapes],
             "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
@@ -257,6 +261,8 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         update_baseline=baseline_target(option.update_baseline, report_dir),
         cache_dir=None if option.no_cache else (Path(option.cache_dir) if option.cache_dir else report_dir / ".cache"),
         refresh=bool(option.refresh),
+        gate=option.gate,
+        gate_alpha=_open_fraction("--gate-alpha", option.gate_alpha),
         cache_max_mb=int(positive_or_none("--cache-max-mb", option.cache_max_mb)),
         corpora=_corpora(option.corpus, ini_corpora, ini_dir),
         task_files=_task_files(option.task_file, ini_task_files, ini_dir),
@@ -279,6 +285,12 @@ def _task_files(given: list[str] | None, ini: list[str] | None, ini_dir: Path | 
         if not path.is_file():
             raise UsageError(f"{option} {value}: {'not a file' if path.exists() else 'no such file'}")
     return paths
+
+
+def _open_fraction(name: str, value: float) -> float:
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise UsageError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+    return value
 
 
 def _batch_sizes(value: str) -> list[int]:

@@ -224,7 +224,7 @@ def test_a_hub_split_is_read_through_the_runs_hub(hub_calls):
     key = "hub:owner/set/cfg/validation"
     assert source.description == key and source.fingerprints == {key: table(text=["", "b", "c"])._fingerprint}
     documents, source = read(parse_corpus("h=hf:owner/set:test", Path.cwd()))
-    assert documents == ["b", "c"] and source.notes == ["test: 1 blank document(s) left out"]
+    assert documents == ["b", "c"] and source.notes == ["hub:owner/set/default/test: 1 blank document(s) left out"]
     assert hub_calls[-1] == ("owner/set", None, "test")
 
 
@@ -308,7 +308,7 @@ def test_a_corpus_option_reaches_record_summary_comparison_history_and_gates(sui
     gated.stdout.fnmatch_lines(["*own_test_bits_per_byte * REGRESSED beyond baseline*"])
 
 
-def test_the_ini_declares_corpora_and_a_bad_value_is_a_usage_error(suite):
+def test_the_ini_declares_corpora_and_bad_values_are_usage_errors(suite):
     suite.makeini("[pytest]\nlmeval_corpora =\n    own=own\n    notes=own/validation.txt:lines\n")
     collected = suite.runpytest("--checkpoint", "ck/a", "--collect-only", "-q")
     collected.stdout.fnmatch_lines(["*test_perplexity[[]a-own-validation[]]", "*test_perplexity[[]a-own-test[]]",
@@ -316,3 +316,17 @@ def test_the_ini_declares_corpora_and_a_bad_value_is_a_usage_error(suite):
     bad = suite.runpytest("--checkpoint", "ck/a", "--corpus", "own=nothing.txt", "--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--corpus 'own=nothing.txt': nothing.txt does not exist*"])
+    suite.makeini("[pytest]\nlmeval_task_files = tasks/gone.yaml\n")  # the task files' ini key, wired the same way
+    missing = suite.runpytest("--checkpoint", "ck/a", "--collect-only")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*ini lmeval_task_files */tasks/gone.yaml: no such file*"])
+
+
+def test_the_library_api_takes_the_option(tmp_path, tiny_checkpoint):
+    from lmeval_fixtures import evaluate
+
+    (tmp_path / "held.txt").write_text("\n\n".join(DOCS) + "\n")
+    done = evaluate(tiny_checkpoint, families=["perplexity"], corpus=[f"held={tmp_path / 'held.txt'}"],
+                    data_dir=str(write_wikitext(tmp_path / "data")), report_dir=str(tmp_path / "reports"),
+                    history=False)
+    assert done.records[0]["corpora"]["held"]["test"]["documents"] == 3
