@@ -10,6 +10,8 @@
     history [--checkpoint NAME] [--metric KEY]
                               trend of a figure over the runs in reports/history.jsonl that were
                               measured as the latest was
+    watch DIR [--interval S] [--metric KEY] [--families F,...] [--set KEY=VALUE]
+                              evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
     fetch-data DIR [--overwrite]
                               the local data layout (what --data-dir reads), from the Hugging Face hub
 """
@@ -163,6 +165,34 @@ def run_suite(pytest_args: list[str]) -> int:
     return int(pytest.main([*RUN_PREFIX, *pytest_args]))
 
 
+def watch_folder(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from .watch import watch
+
+    options: dict[str, Any] = {"families": [f for f in args.families.split(",") if f]}
+    for pair in args.set or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
+        options[key.replace("-", "_")] = value
+    for key in ("data_dir", "report_dir"):
+        if getattr(args, key):
+            options[key] = getattr(args, key)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        watch(args.dir, run_id=args.run_id or time.strftime("watch-%Y%m%dT%H%M%SZ", time.gmtime()),
+              metric=args.metric, interval=args.interval, options=options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; building it imports nothing heavy."""
     parser = argparse.ArgumentParser(prog="lmeval-fixtures", description=__doc__,
@@ -195,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a figure of the history file (default: %(default)s)")
     history_cmd.add_argument("--previous", type=int, default=5, metavar="N",
                              help="runs the latest is compared with (default: %(default)s)")
+    watch_cmd = commands.add_parser("watch", help="evaluate each new checkpoint in a folder as training writes it")
+    watch_cmd.add_argument("dir", type=Path, metavar="DIR", help="the folder training saves checkpoints into")
+    watch_cmd.add_argument("--interval", type=float, default=30.0, metavar="S",
+                           help="seconds between polls; a checkpoint is read once unchanged for one (default: 30)")
+    watch_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
+                           help="figure of trend.md / trend.png against training step (default: %(default)s)")
+    watch_cmd.add_argument("--families", default="perplexity,smallbench", metavar="F,...",
+                           help="which families to run (default: %(default)s)")
+    watch_cmd.add_argument("--run-id", metavar="ID", help="the run folder every checkpoint goes into "
+                           "(default: watch-<UTC time>); the same id again continues it")
+    watch_cmd.add_argument("--data-dir", metavar="DIR", help="as the pytest option")
+    watch_cmd.add_argument("--report-dir", metavar="DIR", help="as the pytest option (default: reports)")
+    watch_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
+                           help="any other option by its name, e.g. --set max_eval_tokens=20000; repeatable")
     fetch_cmd = commands.add_parser("fetch-data", help="write the local data layout from the Hugging Face hub")
     fetch_cmd.add_argument("dest", type=Path, metavar="DIR",
                            help="folder to write the data layout into (then pass it as --data-dir)")
@@ -209,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_suite(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "watch":
+            return watch_folder(args)
         if args.command == "history":
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
         if args.command == "export-hf":

@@ -10,17 +10,19 @@ Small models sit at the majority-class rate, often with identical accuracies, an
 point of accuracy is often noise: a SmallBench figure (a figure of the table with a
 ``paired`` test) is bolded only where that paired test, on the per-row values both
 records hold (``record.PerRow``), finds the best value apart from the runner-up's at
-the 0.05 level; each such verdict is listed under the tables. Other figures
-(perplexity, bits per byte, timings) bold their best value as it is.
+the 0.05 level; each such verdict is listed under the tables. A corpus split's bits per
+byte and perplexity follow the same rule on per-document values, and, in records
+written before those were kept, bold their best value as before; timings always do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .figures import ACC, AVG_ACC, GOLD_BPB, MARGIN, Figure, sortable_keys
+from .figures import ACC, AVG_ACC, DOC_BPB, DOC_PPL, GOLD_BPB, MARGIN, PER_DOCUMENT, Figure, sortable_keys
 from .history import differences, figure_settings, shown
 from .paired import (
     PairedResult,
@@ -30,7 +32,7 @@ from .paired import (
     paired_mean,
 )
 from .plots import plot_comparison
-from .record import FIGURE_SETTINGS, PerRow, decode_per_row
+from .record import FIGURE_SETTINGS, PerRow, decode_per_document, decode_per_row
 from .report import write_atomic
 
 RESAMPLES = 1000  # of every paired bootstrap in comparison.md
@@ -82,6 +84,21 @@ def _paired_test(figure: Figure, best: dict[str, Any], runner: dict[str, Any],
                  label: dict[int, str]) -> tuple[PairedResult | None, str]:
     """The figure's paired test of ``best`` against ``runner`` (the difference is best minus runner-up),
     or None and why it cannot run."""
+    if figure.paired in PER_DOCUMENT:
+        docs = [decode_per_document(figure.entry(r)) for r in (best, runner)]
+        missing = [label[id(r)] for r, found in zip((best, runner), docs, strict=True) if found is None]
+        if missing:
+            return None, f"no per-document values in the record of {' and '.join(missing)}"
+        unit = 2 if figure.paired == DOC_BPB else 1  # (nll, tokens, bytes): per byte, or per token
+        try:
+            result = paired_bits_per_byte([(d[0], d[unit]) for d in docs[0]], [(d[0], d[unit]) for d in docs[1]],
+                                          resamples=RESAMPLES, seed=SEED)
+        except ValueError as exc:
+            return None, str(exc)
+        if figure.paired == DOC_PPL:  # bits per token -> nats per token: the difference of log perplexities
+            result = replace(result, difference=result.difference * math.log(2), low=result.low * math.log(2),
+                             high=result.high * math.log(2))
+        return result, ""
     if figure.paired == AVG_ACC:
         tasks = sorted(set(best.get("smallbench") or {}) & set(runner.get("smallbench") or {}))
     else:
@@ -134,6 +151,11 @@ def verdict(figure: Figure, records: list[dict[str, Any]], label: dict[int, str]
     best, runner = ranked[0], ranked[1]
     if figure.paired is None:
         return Verdict(figure, best, runner, None, True, "best value")
+    if figure.paired in PER_DOCUMENT and any(decode_per_document(figure.entry(r)) is None for r in (best, runner)):
+        untested = " and ".join(label[id(r)] for r in (best, runner) if decode_per_document(figure.entry(r)) is None)
+        return Verdict(figure, best, runner, None, True,
+                       "best value, bolded as before without a test (no per-document values in the record of "
+                       f"{untested})")
     if figure.value(runner) == figure.value(best):
         return Verdict(figure, best, runner, None, False, "tied with the runner-up")
     result, why = _paired_test(figure, best, runner, label)
@@ -149,7 +171,7 @@ def _bolded(verdicts: dict[str, Verdict], figure: Figure, record: dict[str, Any]
     found = verdicts[figure.key]
     if not found.bold:
         return False
-    if figure.paired is not None:
+    if figure.paired is not None and found.result is not None:
         return found.best is record
     return figure.value(record) == figure.value(found.best)
 
@@ -282,7 +304,8 @@ def _verdict_line(found: Verdict, label: dict[int, str]) -> str:
     result = found.result
     if result is not None:
         digits = max(figure.digits, 4)
-        text += (f", difference {result.difference:+.{digits}f}, {result.confidence:.0%} CI "
+        what = "log-perplexity difference" if figure.paired == DOC_PPL else "difference"
+        text += (f", {what} {result.difference:+.{digits}f}, {result.confidence:.0%} CI "
                  f"[{result.low:+.{digits}f}, {result.high:+.{digits}f}]")
         if result.p_value is not None:
             text += f", McNemar p = {result.p_value:.3g}"
@@ -290,9 +313,14 @@ def _verdict_line(found: Verdict, label: dict[int, str]) -> str:
 
 
 def _verdict_lines(verdicts: dict[str, Verdict], label: dict[int, str], heading: str) -> list[str]:
-    tested = [v for v in verdicts.values() if v.figure.paired is not None]
+    # a corpus split is listed only where its paired test had values to run on (records written before
+    # per-document values were kept bold as they always did, and their tables read as before)
+    tested = [v for v in verdicts.values() if v.figure.paired is not None and not (
+        v.figure.paired in PER_DOCUMENT and (v.best is None or v.why.startswith("best value")))]
     tasks = list(dict.fromkeys(v.figure.task for v in tested if v.figure.task))
-    tested.sort(key=lambda v: tasks.index(v.figure.task) if v.figure.task else len(tasks))  # by task, average last
+    # corpus splits first, then by task, the average last (stable: in table order within each)
+    tested.sort(key=lambda v: -1 if v.figure.paired in PER_DOCUMENT
+                else tasks.index(v.figure.task) if v.figure.task else len(tasks))
     if not tested:
         return []
     return ["", f"{heading} Best against runner-up", "",
@@ -300,8 +328,10 @@ def _verdict_lines(verdicts: dict[str, Verdict], label: dict[int, str], heading:
             "finds the best apart from the runner-up at the 0.05 level (two-sided): McNemar's exact test for "
             "accuracy (and accuracy above the majority rate, the same rows right and wrong); a paired bootstrap "
             f"({RESAMPLES} resamples, seed {SEED}) of the mean margin and of the gold continuations' bits per "
-            "byte (rows resampled), and of the average accuracy (rows resampled within each task); differences "
-            "are the best minus the runner-up.", ""] + [_verdict_line(v, label) for v in tested]
+            "byte (rows resampled), and of the average accuracy (rows resampled within each task). Bits per byte "
+            "and perplexity of a corpus split: a paired bootstrap over documents (perplexity as log perplexity, "
+            "nats per token), where both records hold per-document values, else bolded by value as before. "
+            "Differences are the best minus the runner-up.", ""] + [_verdict_line(v, label) for v in tested]
 
 
 def _group_tables(records: list[dict[str, Any]], figures: list[Figure], order: Figure, label: dict[int, str],

@@ -32,6 +32,9 @@ ACC = "acc"  # McNemar's exact test on the rows acc got right
 MARGIN = "margin"  # paired bootstrap of the mean per-row margin
 GOLD_BPB = "gold_bpb"  # paired bootstrap of bits per byte of the gold continuations, rows resampled
 AVG_ACC = "avg_acc"  # paired bootstrap of the average accuracy, rows resampled within each task
+DOC_BPB = "doc_bpb"  # paired bootstrap over documents of a split's bits per byte
+DOC_PPL = "doc_ppl"  # paired bootstrap over documents of a split's log token perplexity
+PER_DOCUMENT = (DOC_BPB, DOC_PPL)  # without per-document values (an older record) bolded by value, as before
 
 CORPUS_SETTINGS = ("stride", "context_length", "max_eval_tokens", "detokenized")
 TASK_SETTINGS = ("prompt_set", "fewshot", "max_samples")
@@ -54,9 +57,9 @@ class Figure:
     legacy: bool = False  # the original flat schema has a top-level field named ``key``
     task: str | None = None  # a column of comparison.md's per-task SmallBench table, for this task
     history: bool = False  # in the history line although not a headline figure
-    # The paired test on per-row values (record.PerRow) that must find the best value significantly
-    # apart from the runner-up's before comparison.md bolds it: ACC, MARGIN, GOLD_BPB or AVG_ACC.
-    # None: the best value is bolded as it is (perplexity, timings).
+    # The paired test on per-row (per-document) values that must find the best value significantly
+    # apart from the runner-up's before comparison.md bolds it: ACC, MARGIN, GOLD_BPB, AVG_ACC
+    # (SmallBench), DOC_BPB, DOC_PPL (a corpus split). None: the best value is bolded as it is (timings).
     paired: str | None = None
 
     def value(self, record: dict[str, Any]) -> Any:
@@ -138,7 +141,8 @@ def corpus_figures(corpus: Corpus, legacy_keys: set[str]) -> list[Figure]:
                 digits=digits, column=column,
                 headline=field == "token_perplexity" or (field == "bits_per_byte" and i == 0),
                 gate=RELATIVE if field in ("token_perplexity", "bits_per_byte") else None, same=CORPUS_SETTINGS,
-                tokenizer_dependent=field in ("token_perplexity", "loss"), legacy=key in legacy_keys))
+                tokenizer_dependent=field in ("token_perplexity", "loss"), legacy=key in legacy_keys,
+                paired={"bits_per_byte": DOC_BPB, "token_perplexity": DOC_PPL}.get(field)))
     return figures
 
 

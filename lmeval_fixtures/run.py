@@ -215,9 +215,10 @@ class Run:
                                                {n: combined[n][1] for n in done.records})
             except (OSError, ValueError) as exc:
                 done.errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: {exc}")
-        if written and history is not None:
+        measured = [built for name, built in done.records.items() if name in fresh]
+        if measured and history is not None:  # a record folded in from an earlier invocation has its line
             try:
-                append_history(history, written, figures)
+                append_history(history, measured, figures)
             except OSError as exc:
                 done.errors.append(f"lmeval-fixtures: could not append to {history}: {exc}")
         return done

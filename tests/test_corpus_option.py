@@ -329,4 +329,5 @@ def test_the_library_api_takes_the_option(tmp_path, tiny_checkpoint):
     done = evaluate(tiny_checkpoint, families=["perplexity"], corpus=[f"held={tmp_path / 'held.txt'}"],
                     data_dir=str(write_wikitext(tmp_path / "data")), report_dir=str(tmp_path / "reports"),
                     history=False)
-    assert done.records[0]["corpora"]["held"]["test"]["documents"] == 3
+    record, = done.records.values()
+    assert record["corpora"]["held"]["test"]["documents"] == 3

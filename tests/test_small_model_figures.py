@@ -17,6 +17,7 @@ from lmeval_fixtures.paired import mcnemar_exact, paired_average_accuracy, paire
 from lmeval_fixtures.record import (
     RecordInvalid,
     decode_per_row,
+    encode_per_document,
     encode_per_row,
     smallbench,
     validate_record,
@@ -263,6 +264,29 @@ def test_the_average_is_bolded_only_when_its_paired_test_separates_it():
     assert all("**" not in row for row in rows_of(close, "| a |"))
     clear = render_comparison([record("a", tasks(140)), record("b", tasks(100))], FIGURES, "smallbench_avg_acc")
     assert "**0.7000**" in clear
+
+
+def split_entry(docs: list[tuple[float, int, int]]) -> dict:
+    """A WikiText split entry with per-document (NLL, tokens, bytes) values, as a run records it."""
+    nll, tokens, n_bytes = (sum(d[i] for d in docs) for i in range(3))
+    return {"bits_per_byte": nll / (math.log(2) * n_bytes), "token_perplexity": math.exp(nll / tokens),
+            "documents": len(docs), "per_document": encode_per_document([(*d, 1) for d in docs])}
+
+
+def test_perplexity_columns_with_per_document_values_follow_the_same_rule():
+    base = [(100.0 + 10 * math.sin(i), 40, 120) for i in range(10)]
+    one_doc = [(nll - (0.5 if i == 3 else 0.0), t, b) for i, (nll, t, b) in enumerate(base)]  # one document
+    every_doc = [(nll * 0.95, t, b) for nll, t, b in base]  # 5% less on every document
+    b = record("b", {}) | {"perplexity": {"validation": split_entry(base)}}
+    close = render_comparison([record("a", {}) | {"perplexity": {"validation": split_entry(one_doc)}}, b], FIGURES,
+                              "val_bits_per_byte")
+    assert "**" not in close.split("## Best against runner-up")[0]
+    assert "- val bits/byte: a " in close and "not significant; not bolded" in close
+    clear = render_comparison([record("a", {}) | {"perplexity": {"validation": split_entry(every_doc)}}, b],
+                              FIGURES, "val_bits_per_byte")
+    expected = sum(d[0] for d in every_doc) / (math.log(2) * 1200)
+    assert f"| a | 0.300 | **{expected:.4f}** |" in clear
+    assert "- val ppl: a " in clear and "log-perplexity difference -" in clear
 
 
 # ---- end to end: a run records them, JUnit carries them, comparison.md shows them -----------------
