@@ -89,3 +89,32 @@ def test_selection_is_applied_before_the_split(pytester, offline, count):
         result = suite.runpytest(*base, "--shard", f"{index}/{count}", "--run-id", f"s{index}", "--collect-only")
         total += len([line for line in result.stdout.lines if "test_smallbench[" in line])
     assert total == 3  # sst2, rte, mrpc: -m and -k chose them first, then the shards split them
+
+
+def test_the_matrix_workflows_shards_cover_the_sweep_once_and_its_merge_parses(tmp_path, monkeypatch):
+    import shlex
+
+    import yaml
+
+    from lmeval_fixtures.__main__ import build_parser
+
+    monkeypatch.delenv("PYTEST_PLUGINS")
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep-shards.yml").read_text())
+    count = len(workflow["jobs"]["shard"]["strategy"]["matrix"]["index"])
+    step = next(s for s in workflow["jobs"]["shard"]["steps"] if "pytest benchmarks" in s.get("run", ""))
+    seen: list[str] = []
+    for index in range(1, count + 1):
+        text = step["run"].replace("${{ matrix.index }}", str(index)).replace("${{ env.RUN_ID }}", "sweep-1")
+        text = re.sub(r"\$\{\{ github\.event\.inputs\.checkpoints.*?\}\}", "", text)
+        command = shlex.split(text)
+        command[command.index("--data-dir") + 1] = str(tmp_path)
+        command[command.index("--cache-dir") + 1] = str(tmp_path / "cache")
+        done = subprocess.run([sys.executable, "-m", *command, "--collect-only", "-q", "-p", "no:cacheprovider"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        seen += [line for line in done.stdout.splitlines() if "::" in line]
+    assert len(seen) == len(set(seen)) == 30  # every item of the reference sweep, in exactly one shard
+    merge = next(s for s in workflow["jobs"]["merge"]["steps"] if "lmeval-fixtures merge" in s.get("run", ""))
+    argv = shlex.split(merge["run"].replace("${{ env.RUN_ID }}", "sweep-1"))[1:]
+    parsed = build_parser().parse_args(argv)
+    assert parsed.command == "merge" and len(parsed.shards) == count
