@@ -61,7 +61,9 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
     """A cached entry (same weights, tokenizer, texts and settings) is returned as it was
     recorded, with no result object; ``cache`` in the fragment says from which run."""
     item = f"perplexity:{data.corpus.name}:{data.split}"
-    key = None if cache is None else cache_key(loaded, settings, item, texts_digest([d.text for d in data.documents]))
+    key = None if cache is None else cache_key(
+        loaded, settings, item, texts_digest([d.text for d in data.documents]), files=data.source.fingerprints,
+        notes=list(data.source.notes))
     hit = _cached(cache, key, item)
     if hit is not None:
         return hit, None, []
@@ -92,7 +94,8 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
                cache: ResultCache | None = None) -> tuple[record.Fragment, TaskResult | None, list[str]]:
     item = f"smallbench:{data.task.name}"
     key = None if cache is None else cache_key(
-        loaded, settings, item, digest([data.rows, data.fewshot_pool]), task=digest(repr(data.task)))
+        loaded, settings, item, digest([data.rows, data.fewshot_pool]), task=digest(repr(data.task)),
+        files=data.source.fingerprints)
     hit = _cached(cache, key, item)
     if hit is not None:
         return hit, None, []
