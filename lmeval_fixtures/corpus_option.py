@@ -107,7 +107,7 @@ class LocalSource:
     def _folder(self, source: DataSource, key: str) -> list[str]:
         """One document per .txt file, in file-name order. The record keeps one fingerprint for
         the folder (sha256 over each file's name and sha256): a folder of thousands of documents
-        would otherwise put thousands of entries into every metrics.json and history line."""
+        would otherwise put thousands of entries into every metrics.json."""
         manifest = []
         documents = []
         for path in _text_files(self.path):

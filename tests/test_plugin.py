@@ -112,7 +112,7 @@ def test_bad_options_are_usage_errors(suite, args, message):
 def test_serial_and_xdist_records_are_identical(suite):
     for name, seed in (("a", 1), ("b", 2)):
         write_native_checkpoint(suite.path / "ck" / name, seed=seed)
-    common = ["--checkpoint", "ck", "--data-dir", "data", "-p", "no:cacheprovider"]
+    common = ["--checkpoint", "ck", "--data-dir", "data", "-p", "no:cacheprovider", "--no-cache"]  # both computed
     suite.runpytest_subprocess(*common, "--run-id", "serial").assert_outcomes(passed=4)
     suite.runpytest_subprocess(*common, "--run-id", "parallel", "-n", "2").assert_outcomes(passed=4)
     run_level = {"seconds", "tokens_per_second", "duration_s", "run_id", "timestamp", "environment", "invocations"}
