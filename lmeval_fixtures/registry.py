@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .corpora import Corpus, wikitext_detokenize
 from .data import load_wikitext_articles
 from .names import plain_name_problem
-from .tasks import FEWSHOT_DELIMITER, TASKS, Task
+from .tasks import TASKS, Task
 
 WIKITEXT = Corpus("wikitext", "WikiText-2 raw", read=load_wikitext_articles, detokenizer=wikitext_detokenize,
                   legacy=True)
@@ -95,18 +95,10 @@ class Registry:
         """Every task must be able to run with the run's --fewshot; said at start-up, not mid-run.
 
         Shots are one setting per run (recorded, and compared as one), so a task declaring its
-        own count (a task file's ``num_fewshot``) must agree with --fewshot. A few-shot delimiter
-        other than the blank line is refused with shots: the scorer (smallbench.fewshot_prefix)
-        still joins solved examples with a blank line, and a silently different prompt would
-        be worse than none."""
+        own count (a task file's ``num_fewshot``) must agree with --fewshot."""
         for task in self.tasks.values():
             if task.num_fewshot is not None and task.num_fewshot != shots:
                 raise RegistryError(f"task {task.name!r} declares num_fewshot {task.num_fewshot}, but this run has "
                                     f"--fewshot {shots}; shots are one setting per run: pass --fewshot "
                                     f"{task.num_fewshot}, or remove num_fewshot from its declaration")
-            odd = sorted(name for name, p in task.prompts.items() if p.fewshot_delimiter != FEWSHOT_DELIMITER)
-            if shots and odd:
-                delimiter = task.prompts[odd[0]].fewshot_delimiter
-                raise RegistryError(f"--fewshot {shots}: task {task.name!r} has fewshot_delimiter {delimiter!r}, "
-                                    f"which the scorer does not apply yet (it separates examples with "
-                                    f"{FEWSHOT_DELIMITER!r}); use --fewshot 0 or the default delimiter")
+

@@ -178,7 +178,10 @@ def fewshot_prefix(prompt: Prompt, pool: list[dict], k: int, seed: int, task: st
     shots = [r for r in drawn if r is not row and r != row][:k]
     if len(shots) < k:
         raise ValueError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(shots)}")
-    return "".join(prompt.context(s) + prompt.delimiter + prompt.choices[s["label"]] + "\n\n" for s in shots)
+    # each solved example ends with the prompt's few-shot delimiter (lm-eval's ``fewshot_delimiter``,
+    # a blank line by default)
+    return "".join(prompt.context(s) + prompt.delimiter + prompt.choices[s["label"]] + prompt.fewshot_delimiter
+                   for s in shots)
 
 
 def evaluate_task(

@@ -89,19 +89,28 @@ def floors(record: dict, checkpoint: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--records", type=Path, help="a finished main job's run folder (reports/<run_id>) instead of "
+                        "running one; give its wall time with --wall")
+    parser.add_argument("--wall", type=float, help="wall seconds of the run given with --records")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="main-job-"))
-    command = [sys.executable, "-m", "pytest", "benchmarks", "--data-dir", args.data_dir, "--report-dir", str(out),
-               "--run-id", "floor", "-q", "-p", "no:cacheprovider", *args.pytest_args]
-    print("$", " ".join(command[2:]), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        print(done.stdout[-3000:], done.stderr[-3000:])
-        return 1
-    records = {p.parent.name: json.loads(p.read_text()) for p in sorted((out / "floor").glob("*/metrics.json"))}
+    if args.records is not None:
+        folder, wall = args.records, args.wall
+        if wall is None:
+            parser.error("--records needs --wall")
+    else:
+        out = Path(tempfile.mkdtemp(prefix="main-job-"))
+        command = [sys.executable, "-m", "pytest", "benchmarks", "--data-dir", args.data_dir, "--report-dir",
+                   str(out), "--run-id", "floor", "-q", "-p", "no:cacheprovider", "--no-cache", *args.pytest_args]
+        print("$", " ".join(command[2:]), flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            print(done.stdout[-3000:], done.stderr[-3000:])
+            return 1
+        folder = out / "floor"
+    records = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))}
     families = ("perplexity", "smallbench", "latency")
     spent = {f: 0.0 for f in families}
     floor = {f: 0.0 for f in families}

@@ -6,7 +6,6 @@ import glob
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 
 import datasets
@@ -366,10 +365,18 @@ def test_shots_are_one_setting_per_run(tmp_path):
                                             "--fewshot 0; shots are one setting per run: pass --fewshot 2"):
         registry.check_fewshot(0)
     odd = declare(Registry.default(), [], [lmeval_task(tmp_path / "odd", 'fewshot_delimiter: "\\n###\\n"')])
-    odd.check_fewshot(0)
-    with pytest.raises(RegistryError, match=re.escape("--fewshot 1: task 'local_reviews' has fewshot_delimiter "
-                                                      "'\\n###\\n', which the scorer does not apply yet")):
-        odd.check_fewshot(1)
+    odd.check_fewshot(1)  # any delimiter is applied with shots
+
+
+def test_the_fewshot_delimiter_ends_each_solved_example():
+    from lmeval_fixtures.smallbench import fewshot_prefix
+    from lmeval_fixtures.tasks import Prompt
+
+    prompt = Prompt("Q: {q}\nA:", ("no", "yes"), fewshot_delimiter="\n###\n")
+    pool = [{"q": "one", "label": 1, "idx": 0}, {"q": "two", "label": 0, "idx": 1}]
+    prefix = fewshot_prefix(prompt, pool, 2, 1234, "t", {"q": "three", "label": 0, "idx": 9})
+    examples = {"Q: one\nA: yes\n###\n", "Q: two\nA: no\n###\n"}
+    assert len(prefix) == sum(map(len, examples)) and all(e in prefix for e in examples)
 
 
 def test_a_task_file_clashing_or_badly_named_is_a_usage_error(tmp_path):
