@@ -247,9 +247,9 @@ class ForwardTimer:
     def not_benchmarked(self, group: str) -> None:
         """For an item timed outside pytest-benchmark's fixture (the batch sweep): it asked for
         the fixture so that --benchmark-skip / --benchmark-only select it as they select the
-        other timed items, and it was not used by design, so pytest-benchmark need not warn."""
+        other timed items; it is not used by design (the item filters pytest-benchmark's
+        warning about that)."""
         self.benchmark.group = group
-        self.benchmark.skipped = True
 
 
 def _readable(value: Any) -> Any:

@@ -362,7 +362,7 @@ def median_rows(runs: list[dict[str, float]]) -> list[list[str]]:
 
 def item_phases(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     """The probe's readings of ``args.runs`` runs of the small item (after one discarded)."""
-    from lmeval_fixtures.options import OPTIONS
+    from lmeval_fixtures.settings import OPTIONS  # where every checkout has it (older ones only there)
 
     command = [sys.executable, "-m", "pytest", "-p", PROBE, "benchmarks", "-m", "perplexity", "-k", "validation",
                "--max-eval-tokens", str(args.max_eval_tokens), "--checkpoint", args.checkpoint,

@@ -41,6 +41,7 @@ def test_throughput(checkpoint, forward_timer, record_metric, eval_run, gates):
 
 
 @pytest.mark.throughput
+@pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # timed by design outside the fixture
 def test_batch_scaling(checkpoint, forward_timer, record_metric, eval_run, progress):
     """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit.
 
