@@ -12,7 +12,7 @@ from lmeval_fixtures import items
 @pytest.mark.smallbench
 def test_smallbench(checkpoint, task_data, record_metric, eval_run, gates, progress):
     fragment, _, problems = items.smallbench(checkpoint, task_data, eval_run.settings,
-                                             progress(f"{checkpoint.name} {task_data.task.name}"),
+                                             progress(f"{checkpoint.name} {task_data.task.name}", "requests"),
                                              eval_run.inputs.cache)
     record_metric(checkpoint, fragment)
     assert not problems, "; ".join(problems)
