@@ -60,38 +60,48 @@ class ChunkChooser:
     On a quiet CPU small, cache-sized chunks are fastest; with another process competing for
     the cores, each chunk's parallel region waits on a descheduled thread, and 128-row chunks
     took 3.07 s against 0.81 s as one call. No fixed rule wins both, so the chunks themselves
-    are the measurement: every candidate (the cache-sized chunk, 4x and 16x it) is timed per
-    row on real work, the fastest is used, and every ``REPROBE``-th chunk tries another
-    candidate, so a change in load is noticed within a fraction of a second. The results do
-    not depend on the chunk (each row's logits are the same sums; ``test_lm_interface`` checks it on the
-    machine that runs the tests), only the time does. One chooser per vocabulary size lives
-    for the process, so that short calls (a SmallBench batch) start from what longer ones
-    learned.
+    are the measurement: each candidate (the cache-sized chunk, 4x and 16x it) is timed over a
+    block of as many rows as the largest takes, on real work, the fastest per row is used, and
+    every ``REPROBE``-th block goes to another candidate, so a change in load is noticed within
+    a second or two. Timing whole blocks, not single chunks, keeps what switching sizes costs
+    out of the comparison. The results do not depend on the chunk (each row's logits are the
+    same sums; ``test_lm_interface`` checks it on the machine that runs the tests), only the
+    time does. One chooser per vocabulary size lives for the process, so that short calls (a
+    SmallBench batch) start from what longer ones learned.
     """
 
-    REPROBE = 8
+    REPROBE = 4
 
     def __init__(self, vocab_size: int) -> None:
         base = chunk_rows(vocab_size)
         self.candidates = (base, base * 4, base * 16)
+        self.block = self.candidates[-1]  # rows per reading
         self.seconds_per_row: dict[int, float] = {}
-        self.chunks = 0
+        self.current: int | None = None
+        self.blocks = 0
+        self._rows = 0
+        self._seconds = 0.0
 
     def next_rows(self, remaining: int) -> int:
-        self.chunks += 1
-        untried = [c for c in self.candidates if c not in self.seconds_per_row]
-        if untried:
-            return untried[0]
-        if self.chunks % self.REPROBE == 0:
-            return self.candidates[(self.chunks // self.REPROBE) % len(self.candidates)]
-        return min(self.candidates, key=self.seconds_per_row.__getitem__)
+        if self.current is None:
+            untried = [c for c in self.candidates if c not in self.seconds_per_row]
+            if untried:
+                self.current = untried[0]
+            elif self.blocks % self.REPROBE == self.REPROBE - 1:
+                self.current = self.candidates[(self.blocks // self.REPROBE) % len(self.candidates)]
+            else:
+                self.current = min(self.candidates, key=self.seconds_per_row.__getitem__)
+        return self.current
 
     def observe(self, rows: int, requested: int, seconds: float) -> None:
-        if rows < requested:  # a short last chunk says little about its size
+        if requested != self.current:
             return
-        # the latest reading alone: the chunk in use is re-measured every time, so a reading
-        # that flatters a candidate is corrected by its next chunk, and a change in load counts at once
-        self.seconds_per_row[requested] = seconds / rows
+        self._rows += rows
+        self._seconds += seconds
+        if self._rows >= self.block:
+            self.seconds_per_row[requested] = self._seconds / self._rows
+            self.current, self._rows, self._seconds = None, 0, 0.0
+            self.blocks += 1
 
 
 _CHOOSERS: dict[int, ChunkChooser] = {}

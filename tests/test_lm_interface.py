@@ -42,28 +42,36 @@ def test_the_chosen_chunk_never_changes_a_figure():
             assert torch.equal(rank, runs[0][2])
 
 
+def run_chooser(chooser: ChunkChooser, cost: dict[int, float], rows: int) -> dict[int, int]:
+    """Feed the chooser ``rows`` rows at the given seconds per row; rows processed per chunk size."""
+    done: dict[int, int] = {}
+    while rows > 0:
+        size = chooser.next_rows(rows)
+        taken = min(size, rows)
+        chooser.observe(taken, size, cost[size] * taken)
+        done[size] = done.get(size, 0) + taken
+        rows -= taken
+    return done
+
+
 def test_chunk_chooser_settles_on_the_fastest_and_keeps_probing():
     chooser = ChunkChooser(4096)
     small, middle, large = chooser.candidates
-    assert (small, middle, large) == (256, 1024, 4096)
+    assert (small, middle, large) == (256, 1024, 4096) and chooser.block == large
     cost = {small: 4e-6, middle: 1e-6, large: 2e-6}  # seconds per row, as if the cores were shared
-    picked = []
-    for _ in range(64):
-        rows = chooser.next_rows(10**6)
-        picked.append(rows)
-        chooser.observe(rows, rows, cost[rows] * rows)
-    assert picked[:3] == [small, middle, large]  # each measured once on real work
-    settled = picked[3:]
-    assert settled.count(middle) >= len(settled) - len(settled) // ChunkChooser.REPROBE - 1
-    assert set(settled) == {small, middle, large}  # still probing the others, so a change is seen
+    done = run_chooser(chooser, cost, 40 * large)
+    assert set(chooser.seconds_per_row) == {small, middle, large}  # each measured on a block of real work
+    assert done[middle] > 0.6 * 40 * large  # mostly the fastest
+    assert done[small] >= 2 * large and done[large] >= 2 * large  # still probing the others
     cost[small] = 1e-7  # the machine went quiet: small chunks are now fastest
-    for _ in range(64):
-        rows = chooser.next_rows(10**6)
-        chooser.observe(rows, rows, cost[rows] * rows)
-    assert [chooser.next_rows(10**6) for _ in range(ChunkChooser.REPROBE - 1)].count(small) >= ChunkChooser.REPROBE - 2
+    done = run_chooser(chooser, cost, 40 * large)
+    assert max(done, key=done.get) == small
 
 
-def test_a_short_last_chunk_does_not_count():
+def test_a_block_is_measured_whole_across_calls():
     chooser = ChunkChooser(4096)
-    chooser.observe(10, 256, 1.0)  # 10 rows of a requested 256: not a measurement of 256
+    size = chooser.next_rows(100)
+    chooser.observe(100, size, 1.0)  # a short call: part of a block, not yet a reading
     assert chooser.seconds_per_row == {}
+    chooser.observe(chooser.block - 100, size, 3.0)
+    assert chooser.seconds_per_row == {size: 4.0 / chooser.block}
