@@ -70,17 +70,25 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/speed-models"))
     parser.add_argument("--max-samples", type=int, default=300, help="SmallBench rows per task (default: 300)")
     parser.add_argument("--conditions", default="quiet,loaded")
+    parser.add_argument("--models", default="ref,8k,32k", help="which of ref, 8k, 32k (default: all)")
+    parser.add_argument("--repeats", type=int, default=3, help="perplexity_check repeats (default: 3)")
     args = parser.parse_args()
     corpus = Path(args.data_dir) / "enwiki-2015-extract" / "train.txt"
-    models = {"ref-e25 (4k)": str(ROOT / "lmeval_fixtures" / "reference" / "ref-e25"),
-              "hf-llama-8k": str(make_hf_model(args.out / "llama-8k", 8192, corpus)),
-              "hf-llama-32k": str(make_hf_model(args.out / "llama-32k", 32000, corpus))}
+    chosen = set(args.models.split(","))
+    models = {}
+    if "ref" in chosen:
+        models["ref-e25 (4k)"] = str(ROOT / "lmeval_fixtures" / "reference" / "ref-e25")
+    if "8k" in chosen:
+        models["hf-llama-8k"] = str(make_hf_model(args.out / "llama-8k", 8192, corpus))
+    if "32k" in chosen:
+        models["hf-llama-32k"] = str(make_hf_model(args.out / "llama-32k", 32000, corpus))
     print(f"{'model':<14}{'condition':<10}{'perplexity ratio':<40}smallbench ratio")
     for condition in args.conditions.split(","):
         competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if condition == "loaded" else None
         try:
             for label, path in models.items():
-                ppl = ratios("perplexity_check.py", path, args.data_dir, ["--skip-agreement", "--repeats", "3"])
+                ppl = ratios("perplexity_check.py", path, args.data_dir,
+                             ["--skip-agreement", "--repeats", str(args.repeats)])
                 small = ratios("smallbench_check.py", path, args.data_dir, ["--max-samples", str(args.max_samples)])
                 print(f"{label:<14}{condition:<10}{ppl:<40}{small}", flush=True)
         finally:
