@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import record
+from . import items, record
 from .checkpoints import CheckpointError, CheckpointSpec, LoadedCheckpoint
 from .corpora import Corpus
 from .data import DataError, DataUnavailable
 from .gates import BaselineError, gates_for
 from .inputs import CorpusSplit, TaskData
-from .items import perplexity_refusal
 from .tasks import Task
 from .timing import RoundPolicy, benchmark_forward
 
@@ -94,7 +93,7 @@ def corpus_data(perplexity_split: tuple[Corpus, str], eval_run: SuitePlugin,
                 checkpoint: LoadedCheckpoint) -> CorpusSplit:
     """The documents of one corpus split (parametrized over the registry's corpora and splits),
     or a skip that says what to pass; a failure when the settings cannot apply to this checkpoint."""
-    refusal = perplexity_refusal(checkpoint, eval_run.settings)
+    refusal = items.perplexity_refusal(checkpoint, eval_run.settings)
     if refusal:
         pytest.fail(refusal, pytrace=False)
     corpus, split = perplexity_split
@@ -244,11 +243,23 @@ class ForwardTimer:
         """Copies a recorded measurement's memory readings into pytest-benchmark's ``extra_info``."""
         self.benchmark.extra_info.update({k: v for k, v in entry.items() if k in MEMORY_READINGS})
 
-    def not_benchmarked(self, group: str) -> None:
-        """For an item timed outside pytest-benchmark's fixture (the batch sweep): it asked for
-        the fixture so that --benchmark-skip / --benchmark-only select it as they select the
-        other timed items; it is not used by design (the item filters pytest-benchmark's
-        warning about that)."""
+    def skip_unless_timeable(self, checkpoint: LoadedCheckpoint, family: str, shape: tuple[int, int],
+                             record_metric: Callable[..., None], *, per_shape: bool = False) -> None:
+        """Skips the item when no timing may be taken in this process (recording, for the
+        ``family``, that none was taken and why) or when ``shape`` does not fit the model's
+        context. ``per_shape``: the family records one entry per shape (latency)."""
+        why_not = self.unavailable()
+        if why_not:
+            record_metric(checkpoint, record.timing_not_taken(family, why_not, shape if per_shape else None))
+            pytest.skip(why_not)
+        too_long = items.too_long(checkpoint, shape[1])
+        if too_long:
+            pytest.skip(too_long)
+
+    def set_group(self, group: str) -> None:
+        """For an item timed outside pytest-benchmark's fixture (the batch sweep), the group its
+        row would sit in: it asks for the fixture only so that --benchmark-skip and
+        --benchmark-only select it as they select the other timed items."""
         self.benchmark.group = group
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,11 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LMEVAL_DATA_DIR", raising=False)
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
+
+
+def halve_baseline_bits_per_byte(metrics: Path, corpus: str, split: str = "test") -> None:
+    """Halves a baseline record's bits per byte on one corpus split, so that a run gated against
+    it regresses there (and only there)."""
+    record = json.loads(metrics.read_text())
+    record["corpora"][corpus][split]["bits_per_byte"] /= 2
+    metrics.write_text(json.dumps(record))

@@ -17,7 +17,7 @@ from lmeval_fixtures.figures import figure_table
 from lmeval_fixtures.options import UsageError
 from lmeval_fixtures.settings import option_values, settings_from_options
 
-from .conftest import write_native_checkpoint, write_wikitext
+from .conftest import halve_baseline_bits_per_byte, write_native_checkpoint, write_wikitext
 
 DOCS = ["The fox jumps over the dog.\nIt lands well.", "A lobster is a crustacean.", "Numbers: 1,000 and 3.14."]
 
@@ -299,10 +299,7 @@ def test_a_corpus_option_reaches_record_summary_comparison_history_and_gates(sui
     assert len(history) == 2
     assert all(line["own_val_bits_per_byte"] > 0 and line["own_test_perplexity"] > 1 for line in history)
 
-    base = suite.path / "reports/base/a/metrics.json"
-    worse = json.loads(base.read_text())
-    worse["corpora"]["own"]["test"]["bits_per_byte"] /= 2
-    base.write_text(json.dumps(worse))
+    halve_baseline_bits_per_byte(suite.path / "reports/base/a/metrics.json", "own")
     gated = suite.runpytest(*args, "--run-id", "gated", "--baseline", "reports/base", "-k", "own-test")
     gated.assert_outcomes(passed=1, failed=1)
     gated.stdout.fnmatch_lines(["*own_test_bits_per_byte * REGRESSED beyond baseline*"])

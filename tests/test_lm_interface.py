@@ -1,9 +1,12 @@
 """The chunked vocabulary projection against a direct float64 log-softmax."""
 
+import random
+
 import pytest
 import torch
 
-from lmeval_fixtures.lm_interface import ChunkChooser, chunk_rows, target_logprobs
+from lmeval_fixtures import lm_interface
+from lmeval_fixtures.lm_interface import GRID_ROWS, ChunkChooser, chunk_bounds, chunk_rows, target_logprobs
 
 
 @pytest.mark.parametrize("vocab, chunk", [(50, None), (50, 7), (3000, None), (3000, 1000)])
@@ -27,19 +30,49 @@ def test_chunk_rows_keep_about_a_million_logits():
     assert chunk_rows(50) == 1024  # never more than 1024
 
 
-def test_the_chosen_chunk_never_changes_a_figure():
+class RandomChooser:
+    """Stands in for the timing chooser: a different chunk (any multiple of the grid) each call."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed)
+
+    def next_rows(self, remaining: int) -> int:
+        return GRID_ROWS * self.random.choice([1, 2, 3, 4, 8, 16, 64])
+
+    def observe(self, rows: int, requested: int, seconds: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 127, 129, 131, 1001, 3001])
+def test_the_chosen_chunk_never_changes_a_figure(n, monkeypatch):
     """The chunk is chosen by timing, so it must not matter: every row's log-probability, greedy
-    flag and rank are bit-identical for any chunk (checked on the machine that runs the tests)."""
+    flag and rank are bit-identical for any chunk and any sequence of chunks (checked on the
+    machine that runs the tests). Row counts that leave 1-3 rows over matter: a product of one
+    or a few rows takes another kernel, whose rounding differs in the last bit."""
     generator = torch.Generator().manual_seed(3)
     for vocab in (512, 4096):
         weight = torch.randn(vocab, 64, generator=generator) * 0.1
-        features = torch.randn(3000, 64, generator=generator)
-        targets = torch.randint(0, vocab, (3000,), generator=generator)
-        runs = [target_logprobs(lambda f, w=weight: f @ w.T, features, targets, with_greedy=True, with_rank=True,
-                                chunk=c) for c in (None, 128, 512, 2048, 3000)]
+        features = torch.randn(n, 64, generator=generator)
+        targets = torch.randint(0, vocab, (n,), generator=generator)
+
+        def run(chunk=None, w=weight, f=features, t=targets):
+            return target_logprobs(lambda x: x @ w.T, f, t, with_greedy=True, with_rank=True, chunk=chunk)
+
+        runs = [run(c) for c in (128, 1, 256, 512, 2048, n)]
+        for seed in range(3):
+            monkeypatch.setattr(lm_interface, "chunk_chooser", lambda vocab_size, s=seed: RandomChooser(s))
+            runs.append(run())
         for logprobs, greedy, rank in runs[1:]:
             assert torch.equal(logprobs, runs[0][0]) and torch.equal(greedy, runs[0][1])
             assert torch.equal(rank, runs[0][2])
+
+
+def test_chunks_are_whole_grid_blocks_and_the_partial_block_stands_alone():
+    n = 3 * GRID_ROWS + 5
+    assert chunk_bounds(0, 1, n) == GRID_ROWS  # rounded up to a whole block
+    assert chunk_bounds(0, 10 * GRID_ROWS, n) == 3 * GRID_ROWS  # the partial block is not joined on
+    assert chunk_bounds(3 * GRID_ROWS, GRID_ROWS, n) == n
+    assert chunk_bounds(0, GRID_ROWS, 5) == 5
 
 
 def run_chooser(chooser: ChunkChooser, cost: dict[int, float], rows: int) -> dict[int, int]:

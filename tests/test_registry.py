@@ -9,6 +9,7 @@ import pytest
 from lmeval_fixtures import Corpus, Prompt, Registry, Task
 from lmeval_fixtures.registry import RegistryError
 
+from .conftest import halve_baseline_bits_per_byte
 from .test_gates import lay_out_suite
 
 CONFTEST = '''
@@ -76,10 +77,7 @@ def test_a_declared_task_and_corpus_appear_in_every_surface(suite):
     assert gates["toy_test_perplexity"]["ok"] and gates["val_perplexity"]["ok"]
 
     # and a regression on the new corpus fails its item, naming the figure
-    path = suite.path / "reports/base/a/metrics.json"
-    base = json.loads(path.read_text())
-    base["corpora"]["toy"]["test"]["bits_per_byte"] /= 2
-    path.write_text(json.dumps(base))
+    halve_baseline_bits_per_byte(suite.path / "reports/base/a/metrics.json", "toy")
     worse = suite.runpytest(*args, "--run-id", "worse", "--baseline", "reports/base", "-m", "perplexity")
     worse.assert_outcomes(passed=7, failed=1)
     worse.stdout.fnmatch_lines(["*toy_test_bits_per_byte * REGRESSED beyond baseline*"])

@@ -6,18 +6,12 @@ timing was taken and skip. Run them with ``-p no:xdist -m "latency or throughput
 
 import pytest
 
-from lmeval_fixtures import items, record
+from lmeval_fixtures import items
 
 
 @pytest.mark.latency
 def test_latency(checkpoint, latency_shape, forward_timer, record_metric, eval_run, gates):
-    why_not = forward_timer.unavailable()
-    if why_not:
-        record_metric(checkpoint, record.timing_not_taken("latency", why_not, latency_shape))
-        pytest.skip(why_not)
-    too_long = items.too_long(checkpoint, latency_shape[1])
-    if too_long:
-        pytest.skip(too_long)
+    forward_timer.skip_unless_timeable(checkpoint, "latency", latency_shape, record_metric, per_shape=True)
     fragment, problems = items.latency(checkpoint, *latency_shape, eval_run.settings, forward_timer)
     record_metric(checkpoint, fragment)
     forward_timer.note_memory(next(iter(fragment["latency"].values())))
@@ -27,13 +21,7 @@ def test_latency(checkpoint, latency_shape, forward_timer, record_metric, eval_r
 
 @pytest.mark.throughput
 def test_throughput(checkpoint, forward_timer, record_metric, eval_run, gates):
-    why_not = forward_timer.unavailable()
-    if why_not:
-        record_metric(checkpoint, record.timing_not_taken("throughput", why_not))
-        pytest.skip(why_not)
-    too_long = items.too_long(checkpoint, eval_run.settings.throughput_shape[1])
-    if too_long:
-        pytest.skip(too_long)
+    forward_timer.skip_unless_timeable(checkpoint, "throughput", eval_run.settings.throughput_shape, record_metric)
     fragment = items.throughput(checkpoint, eval_run.settings, forward_timer)
     record_metric(checkpoint, fragment)
     forward_timer.note_memory(fragment["throughput"])
@@ -48,14 +36,8 @@ def test_batch_scaling(checkpoint, forward_timer, record_metric, eval_run, progr
     Timed in one item over several shapes, so outside pytest-benchmark's one-function
     fixture; it asks for the fixture all the same, so that --benchmark-skip and
     --benchmark-only select it as they select the other timed items."""
-    forward_timer.not_benchmarked("batch scaling")
-    why_not = forward_timer.unavailable()
-    if why_not:
-        record_metric(checkpoint, record.timing_not_taken("batch_scaling", why_not))
-        pytest.skip(why_not)
-    too_long = items.too_long(checkpoint, eval_run.settings.throughput_shape[1])
-    if too_long:
-        pytest.skip(too_long)
+    forward_timer.set_group("batch scaling")
+    forward_timer.skip_unless_timeable(checkpoint, "batch_scaling", eval_run.settings.throughput_shape, record_metric)
     fragment, problems = items.batch_scaling(checkpoint, eval_run.settings,
                                              progress(f"{checkpoint.name} batch scaling", "batch sizes"))
     record_metric(checkpoint, fragment)
