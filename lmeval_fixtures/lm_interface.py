@@ -134,6 +134,17 @@ def chunk_chooser(vocab_size: int) -> ChunkChooser:
     return _CHOOSERS[vocab_size]
 
 
+def _is_argmax(logits: torch.Tensor, target: torch.Tensor, target_logit: torch.Tensor) -> torch.Tensor:
+    """``logits.argmax(-1) == target``, as lm-evaluation-harness tests greediness (the first
+    maximum wins a tie), from a plain maximum, which is many times cheaper than ``argmax`` on
+    a CPU: only rows whose target reaches the maximum are looked at again with ``argmax``."""
+    at_max = logits.amax(dim=-1) == target_logit
+    rows = at_max.nonzero()[:, 0]
+    if len(rows):
+        at_max[rows] = logits[rows].argmax(dim=-1) == target[rows]
+    return at_max
+
+
 def target_logprobs(
     head: Head,
     features: torch.Tensor,
@@ -166,12 +177,15 @@ def target_logprobs(
         logits = head(features[start:stop]).float()
         target = targets[start:stop]
         logprobs[start:stop] = -F.cross_entropy(logits, target, reduction="none")
+        if greedy is not None or rank is not None:
+            target_logit = logits.gather(1, target[:, None])
         if greedy is not None:
-            greedy[start:stop] = logits.argmax(dim=-1) == target
+            greedy[start:stop] = _is_argmax(logits, target, target_logit[:, 0])
         if rank is not None:
-            # int32 accumulation: several times faster than the default int64 sum on a CPU
-            beaten_by = logits > logits.gather(1, target[:, None])
-            rank[start:stop] = beaten_by.sum(dim=-1, dtype=torch.int32)
+            # logits - target > 0 exactly where logit > target (IEEE subtraction of unequal finite
+            # floats is never zero), counted in float32 (exact below 2^24 columns): on a CPU about a
+            # third of the time of comparing with a broadcast column and summing booleans
+            rank[start:stop] = (logits - target_logit).gt_(0).sum(dim=-1)
         if chooser is not None:
             chooser.observe(stop - start, rows, time.perf_counter() - began)
         start = stop

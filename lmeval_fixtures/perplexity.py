@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .batching import length_batches
 from .corpora import Document
 from .lm_interface import model_device, split_forward, target_logprobs
 from .numerics import safe_exp
@@ -188,9 +189,9 @@ def score_documents(
 ) -> PerplexityResult:
     """Score ``documents`` and return summed NLL with token, byte and word counts.
 
-    Windows from all documents are sorted by length and packed into batches of
-    at most ``batch_tokens`` input tokens; right padding never changes a result
-    because attention is causal and only real positions are scored.
+    Windows from all documents are sorted by length and cut into batches of at most
+    ``batch_tokens`` input tokens (``batching.length_batches``); right padding never
+    changes a result because attention is causal and only real positions are scored.
     """
     token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens)
     streams = [torch.tensor([tokenizer.bos_token_id] + ids, dtype=torch.long) for ids in token_lists]
@@ -201,12 +202,10 @@ def score_documents(
     doc_nll = torch.zeros(len(token_lists), dtype=torch.float64)
     top1 = top5 = 0  # next-token accuracy counts, from the same pass
 
-    index = 0
-    while index < len(windows):
-        width = windows[index].length
-        rows = max(1, batch_tokens // width)
-        batch = windows[index : index + rows]
-        index += len(batch)
+    for indices in length_batches([w.length for w in windows], batch_tokens):
+        batch = windows[indices.start:indices.stop]
+        width = batch[0].length
+        index = indices.stop
         inputs = torch.zeros((len(batch), width + 1), dtype=torch.long)
         scored = torch.zeros((len(batch), width), dtype=torch.bool)
         owner = torch.empty((len(batch), width), dtype=torch.long)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .batching import length_batches
 from .lm_interface import model_device, split_forward, target_logprobs
 from .tokenizer import TextTokenizer
 
@@ -151,32 +152,6 @@ def _block_mask(segments: torch.Tensor) -> torch.Tensor:
     return causal & ((key == 0) | (key == query))
 
 
-# A row joins a batch only if padding it to the batch's width (its first, longest row) wastes
-# at most this share of that width. Without it a batch filled to the token budget ran from its
-# longest row down to rows of half that length or less: SmallBench's shorter tasks spent a
-# third of their forward passes on padding.
-MAX_PADDING = 0.125
-
-
-def _batches(laid_out: list, batch_tokens: int) -> list[list]:
-    """Consecutive runs of the length-sorted rows: at most ``batch_tokens`` tokens at the first
-    row's width, and no row padded by more than ``MAX_PADDING`` of it. Like the token budget,
-    this decides the shapes a row is computed in, so its figures can move in the last bit
-    with it (a CPU's matrix kernels round by shape); it is a fixed rule of the inputs, so a
-    run's figures are the same for the same inputs and budget, in any process."""
-    batches, start = [], 0
-    while start < len(laid_out):
-        width = len(laid_out[start][1])
-        count = max(1, batch_tokens // max(1, width))
-        shortest = width * (1 - MAX_PADDING)
-        stop = start + 1
-        while stop < len(laid_out) and stop - start < count and len(laid_out[stop][1]) >= shortest:
-            stop += 1
-        batches.append(laid_out[start:stop])
-        start = stop
-    return batches
-
-
 @torch.inference_mode()
 def score_requests(
     model: torch.nn.Module,
@@ -210,7 +185,8 @@ def score_requests(
     logprobs = torch.zeros(len(requests), dtype=torch.float64)
     misses = torch.zeros(len(requests), dtype=torch.long)  # non-greedy tokens per request
     done = 0
-    for batch in _batches(laid_out, batch_tokens):
+    for indices in length_batches([len(r[1]) for r in laid_out], batch_tokens):
+        batch = laid_out[indices.start:indices.stop]
         width = len(batch[0][1])
         stats.batches += 1
         ids = torch.zeros((len(batch), width), dtype=torch.long)

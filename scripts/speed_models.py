@@ -71,7 +71,8 @@ def main() -> int:
     parser.add_argument("--max-samples", type=int, default=300, help="SmallBench rows per task (default: 300)")
     parser.add_argument("--conditions", default="quiet,loaded")
     parser.add_argument("--models", default="ref,8k,32k", help="which of ref, 8k, 32k (default: all)")
-    parser.add_argument("--repeats", type=int, default=3, help="perplexity_check repeats (default: 3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed repetitions of each check, medians (default: 3)")
     args = parser.parse_args()
     corpus = Path(args.data_dir) / "enwiki-2015-extract" / "train.txt"
     chosen = set(args.models.split(","))
@@ -89,7 +90,9 @@ def main() -> int:
             for label, path in models.items():
                 ppl = ratios("perplexity_check.py", path, args.data_dir,
                              ["--skip-agreement", "--repeats", str(args.repeats)])
-                small = ratios("smallbench_check.py", path, args.data_dir, ["--max-samples", str(args.max_samples)])
+                small = ratios("smallbench_check.py", path, args.data_dir, ["--max-samples", str(args.max_samples),
+                                                                             "--speed-only", "--repeats",
+                                                                             str(args.repeats)])
                 print(f"{label:<14}{condition:<10}{ppl:<40}{small}", flush=True)
         finally:
             if competitor is not None:

@@ -24,6 +24,19 @@ def test_chunks_give_the_direct_log_probabilities_greedy_flags_and_ranks(vocab, 
     assert torch.equal(rank, (logits > logits.gather(1, targets[:, None])).sum(-1))
 
 
+def test_ties_count_as_lm_eval_counts_them():
+    """Logits with many ties: greedy is argmax's verdict (the first maximum wins, as lm-evaluation-
+    harness tests it) and the rank counts only strictly greater logits."""
+    generator = torch.Generator().manual_seed(11)
+    logits = torch.randint(0, 3, (700, 8), generator=generator).float()  # every row has ties
+    targets = torch.randint(0, 8, (700,), generator=generator)
+    _, greedy, rank = target_logprobs(lambda h: h, logits, targets, with_greedy=True, with_rank=True)
+    assert torch.equal(greedy, logits.argmax(-1) == targets)
+    assert torch.equal(rank, (logits > logits.gather(1, targets[:, None])).sum(-1))
+    at_max = logits.gather(1, targets[:, None])[:, 0] == logits.amax(-1)
+    assert bool((at_max & ~greedy).any())  # some targets tie the maximum after an earlier index
+
+
 def test_chunk_rows_keep_about_a_million_logits():
     assert chunk_rows(4096) == 256
     assert chunk_rows(32000) == 128  # never fewer rows than 128: small matmuls are slow

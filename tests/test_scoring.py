@@ -7,9 +7,7 @@ from tokenizers import Tokenizer, models
 
 from lmeval_fixtures.model import Transformer
 from lmeval_fixtures.scoring import (
-    MAX_PADDING,
     Request,
-    _batches,
     encode_pair,
     score_requests,
     score_requests_naively,
@@ -92,15 +90,3 @@ def test_empty_continuation_is_refused(engine):
     _, tokenizer, _, _ = engine
     with pytest.raises(ValueError, match="continuation must not be empty"):
         encode_pair(tokenizer, "context", "")
-
-
-def test_a_batch_pads_no_row_by_more_than_an_eighth_of_its_width():
-    lengths = [100, 99, 90, 88, 87, 60, 59, 8, 7, 7, 2, 1]
-    laid_out = [(None, [0] * n) for n in lengths]
-    batches = _batches(laid_out, batch_tokens=300)
-    assert [len(r[1]) for batch in batches for r in batch] == lengths  # every row once, in order
-    for batch in batches:
-        width = len(batch[0][1])
-        assert all(len(r[1]) >= width * (1 - MAX_PADDING) for r in batch)
-        assert len(batch) == 1 or len(batch) * width <= 300
-    assert [len(b) for b in batches] == [3, 2, 2, 3, 1, 1]
