@@ -82,16 +82,19 @@ class ChunkChooser:
     the cores, each chunk's parallel region waits on a descheduled thread, and 128-row chunks
     took 3.07 s against 0.81 s as one call. No fixed rule wins both, so the chunks themselves
     are the measurement: each candidate (the cache-sized chunk, 4x and 16x it) is timed over a
-    block of as many rows as the largest takes, on real work, the fastest per row is used, and
-    every ``REPROBE``-th block goes to another candidate, so a change in load is noticed within
-    a second or two. Timing whole blocks, not single chunks, keeps what switching sizes costs
-    out of the comparison. The results do not depend on the chunk (chunks are whole blocks of
-    rows on a fixed grid, ``chunk_bounds``; ``test_lm_interface`` checks it on the machine that
-    runs the tests), only the time does. One chooser per vocabulary size lives for the process, so that short calls (a
-    SmallBench batch) start from what longer ones learned.
+    block of as many rows as the largest takes, on real work, and the fastest per row is used.
+    The best one's own blocks keep its reading current, so a slowdown shows at once; the
+    others are probed in turn once the best has worked ``PROBE_EVERY`` times as long as the
+    last probe took, so probing costs about a ninth of the time whatever a block costs, and a
+    candidate that became faster is noticed within a second or two. Timing whole blocks, not
+    single chunks, keeps what switching sizes costs out of the comparison. The results do not
+    depend on the chunk (chunks are whole blocks of rows on a fixed grid, ``chunk_bounds``;
+    ``test_lm_interface`` checks it on the machine that runs the tests), only the time does.
+    One chooser per vocabulary size lives for the process, so that short calls (a SmallBench
+    batch) start from what longer ones learned.
     """
 
-    REPROBE = 4
+    PROBE_EVERY = 8
 
     def __init__(self, vocab_size: int) -> None:
         base = chunk_rows(vocab_size)
@@ -99,19 +102,27 @@ class ChunkChooser:
         self.block = self.candidates[-1]  # rows per reading
         self.seconds_per_row: dict[int, float] = {}
         self.current: int | None = None
-        self.blocks = 0
+        self.probing = False
+        self.probes = 0
+        self.last_probe_seconds = 0.0
+        self.exploited_seconds = 0.0  # on the best candidate since the last probe
         self._rows = 0
         self._seconds = 0.0
+
+    def best(self) -> int:
+        return min(self.seconds_per_row, key=self.seconds_per_row.__getitem__)
 
     def next_rows(self, remaining: int) -> int:
         if self.current is None:
             untried = [c for c in self.candidates if c not in self.seconds_per_row]
             if untried:
-                self.current = untried[0]
-            elif self.blocks % self.REPROBE == self.REPROBE - 1:
-                self.current = self.candidates[(self.blocks // self.REPROBE) % len(self.candidates)]
+                self.current, self.probing = untried[0], True
+            elif self.exploited_seconds >= self.PROBE_EVERY * self.last_probe_seconds:
+                others = [c for c in self.candidates if c != self.best()]
+                self.current, self.probing = others[self.probes % len(others)], True
+                self.probes += 1
             else:
-                self.current = min(self.candidates, key=self.seconds_per_row.__getitem__)
+                self.current, self.probing = self.best(), False
         return self.current
 
     def observe(self, rows: int, requested: int, seconds: float) -> None:
@@ -121,8 +132,11 @@ class ChunkChooser:
         self._seconds += seconds
         if self._rows >= self.block:
             self.seconds_per_row[requested] = self._seconds / self._rows
+            if self.probing:
+                self.last_probe_seconds, self.exploited_seconds = self._seconds, 0.0
+            else:
+                self.exploited_seconds += self._seconds
             self.current, self._rows, self._seconds = None, 0, 0.0
-            self.blocks += 1
 
 
 _CHOOSERS: dict[int, ChunkChooser] = {}

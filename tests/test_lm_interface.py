@@ -105,13 +105,17 @@ def test_chunk_chooser_settles_on_the_fastest_and_keeps_probing():
     small, middle, large = chooser.candidates
     assert (small, middle, large) == (256, 1024, 4096) and chooser.block == large
     cost = {small: 4e-6, middle: 1e-6, large: 2e-6}  # seconds per row, as if the cores were shared
-    done = run_chooser(chooser, cost, 40 * large)
+    done = run_chooser(chooser, cost, 200 * large)
     assert set(chooser.seconds_per_row) == {small, middle, large}  # each measured on a block of real work
-    assert done[middle] > 0.6 * 40 * large  # mostly the fastest
+    seconds = {size: rows * cost[size] for size, rows in done.items()}
+    assert seconds[small] + seconds[large] < 0.15 * sum(seconds.values())  # probing costs about a ninth
     assert done[small] >= 2 * large and done[large] >= 2 * large  # still probing the others
     cost[small] = 1e-7  # the machine went quiet: small chunks are now fastest
-    done = run_chooser(chooser, cost, 40 * large)
+    done = run_chooser(chooser, cost, 60 * large)
     assert max(done, key=done.get) == small
+    cost[small] = 1e-5  # and busy again: the best one's own block shows it at once
+    done = run_chooser(chooser, cost, 20 * large)
+    assert max(done, key=done.get) == middle and done.get(small, 0) <= 2 * large  # one block, one probe
 
 
 def test_a_block_is_measured_whole_across_calls():
