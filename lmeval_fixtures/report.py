@@ -279,13 +279,13 @@ def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
             continue
         counts = s.get("prediction_counts") or []
         index = counts.index(max(counts)) if counts else None
-        declared = registry.tasks.get(task)
-        prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
         if s.get("choices_per_row"):  # no one list to name: the position in each row's own list
             lines.append(f"- {task} predicts the same choice position for every row (choice {index} of each row's "
                          f"own list, on all {s['n']:,} rows): its accuracy {_fmt(s['acc'])} is the share of rows "
                          "whose gold is at that position.")
             continue
+        declared = registry.tasks.get(task)
+        prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
         choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
                   else f" choice {index}" if index is not None else "")
         lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {s['n']:,} rows): "
