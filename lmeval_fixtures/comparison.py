@@ -33,7 +33,7 @@ from .paired import (
 )
 from .plots import plot_comparison
 from .record import FIGURE_SETTINGS, PerRow, decode_per_document, decode_per_row
-from .report import write_atomic
+from .report import per_row_choice_lines, write_atomic
 
 RESAMPLES = 1000  # of every paired bootstrap in comparison.md
 SEED = 1234
@@ -277,7 +277,8 @@ def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Fig
              "Accuracy beside the majority-class rate of the rows; `classes`: how many distinct choices the "
              "checkpoint predicts (1: one class for every row, its accuracy is that class's share); `margin`: "
              "mean log-likelihood of the gold choice minus the best other choice (nats); `gold bits/byte`: "
-             "the gold continuations' negative log-likelihood in bits per UTF-8 byte.", "",
+             "the gold continuations' negative log-likelihood in bits per UTF-8 byte.",
+             *per_row_choice_lines(_per_row_choice_tasks(records)), "",
              "| task | checkpoint | " + " | ".join(names[f] for f in fields) + " |",
              "|" + "|".join("---" for _ in range(len(fields) + 2)) + "|"]
     for columns in tasks.values():
@@ -291,6 +292,17 @@ def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Fig
                       if name in by_field else "—" for name in fields]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _per_row_choice_tasks(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tasks some record scored against per-row choice lists, with every choice count seen."""
+    found: dict[str, Any] = {}
+    for record in records:
+        for task, entry in (record.get("smallbench") or {}).items():
+            if isinstance(entry, dict) and entry.get("choices_per_row"):
+                seen = found.setdefault(task, {"choices_per_row": True, "rows_by_choice_count": {}})
+                seen["rows_by_choice_count"].update(entry.get("rows_by_choice_count") or {})
+    return found
 
 
 def _verdict_line(found: Verdict, label: dict[int, str]) -> str:

@@ -184,8 +184,9 @@ def _check_row(row: object, task: Task, where: str) -> dict:
         raise DataError(f"{where}: missing field(s) {', '.join(missing)} (a {task.name} row needs "
                         f"{', '.join((*task.fields, 'label'))})")
     label = row["label"]
-    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < task.n_labels:
-        raise DataError(f"{where}: label {label!r} out of range for {task.name} (0..{task.n_labels - 1})")
+    n_choices = len(task.row_choices(row))  # the task's choices, or a task file row's own
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_choices:
+        raise DataError(f"{where}: label {label!r} out of range for {task.name} (0..{n_choices - 1})")
     for name in task.fields:
         if not isinstance(row[name], str):
             raise DataError(f"{where}: field {name} must be a string, got {type(row[name]).__name__}")

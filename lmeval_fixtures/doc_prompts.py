@@ -3,7 +3,10 @@
 A task file's row keeps the document as it was read (``row["doc"]``), next to the gold
 choice's index (``row["label"]``, which the scorer reads) and ``row["idx"]``; prompts render
 from the document alone, so a column named ``label`` means in a template what it meant in
-the file. Two ways to render, one per task-file format:
+the file. When the choices come from the document (a choice field, or a ``doc_to_choice``
+that reads it, as arc_easy's ``{{choices.text}}``), the row also holds its own list
+(``row["choices"]``): each row is scored against its own choices, and its gold index and
+few-shot answer are read through them. Two ways to render, one per task-file format:
 
 - ``FormatRules``: our format, ``{field}`` as ``str.format`` (the suite's own ``Prompt``);
 - ``JinjaRules``: lm-evaluation-harness's ``doc_to_text`` / ``doc_to_choice`` / ``doc_to_target``,
@@ -27,6 +30,8 @@ from .loaded import sha256_file
 from .tasks import Prompt
 
 DOC = "doc"  # the row key holding the document as read
+CHOICES = "choices"  # the row key holding the row's own choices, when the document gives them
+MIN_CHOICES = 2  # a row scored against fewer choices measures nothing
 
 
 class RowError(ValueError):
@@ -195,17 +200,29 @@ class JinjaRules:
 @dataclass(frozen=True)
 class DocPrompt(Prompt):
     """A task file's prompt: ``context`` renders from the row's document by its ``rules``.
-    ``template`` is only the source text (for messages); ``choices`` are the same for every row."""
+    ``template`` is only the source text (for messages). ``choices`` are the task's one list, or
+    empty when the rows' own lists differ: a row that holds its own (``row["choices"]``) is
+    scored against those."""
 
     rules: Any = None  # a DocRules
 
     def context(self, row: dict[str, Any]) -> str:
         return self.rules.text(row[DOC])
 
+    def row_choices(self, row: dict[str, Any]) -> tuple[str, ...]:
+        return row.get(CHOICES, self.choices)
+
     def problem(self, fields: tuple[str, ...]) -> str | None:
-        if not self.choices or not all(isinstance(c, str) and c for c in self.choices):
-            return "choices must be one or more non-empty strings"
+        if not all(isinstance(c, str) and c for c in self.choices):  # empty: each row gives its own
+            return "choices must be non-empty strings"
         return None
+
+
+def check_row_choices(choices: tuple[str, ...]) -> None:
+    """A row's own choice list must offer a choice to make: ``RowError`` when it has fewer than two."""
+    if len(choices) < MIN_CHOICES:
+        raise RowError(f"it has {len(choices)} choice{'' if len(choices) == 1 else 's'} {list(choices)}; a row needs "
+                       f"at least {MIN_CHOICES} to be scored")
 
 
 def table_builder(files: tuple[Path, ...]) -> str:
@@ -220,9 +237,9 @@ def table_builder(files: tuple[Path, ...]) -> str:
 @dataclass(frozen=True)
 class TaskFileRows:
     """The reader of a task file's data (``Task.read``): documents through ``datasets``, each
-    turned into a row and checked (its context renders, its choices are the task's, its gold
-    is one of them), every data file and the task file itself fingerprinted. ``--data-dir``
-    plays no part: the files are the task file's."""
+    turned into a row and checked (its context renders, its choices render and are at least
+    two, its gold is one of its own choices), every data file and the task file itself
+    fingerprinted. ``--data-dir`` plays no part: the files are the task file's."""
 
     task: str
     origin: Path
@@ -230,7 +247,7 @@ class TaskFileRows:
     builder: str
     config: str | None
     rules: Any  # DocRules
-    choices: tuple[str, ...]
+    choices: tuple[str, ...]  # the task's one list; empty when the rows' own lists differ
     definition: tuple[tuple[str, str], ...]  # (fingerprint key, sha256) of the task file and what it includes
 
     def documents(self, split: str) -> tuple[list[dict[str, Any]], DataSource]:
@@ -253,32 +270,36 @@ class TaskFileRows:
         for i, doc in enumerate(documents):
             try:
                 self.rules.text(doc)
-                choices = self.rules.choices(doc)
-                if choices is not None and tuple(choices) != self.choices:
-                    raise RowError(f"its choices {choices} differ from the task's {list(self.choices)}; one choice "
-                                   "list per task is scored (per-row choice lists are not supported yet)")
-                gold = self.rules.gold(doc, self.choices)
+                own = self.rules.choices(doc)
+                choices = self.choices if own is None else tuple(own)
+                if own is not None:
+                    check_row_choices(choices)
+                gold = self.rules.gold(doc, choices)
             except RowError as exc:
                 raise DataError(f"task {self.task!r}: {source.description} row {i}: {exc}") from None
             idx = doc.get("idx")
-            rows.append({"idx": idx if isinstance(idx, int) and not isinstance(idx, bool) else i, "label": gold,
-                         DOC: doc})
+            row = {"idx": idx if isinstance(idx, int) and not isinstance(idx, bool) else i, "label": gold, DOC: doc}
+            if own is not None:  # the document gives its choices: the row is scored against these
+                row[CHOICES] = choices
+            rows.append(row)
         return rows, source
 
-    def common_choices(self, split: str) -> tuple[str, ...]:
+    def shared_choices(self, split: str) -> tuple[str, ...]:
         """The choice list every document of ``split`` gives (choices from a field or a template
-        that reads the document): they must agree, since one list per task is scored."""
+        that reads the document), or ``()`` when they differ: each row is then scored against its
+        own. A task whose rows all agree keeps one list, as a task declaring it does. A document
+        whose choices cannot be read, or are fewer than two, also gives ``()``: the reader then
+        names it (a ``DataError`` naming the file and row, when the item runs)."""
         documents, source = self.documents(split)
+        if not documents:
+            raise DataError(f"{source.description}: no rows to read the choices from")
         found: list[str] | None = None
-        for i, doc in enumerate(documents):
+        for doc in documents:
             try:
                 choices = self.rules.choices(doc)
-            except RowError as exc:
-                raise DataError(f"{source.description} row {i}: {exc}") from None
-            if found is not None and choices != found:
-                raise DataError(f"{source.description} row {i}: its choices {choices} differ from row 0's {found}; "
-                                "one choice list per task is scored (per-row choice lists are not supported yet)")
+            except RowError:
+                return ()
+            if len(choices) < MIN_CHOICES or (found is not None and choices != found):
+                return ()
             found = choices
-        if not found:
-            raise DataError(f"{source.description}: no rows to read the choices from")
         return tuple(found)

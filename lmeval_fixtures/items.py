@@ -93,6 +93,8 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
 def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None,
                cache: ResultCache | None = None) -> tuple[record.Fragment, TaskResult | None, list[str]]:
     item = f"smallbench:{data.task.name}"
+    # the rows digested are the rows scored, each with its label and, where a task file's rows give
+    # their own choices, those choices (row["choices"]); the task's repr holds its prompts and choices
     key = None if cache is None else cache_key(
         loaded, settings, item, digest([data.rows, data.fewshot_pool]), task=digest(repr(data.task)),
         files=data.source.fingerprints)

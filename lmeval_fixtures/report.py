@@ -279,6 +279,11 @@ def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
             continue
         counts = s.get("prediction_counts") or []
         index = counts.index(max(counts)) if counts else None
+        if s.get("choices_per_row"):  # no one list to name: the position in each row's own list
+            lines.append(f"- {task} predicts the same choice position for every row (choice {index} of each row's "
+                         f"own list, on all {s['n']:,} rows): its accuracy {_fmt(s['acc'])} is the share of rows "
+                         "whose gold is at that position.")
+            continue
         declared = registry.tasks.get(task)
         prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
         choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
@@ -286,6 +291,25 @@ def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
         lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {s['n']:,} rows): "
                      f"its accuracy {_fmt(s['acc'])} is that class's share of the rows.")
     return ["", *lines] if lines else []
+
+
+def per_row_choice_lines(bench: dict[str, Any]) -> list[str]:
+    """A note naming the tasks whose rows were scored against their own choice lists (how many
+    choices per row), and what acc_norm, majority and classes then mean; nothing when there are none."""
+    tasks = []
+    for task, s in bench.items():
+        if s.get("choices_per_row"):
+            counts = sorted(int(k) for k in s.get("rows_by_choice_count") or {})
+            if not counts:
+                tasks.append(task)
+                continue
+            span = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
+            tasks.append(f"{task} ({span} choices per row)")
+    if not tasks:
+        return []
+    return ["", f"Choices vary per row in {', '.join(tasks)}: each row is scored against its own choice list; "
+                "acc_norm divides each choice's log-likelihood by the length of that row's choice string, and "
+                "majority, classes and the predicted choice count choice positions within each row's list."]
 
 
 def render_summary(record: dict[str, Any], figures: list[Figure], registry: Registry,
@@ -354,6 +378,7 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
                           "choice (nats, the sums acc compares); gold bits/byte: the gold continuations' negative "
                           "log-likelihood in bits per UTF-8 byte of the continuation as scored (its leading space "
                           "included)."]
+        parts += per_row_choice_lines(bench)
         capped = {s.get("max_samples") for s in bench.values()} - {None}
         if capped:
             parts += ["", f"Subset: first {', '.join(str(c) for c in sorted(capped))} rows per task (--max-samples)."]

@@ -6,12 +6,20 @@ lm-evaluation-harness computes it); standard errors are sqrt(p(1-p)/(n-1)),
 lm-evaluation-harness's ``mean_stderr``. Correct counts and n are kept as sums
 so that shards merge exactly.
 
+Most tasks score one choice list for every row. A task file's rows may each give
+their own (arc_easy's ``choices.text``, piqa's two solutions): such a row is
+scored against its own choices and continuations (``RowResult.choices``), its
+acc_norm divides by the lengths of its own choice strings (as lm-eval's
+``process_results`` does, per document), and the figures below count choices by
+their position in each row's own list.
+
 Small models often predict one class for every row, so their accuracies equal
 the majority-class rate and one another; the figures that still tell them apart
 (``small_model_figures``) use the same raw log-likelihood sums as acc:
 
-- majority_rate: the share of the most frequent gold label among the evaluated
-  rows; acc_above_majority = acc - majority_rate;
+- majority_rate: the share of the most frequent gold label (choice index; with
+  per-row choices, position in the row's list) among the evaluated rows;
+  acc_above_majority = acc - majority_rate;
 - margin: per row ll[gold] - max(ll[other]) (nats; positive exactly where acc is
   right, ties aside), its mean over rows, with standard error sqrt(var/n), var
   with n - 1 (as acc's);
@@ -19,8 +27,8 @@ the majority-class rate and one another; the figures that still tell them apart
   bytes of the gold continuations as scored (``scoring.scored_continuation``:
   delimiter and choice, e.g. " yes" is 4 bytes, plus any trailing whitespace the
   context hands over, none for the shipped prompts);
-- predicted_classes: how many distinct choices acc predicts over the rows, and
-  single_class when that is one.
+- predicted_classes: how many distinct choices (choice indices) acc predicts
+  over the rows, and single_class when that is one.
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ class RowResult:
     loglikelihoods: list[float]
     greedy: list[bool]
     context: str = ""
+    # the row's own choices and the strings scored for them (delimiter + choice), when they are not
+    # the task's; None (every row of a task with one list): TaskResult.choices / .continuations
+    choices: tuple[str, ...] | None = None
+    continuations: tuple[str, ...] | None = None
 
     def prediction(self, lengths: list[int] | None = None) -> int:
         values = self.loglikelihoods if lengths is None else [ll / n for ll, n in zip(self.loglikelihoods, lengths,
@@ -64,11 +76,11 @@ class TaskResult:
     prompt_set: str
     fewshot: int
     rows: list[RowResult]
-    choice_lengths: list[int]
+    choice_lengths: list[int]  # of the task's choices (acc_norm's divisors); a row with its own uses those
     stats: ScoringStats
     seconds: float
     max_samples: int | None = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # the task's one list; empty when every row gives its own
     continuations: tuple[str, ...] = ()  # the scored strings, delimiter + choice (default: " " + choice)
 
     @property
@@ -81,7 +93,28 @@ class TaskResult:
 
     @property
     def correct_norm(self) -> int:
-        return sum(r.prediction(self.choice_lengths) == r.label for r in self.rows)
+        return sum(r.prediction(self.row_lengths(r)) == r.label for r in self.rows)
+
+    def row_choices(self, row: RowResult) -> tuple[str, ...]:
+        """The choices ``row`` was scored against: its own, else the task's."""
+        return self.choices if row.choices is None else row.choices
+
+    def row_continuations(self, row: RowResult) -> tuple[str, ...]:
+        """The strings scored for ``row``'s choices (delimiter + choice; default " " + choice)."""
+        if row.continuations is not None:
+            return row.continuations
+        if row.choices is not None:
+            return tuple(" " + c for c in row.choices)
+        return self.continuations or tuple(" " + c for c in self.choices)
+
+    def row_lengths(self, row: RowResult) -> list[int]:
+        """acc_norm's divisors for ``row``: the character length of each of its choice strings."""
+        return self.choice_lengths if row.choices is None else [len(c) for c in row.choices]
+
+    @property
+    def choices_per_row(self) -> bool:
+        """Whether some row was scored against its own choice list rather than the task's."""
+        return any(r.choices is not None for r in self.rows)
 
     @property
     def acc(self) -> float:
@@ -93,8 +126,8 @@ class TaskResult:
 
     def gold_bytes(self) -> list[int]:
         """Per row, the UTF-8 bytes of the gold continuation as scored (see the module docstring)."""
-        continuations = self.continuations or tuple(" " + c for c in self.choices)
-        return [len(scored_continuation(r.context, continuations[r.label]).encode("utf-8")) for r in self.rows]
+        return [len(scored_continuation(r.context, self.row_continuations(r)[r.label]).encode("utf-8"))
+                for r in self.rows]
 
     def small_model_figures(self) -> dict[str, Any]:
         """Majority rate, margin, gold bits per byte and predicted classes (definitions above)."""
@@ -133,18 +166,18 @@ class TaskResult:
 
     def samples(self, mode: str = "full") -> list[dict[str, Any]]:
         """One row per example; ``mode="hash"`` keeps sha256 of the texts instead of the texts."""
-        choices = self.choices
         rows = []
         for r in self.rows:
-            prediction, normed = r.prediction(), r.prediction(self.choice_lengths)
+            prediction, normed = r.prediction(), r.prediction(self.row_lengths(r))
             row = {"idx": r.idx, "label": r.label, "loglikelihoods": r.loglikelihoods, "greedy": r.greedy,
                    "prediction": prediction, "prediction_norm": normed, "correct": prediction == r.label,
                    "correct_norm": normed == r.label}
+            own = self.row_choices(r)
             if mode == "hash":
                 row["context_sha256"] = hashlib.sha256(r.context.encode()).hexdigest()
-                row["choices_sha256"] = [hashlib.sha256(c.encode()).hexdigest() for c in choices]
+                row["choices_sha256"] = [hashlib.sha256(c.encode()).hexdigest() for c in own]
             else:
-                row["context"], row["choices"] = r.context, list(choices)
+                row["context"], row["choices"] = r.context, list(own)
             rows.append(row)
         return rows
 
@@ -160,7 +193,19 @@ class TaskResult:
             "separate_encodings": self.stats.separate_encodings,
             "truncated_contexts": self.stats.truncated_contexts,
             "seconds": round(self.seconds, 3),
-        } | self.small_model_figures()
+        } | self.small_model_figures() | self.row_choice_figures()
+
+    def row_choice_figures(self) -> dict[str, Any]:
+        """For a task whose rows were scored against their own choice lists: that they were, and
+        how many rows had each number of choices (so a record says so, instead of one list).
+        Nothing for a task scored against one list, whose record stays as it always was."""
+        if not self.choices_per_row:
+            return {}
+        counts: dict[int, int] = {}
+        for r in self.rows:
+            k = len(self.row_choices(r))
+            counts[k] = counts.get(k, 0) + 1
+        return {"choices_per_row": True, "rows_by_choice_count": {str(k): counts[k] for k in sorted(counts)}}
 
 
 def stderr(p: float, n: int) -> float | None:
@@ -179,9 +224,10 @@ def fewshot_prefix(prompt: Prompt, pool: list[dict], k: int, seed: int, task: st
     if len(shots) < k:
         raise ValueError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(shots)}")
     # each solved example ends with the prompt's few-shot delimiter (lm-eval's ``fewshot_delimiter``,
-    # a blank line by default)
-    return "".join(prompt.context(s) + prompt.delimiter + prompt.choices[s["label"]] + prompt.fewshot_delimiter
-                   for s in shots)
+    # a blank line by default); its answer is its gold among its own choices, as lm-eval writes a
+    # shot's target through that shot's doc_to_choice
+    return "".join(prompt.context(s) + prompt.delimiter + prompt.row_choices(s)[s["label"]]
+                   + prompt.fewshot_delimiter for s in shots)
 
 
 def evaluate_task(
@@ -199,7 +245,8 @@ def evaluate_task(
     batch_tokens: int = 16384,
     progress: Progress | None = None,
 ) -> TaskResult:
-    """Score every choice of every row (the first ``max_samples`` rows when given)."""
+    """Score every choice of every row (the first ``max_samples`` rows when given): the task's
+    choices, or a row's own where it gives them (``Prompt.row_choices``)."""
     prompt = task.prompts[prompt_set]
     if max_samples is not None:
         rows = rows[:max_samples]
@@ -207,17 +254,26 @@ def evaluate_task(
         raise ValueError(f"{task.name}: --fewshot {fewshot} needs the {task.fewshot_split} split")
     continuations = prompt.continuations()
     requests = []
+    own: list[tuple[tuple[str, ...], tuple[str, ...]] | None] = []  # per row: its own (choices, continuations)
     for row in rows:
         context = fewshot_prefix(prompt, fewshot_pool or [], fewshot, seed, task.name, row) + prompt.context(row)
-        requests += [Request(context, c) for c in continuations]
+        choices = prompt.row_choices(row)
+        if choices == prompt.choices:  # the task's list: nothing per row is kept
+            own.append(None)
+            requests += [Request(context, c) for c in continuations]
+        else:
+            scored = tuple(prompt.delimiter + c for c in choices)
+            own.append((tuple(choices), scored))
+            requests += [Request(context, c) for c in scored]
     start = time.perf_counter()
     scores, stats = score_requests(model, tokenizer, requests, max_len, batch_tokens=batch_tokens, progress=progress)
     seconds = time.perf_counter() - start
-    k = len(continuations)
-    results = [
-        RowResult(int(row.get("idx", i)), row["label"], [s.logprob for s in scores[i * k:(i + 1) * k]],
-                  [s.is_greedy for s in scores[i * k:(i + 1) * k]], requests[i * k].context)
-        for i, row in enumerate(rows)
-    ]
+    results, start = [], 0
+    for i, (row, mine) in enumerate(zip(rows, own, strict=True)):
+        end = start + (len(continuations) if mine is None else len(mine[1]))
+        results.append(RowResult(int(row.get("idx", i)), row["label"], [s.logprob for s in scores[start:end]],
+                                 [s.is_greedy for s in scores[start:end]], requests[start].context,
+                                 *(mine or ())))
+        start = end
     return TaskResult(task.name, prompt_set, fewshot, results, [len(c) for c in prompt.choices], stats, seconds,
                       max_samples, prompt.choices, tuple(continuations))

@@ -34,7 +34,7 @@ OURS = {
     "fewshot_data": "the rows --fewshot draws solved examples from",
     "template": "the context, str.format over a row's fields: {field}",
     "choices": "the choice strings",
-    "choice_field": "instead of choices: the field holding them (the same list in every row)",
+    "choice_field": "instead of choices: the field holding each row's own list (rows may differ)",
     "label_field": "the field holding the right choice: its index or its text (default: label)",
     "target_delimiter": "between the context and a choice (default: one space)",
     "fewshot_delimiter": "after each solved example (default: a blank line)",
@@ -203,11 +203,12 @@ class _File:
 
     def make(self, name: str, label: str, template: str, rules: Any, choices: tuple[str, ...] | None,
              reader: TaskFileRows, eval_split: str, fewshot_split: str, num_fewshot: int | None) -> Task:
-        """The task, one prompt for every --prompts set (a task file has one); its choices are read
-        from the evaluated rows when a field or a template gives them."""
+        """The task, one prompt for every --prompts set (a task file has one). When a field or a
+        template gives the choices, they are read from the evaluated rows: one list when every row
+        gives the same, else none (``()``), each row then scored against its own."""
         if choices is None:
             try:
-                choices = reader.common_choices(eval_split)
+                choices = reader.shared_choices(eval_split)
             except DataError as exc:
                 raise TaskFileError(f"{self.path}: the choices: {exc}") from None
         reader = replace(reader, choices=choices)

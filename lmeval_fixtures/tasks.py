@@ -4,7 +4,9 @@ A task names its data (hub id + config, local file), the fields a row must
 have, its record key, and one prompt per prompt set. A prompt is a context
 template and the choice strings; the continuation scored for choice ``c`` is
 ``delimiter + c`` (lm-evaluation-harness's ``target_delimiter``), and the gold
-choice is ``choices[row["label"]]``.
+choice is ``choices[row["label"]]``. A task file's prompt may instead take each
+row's own choices from the row (``Prompt.row_choices``: arc_easy's, piqa's), so
+the gold choice is then ``row_choices(row)[row["label"]]``.
 
 A task's rows usually come from ``--data-dir`` or the hub by its ``hub`` id; a task with a
 ``read`` function (a ``--task-file``, see ``task_files.py``) reads its own files instead.
@@ -43,6 +45,12 @@ class Prompt:
 
     def continuations(self) -> list[str]:
         return [self.delimiter + choice for choice in self.choices]
+
+    def row_choices(self, row: dict[str, Any]) -> tuple[str, ...]:
+        """The choices scored for ``row``: this prompt's, the same for every row. A task file's
+        prompt whose choices come from each document overrides it (``doc_prompts.DocPrompt``);
+        the scorer, the few-shot examples and the row checks all ask here, so they agree."""
+        return self.choices
 
     def problem(self, fields: tuple[str, ...]) -> str | None:
         """Why this prompt cannot be filled from a row holding ``fields``, or None: only plain
@@ -96,7 +104,12 @@ class Task:
 
     @property
     def n_labels(self) -> int:
+        """How many choices the task scores; 0 when each row gives its own (``row_choices``)."""
         return len(next(iter(self.prompts.values())).choices)
+
+    def row_choices(self, row: dict[str, Any]) -> tuple[str, ...]:
+        """The choices ``row`` is scored against (see ``Prompt.row_choices``)."""
+        return next(iter(self.prompts.values())).row_choices(row)
 
     def local_file(self, split: str) -> str:
         return f"smallbench/{self.name}/{split}.jsonl"

@@ -126,6 +126,7 @@ def _venv_with_wheel(tmp: Path) -> Path:
 
 def test_a_wheel_in_a_fresh_venv_runs_the_suite_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("PYTEST_PLUGINS")
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # a checkout on it (a worktree's run) would shadow the wheel
     python = _venv_with_wheel(tmp_path)
     work = tmp_path / "elsewhere"
     write_wikitext(work / "data")

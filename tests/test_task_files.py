@@ -116,13 +116,16 @@ def test_our_format_reads_tables_and_a_choice_field(tmp_path, suffix):
     assert [r["label"] for r in rows] == [0, 1, 0]
 
 
-def test_a_choice_field_that_differs_between_rows_is_refused_at_start_up(tmp_path):
+def test_a_choice_field_that_differs_between_rows_gives_each_row_its_own(tmp_path):
+    """(tests/test_per_row_choices.py scores such tasks.)"""
     jsonl(tmp_path / "v.jsonl", [{"q": "x", "options": ["a", "b"], "label": 0},
-                                 {"q": "y", "options": ["a", "c"], "label": 0}])
+                                 {"q": "y", "options": ["a", "c", "d"], "label": "d"}])
     path = write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\ntemplate: '{q}'\nchoice_field: options\n")
-    with pytest.raises(TaskFileError, match=r"t.yaml: the choices: .*v.jsonl row 1: its choices \['a', 'c'\] differ "
-                                            r"from row 0's \['a', 'b'\]; one choice list per task is scored"):
-        load_task_file(path)
+    task = load_task_file(path)
+    assert task.prompts["smallbench"].choices == ()
+    rows = rows_of(task)
+    assert [task.prompts["smallbench"].row_choices(r) for r in rows] == [("a", "b"), ("a", "c", "d")]
+    assert [r["label"] for r in rows] == [0, 2]
 
 
 @pytest.mark.parametrize(("lines", "message"), [
@@ -265,18 +268,21 @@ def test_lmeval_doc_to_text_may_name_a_field(tmp_path):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ("doc_to_choice: \"{{[sentence, 'x']}}\"", r"the choices: .*row 1: its choices .* differ from row 0's"),
-    ("doc_to_target: \"{{[label]}}\"", None),
-    ("doc_to_target: \"{{label + 5}}\"", None),
+    ("doc_to_choice: \"{{[sentence]}}\"", r"it has 1 choice \['a charming"),  # per-row choices, too few
+    ("doc_to_target: \"{{[label]}}\"", "doc_to_target "),
+    ("doc_to_target: \"{{label + 5}}\"", "doc_to_target "),
 ])
 def test_lmeval_rows_that_cannot_be_scored(tmp_path, extra, message):
     path = lmeval_task(tmp_path, extra)
-    if message:
-        with pytest.raises(TaskFileError, match=message):
-            load_task_file(path)
-        return
-    with pytest.raises(DataError, match=r"task 'local_reviews': \S+validation.jsonl row 0: doc_to_target "):
+    with pytest.raises(DataError, match=r"task 'local_reviews': \S+validation.jsonl row 0: " + message):
         rows_of(load_task_file(path))
+
+
+def test_lmeval_choices_read_from_each_row(tmp_path):
+    task = load_task_file(lmeval_task(tmp_path, "doc_to_choice: \"{{[sentence, 'x']}}\"\ndoc_to_target: 1"))
+    rows = rows_of(task)
+    assert [task.prompts["lm-eval"].row_choices(r) for r in rows] == [(t, "x") for t, _ in REVIEWS]
+    assert [r["label"] for r in rows] == [1, 1, 1, 1]
 
 
 def test_jinja_runs_in_a_sandbox(tmp_path):
