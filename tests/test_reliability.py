@@ -127,6 +127,9 @@ INTERRUPT = '''
 import os, signal
 
 def test_zz_interrupt(checkpoint):
+    # Ctrl-C as a terminal sends it; a process started in the background of a non-interactive
+    # shell inherits SIGINT ignored, so the handler Python installs for a terminal is put back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.kill(os.getpid(), signal.SIGINT)
 '''
 
