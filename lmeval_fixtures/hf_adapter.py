@@ -65,5 +65,10 @@ class CausalLMAdapter(torch.nn.Module):
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         return self._parts[1](hidden) if self.split else hidden
 
+    @property
+    def output_projection(self) -> torch.nn.Module | None:
+        """The output embedding, when ``logits_from_hidden`` is just that layer."""
+        return self._parts[1] if self.split else None
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.logits_from_hidden(self.hidden_states(input_ids))

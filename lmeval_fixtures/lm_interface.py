@@ -16,17 +16,22 @@ import torch
 import torch.nn.functional as F
 
 from .hf_adapter import CausalLMAdapter, is_hf_causal_lm
+from .vocab_blocks import CHUNK_LOGITS, BlockedProjection, is_blocked_head, is_plain_linear
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 
 
 def split_forward(model: torch.nn.Module) -> tuple[Callable[..., torch.Tensor], Head]:
-    """Return (ids -> per-position features, selected features -> logits)."""
+    """Return (ids -> per-position features, selected features -> logits).
+
+    Where the head is known to be a plain linear layer (``output_projection``), the layer
+    itself is returned, so that ``target_logprobs`` can project it a block at a time.
+    """
+    if is_hf_causal_lm(model) and not hasattr(model, "hidden_states"):
+        model = CausalLMAdapter(model)
     if hasattr(model, "hidden_states") and hasattr(model, "logits_from_hidden"):
-        return model.hidden_states, model.logits_from_hidden
-    if is_hf_causal_lm(model):
-        adapter = CausalLMAdapter(model)
-        return adapter.hidden_states, adapter.logits_from_hidden
+        projection = getattr(model, "output_projection", None)
+        return model.hidden_states, projection if is_plain_linear(projection) else model.logits_from_hidden
 
     def full_logits(input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                     attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,13 +54,28 @@ GRID_ROWS = 128
 
 
 def chunk_rows(vocab_size: int) -> int:
-    """The smallest chunk tried: about 2^20 logits (4 MB of float32), which stays in cache,
-    in whole ``GRID_ROWS`` blocks.
+    """The smallest whole-logits chunk tried: about 2^20 logits (4 MB of float32), which stays
+    in cache, in whole ``GRID_ROWS`` blocks.
 
     Measured on the project's CPU, 16384 rows with ranks: vocabulary 4096, 0.18 s at 1024
     rows against 0.14 s at 256; vocabulary 32000, 3.46 s at 1024 rows against 1.99 s at 128.
     """
     return GRID_ROWS * max(1, min(8, (1 << 20) // max(1, vocab_size) // GRID_ROWS))
+
+
+def chunk_candidates(vocab_size: int, *, blocked: bool) -> tuple[int, ...]:
+    """The row chunks the chooser tries.
+
+    Whole logits: the cache-sized chunk, 4x and 16x it. Vocabulary blocks (``vocab_blocks``),
+    which keep only a block in cache, whatever the rows: the most rows whose logits fit in
+    ``CHUNK_LOGITS``, a half and a quarter of it (bigger matrix products run faster per row).
+    """
+    if not blocked:
+        base = chunk_rows(vocab_size)
+        return (base, base * 4, base * 16)
+    most = GRID_ROWS * max(1, CHUNK_LOGITS // max(1, vocab_size) // GRID_ROWS)
+    return tuple(sorted({max(GRID_ROWS, most // 4 // GRID_ROWS * GRID_ROWS),
+                         max(GRID_ROWS, most // 2 // GRID_ROWS * GRID_ROWS), most}))
 
 
 def chunk_bounds(start: int, rows: int, n: int) -> int:
@@ -81,7 +101,7 @@ class ChunkChooser:
     On a quiet CPU small, cache-sized chunks are fastest; with another process competing for
     the cores, each chunk's parallel region waits on a descheduled thread, and 128-row chunks
     took 3.07 s against 0.81 s as one call. No fixed rule wins both, so the chunks themselves
-    are the measurement: each candidate (the cache-sized chunk, 4x and 16x it) is timed over a
+    are the measurement: each candidate (``chunk_candidates``) is timed over a
     block of as many rows as the largest takes, on real work, and the fastest per row is used.
     The best one's own blocks keep its reading current, so a slowdown shows at once; the
     others are probed in turn once the best has worked ``PROBE_EVERY`` times as long as the
@@ -90,15 +110,14 @@ class ChunkChooser:
     single chunks, keeps what switching sizes costs out of the comparison. The results do not
     depend on the chunk (chunks are whole blocks of rows on a fixed grid, ``chunk_bounds``;
     ``test_lm_interface`` checks it on the machine that runs the tests), only the time does.
-    One chooser per vocabulary size lives for the process, so that short calls (a SmallBench
-    batch) start from what longer ones learned.
+    One chooser per vocabulary size and projection form lives for the process, so that short
+    calls (a SmallBench batch) start from what longer ones learned.
     """
 
     PROBE_EVERY = 8
 
-    def __init__(self, vocab_size: int) -> None:
-        base = chunk_rows(vocab_size)
-        self.candidates = (base, base * 4, base * 16)
+    def __init__(self, candidates: tuple[int, ...]) -> None:
+        self.candidates = candidates
         self.block = self.candidates[-1]  # rows per reading
         self.seconds_per_row: dict[int, float] = {}
         self.current: int | None = None
@@ -117,7 +136,7 @@ class ChunkChooser:
             untried = [c for c in self.candidates if c not in self.seconds_per_row]
             if untried:
                 self.current, self.probing = untried[0], True
-            elif self.exploited_seconds >= self.PROBE_EVERY * self.last_probe_seconds:
+            elif len(self.candidates) > 1 and self.exploited_seconds >= self.PROBE_EVERY * self.last_probe_seconds:
                 others = [c for c in self.candidates if c != self.best()]
                 self.current, self.probing = others[self.probes % len(others)], True
                 self.probes += 1
@@ -139,13 +158,14 @@ class ChunkChooser:
             self.current, self._rows, self._seconds = None, 0, 0.0
 
 
-_CHOOSERS: dict[int, ChunkChooser] = {}
+_CHOOSERS: dict[tuple[int, bool], ChunkChooser] = {}
 
 
-def chunk_chooser(vocab_size: int) -> ChunkChooser:
-    if vocab_size not in _CHOOSERS:
-        _CHOOSERS[vocab_size] = ChunkChooser(vocab_size)
-    return _CHOOSERS[vocab_size]
+def chunk_chooser(vocab_size: int, *, blocked: bool) -> ChunkChooser:
+    key = (vocab_size, blocked)
+    if key not in _CHOOSERS:
+        _CHOOSERS[key] = ChunkChooser(chunk_candidates(vocab_size, blocked=blocked))
+    return _CHOOSERS[key]
 
 
 def _is_argmax(logits: torch.Tensor, target: torch.Tensor, target_logit: torch.Tensor) -> torch.Tensor:
@@ -172,42 +192,68 @@ def target_logprobs(
     the argmax (lm-evaluation-harness's greedy test) and its rank (how many logits beat it:
     rank 0 is a top-1 hit, rank < 5 a top-5 hit).
 
-    The vocabulary projection and a fused cross-entropy run chunk by chunk, so each
-    chunk of logits is consumed while still in cache and no (N, vocab) log-softmax
-    is ever materialised: on a CPU this is several times cheaper than projecting
-    everything and then normalising. Greedy flags and ranks come from the same chunk.
-    ``chunk`` rows at a time (rounded up to whole ``GRID_ROWS`` blocks; see ``chunk_bounds``);
-    by default chosen by measurement on a CPU (``ChunkChooser``) and cache-sized elsewhere.
+    The vocabulary projection and the normalisation run chunk by chunk, so no (N, vocab)
+    log-softmax is ever materialised: on a CPU this is several times cheaper than
+    projecting everything and then normalising. A linear head on a CPU is projected a
+    vocabulary block at a time (``vocab_blocks``); any other head gives a chunk's whole
+    logits, normalised by a fused cross-entropy. Greedy flags and ranks come from the same
+    chunk. ``chunk`` rows at a time (rounded up to whole ``GRID_ROWS`` blocks; see
+    ``chunk_bounds``); by default chosen by measurement on a CPU (``ChunkChooser``) and
+    cache-sized elsewhere.
     """
     n, device = features.shape[0], features.device
     logprobs = torch.empty(n, dtype=torch.float32, device=device)
     greedy = torch.empty(n, dtype=torch.bool, device=device) if with_greedy else None
     rank = torch.empty(n, dtype=torch.long, device=device) if with_rank else None
+    blocked: BlockedProjection | None = None
     chooser: ChunkChooser | None = None
-    start, rows = 0, chunk or GRID_ROWS
+    rows = chunk or GRID_ROWS
+    if is_blocked_head(head, features):
+        if not chunk:
+            chooser = chunk_chooser(head.weight.shape[0], blocked=True)
+            rows = chooser.next_rows(n)
+        most = max(chooser.candidates) if chooser else -(-chunk // GRID_ROWS) * GRID_ROWS
+        blocked = BlockedProjection(head, min(n, max(most, GRID_ROWS)))
+    start = 0
     while start < n:
         stop = chunk_bounds(start, rows, n)
         began = time.perf_counter()
-        logits = head(features[start:stop]).float()
         target = targets[start:stop]
-        logprobs[start:stop] = -F.cross_entropy(logits, target, reduction="none")
-        if greedy is not None or rank is not None:
-            target_logit = logits.gather(1, target[:, None])
+        if blocked is not None:
+            vocab = blocked.weight.shape[0]
+            scored = blocked.score(features[start:stop], target, with_greedy=with_greedy, with_rank=with_rank)
+        else:
+            logits = head(features[start:stop]).float()
+            vocab = logits.shape[-1]
+            scored = _score_logits(logits, target, with_greedy=with_greedy, with_rank=with_rank)
+        logprobs[start:stop] = scored[0]
         if greedy is not None:
-            greedy[start:stop] = _is_argmax(logits, target, target_logit[:, 0])
+            greedy[start:stop] = scored[1]
         if rank is not None:
-            # logits - target > 0 exactly where logit > target (IEEE subtraction of unequal finite
-            # floats is never zero), counted in float32 (exact below 2^24 columns): on a CPU about a
-            # third of the time of comparing with a broadcast column and summing booleans
-            rank[start:stop] = (logits - target_logit).gt_(0).sum(dim=-1)
+            rank[start:stop] = scored[2]
         if chooser is not None:
             chooser.observe(stop - start, rows, time.perf_counter() - began)
         start = stop
         if chunk:
             continue
         if device.type == "cpu":  # synchronous, so the clock sees the work
-            chooser = chooser or chunk_chooser(logits.shape[-1])
+            chooser = chooser or chunk_chooser(vocab, blocked=False)
             rows = chooser.next_rows(n - start)
         else:
-            rows = chunk_rows(logits.shape[-1])
+            rows = chunk_rows(vocab)
     return logprobs, greedy, rank
+
+
+def _score_logits(logits: torch.Tensor, target: torch.Tensor, *, with_greedy: bool,
+                  with_rank: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """A chunk's whole float32 logits: fused cross-entropy, and greedy flags and ranks from them."""
+    logprob = -F.cross_entropy(logits, target, reduction="none")
+    if not (with_greedy or with_rank):
+        return logprob, None, None
+    target_logit = logits.gather(1, target[:, None])
+    greedy = _is_argmax(logits, target, target_logit[:, 0]) if with_greedy else None
+    # logits - target > 0 exactly where logit > target (IEEE subtraction of unequal finite
+    # floats is never zero), counted in float32 (exact below 2^24 columns): on a CPU about a
+    # third of the time of comparing with a broadcast column and summing booleans
+    rank = (logits - target_logit).gt_(0).sum(dim=-1) if with_rank else None
+    return logprob, greedy, rank

@@ -422,6 +422,11 @@ class Transformer(nn.Module):
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
 
+    @property
+    def output_projection(self) -> nn.Linear:
+        """What ``logits_from_hidden`` applies, for scorers that project a vocabulary block at a time."""
+        return self.lm_head
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.logits_from_hidden(self.hidden_states(input_ids))
 

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from lmeval_fixtures import lm_interface
-from lmeval_fixtures.lm_interface import GRID_ROWS, ChunkChooser, chunk_bounds, chunk_rows, target_logprobs
+from lmeval_fixtures.lm_interface import (
+    GRID_ROWS,
+    ChunkChooser,
+    chunk_bounds,
+    chunk_candidates,
+    chunk_rows,
+    target_logprobs,
+)
+from lmeval_fixtures.vocab_blocks import VOCAB_BLOCK
 
 
 @pytest.mark.parametrize("vocab, chunk", [(50, None), (50, 7), (3000, None), (3000, 1000)])
@@ -48,32 +56,49 @@ class RandomChooser:
 
     def __init__(self, seed: int) -> None:
         self.random = random.Random(seed)
+        self.candidates = tuple(GRID_ROWS * k for k in (1, 2, 3, 4, 8, 16, 64))
 
     def next_rows(self, remaining: int) -> int:
-        return GRID_ROWS * self.random.choice([1, 2, 3, 4, 8, 16, 64])
+        return self.random.choice(self.candidates)
 
     def observe(self, rows: int, requested: int, seconds: float) -> None:
         pass
 
 
+def linear_head(weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.nn.Linear:
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return layer
+
+
+@pytest.mark.parametrize("form", ["logits", "linear", "linear with bias"])
 @pytest.mark.parametrize("n", [1, 2, 5, 127, 129, 131, 1001, 3001])
-def test_the_chosen_chunk_never_changes_a_figure(n, monkeypatch):
+def test_the_chosen_chunk_never_changes_a_figure(n, form, monkeypatch):
     """The chunk is chosen by timing, so it must not matter: every row's log-probability, greedy
     flag and rank are bit-identical for any chunk and any sequence of chunks (checked on the
-    machine that runs the tests). Row counts that leave 1-3 rows over matter: a product of one
-    or a few rows takes another kernel, whose rounding differs in the last bit."""
+    machine that runs the tests), for a head that gives whole logits and for a linear layer,
+    which is projected a vocabulary block at a time. Row counts that leave 1-3 rows over
+    matter: a product of one or a few rows takes another kernel, whose rounding differs in
+    the last bit. Vocabularies of several blocks, the last one partial, are among them."""
     generator = torch.Generator().manual_seed(3)
-    for vocab in (512, 4096):
+    for vocab in (512, 4096, 2 * VOCAB_BLOCK + 77):
         weight = torch.randn(vocab, 64, generator=generator) * 0.1
         features = torch.randn(n, 64, generator=generator)
         targets = torch.randint(0, vocab, (n,), generator=generator)
+        if form == "logits":
+            head = lambda x, w=weight: x @ w.T  # noqa: E731
+        else:
+            head = linear_head(weight, torch.randn(vocab, generator=generator) if "bias" in form else None)
 
-        def run(chunk=None, w=weight, f=features, t=targets):
-            return target_logprobs(lambda x: x @ w.T, f, t, with_greedy=True, with_rank=True, chunk=chunk)
+        def run(chunk=None, h=head, f=features, t=targets):
+            return target_logprobs(h, f, t, with_greedy=True, with_rank=True, chunk=chunk)
 
         runs = [run(c) for c in (128, 1, 256, 512, 2048, n)]
         for seed in range(3):
-            monkeypatch.setattr(lm_interface, "chunk_chooser", lambda vocab_size, s=seed: RandomChooser(s))
+            monkeypatch.setattr(lm_interface, "chunk_chooser", lambda vocab_size, blocked, s=seed: RandomChooser(s))
             runs.append(run())
         for logprobs, greedy, rank in runs[1:]:
             assert torch.equal(logprobs, runs[0][0]) and torch.equal(greedy, runs[0][1])
@@ -101,7 +126,7 @@ def run_chooser(chooser: ChunkChooser, cost: dict[int, float], rows: int) -> dic
 
 
 def test_chunk_chooser_settles_on_the_fastest_and_keeps_probing():
-    chooser = ChunkChooser(4096)
+    chooser = ChunkChooser(chunk_candidates(4096, blocked=False))
     small, middle, large = chooser.candidates
     assert (small, middle, large) == (256, 1024, 4096) and chooser.block == large
     cost = {small: 4e-6, middle: 1e-6, large: 2e-6}  # seconds per row, as if the cores were shared
@@ -119,9 +144,78 @@ def test_chunk_chooser_settles_on_the_fastest_and_keeps_probing():
 
 
 def test_a_block_is_measured_whole_across_calls():
-    chooser = ChunkChooser(4096)
+    chooser = ChunkChooser(chunk_candidates(4096, blocked=False))
     size = chooser.next_rows(100)
     chooser.observe(100, size, 1.0)  # a short call: part of a block, not yet a reading
     assert chooser.seconds_per_row == {}
     chooser.observe(chooser.block - 100, size, 3.0)
     assert chooser.seconds_per_row == {size: 4.0 / chooser.block}
+
+
+@pytest.mark.parametrize("vocab", [50, 3000, 2 * VOCAB_BLOCK + 77])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_a_linear_head_a_block_at_a_time_gives_the_direct_figures(vocab, dtype, with_bias):
+    """Against the whole logits of the same layer, normalised in float64."""
+    generator = torch.Generator().manual_seed(vocab)
+    weight = (torch.randn(vocab, 32, generator=generator) * 0.3).to(dtype)
+    bias = torch.randn(vocab, generator=generator).to(dtype) if with_bias else None
+    head = linear_head(weight, bias)
+    features = torch.randn(700, 32, generator=generator).to(dtype)
+    targets = torch.randint(0, vocab, (700,), generator=generator)
+    logprobs, greedy, rank = target_logprobs(head, features, targets, with_greedy=True, with_rank=True)
+    with torch.no_grad():
+        logits = head(features).double()
+    target_logit = logits.gather(1, targets[:, None])
+    expected = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
+    assert logprobs.dtype == torch.float32
+    assert torch.allclose(logprobs.double(), expected, rtol=0, atol=4e-6)
+    assert torch.equal(greedy, logits.argmax(-1) == targets)
+    assert torch.equal(rank, (logits > target_logit).sum(-1))
+
+
+def test_ties_across_vocabulary_blocks_count_as_lm_eval_counts_them():
+    """Integer logits: every row's maximum is reached in several blocks. The first maximum wins
+    greedy even when it lies in an earlier block than the target."""
+    generator = torch.Generator().manual_seed(5)
+    vocab = 2 * VOCAB_BLOCK + 77
+    head = linear_head(torch.randint(0, 3, (vocab, 8), generator=generator).float())
+    features = torch.eye(8).repeat(60, 1)  # each row reads one column of integer logits
+    targets = torch.randint(0, vocab, (480,), generator=generator)
+    top = head.weight.detach().T.argmax(-1)  # first maximum of each column
+    targets[:8] = top + VOCAB_BLOCK  # a later maximum in the next block, if it ties there
+    targets[8:16] = top  # the first maximum itself
+    logprobs, greedy, rank = target_logprobs(head, features, targets, with_greedy=True, with_rank=True)
+    with torch.no_grad():
+        logits = head(features)
+    assert torch.equal(greedy, logits.argmax(-1) == targets)
+    assert torch.equal(rank, (logits > logits.gather(1, targets[:, None])).sum(-1))
+    at_max = logits.gather(1, targets[:, None])[:, 0] == logits.amax(-1)
+    assert bool((at_max & ~greedy).any()) and bool(greedy.any())
+
+
+def test_only_a_plain_linear_layer_is_projected_a_block_at_a_time():
+    class Scaled(torch.nn.Linear):  # computes otherwise, as a quantised layer may
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    generator = torch.Generator().manual_seed(9)
+    head = Scaled(16, 300)
+    features = torch.randn(200, 16, generator=generator)
+    targets = torch.randint(0, 300, (200,), generator=generator)
+    logprobs, _, _ = target_logprobs(head, features, targets)
+    with torch.no_grad():
+        expected = torch.log_softmax(head(features).double(), -1).gather(1, targets[:, None])[:, 0]
+    assert torch.allclose(logprobs.double(), expected, atol=4e-6)
+
+
+def test_chunk_candidates():
+    assert chunk_candidates(4096, blocked=False) == (256, 1024, 4096)
+    assert chunk_candidates(32000, blocked=True) == (128, 256, 512)  # 512 rows: 2^24 logits at most
+    assert chunk_candidates(4096, blocked=True) == (1024, 2048, 4096)
+    assert chunk_candidates(256000, blocked=True) == (GRID_ROWS,)  # never fewer than a grid block
+
+
+def test_a_chooser_of_one_candidate_never_probes():
+    chooser = ChunkChooser((GRID_ROWS,))
+    assert set(run_chooser(chooser, {GRID_ROWS: 1e-6}, 100 * GRID_ROWS)) == {GRID_ROWS}
