@@ -1,18 +1,21 @@
 """The vocabulary projection's chunk rule, quiet and with a competing process on the cores.
 
-    python scripts/projection_chunks.py
+    python scripts/projection_chunks.py [--conditions quiet,loaded] [--vocabularies 4096,32000]
 
 Times ``lm_interface.target_logprobs`` (with ranks, as perplexity scores) on 16384
-rows of 256 features for vocabularies 4096 and 32000, three ways: fixed 128-row
-chunks (the old rule's smallest), one call over every row, and the measuring
-``ChunkChooser`` (the default). "loaded" runs a second process beside it, a
-one-thread matrix-multiply loop, as another job on a shared CI runner. Medians of
-five calls after a warm-up; the chooser keeps what it learned between calls, as it
-does in a run.
+rows of 256 features for vocabularies 4096 and 32000, for both forms of head: a
+``torch.nn.Linear`` (what the native and Hugging Face models give; projected a
+vocabulary block at a time) and a function that returns whole logits. Three ways
+each: the smallest and the largest chunk the chooser may pick (``chunk_candidates``),
+held fixed, and the measuring ``ChunkChooser`` (the default). "loaded" runs a second
+process beside it, a one-thread matrix-multiply loop, as another job on a shared CI
+runner. Medians of five calls after a warm-up; the chooser keeps what it learned
+between calls, as it does in a run.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -28,34 +31,48 @@ from speed_models import COMPETITOR  # noqa: E402
 from lmeval_fixtures import lm_interface  # noqa: E402
 
 
-def seconds(vocab: int, chunk: int | None, rows: int = 16384, width: int = 256, repeats: int = 5) -> float:
+def seconds(vocab: int, linear: bool, chunk: int | None, rows: int = 16384, width: int = 256,
+            repeats: int = 5) -> float:
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(vocab, width, generator=generator) * 0.05
+    layer = torch.nn.Linear(width, vocab, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(vocab, width, generator=generator) * 0.05)
     features = torch.randn(rows, width, generator=generator)
     targets = torch.randint(0, vocab, (rows,), generator=generator)
-    head = lambda f: f @ weight.T  # noqa: E731
-    lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    head = layer if linear else (lambda f: f @ layer.weight.T)
+    with torch.inference_mode():
         lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk)
-        times.append(time.perf_counter() - start)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk)
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conditions", default="quiet,loaded")
+    parser.add_argument("--vocabularies", default="4096,32000")
+    args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}; seconds per 16384 rows (median of 5)")
-    print(f"{'condition':<9}{'vocab':>7}{'128-row chunks':>16}{'one call':>10}{'chooser':>9}  chooser picked")
-    for condition in ("quiet", "loaded"):
+    print(f"{'condition':<9}{'vocab':>7} {'head':<13}{'smallest':>14}{'largest':>14}{'chooser':>9}  chooser picked")
+    for condition in args.conditions.split(","):
         competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if condition == "loaded" else None
         try:
             time.sleep(1.0 if competitor else 0.0)
-            for vocab in (4096, 32000):
-                lm_interface._CHOOSERS.clear()  # learn afresh under this condition
-                fixed, whole, chosen = seconds(vocab, 128), seconds(vocab, 16384), seconds(vocab, None)
-                chooser = lm_interface.chunk_chooser(vocab)
-                best = min(chooser.candidates, key=lambda c: chooser.seconds_per_row.get(c, float("inf")))
-                print(f"{condition:<9}{vocab:>7}{fixed:>16.3f}{whole:>10.3f}{chosen:>9.3f}  {best} rows", flush=True)
+            for vocab in map(int, args.vocabularies.split(",")):
+                for linear in (True, False):
+                    lm_interface._CHOOSERS.clear()  # learn afresh under this condition
+                    candidates = lm_interface.chunk_candidates(vocab, blocked=linear)
+                    small, large = candidates[0], candidates[-1]
+                    fixed_small, fixed_large = seconds(vocab, linear, small), seconds(vocab, linear, large)
+                    chosen = seconds(vocab, linear, None)
+                    chooser = lm_interface.chunk_chooser(vocab, blocked=linear)
+                    best = min(chooser.candidates, key=lambda c: chooser.seconds_per_row.get(c, float("inf")))
+                    form = "linear" if linear else "whole logits"
+                    print(f"{condition:<9}{vocab:>7} {form:<13}{fixed_small:>8.3f} ({small:>4}){fixed_large:>8.3f} "
+                          f"({large:>4}){chosen:>9.3f}  {best} rows", flush=True)
         finally:
             if competitor is not None:
                 competitor.kill()
