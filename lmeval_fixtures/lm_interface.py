@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .hf_adapter import CausalLMAdapter, is_hf_causal_lm
+from .target_facts import count_above, greedy_from_maximum
 from .vocab_blocks import CHUNK_LOGITS, BlockedProjection, is_blocked_head, is_plain_linear
 
 Head = Callable[[torch.Tensor], torch.Tensor]
@@ -74,8 +75,7 @@ def chunk_candidates(vocab_size: int, *, blocked: bool) -> tuple[int, ...]:
         base = chunk_rows(vocab_size)
         return (base, base * 4, base * 16)
     most = GRID_ROWS * max(1, CHUNK_LOGITS // max(1, vocab_size) // GRID_ROWS)
-    return tuple(sorted({max(GRID_ROWS, most // 4 // GRID_ROWS * GRID_ROWS),
-                         max(GRID_ROWS, most // 2 // GRID_ROWS * GRID_ROWS), most}))
+    return tuple(sorted({max(GRID_ROWS, most // share // GRID_ROWS * GRID_ROWS) for share in (4, 2, 1)}))
 
 
 def chunk_bounds(start: int, rows: int, n: int) -> int:
@@ -168,17 +168,6 @@ def chunk_chooser(vocab_size: int, *, blocked: bool) -> ChunkChooser:
     return _CHOOSERS[key]
 
 
-def _is_argmax(logits: torch.Tensor, target: torch.Tensor, target_logit: torch.Tensor) -> torch.Tensor:
-    """``logits.argmax(-1) == target``, as lm-evaluation-harness tests greediness (the first
-    maximum wins a tie), from a plain maximum, which is many times cheaper than ``argmax`` on
-    a CPU: only rows whose target reaches the maximum are looked at again with ``argmax``."""
-    at_max = logits.amax(dim=-1) == target_logit
-    rows = at_max.nonzero()[:, 0]
-    if len(rows):
-        at_max[rows] = logits[rows].argmax(dim=-1) == target[rows]
-    return at_max
-
-
 def target_logprobs(
     head: Head,
     features: torch.Tensor,
@@ -213,14 +202,14 @@ def target_logprobs(
             chooser = chunk_chooser(head.weight.shape[0], blocked=True)
             rows = chooser.next_rows(n)
         most = max(chooser.candidates) if chooser else -(-chunk // GRID_ROWS) * GRID_ROWS
-        blocked = BlockedProjection(head, min(n, max(most, GRID_ROWS)))
+        blocked = BlockedProjection(head, min(n, most))
     start = 0
     while start < n:
         stop = chunk_bounds(start, rows, n)
         began = time.perf_counter()
         target = targets[start:stop]
         if blocked is not None:
-            vocab = blocked.weight.shape[0]
+            vocab = blocked.vocab
             scored = blocked.score(features[start:stop], target, with_greedy=with_greedy, with_rank=with_rank)
         else:
             logits = head(features[start:stop]).float()
@@ -251,8 +240,7 @@ def _score_logits(logits: torch.Tensor, target: torch.Tensor, *, with_greedy: bo
     if not (with_greedy or with_rank):
         return logprob, None, None
     target_logit = logits.gather(1, target[:, None])
-    greedy = _is_argmax(logits, target, target_logit[:, 0]) if with_greedy else None
-    # compared into float32 and counted there (exact below 2^24 columns): on a CPU about a
-    # third of the time of summing booleans
-    rank = torch.gt(logits, target_logit, out=torch.empty_like(logits)).sum(dim=-1) if with_rank else None
+    greedy = (greedy_from_maximum(logits.amax(dim=-1), target_logit[:, 0], target, logits.__getitem__)
+              if with_greedy else None)
+    rank = count_above(logits, target_logit, torch.empty_like(logits)) if with_rank else None
     return logprob, greedy, rank

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .target_facts import count_above, greedy_from_maximum
+
 VOCAB_BLOCK = 2048
 CHUNK_LOGITS = 1 << 24  # a row chunk holds at most this many float32 logits (64 MB)
 
@@ -93,26 +95,15 @@ class BlockedProjection:
         log_normaliser = top.double() + (block_sum.double() * scale).sum(dim=0).log_()
         target_logit = self._target_logits(target)
         logprob = (target_logit.double() - log_normaliser).float()
-        greedy = self._greedy(blocks, target, target_logit, top) if with_greedy else None
+        greedy = (greedy_from_maximum(top, target_logit, target,
+                                      lambda rows: torch.cat([logits[rows] for logits in blocks], dim=1))
+                  if with_greedy else None)
         rank = self._rank(blocks, target_logit) if with_rank else None
         return logprob, greedy, rank
 
-    @staticmethod
-    def _greedy(blocks: list[torch.Tensor], target: torch.Tensor, target_logit: torch.Tensor,
-                top: torch.Tensor) -> torch.Tensor:
-        """``argmax == target`` as lm-evaluation-harness tests it (the first maximum wins a tie): only
-        rows whose target reaches the maximum are looked at again, across the blocks."""
-        at_max = top == target_logit
-        tied = at_max.nonzero()[:, 0]
-        if len(tied):
-            whole = torch.cat([logits[tied] for logits in blocks], dim=1)
-            at_max[tied] = whole.argmax(dim=-1) == target[tied]
-        return at_max
-
     def _rank(self, blocks: list[torch.Tensor], target_logit: torch.Tensor) -> torch.Tensor:
-        """How many logits beat the target, compared into float32 and counted there (exact below
-        2^24 columns), which on a CPU is cheaper than summing booleans."""
+        """How many logits beat the target, block by block."""
         count = torch.zeros(target_logit.shape[0])
         for logits in blocks:
-            count += torch.gt(logits, target_logit[:, None], out=self._scratch_like(logits)).sum(dim=-1)
+            count += count_above(logits, target_logit[:, None], self._scratch_like(logits))
         return count.long()
