@@ -12,6 +12,7 @@ corpora) and the latency shapes, so a new task or corpus needs no edit here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +108,8 @@ def _average_accuracy(tasks: list[str]) -> Callable[[dict[str, Any]], float | No
     """Mean accuracy over every task of the suite; null unless all ran (a subset would not compare)."""
     def average(record: dict[str, Any]) -> float | None:
         accs = [lookup(record, ("smallbench", t, "acc")) for t in tasks]
-        # sum / n, not fmean: the same float the original record wrote, to the last bit
-        return sum(accs) / len(accs) if accs and all(a is not None for a in accs) else None
+        # fsum: builtin sum rounds differently from Python 3.12 on, and a figure must not depend on it
+        return math.fsum(accs) / len(accs) if accs and all(a is not None for a in accs) else None
     return average
 
 

@@ -129,6 +129,11 @@ class TaskResult:
         return [len(scored_continuation(r.context, self.row_continuations(r)[r.label]).encode("utf-8"))
                 for r in self.rows]
 
+    def gold_loglikelihood_sum(self) -> float:
+        """The gold continuations' log-likelihoods summed exactly rounded (``math.fsum``): builtin
+        ``sum`` rounds differently from Python 3.12 on, and a record must not depend on the Python."""
+        return math.fsum(r.loglikelihoods[r.label] for r in self.rows)
+
     def small_model_figures(self) -> dict[str, Any]:
         """Majority rate, margin, gold bits per byte and predicted classes (definitions above)."""
         n_choices = max([len(self.choice_lengths), *(len(r.loglikelihoods) for r in self.rows)])
@@ -146,7 +151,7 @@ class TaskResult:
             margin_stderr = (math.sqrt(math.fsum((m - margin) ** 2 for m in margins) / (self.n - 1) / self.n)
                              if self.n > 1 else None)
         gold_bytes = sum(self.gold_bytes())
-        gold_nll = -sum(r.loglikelihoods[r.label] for r in self.rows)  # the sum gold_loglikelihood_sum holds
+        gold_nll = -self.gold_loglikelihood_sum()
         return {
             "label_counts": label_counts, "majority_rate": majority, "acc_above_majority": self.acc - majority,
             "prediction_counts": prediction_counts, "predicted_classes": sum(1 for c in prediction_counts if c),
@@ -186,7 +191,7 @@ class TaskResult:
             "n": self.n, "acc": self.acc, "acc_stderr": stderr(self.acc, self.n),
             "acc_norm": self.acc_norm, "acc_norm_stderr": stderr(self.acc_norm, self.n),
             "correct": self.correct, "correct_norm": self.correct_norm,
-            "gold_loglikelihood_sum": sum(r.loglikelihoods[r.label] for r in self.rows),
+            "gold_loglikelihood_sum": self.gold_loglikelihood_sum(),
             "prompt_set": self.prompt_set, "fewshot": self.fewshot, "max_samples": self.max_samples,
             "requests": self.stats.requests, "contexts": self.stats.contexts,
             "input_tokens": self.stats.input_tokens, "padded_tokens": self.stats.padded_tokens,

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -56,6 +57,20 @@ def test_flat_fields_are_derived_from_the_nested_record():
     assert record["smallbench_avg_acc"] == pytest.approx((0.5 + 0.6 + 0.7 + 0.8) / 4)
     assert record["latency_batch1_seq128"] == 4.0 and record["latency_batch1_seq512"] is None
     assert record["train_perplexity"] == pytest.approx(7.38905609893065)
+
+
+def test_the_average_is_exactly_rounded_whatever_the_python():
+    """These four accuracies (a real run's) add up one unit in the last place higher left to right,
+    as builtin sum does before Python 3.12, than exactly rounded, as it does from 3.12 on: the
+    record must hold the same float on both."""
+    accs = {"sst2": 0.5091743119266054, "rte": 0.5270758122743683, "boolq": 0.3782874617737003,
+            "mrpc": 0.3161764705882353}
+    record = build([("a", "t::s", {"smallbench": {t: {"acc": acc} for t, acc in accs.items()}})])["a"]
+    left_to_right = 0.0
+    for acc in accs.values():
+        left_to_right += acc
+    assert left_to_right != math.fsum(accs.values())  # the case is a real one
+    assert record["smallbench_avg_acc"] == math.fsum(accs.values()) / 4
 
 
 def test_the_average_needs_every_task():

@@ -67,6 +67,15 @@ def test_majority_margin_and_gold_bits_per_byte_of_a_hand_example():
     assert figures["gold_loglikelihood_sum"] == -8.0  # the figure it shares its sum with, unchanged
 
 
+def test_gold_log_likelihood_sum_is_exactly_rounded():
+    """Ten gold log-likelihoods of -0.1 add up to -0.9999999999999999 left to right (builtin sum
+    before Python 3.12) and to -1.0 exactly rounded: the record holds -1.0 on every Python."""
+    rows = [RowResult(i, 0, [-0.1, -5.0], [False, False], f"Q: {i}\nA:") for i in range(10)]
+    figures = task_result(rows).summary()
+    assert figures["gold_loglikelihood_sum"] == -1.0
+    assert figures["gold_bits_per_byte"] == 1.0 / (math.log(2) * figures["gold_bytes"])
+
+
 def test_margin_with_three_choices_is_against_the_best_other_choice():
     assert RowResult(0, 2, [-1.0, -3.0, -2.0], [False] * 3).margin() == -1.0
     assert RowResult(0, 0, [-1.0, -3.0, -2.0], [False] * 3).margin() == 1.0
