@@ -9,15 +9,17 @@ computed and the "head" is the identity.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from . import projection_threads
 from .hf_adapter import CausalLMAdapter, is_hf_causal_lm
 from .target_facts import count_above, greedy_from_maximum
-from .vocab_blocks import CHUNK_LOGITS, BlockedProjection, is_blocked_head, is_plain_linear
+from .vocab_blocks import BlockedProjection, is_blocked_head, is_plain_linear, slice_logits
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 
@@ -64,17 +66,18 @@ def chunk_rows(vocab_size: int) -> int:
     return GRID_ROWS * max(1, min(8, (1 << 20) // max(1, vocab_size) // GRID_ROWS))
 
 
-def chunk_candidates(vocab_size: int, *, blocked: bool) -> tuple[int, ...]:
+def chunk_candidates(vocab_size: int, *, blocked: bool, workers: int = 1) -> tuple[int, ...]:
     """The row chunks the chooser tries.
 
     Whole logits: the cache-sized chunk, 4x and 16x it. Vocabulary blocks (``vocab_blocks``),
     which keep only a block in cache, whatever the rows: the most rows whose logits fit in
-    ``CHUNK_LOGITS``, a half and a quarter of it (bigger matrix products run faster per row).
+    one of ``workers`` slice buffers (``vocab_blocks.slice_logits``), a half and a quarter of
+    it (bigger matrix products run faster per row).
     """
     if not blocked:
         base = chunk_rows(vocab_size)
         return (base, base * 4, base * 16)
-    most = GRID_ROWS * max(1, CHUNK_LOGITS // max(1, vocab_size) // GRID_ROWS)
+    most = GRID_ROWS * max(1, slice_logits(workers) // max(1, vocab_size) // GRID_ROWS)
     return tuple(sorted({max(GRID_ROWS, most // share // GRID_ROWS * GRID_ROWS) for share in (4, 2, 1)}))
 
 
@@ -158,13 +161,13 @@ class ChunkChooser:
             self.current, self._rows, self._seconds = None, 0, 0.0
 
 
-_CHOOSERS: dict[tuple[int, bool], ChunkChooser] = {}
+_CHOOSERS: dict[tuple[int, bool, int], ChunkChooser] = {}
 
 
-def chunk_chooser(vocab_size: int, *, blocked: bool) -> ChunkChooser:
-    key = (vocab_size, blocked)
+def chunk_chooser(vocab_size: int, *, blocked: bool, workers: int = 1) -> ChunkChooser:
+    key = (vocab_size, blocked, workers if blocked else 1)
     if key not in _CHOOSERS:
-        _CHOOSERS[key] = ChunkChooser(chunk_candidates(vocab_size, blocked=blocked))
+        _CHOOSERS[key] = ChunkChooser(chunk_candidates(vocab_size, blocked=blocked, workers=workers))
     return _CHOOSERS[key]
 
 
@@ -184,37 +187,29 @@ def target_logprobs(
     The vocabulary projection and the normalisation run chunk by chunk, so no (N, vocab)
     log-softmax is ever materialised: on a CPU this is several times cheaper than
     projecting everything and then normalising. A linear head on a CPU is projected a
-    vocabulary block at a time (``vocab_blocks``); any other head gives a chunk's whole
-    logits, normalised by a fused cross-entropy. Greedy flags and ranks come from the same
-    chunk. ``chunk`` rows at a time (rounded up to whole ``GRID_ROWS`` blocks; see
+    vocabulary block at a time (``vocab_blocks``), its chunks spread over threads that each
+    run on one core (``projection_threads``); any other head gives a chunk's whole logits,
+    normalised by a fused cross-entropy. Greedy flags and ranks come from the same chunk.
+    ``chunk`` rows at a time (rounded up to whole ``GRID_ROWS`` blocks; see
     ``chunk_bounds``); by default chosen by measurement on a CPU (``ChunkChooser``) and
     cache-sized elsewhere.
     """
+    if is_blocked_head(head, features):
+        return _blocked_logprobs(head, features, targets, with_greedy=with_greedy, with_rank=with_rank, chunk=chunk)
     n, device = features.shape[0], features.device
     logprobs = torch.empty(n, dtype=torch.float32, device=device)
     greedy = torch.empty(n, dtype=torch.bool, device=device) if with_greedy else None
     rank = torch.empty(n, dtype=torch.long, device=device) if with_rank else None
-    blocked: BlockedProjection | None = None
     chooser: ChunkChooser | None = None
     rows = chunk or GRID_ROWS
-    if is_blocked_head(head, features):
-        if not chunk:
-            chooser = chunk_chooser(head.weight.shape[0], blocked=True)
-            rows = chooser.next_rows(n)
-        most = max(chooser.candidates) if chooser else -(-chunk // GRID_ROWS) * GRID_ROWS
-        blocked = BlockedProjection(head, min(n, most))
     start = 0
     while start < n:
         stop = chunk_bounds(start, rows, n)
         began = time.perf_counter()
         target = targets[start:stop]
-        if blocked is not None:
-            vocab = blocked.vocab
-            scored = blocked.score(features[start:stop], target, with_greedy=with_greedy, with_rank=with_rank)
-        else:
-            logits = head(features[start:stop]).float()
-            vocab = logits.shape[-1]
-            scored = _score_logits(logits, target, with_greedy=with_greedy, with_rank=with_rank)
+        logits = head(features[start:stop]).float()
+        vocab = logits.shape[-1]
+        scored = _score_logits(logits, target, with_greedy=with_greedy, with_rank=with_rank)
         logprobs[start:stop] = scored[0]
         if greedy is not None:
             greedy[start:stop] = scored[1]
@@ -230,6 +225,50 @@ def target_logprobs(
             rows = chooser.next_rows(n - start)
         else:
             rows = chunk_rows(vocab)
+    return logprobs, greedy, rank
+
+
+def row_slices(n: int, rows: int, workers: int) -> list[tuple[int, int]]:
+    """The chunks of ``n`` rows (``chunk_bounds``), at most ``rows`` each and small enough that
+    every worker gets one when ``n`` is short."""
+    rows = min(rows, -(-n // (workers * GRID_ROWS)) * GRID_ROWS)
+    slices, start = [], 0
+    while start < n:
+        stop = chunk_bounds(start, rows, n)
+        slices.append((start, stop))
+        start = stop
+    return slices
+
+
+def _blocked_logprobs(head: torch.nn.Linear, features: torch.Tensor, targets: torch.Tensor, *, with_greedy: bool,
+                      with_rank: bool, chunk: int | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``target_logprobs`` for a linear head on a CPU: row slices projected a vocabulary block at
+    a time, each on one core, by as many threads as this process has (``projection_threads``)."""
+    n, vocab = features.shape[0], head.weight.shape[0]
+    if n == 0:
+        return (torch.empty(0), torch.empty(0, dtype=torch.bool) if with_greedy else None,
+                torch.empty(0, dtype=torch.long) if with_rank else None)
+    workers = projection_threads.worker_count()
+    chooser = None if chunk else chunk_chooser(vocab, blocked=True, workers=workers)
+    rows = chunk or chooser.next_rows(n)
+    slices = row_slices(n, rows, workers)
+    buffer_rows = max(stop - start for start, stop in slices)
+    projections: dict[int, BlockedProjection] = {}  # each thread's buffers, for this call only
+
+    def score(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        mine = projections.get(threading.get_ident())
+        if mine is None:
+            mine = projections[threading.get_ident()] = BlockedProjection(head, buffer_rows)
+        return mine.score(features[start:stop], targets[start:stop], with_greedy=with_greedy, with_rank=with_rank)
+
+    began = time.perf_counter()
+    scored = projection_threads.map_on_one_core(score, slices, workers)
+    if chooser is not None:
+        chooser.observe(n, rows, time.perf_counter() - began)
+    logprobs = torch.cat([s[0] for s in scored])
+    greedy = torch.cat([s[1] for s in scored]) if with_greedy else None
+    rank = torch.cat([s[2] for s in scored]) if with_rank else None
     return logprobs, greedy, rank
 
 

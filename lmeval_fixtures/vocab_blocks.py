@@ -25,7 +25,15 @@ import torch.nn.functional as F
 from .target_facts import count_above, greedy_from_maximum
 
 VOCAB_BLOCK = 2048
-CHUNK_LOGITS = 1 << 24  # a row chunk holds at most this many float32 logits (64 MB)
+CHUNK_LOGITS = 1 << 24  # one worker's row slice holds at most this many float32 logits (64 MB)
+ALL_SLICES_LOGITS = 1 << 26  # and all workers' slices together at most this many (256 MB)
+
+
+def slice_logits(workers: int) -> int:
+    """How many float32 logits one of ``workers`` threads' slice buffers may hold
+    (``projection_threads``): ``CHUNK_LOGITS``, less where so many threads run that their
+    buffers together would pass ``ALL_SLICES_LOGITS``."""
+    return min(CHUNK_LOGITS, ALL_SLICES_LOGITS // max(1, workers))
 
 
 def is_plain_linear(head: object) -> bool:

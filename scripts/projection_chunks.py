@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speed_models import COMPETITOR  # noqa: E402
 
-from lmeval_fixtures import lm_interface  # noqa: E402
+from lmeval_fixtures import lm_interface, projection_threads  # noqa: E402
+from lmeval_fixtures.vocab_blocks import BlockedProjection  # noqa: E402
 
 
 def seconds(vocab: int, linear: bool, chunk: int | None, rows: int = 16384, width: int = 256,
@@ -50,13 +51,44 @@ def seconds(vocab: int, linear: bool, chunk: int | None, rows: int = 16384, widt
     return statistics.median(times)
 
 
+def intra_op_seconds(vocab: int, rows: int, total: int = 16384, width: int = 256, repeats: int = 5) -> float:
+    """The linear head as it ran before ``projection_threads``: chunks of ``rows`` scored one after
+    another in this thread, each operation spread over torch's intra-op threads (the baseline)."""
+    generator = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(width, vocab, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(vocab, width, generator=generator) * 0.05)
+    features = torch.randn(total, width, generator=generator)
+    targets = torch.randint(0, vocab, (total,), generator=generator)
+    projection = BlockedProjection(layer, rows)
+
+    def run() -> None:
+        start = 0
+        while start < total:
+            stop = lm_interface.chunk_bounds(start, rows, total)
+            projection.score(features[start:stop], targets[start:stop], with_greedy=False, with_rank=True)
+            start = stop
+
+    with torch.inference_mode():
+        run()
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conditions", default="quiet,loaded")
     parser.add_argument("--vocabularies", default="4096,32000")
     args = parser.parse_args()
-    print(f"torch threads {torch.get_num_threads()}; seconds per 16384 rows (median of 5)")
-    print(f"{'condition':<9}{'vocab':>7} {'head':<13}{'smallest':>14}{'largest':>14}{'chooser':>9}  chooser picked")
+    workers = projection_threads.worker_count()
+    print(f"torch threads {torch.get_num_threads()}; seconds per 16384 rows (median of 5); a linear head's "
+          f"slices on {workers} one-core threads; 'before': one thread after another, intra-op threads")
+    print(f"{'condition':<9}{'vocab':>7} {'head':<13}{'smallest':>14}{'largest':>14}{'chooser':>9}  chooser picked"
+          f"{'before (rows)':>22}{'chooser/before':>16}")
     for condition in args.conditions.split(","):
         competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if condition == "loaded" else None
         try:
@@ -64,15 +96,20 @@ def main() -> int:
             for vocab in map(int, args.vocabularies.split(",")):
                 for linear in (True, False):
                     lm_interface._CHOOSERS.clear()  # learn afresh under this condition
-                    candidates = lm_interface.chunk_candidates(vocab, blocked=linear)
+                    candidates = lm_interface.chunk_candidates(vocab, blocked=linear, workers=workers)
                     small, large = candidates[0], candidates[-1]
                     fixed_small, fixed_large = seconds(vocab, linear, small), seconds(vocab, linear, large)
                     chosen = seconds(vocab, linear, None)
-                    chooser = lm_interface.chunk_chooser(vocab, blocked=linear)
+                    chooser = lm_interface.chunk_chooser(vocab, blocked=linear, workers=workers)
                     best = min(chooser.candidates, key=lambda c: chooser.seconds_per_row.get(c, float("inf")))
                     form = "linear" if linear else "whole logits"
+                    before = ""
+                    if linear:  # the largest chunk of the former rule, 2^24 logits, its fastest in most conditions
+                        rows = lm_interface.chunk_candidates(vocab, blocked=True, workers=1)[-1]
+                        former = intra_op_seconds(vocab, rows)
+                        before = f"{former:>15.3f} ({rows:>4}){chosen / former:>16.2f}"
                     print(f"{condition:<9}{vocab:>7} {form:<13}{fixed_small:>8.3f} ({small:>4}){fixed_large:>8.3f} "
-                          f"({large:>4}){chosen:>9.3f}  {best} rows", flush=True)
+                          f"({large:>4}){chosen:>9.3f}  {best:>4} rows{before}", flush=True)
         finally:
             if competitor is not None:
                 competitor.kill()
