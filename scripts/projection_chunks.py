@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,52 +32,51 @@ from speed_models import COMPETITOR  # noqa: E402
 from lmeval_fixtures import lm_interface, projection_threads  # noqa: E402
 from lmeval_fixtures.vocab_blocks import BlockedProjection  # noqa: E402
 
+ROWS, WIDTH, REPEATS = 16384, 256, 5
 
-def seconds(vocab: int, linear: bool, chunk: int | None, rows: int = 16384, width: int = 256,
-            repeats: int = 5) -> float:
+
+def problem(vocab: int) -> tuple[torch.nn.Linear, torch.Tensor, torch.Tensor]:
+    """A random linear head of ``vocab`` outputs, 16384 rows of features and their targets."""
     generator = torch.Generator().manual_seed(0)
-    layer = torch.nn.Linear(width, vocab, bias=False)
+    layer = torch.nn.Linear(WIDTH, vocab, bias=False)
     with torch.no_grad():
-        layer.weight.copy_(torch.randn(vocab, width, generator=generator) * 0.05)
-    features = torch.randn(rows, width, generator=generator)
-    targets = torch.randint(0, vocab, (rows,), generator=generator)
-    head = layer if linear else (lambda f: f @ layer.weight.T)
-    with torch.inference_mode():
-        lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        layer.weight.copy_(torch.randn(vocab, WIDTH, generator=generator) * 0.05)
+    return (layer, torch.randn(ROWS, WIDTH, generator=generator),
+            torch.randint(0, vocab, (ROWS,), generator=generator))
 
 
-def intra_op_seconds(vocab: int, rows: int, total: int = 16384, width: int = 256, repeats: int = 5) -> float:
-    """The linear head as it ran before ``projection_threads``: chunks of ``rows`` scored one after
-    another in this thread, each operation spread over torch's intra-op threads (the baseline)."""
-    generator = torch.Generator().manual_seed(0)
-    layer = torch.nn.Linear(width, vocab, bias=False)
-    with torch.no_grad():
-        layer.weight.copy_(torch.randn(vocab, width, generator=generator) * 0.05)
-    features = torch.randn(total, width, generator=generator)
-    targets = torch.randint(0, vocab, (total,), generator=generator)
-    projection = BlockedProjection(layer, rows)
-
-    def run() -> None:
-        start = 0
-        while start < total:
-            stop = lm_interface.chunk_bounds(start, rows, total)
-            projection.score(features[start:stop], targets[start:stop], with_greedy=False, with_rank=True)
-            start = stop
-
+def median_seconds(run: Callable[[], object]) -> float:
+    """Median of ``REPEATS`` timed calls after one warm-up."""
     with torch.inference_mode():
         run()
         times = []
-        for _ in range(repeats):
+        for _ in range(REPEATS):
             began = time.perf_counter()
             run()
             times.append(time.perf_counter() - began)
     return statistics.median(times)
+
+
+def seconds(vocab: int, linear: bool, chunk: int | None) -> float:
+    layer, features, targets = problem(vocab)
+    head = layer if linear else (lambda f: f @ layer.weight.T)
+    return median_seconds(lambda: lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk))
+
+
+def intra_op_seconds(vocab: int, rows: int) -> float:
+    """The linear head as it ran before ``projection_threads``: chunks of ``rows`` scored one after
+    another in this thread, each operation spread over torch's intra-op threads (the baseline)."""
+    layer, features, targets = problem(vocab)
+    projection = BlockedProjection(layer, rows)
+
+    def run() -> None:
+        start = 0
+        while start < ROWS:
+            stop = lm_interface.chunk_bounds(start, rows, ROWS)
+            projection.score(features[start:stop], targets[start:stop], with_greedy=False, with_rank=True)
+            start = stop
+
+    return median_seconds(run)
 
 
 def main() -> int:
