@@ -9,9 +9,9 @@ descheduled. The blocked head ran thousands of such short regions per call and t
 Independent row slices, each scored from start to end by one thread that runs its
 operations on one core, need no barrier: a descheduled worker delays its own slice
 while the others take the rest of the queue. Measured on the project's 2-core AMD EPYC
-(16384 rows with ranks, ``scripts/projection_chunks.py``): vocabulary 32000, 3.34 s ->
-2.55 s quiet and 10.3 s -> 3.7 s loaded; vocabulary 8192, 0.81 -> 0.70 s quiet and
-2.14 -> 1.01 s loaded.
+(16384 rows with ranks, ``scripts/projection_chunks.py``): vocabulary 32000, 3.44 s ->
+2.89 s quiet and 10.2 s -> 3.8 s loaded; vocabulary 8192, about the same quiet (0.77 s
+against 0.79 s) and 1.91 -> 1.02 s loaded.
 
 A second gain is reproducibility: every slice is computed on one thread, whatever the
 number of workers, so a linear head's figures no longer depend on the thread count (a
