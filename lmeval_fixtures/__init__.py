@@ -13,8 +13,9 @@ from typing import Any
 
 _HOMES = {
     "evaluate": "api", "evaluate_perplexity": "api", "evaluate_smallbench": "api", "profile_latency": "api",
-    "reference_checkpoints": "api", "load_checkpoint": "checkpoints", "Corpus": "corpora",
-    "ModelConfig": "model", "Transformer": "model", "Registry": "registry", "Prompt": "tasks", "Task": "tasks",
+    "reference_checkpoints": "api", "load_checkpoint": "models.loading", "Corpus": "suite.corpora",
+    "ModelConfig": "models.model", "Transformer": "models.model", "Registry": "suite.registry",
+    "Prompt": "suite.tasks", "Task": "suite.tasks",
 }
 __all__ = tuple(sorted(_HOMES))
 

@@ -16,35 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
-from .checkpoints import CheckpointSpec, discover_checkpoints
-from .corpora import Document
-from .declarations import declare
-from .hf_models import text_tokenizer
-from .inputs import Inputs
-from .perplexity import PerplexityResult, score_documents
-from .registry import Registry
-from .run import Finished, Run
-from .run_info import run_metadata
-from .runner import ItemRunner
-from .settings import REFERENCE_DIR, UsageError, default, option_values, plain_name, settings_from_options
-from .smallbench import TaskResult, evaluate_task
-from .tasks import TASKS, Task
-from .timing import RoundPolicy, summarise_ms, time_rounds
-from .tokenizer import TextTokenizer
-
-TokenizerLike = TextTokenizer | Tokenizer
-
-
-def as_text_tokenizer(tokenizer: TokenizerLike | Any, bos_token_id: int | None = None) -> TextTokenizer:
-    """Ours as it is; a Hugging Face fast tokenizer with its BOS (else EOS) as the start token,
-    as lm-evaluation-harness starts sequences; a ``tokenizers.Tokenizer`` with ``<|endoftext|>``."""
-    if isinstance(tokenizer, TextTokenizer):
-        return tokenizer
-    if hasattr(tokenizer, "backend_tokenizer"):
-        return text_tokenizer(tokenizer, "in-memory Hugging Face tokenizer")
-    return TextTokenizer.from_json(tokenizer.to_str(), "in-memory tokenizer", bos_token_id)
+from .core.errors import UsageError
+from .engine.perplexity import Document, PerplexityResult, score_documents
+from .engine.timing import RoundPolicy, summarise_ms, time_rounds
+from .evaluation.inputs import Inputs
+from .evaluation.item_runner import ItemRunner
+from .evaluation.options import default, option_values
+from .evaluation.run import Finished, Run
+from .evaluation.run_info import run_metadata
+from .evaluation.settings import REFERENCE_DIR, plain_name, settings_from_options
+from .models.discovery import CheckpointSpec, discover_checkpoints
+from .models.tokenizer import TokenizerLike, as_text_tokenizer
+from .suite.declarations import declare
+from .suite.registry import Registry
+from .suite.smallbench import TaskResult, evaluate_task
+from .suite.tasks import TASKS, Task
 
 
 def reference_checkpoints() -> list[CheckpointSpec]:

@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmeval_fixtures.checkpoints import checkpoint_name, is_hf_folder
-from lmeval_fixtures.corpora import split_wikitext_articles
-from lmeval_fixtures.data import read_text_file
-from lmeval_fixtures.hf_export import export_hf
-from lmeval_fixtures.settings import REFERENCE_DIR
-from lmeval_fixtures.tasks import TASKS
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR
+from lmeval_fixtures.models.discovery import checkpoint_name, is_hf_folder
+from lmeval_fixtures.models.hf_export import export_hf
+from lmeval_fixtures.suite.sources import read_text_file
+from lmeval_fixtures.suite.tasks import TASKS
+from lmeval_fixtures.suite.wikitext import split_wikitext_articles
 
 ROOT = Path(__file__).resolve().parents[1]
 LMEVAL_YAML = {  # our task -> lm-eval's own task definition, relative to lm_eval/tasks

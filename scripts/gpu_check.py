@@ -57,13 +57,15 @@ from typing import Any
 
 import torch
 
-from lmeval_fixtures import items
-from lmeval_fixtures.checkpoints import LoadedCheckpoint, discover_checkpoints, load_checkpoint, save_checkpoint
-from lmeval_fixtures.model import ModelConfig, Transformer
-from lmeval_fixtures.options import option_values
-from lmeval_fixtures.settings import REFERENCE_DIR, Settings, settings_from_options
-from lmeval_fixtures.timing import RoundPolicy, device_sync, plain_forward_timer, time_rounds
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.engine.timing import RoundPolicy, device_sync, plain_forward_timer, time_rounds
+from lmeval_fixtures.evaluation import items
+from lmeval_fixtures.evaluation.options import option_values
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR, Settings, settings_from_options
+from lmeval_fixtures.models.discovery import discover_checkpoints
+from lmeval_fixtures.models.loading import LoadedCheckpoint, load_checkpoint
+from lmeval_fixtures.models.model import ModelConfig, Transformer
+from lmeval_fixtures.models.native import save_checkpoint
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 Row = list[str]  # check, subject, result, verdict

@@ -40,11 +40,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmeval_fixtures import items
-from lmeval_fixtures.checkpoints import CheckpointSpec, LoadedCheckpoint, discover_checkpoints, load_checkpoint
-from lmeval_fixtures.options import default
-from lmeval_fixtures.settings import REFERENCE_DIR, parse_shapes
-from lmeval_fixtures.timing import RoundPolicy, device_sync, plain_forward_timer
+from lmeval_fixtures.engine.timing import RoundPolicy, device_sync, plain_forward_timer
+from lmeval_fixtures.evaluation import items
+from lmeval_fixtures.evaluation.options import default
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR, parse_shapes
+from lmeval_fixtures.models.discovery import CheckpointSpec, discover_checkpoints
+from lmeval_fixtures.models.loading import LoadedCheckpoint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY_ITEM = "benchmarks/test_latency.py::test_latency"

@@ -30,8 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmeval_fixtures.checkpoints import load_checkpoint  # noqa: E402
-from lmeval_fixtures.settings import REFERENCE_DIR  # noqa: E402
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR  # noqa: E402
+from lmeval_fixtures.models.loading import load_checkpoint  # noqa: E402
 
 BATCH_TOKENS = 16384
 

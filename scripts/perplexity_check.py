@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from lmeval_fixtures.checkpoints import discover_checkpoints, load_checkpoint
-from lmeval_fixtures.corpora import wikitext_documents
-from lmeval_fixtures.data import load_wikitext_articles
-from lmeval_fixtures.perplexity import plan_windows, score_documents
-from lmeval_fixtures.settings import REFERENCE_DIR
+from lmeval_fixtures.engine.perplexity import plan_windows, score_documents
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR
+from lmeval_fixtures.models.discovery import discover_checkpoints
+from lmeval_fixtures.models.loading import load_checkpoint
+from lmeval_fixtures.suite.wikitext import load_wikitext_articles, wikitext_documents
 
 
 @torch.inference_mode()

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speed_models import COMPETITOR  # noqa: E402
 
-from lmeval_fixtures import lm_interface, projection_threads  # noqa: E402
-from lmeval_fixtures.vocab_blocks import BlockedProjection  # noqa: E402
+from lmeval_fixtures.engine import projection as lm_interface
+from lmeval_fixtures.engine import projection_threads
+from lmeval_fixtures.engine.vocab_blocks import BlockedProjection
 
 ROWS, WIDTH, REPEATS = 16384, 256, 5
 

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
-from lmeval_fixtures.checkpoints import discover_checkpoints, load_checkpoint
-from lmeval_fixtures.data import load_task_rows
-from lmeval_fixtures.scoring import Request, score_requests_naively
-from lmeval_fixtures.settings import REFERENCE_DIR
-from lmeval_fixtures.smallbench import evaluate_task
-from lmeval_fixtures.tasks import TASKS
+from lmeval_fixtures.engine.scoring import Request, score_requests_naively
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR
+from lmeval_fixtures.models.discovery import discover_checkpoints
+from lmeval_fixtures.models.loading import load_checkpoint
+from lmeval_fixtures.suite.smallbench import evaluate_task
+from lmeval_fixtures.suite.task_rows import load_task_rows
+from lmeval_fixtures.suite.tasks import TASKS
 
 
 @torch.inference_mode()

@@ -15,7 +15,7 @@ Run from the repository root (issue 15, item 2).
    and an exit handler that runs after pytest's own cleanups); the parent reads the clock
    at launch and exit. To split what one hook does, the probe imports
    ``lmeval_fixtures.plugin`` itself as the initial conftests load, and torch and
-   ``lmeval_fixtures.suite_plugin`` at the start of configure (imports the run makes there
+   ``lmeval_fixtures.plugin.session`` at the start of configure (imports the run makes there
    anyway, now timed one by one), and times ``run_info.git_commit`` and
    ``run_info.environment`` through wrappers. Printed: the median of each phase and of the
    total wall time, and the phase in which each heavy module (torch, transformers,
@@ -59,7 +59,8 @@ OUT_ENV = "STARTUP_PHASES_OUT"  # where the probe writes its readings
 ATTRIBUTE_ENV = "STARTUP_PHASES_ATTRIBUTE"  # "1": pre-import and wrap, to split phases
 GC_FREEZE_ENV = "STARTUP_PHASES_GC_FREEZE"  # "1": gc.freeze() at the end of configure (an experiment)
 PROBE = "startup_phases"
-HEAVY = ("lmeval_fixtures.plugin", "torch", "lmeval_fixtures.suite_plugin", "lmeval_fixtures.items", "safetensors",
+HEAVY = ("lmeval_fixtures.plugin", "torch", "lmeval_fixtures.plugin.session", "lmeval_fixtures.evaluation.items",
+         "safetensors",
          "tokenizers", "numpy", "jsonschema", "datasets", "huggingface_hub", "transformers", "pandas", "scipy",
          "matplotlib")
 
@@ -136,8 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     # the suite's pytest_configure imports these next; imported here they are timed one by one
     _timed_import("torch", "import torch")
-    _timed_import("lmeval_fixtures.suite_plugin", "import lmeval_fixtures.suite_plugin (torch excluded)")
-    from lmeval_fixtures import run_info
+    _timed_import("lmeval_fixtures.plugin.session", "import lmeval_fixtures.plugin.session (torch excluded)")
+    from lmeval_fixtures.evaluation import run_info
 
     run_info.git_commit = _timed("git commit (run_info.git_commit)", run_info.git_commit)
     run_info.environment = _timed("environment and library versions (run_info.environment)",
@@ -263,7 +264,7 @@ TIMELINE = (
 MARK_PHASE = {end: label for label, _, end in TIMELINE} | {
     "items_start": "items (set-up, call, teardown)", "finish_impls_start": "session finish",
     "finish_impls_end": "session finish (reports)", "unconfigure_start": "unconfigure"}
-CONFIGURE_PARTS = ("import torch", "import lmeval_fixtures.suite_plugin (torch excluded)",
+CONFIGURE_PARTS = ("import torch", "import lmeval_fixtures.plugin.session (torch excluded)",
                    "git commit (run_info.git_commit)", "environment and library versions (run_info.environment)")
 
 
@@ -362,7 +363,7 @@ def median_rows(runs: list[dict[str, float]]) -> list[list[str]]:
 
 def item_phases(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     """The probe's readings of ``args.runs`` runs of the small item (after one discarded)."""
-    from lmeval_fixtures.settings import OPTIONS  # where every checkout has it (older ones only there)
+    from lmeval_fixtures.evaluation.options import OPTIONS
 
     command = [sys.executable, "-m", "pytest", "-p", PROBE, "benchmarks", "-m", "perplexity", "-k", "validation",
                "--max-eval-tokens", str(args.max_eval_tokens), "--checkpoint", args.checkpoint,
@@ -417,7 +418,7 @@ def main() -> int:
     import tempfile
     from importlib import metadata
 
-    from lmeval_fixtures.settings import REFERENCE_DIR
+    from lmeval_fixtures.evaluation.settings import REFERENCE_DIR
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="measured runs of the item (default: %(default)s)")

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from lmeval_fixtures.checkpoints import save_checkpoint
-from lmeval_fixtures.model import ModelConfig, Transformer
-from lmeval_fixtures.settings import REFERENCE_DIR
+from lmeval_fixtures.evaluation.settings import REFERENCE_DIR
+from lmeval_fixtures.models.model import ModelConfig, Transformer
+from lmeval_fixtures.models.native import save_checkpoint
 
 
 def write_sweep(folder: Path, count: int) -> None:

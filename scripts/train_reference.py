@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lmeval_fixtures.checkpoints import save_checkpoint
-from lmeval_fixtures.model import ModelConfig, Transformer
+from lmeval_fixtures.models.model import ModelConfig, Transformer
+from lmeval_fixtures.models.native import save_checkpoint
 
 SPECIAL = "<|endoftext|>"
 SWEEP = {"ref-e25": 0.25, "ref-e35": 0.35, "ref-e50": 0.50}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lmeval_fixtures.checkpoints import save_checkpoint
-from lmeval_fixtures.model import ModelConfig, Transformer
+from lmeval_fixtures.models.model import ModelConfig, Transformer
+from lmeval_fixtures.models.native import save_checkpoint
 
 # pytester's in-process runs drop the modules first imported during them; torch's distributed
 # operator registry cannot be imported twice in one process, so load it (via transformers, when

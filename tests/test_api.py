@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmeval_fixtures import evaluate_perplexity, evaluate_smallbench, profile_latency
-from lmeval_fixtures.model import Transformer
+from lmeval_fixtures.models.model import Transformer
 
 from .conftest import make_tokenizer, tiny_config
 
@@ -59,7 +59,7 @@ def test_evaluate_writes_the_record_the_pytest_path_writes(pytester, offline, mo
     import json
 
     from lmeval_fixtures import evaluate
-    from lmeval_fixtures.record import validate_record
+    from lmeval_fixtures.core.schema import validate_record
 
     from .test_gates import lay_out_suite
 
@@ -87,7 +87,7 @@ def test_evaluate_writes_the_record_the_pytest_path_writes(pytester, offline, mo
 
 def test_evaluate_an_in_memory_model_from_a_training_loop(tmp_path):
     from lmeval_fixtures import evaluate
-    from lmeval_fixtures.record import validate_record
+    from lmeval_fixtures.core.schema import validate_record
 
     from .conftest import write_wikitext
 
@@ -124,7 +124,7 @@ def test_evaluate_an_in_memory_model_from_a_training_loop(tmp_path):
 ])
 def test_evaluate_checks_every_option_as_the_command_line_does(options, says):
     from lmeval_fixtures import evaluate
-    from lmeval_fixtures.settings import UsageError
+    from lmeval_fixtures.core.errors import UsageError
 
     tokenizer = make_tokenizer()
     model = Transformer(tiny_config(tokenizer.get_vocab_size()))
@@ -135,7 +135,7 @@ def test_evaluate_checks_every_option_as_the_command_line_does(options, says):
 
 def test_evaluate_refuses_a_missing_tokenizer_a_wrong_model_and_a_bad_name(tmp_path):
     from lmeval_fixtures import evaluate
-    from lmeval_fixtures.settings import UsageError
+    from lmeval_fixtures.core.errors import UsageError
 
     from .conftest import write_native_checkpoint, write_wikitext
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from lmeval_fixtures.batching import MAX_PADDING, length_batches
+from lmeval_fixtures.engine.batching import MAX_PADDING, length_batches
 
 
 def test_a_batch_pads_no_row_by_more_than_an_eighth_of_its_width():

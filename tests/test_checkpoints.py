@@ -8,16 +8,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from lmeval_fixtures.checkpoints import (
-    CheckpointCache,
-    CheckpointError,
-    discover_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-    training_metadata,
-)
-from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.core.errors import CheckpointError
+from lmeval_fixtures.models.discovery import discover_checkpoints
+from lmeval_fixtures.models.loading import CheckpointCache, load_checkpoint
+from lmeval_fixtures.models.model import Transformer
+from lmeval_fixtures.models.native import save_checkpoint, training_metadata
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 
 from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config, write_native_checkpoint
 

@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from lmeval_fixtures.__main__ import main as cli
+from lmeval_fixtures.cli.main import main as cli
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_gates import lay_out_suite
@@ -392,7 +392,7 @@ def test_the_same_run_id_under_other_settings_is_refused(suite):
 def test_bad_declarations_are_usage_errors_naming_the_conftest(pytester, offline, declaration, says):
     pytester.makeconftest(f'''
 from lmeval_fixtures import Corpus, Prompt, Task
-from lmeval_fixtures.data import text_files
+from lmeval_fixtures.suite.sources import text_files
 
 def pytest_lmeval_register(registry, config):
     {declaration}

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.fixtures import ProgressLine
-from lmeval_fixtures.options import DEST_PREFIX, DTYPE_NAMES, OPTIONS
-from lmeval_fixtures.timing import RoundPolicy
+from lmeval_fixtures.engine.timing import RoundPolicy
+from lmeval_fixtures.evaluation.options import DEST_PREFIX, DTYPE_NAMES, OPTIONS
+from lmeval_fixtures.plugin.fixtures import ProgressLine
 
 from .conftest import SUITE_PLUGIN, write_native_checkpoint, write_wikitext
 from .test_gates import lay_out_suite
@@ -39,7 +39,7 @@ def test_own_option(pytestconfig):
 # ---- staying out of other projects' way ------------------------------------------------------
 
 def test_importing_the_plugin_imports_neither_torch_nor_transformers():
-    code = ("import sys, lmeval_fixtures.plugin, lmeval_fixtures.options, lmeval_fixtures; "
+    code = ("import sys, lmeval_fixtures.plugin, lmeval_fixtures.evaluation.options, lmeval_fixtures; "
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -95,7 +95,7 @@ def test_x(pytestconfig):
 
 
 def test_option_dtype_names_match_the_loader():
-    from lmeval_fixtures.checkpoints import DTYPES
+    from lmeval_fixtures.models.loading import DTYPES
 
     assert tuple(DTYPES) == DTYPE_NAMES
     assert all(not o.dest.startswith(DEST_PREFIX) for o in OPTIONS)
@@ -183,7 +183,7 @@ class FakeCapture:
 
 def test_progress_line_shows_done_total_rate_and_time_left(monkeypatch):
     clock = iter([100.0, 102.0, 104.0, 104.1, 110.0])
-    monkeypatch.setattr("lmeval_fixtures.fixtures.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("lmeval_fixtures.plugin.fixtures.time.perf_counter", lambda: next(clock))
     stream, capture = FakeStream(), FakeCapture()
     line = ProgressLine(FakeWriter(), capture, "ck boolq", "rows", stream)  # started at t=100
     line(200, 1000)  # t=102: 100 rows/s, 8 s left
@@ -360,13 +360,13 @@ import sys, types
 from pathlib import Path
 sys.modules["resource"] = None  # as on Windows: import resource raises ImportError
 sys.modules["fcntl"] = None
-import lmeval_fixtures.plugin, lmeval_fixtures.report, lmeval_fixtures.timing as timing
+import lmeval_fixtures.plugin, lmeval_fixtures.core.files, lmeval_fixtures.engine.timing as timing
 locks = []  # msvcrt faked only now: the standard library takes its presence for Windows
 sys.modules["msvcrt"] = types.SimpleNamespace(LK_LOCK=1, LK_UNLCK=0, locking=lambda fd, mode, n: locks.append(mode))
 timing.STATUS = Path("/nonexistent/status")  # no /proc either
 reading = timing.peak_rss_mb()
 assert reading != reading, reading  # NaN: no reading, and no crash
-with lmeval_fixtures.report.run_folder_lock(Path(sys.argv[1])):
+with lmeval_fixtures.core.files.run_folder_lock(Path(sys.argv[1])):
     pass
 assert locks == [1, 0], locks
 print("ok")
@@ -379,8 +379,9 @@ def test_the_package_imports_and_degrades_cleanly_without_posix_modules(tmp_path
 
 
 def test_version_and_mps_are_offered():
-    from lmeval_fixtures.__main__ import main
-    from lmeval_fixtures.settings import UsageError, resolve_device
+    from lmeval_fixtures.cli.main import main
+    from lmeval_fixtures.core.errors import UsageError
+    from lmeval_fixtures.evaluation.settings import resolve_device
 
     with pytest.raises(SystemExit) as shown:
         main(["--version"])

@@ -1,4 +1,5 @@
-from lmeval_fixtures.corpora import Document, split_wikitext_articles, wikitext_detokenize
+from lmeval_fixtures.engine.perplexity import Document
+from lmeval_fixtures.suite.wikitext import split_wikitext_articles, wikitext_detokenize
 
 RAW = "\n".join([
     " ", " = First = ", " ", " Body one . ", " ", " = = Sub = = ", " ", " More text . ", " ",

@@ -10,12 +10,13 @@ import datasets
 import pytest
 
 from lmeval_fixtures import Registry
-from lmeval_fixtures.corpus_option import HubSource, LocalSource, parse_corpus
-from lmeval_fixtures.data import DataError, DataUnavailable, Hub
-from lmeval_fixtures.declarations import declare
-from lmeval_fixtures.figures import figure_table
-from lmeval_fixtures.options import UsageError
-from lmeval_fixtures.settings import option_values, settings_from_options
+from lmeval_fixtures.core.errors import DataError, DataUnavailable, UsageError
+from lmeval_fixtures.evaluation.options import option_values
+from lmeval_fixtures.evaluation.settings import settings_from_options
+from lmeval_fixtures.suite.corpus_option import HubSource, LocalSource, parse_corpus
+from lmeval_fixtures.suite.declarations import declare
+from lmeval_fixtures.suite.figures import figure_table
+from lmeval_fixtures.suite.sources import Hub
 
 from .conftest import halve_baseline_bits_per_byte, write_native_checkpoint, write_wikitext
 

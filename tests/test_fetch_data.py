@@ -17,12 +17,15 @@ from pathlib import Path
 import datasets
 import pytest
 
-from lmeval_fixtures import fetch_data as fetch_module
-from lmeval_fixtures.corpora import Corpus
-from lmeval_fixtures.data import DataError, DataUnavailable, Hub, load_task_rows, load_wikitext_articles, text_files
-from lmeval_fixtures.fetch_data import MANIFEST, HubUnavailable, fetch_data
-from lmeval_fixtures.registry import Registry
-from lmeval_fixtures.tasks import TASKS, Prompt, Task
+from lmeval_fixtures.core.errors import DataError, DataUnavailable, HubUnavailable
+from lmeval_fixtures.suite import fetch_data as fetch_module
+from lmeval_fixtures.suite.corpora import Corpus
+from lmeval_fixtures.suite.fetch_data import MANIFEST, fetch_data
+from lmeval_fixtures.suite.registry import Registry
+from lmeval_fixtures.suite.sources import Hub, text_files
+from lmeval_fixtures.suite.task_rows import load_task_rows
+from lmeval_fixtures.suite.tasks import TASKS, Prompt, Task
+from lmeval_fixtures.suite.wikitext import load_wikitext_articles
 
 WIKI = ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1")
 

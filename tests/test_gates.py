@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.figures import figure_table
-from lmeval_fixtures.gates import BaselineError, GatePolicy, gates_for, load_baseline
-from lmeval_fixtures.registry import Registry
+from lmeval_fixtures.core.errors import BaselineError
+from lmeval_fixtures.records.gates import GatePolicy, gates_for, load_baseline
+from lmeval_fixtures.suite.figures import figure_table
+from lmeval_fixtures.suite.registry import Registry
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_plugin import BENCHMARK

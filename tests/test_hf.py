@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lmeval_fixtures.__main__ import main as cli
-from lmeval_fixtures.checkpoints import load_checkpoint
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.models.loading import load_checkpoint
 
 from .conftest import write_native_checkpoint
 

@@ -9,13 +9,14 @@ import torch
 from tokenizers import processors
 
 from lmeval_fixtures.api import evaluate_smallbench
-from lmeval_fixtures.checkpoints import CheckpointError, discover_checkpoints, load_checkpoint
-from lmeval_fixtures.corpora import Document
-from lmeval_fixtures.hf_adapter import CausalLMAdapter
-from lmeval_fixtures.hf_export import export_hf
-from lmeval_fixtures.perplexity import score_documents
-from lmeval_fixtures.record import validate_record
-from lmeval_fixtures.scoring import Request, score_requests
+from lmeval_fixtures.core.errors import CheckpointError
+from lmeval_fixtures.core.schema import validate_record
+from lmeval_fixtures.engine.perplexity import Document, score_documents
+from lmeval_fixtures.engine.scoring import Request, score_requests
+from lmeval_fixtures.models.discovery import discover_checkpoints
+from lmeval_fixtures.models.hf_adapter import CausalLMAdapter
+from lmeval_fixtures.models.hf_export import export_hf
+from lmeval_fixtures.models.loading import load_checkpoint
 
 from .conftest import SAMPLE_TEXT, make_tokenizer, write_native_checkpoint, write_wikitext
 from .test_perplexity import reference_nll

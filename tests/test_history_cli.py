@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures import __main__ as cli_module
-from lmeval_fixtures.__main__ import build_parser
-from lmeval_fixtures.__main__ import main as cli
-from lmeval_fixtures.comparison import comparable_groups, render_comparison, render_paired
-from lmeval_fixtures.data import DataError, DataUnavailable
-from lmeval_fixtures.figures import figure_table
-from lmeval_fixtures.history import differences, read_history, trend
-from lmeval_fixtures.record import FIGURE_SETTINGS
-from lmeval_fixtures.registry import Registry
-from lmeval_fixtures.run import Run
+from lmeval_fixtures.cli import main as cli_module
+from lmeval_fixtures.cli.main import build_parser
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.core.errors import DataError, DataUnavailable
+from lmeval_fixtures.evaluation.run import Run
+from lmeval_fixtures.records.comparison import comparable_groups, render_comparison, render_paired
+from lmeval_fixtures.records.history import differences, read_history, trend
+from lmeval_fixtures.records.record import FIGURE_SETTINGS
+from lmeval_fixtures.suite.figures import figure_table
+from lmeval_fixtures.suite.registry import Registry
 
 ENVIRONMENT = {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}
 SETTINGS = {"seed": 1234, "max_eval_tokens": None, "ppl_stride": None, "detokenize": True, "prompts": "smallbench",
@@ -75,7 +75,8 @@ def test_a_history_line_carries_the_figure_changing_settings_and_data(tmp_path):
 
 
 def test_every_figure_changing_setting_is_in_what_a_run_records(tmp_path):
-    from lmeval_fixtures.settings import option_values, settings_from_options
+    from lmeval_fixtures.evaluation.options import option_values
+    from lmeval_fixtures.evaluation.settings import settings_from_options
 
     recorded = settings_from_options(option_values(), ini_checkpoints=[], ini_data_dir=None,
                                      rootpath=tmp_path).as_record()
@@ -277,7 +278,7 @@ def test_every_subcommand_and_positional_has_help():
 
 
 def test_help_and_version_do_not_import_torch():
-    code = ("import sys\nfrom lmeval_fixtures.__main__ import build_parser, main\n"
+    code = ("import sys\nfrom lmeval_fixtures.cli.main import build_parser, main\n"
             "for argv in (['--help'], ['--version'], ['history', '--help'], ['fetch-data', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules)\n")
@@ -285,14 +286,14 @@ def test_help_and_version_do_not_import_torch():
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
-# ---- fetch-data: the command around lmeval_fixtures.fetch_data.fetch_data -------------------------
+# ---- fetch-data: the command around lmeval_fixtures.suite.fetch_data.fetch_data -------------------------
 
 @pytest.fixture
 def fake_fetch(monkeypatch):
-    """``lmeval_fixtures.fetch_data`` replaced by a module whose ``fetch_data`` has the real
+    """``lmeval_fixtures.suite.fetch_data`` replaced by a module whose ``fetch_data`` has the real
     signature and records its calls (the command imports it only when it runs)."""
     calls = []
-    module = types.ModuleType("lmeval_fixtures.fetch_data")
+    module = types.ModuleType("lmeval_fixtures.suite.fetch_data")
 
     def fetch_data(dest: Path, *, hub=None, tasks=None, corpora=None, overwrite=False, progress=None):
         calls.append({"dest": dest, "overwrite": overwrite, "hub": hub, "tasks": tasks, "corpora": corpora})
@@ -302,7 +303,7 @@ def fake_fetch(monkeypatch):
         return [dest / "smallbench/sst2/validation.jsonl", dest / "FETCHED.json"]
 
     module.fetch_data, module.fail = fetch_data, None
-    monkeypatch.setitem(sys.modules, "lmeval_fixtures.fetch_data", module)
+    monkeypatch.setitem(sys.modules, "lmeval_fixtures.suite.fetch_data", module)
     return module, calls
 
 

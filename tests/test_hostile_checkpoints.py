@@ -24,18 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from lmeval_fixtures.__main__ import main as cli
 from lmeval_fixtures.api import reference_checkpoints
-from lmeval_fixtures.checkpoints import (
-    CheckpointError,
-    checkpoint_name,
-    checkpoint_names,
-    discover_checkpoints,
-    is_hf_folder,
-    load_checkpoint,
-)
-from lmeval_fixtures.loaded import sha256_file
-from lmeval_fixtures.model import ModelConfig
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.core.errors import CheckpointError
+from lmeval_fixtures.core.files import sha256_file
+from lmeval_fixtures.models.discovery import checkpoint_name, checkpoint_names, discover_checkpoints, is_hf_folder
+from lmeval_fixtures.models.loading import load_checkpoint
+from lmeval_fixtures.models.model import ModelConfig
 
 from .conftest import make_tokenizer, tiny_config, write_native_checkpoint
 from .test_plugin import BENCHMARK, suite  # noqa: F401 (the fixture: benchmark and WikiText data)

@@ -14,18 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from lmeval_fixtures.checkpoints import (
-    CheckpointCache,
-    CheckpointError,
-    CheckpointSpec,
-    checkpoint_names,
-    discover_checkpoints,
-    load_checkpoint,
-)
-from lmeval_fixtures.corpora import Document
-from lmeval_fixtures.hf_models import HubModel, hub_snapshot, parse_hub_id
-from lmeval_fixtures.perplexity import score_documents
-from lmeval_fixtures.record import validate_record
+from lmeval_fixtures.core.errors import CheckpointError
+from lmeval_fixtures.core.schema import validate_record
+from lmeval_fixtures.engine.perplexity import Document, score_documents
+from lmeval_fixtures.models.discovery import CheckpointSpec, checkpoint_names, discover_checkpoints
+from lmeval_fixtures.models.hf_models import HubModel, hub_snapshot, parse_hub_id
+from lmeval_fixtures.models.loading import CheckpointCache, load_checkpoint
 
 from .conftest import SAMPLE_TEXT, write_wikitext
 from .test_hf_checkpoints import CONTEXT, write_hf_llama

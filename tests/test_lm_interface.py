@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from lmeval_fixtures import lm_interface
-from lmeval_fixtures.lm_interface import (
+from lmeval_fixtures.engine import projection as lm_interface
+from lmeval_fixtures.engine.projection import (
     GRID_ROWS,
     ChunkChooser,
     chunk_bounds,
@@ -14,7 +14,7 @@ from lmeval_fixtures.lm_interface import (
     chunk_rows,
     target_logprobs,
 )
-from lmeval_fixtures.vocab_blocks import VOCAB_BLOCK
+from lmeval_fixtures.engine.vocab_blocks import VOCAB_BLOCK
 
 
 @pytest.mark.parametrize("vocab, chunk", [(50, None), (50, 7), (3000, None), (3000, 1000)])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lmeval_fixtures.model import ModelConfig, Transformer, count_parameters
+from lmeval_fixtures.models.model import ModelConfig, Transformer, count_parameters
 
 
 @pytest.mark.parametrize("tied", [True, False])

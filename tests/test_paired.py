@@ -7,8 +7,8 @@ import numpy
 import pytest
 from scipy.stats import binomtest
 
-from lmeval_fixtures.numerics import quantile
-from lmeval_fixtures.paired import mcnemar_exact, paired_accuracy, paired_bits_per_byte
+from lmeval_fixtures.core.numerics import quantile
+from lmeval_fixtures.records.paired import mcnemar_exact, paired_accuracy, paired_bits_per_byte
 
 
 @pytest.mark.parametrize("q", [0.0, 0.025, 0.05, 0.5, 0.975, 1.0])

@@ -17,14 +17,14 @@ import pytest
 
 from lmeval_fixtures import Registry
 from lmeval_fixtures.api import evaluate
-from lmeval_fixtures.data import DataError
-from lmeval_fixtures.doc_prompts import CHOICES
-from lmeval_fixtures.record import validate_record
-from lmeval_fixtures.result_cache import digest
-from lmeval_fixtures.scoring import Request, score_requests_naively
-from lmeval_fixtures.smallbench import evaluate_task, fewshot_prefix
-from lmeval_fixtures.task_files import load_task_file
-from lmeval_fixtures.tasks import TASKS
+from lmeval_fixtures.core.errors import DataError
+from lmeval_fixtures.core.schema import validate_record
+from lmeval_fixtures.engine.scoring import Request, score_requests_naively
+from lmeval_fixtures.evaluation.result_cache import digest
+from lmeval_fixtures.suite.doc_prompts import CHOICES
+from lmeval_fixtures.suite.smallbench import evaluate_task, fewshot_prefix
+from lmeval_fixtures.suite.task_files import load_task_file
+from lmeval_fixtures.suite.tasks import TASKS
 
 from .test_task_files import ROOT, jsonl, lmeval_tasks_dir, rows_of, tiny, write  # noqa: F401 (tiny: a fixture)
 
@@ -305,7 +305,7 @@ def test_per_row_choice_tasks_reach_the_record_summary_and_comparison(pytester, 
 
 
 def test_summary_names_the_position_a_single_class_per_row_task_predicts():
-    from lmeval_fixtures.report import _single_class_lines
+    from lmeval_fixtures.records.summary import _single_class_lines
 
     bench = {"quiz": {"single_class": True, "prediction_counts": [0, 5], "n": 5, "acc": 0.2, "prompt_set": "x",
                       "choices_per_row": True, "rows_by_choice_count": {"2": 5}}}

@@ -11,10 +11,9 @@ import math
 import pytest
 import torch
 
-from lmeval_fixtures.corpora import Document
-from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.perplexity import PerplexityResult, plan_windows, score_documents
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.engine.perplexity import Document, PerplexityResult, plan_windows, score_documents
+from lmeval_fixtures.models.model import Transformer
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 
 from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.record import validate_record
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.core.schema import validate_record
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_perplexity import reference_nll
@@ -61,8 +61,8 @@ def test_bad_checkpoints_fail_alone_and_every_report_is_written(suite):
     # the figures equal the independent reference computation
     record = found["good"]
     tokenizer = TextTokenizer.from_file(good.parent / "tokenizer.json")
-    from lmeval_fixtures.checkpoints import load_checkpoint
-    from lmeval_fixtures.corpora import split_wikitext_articles, wikitext_documents
+    from lmeval_fixtures.models.loading import load_checkpoint
+    from lmeval_fixtures.suite.wikitext import split_wikitext_articles, wikitext_documents
 
     model = load_checkpoint(good).model
     docs = wikitext_documents(split_wikitext_articles((suite.path / "data/wikitext-2-raw/validation.txt").read_text()))

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from lmeval_fixtures import projection_threads
-from lmeval_fixtures.lm_interface import GRID_ROWS, chunk_candidates, row_slices, target_logprobs
-from lmeval_fixtures.vocab_blocks import VOCAB_BLOCK
+from lmeval_fixtures.engine import projection_threads
+from lmeval_fixtures.engine.projection import GRID_ROWS, chunk_candidates, row_slices, target_logprobs
+from lmeval_fixtures.engine.vocab_blocks import VOCAB_BLOCK
 
 
 def linear(vocab: int, width: int, generator: torch.Generator, bias: bool) -> torch.nn.Linear:

@@ -7,14 +7,14 @@ import statistics
 import pytest
 
 from lmeval_fixtures import Corpus, Prompt, Registry, Task
-from lmeval_fixtures.registry import RegistryError
+from lmeval_fixtures.core.errors import RegistryError
 
 from .conftest import halve_baseline_bits_per_byte
 from .test_gates import lay_out_suite
 
 CONFTEST = '''
 from lmeval_fixtures import Corpus, Prompt, Task
-from lmeval_fixtures.data import text_files
+from lmeval_fixtures.suite.sources import text_files
 
 
 def pytest_lmeval_register(registry, config):

@@ -11,10 +11,10 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lmeval_fixtures.record import validate_record
-from lmeval_fixtures.registry import Registry
-from lmeval_fixtures.report import render_summary
-from lmeval_fixtures.run import Run
+from lmeval_fixtures.core.schema import validate_record
+from lmeval_fixtures.evaluation.run import Run
+from lmeval_fixtures.records.summary import render_summary
+from lmeval_fixtures.suite.registry import Registry
 
 from .conftest import write_native_checkpoint
 from .test_plugin import BENCHMARK, suite  # noqa: F401 (the fixture: benchmark and WikiText data)
@@ -228,7 +228,7 @@ def test_every_valid_record_validates_and_renders(fragment):
 @example(14.0, 50, 1)  # about 1010 bits per byte: large, but 2 ** 1010 is still a float64
 @example(15.0, 50, 1)  # about 1082: beyond float64
 def test_bits_per_byte_invariants(loss, tokens, n_bytes):
-    from lmeval_fixtures.perplexity import PerplexityResult
+    from lmeval_fixtures.engine.perplexity import PerplexityResult
 
     result = PerplexityResult(nll=loss * tokens, tokens=tokens, bytes=n_bytes, words=n_bytes, documents=1,
                               windows=1, stride=1, context_length=1)
@@ -245,7 +245,8 @@ def test_bits_per_byte_invariants(loss, tokens, n_bytes):
 
 
 def test_pickled_payload_is_not_run_even_as_plain_pickle(tmp_path):
-    from lmeval_fixtures.checkpoints import CheckpointError, load_checkpoint
+    from lmeval_fixtures.core.errors import CheckpointError
+    from lmeval_fixtures.models.loading import load_checkpoint
 
     path = tmp_path / "plain.pt"
     path.write_bytes(pickle.dumps({"config": {}, "model": RunsCode()}))

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lmeval_fixtures.api import evaluate
-from lmeval_fixtures.result_cache import CacheKey, ResultCache
+from lmeval_fixtures.evaluation.result_cache import CacheKey, ResultCache
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_gates import lay_out_suite, write_smallbench

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.__main__ import main as cli
-from lmeval_fixtures.comparison import render_comparison
-from lmeval_fixtures.figures import figure_table
-from lmeval_fixtures.registry import Registry
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.records.comparison import render_comparison
+from lmeval_fixtures.suite.figures import figure_table
+from lmeval_fixtures.suite.registry import Registry
 
 from .conftest import write_native_checkpoint
 from .test_gates import lay_out_suite
@@ -154,7 +154,7 @@ def test_items_that_never_ran_are_listed_and_the_record_is_incomplete(suite):
 
 def test_comparison_plot_is_written_with_the_plot_extra(tmp_path):
     pytest.importorskip("matplotlib")
-    from lmeval_fixtures.comparison import write_comparison
+    from lmeval_fixtures.records.comparison import write_comparison
 
     records = [comparison_record(n, "t", bpb, embedding_ratio=ratio, val_bits_per_byte=bpb,
                                  latency={"1x128": {"timing": "taken", "mean_ms": ms}}, latency_batch1_seq128=ms)

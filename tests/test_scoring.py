@@ -5,14 +5,9 @@ import random
 import pytest
 from tokenizers import Tokenizer, models
 
-from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.scoring import (
-    Request,
-    encode_pair,
-    score_requests,
-    score_requests_naively,
-)
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.engine.scoring import Request, encode_pair, score_requests, score_requests_naively
+from lmeval_fixtures.models.model import Transformer
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 
 from .conftest import make_tokenizer, tiny_config
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lmeval_fixtures.__main__ import main as cli
-from lmeval_fixtures.sharding import ShardItem, partition
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.evaluation.sharding import ShardItem, partition
 
 from .test_gates import lay_out_suite
 
@@ -96,7 +96,7 @@ def test_the_matrix_workflows_shards_cover_the_sweep_once_and_its_merge_parses(t
 
     import yaml
 
-    from lmeval_fixtures.__main__ import build_parser
+    from lmeval_fixtures.cli.main import build_parser
 
     monkeypatch.delenv("PYTEST_PLUGINS")
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep-shards.yml").read_text())

@@ -10,24 +10,20 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lmeval_fixtures.comparison import render_comparison, verdict
-from lmeval_fixtures.figures import by_key, figure_table
-from lmeval_fixtures.history import history_line
-from lmeval_fixtures.paired import mcnemar_exact, paired_average_accuracy, paired_mean
-from lmeval_fixtures.record import (
-    RecordInvalid,
-    decode_per_row,
-    encode_per_document,
-    encode_per_row,
-    smallbench,
-    validate_record,
-)
-from lmeval_fixtures.registry import Registry
-from lmeval_fixtures.report import render_summary
-from lmeval_fixtures.run import Run
-from lmeval_fixtures.scoring import ScoringStats
-from lmeval_fixtures.smallbench import RowResult, TaskResult
-from lmeval_fixtures.tasks import TASKS
+from lmeval_fixtures.core.errors import RecordInvalid
+from lmeval_fixtures.core.schema import validate_record
+from lmeval_fixtures.engine.scoring import ScoringStats
+from lmeval_fixtures.evaluation.run import Run
+from lmeval_fixtures.records.codecs import decode_per_row, encode_per_document, encode_per_row
+from lmeval_fixtures.records.comparison import render_comparison, verdict
+from lmeval_fixtures.records.fragments import smallbench
+from lmeval_fixtures.records.history import history_line
+from lmeval_fixtures.records.paired import mcnemar_exact, paired_average_accuracy, paired_mean
+from lmeval_fixtures.records.summary import render_summary
+from lmeval_fixtures.suite.figures import by_key, figure_table
+from lmeval_fixtures.suite.registry import Registry
+from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
+from lmeval_fixtures.suite.tasks import TASKS
 
 from .conftest import write_native_checkpoint
 from .test_gates import lay_out_suite

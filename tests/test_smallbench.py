@@ -5,12 +5,13 @@ import math
 
 import pytest
 
-from lmeval_fixtures.data import DataError, load_task_rows, read_task_file
-from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.scoring import Request, score_requests_naively
-from lmeval_fixtures.smallbench import evaluate_task, fewshot_prefix, stderr
-from lmeval_fixtures.tasks import TASKS
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.core.errors import DataError
+from lmeval_fixtures.engine.scoring import Request, score_requests_naively
+from lmeval_fixtures.models.model import Transformer
+from lmeval_fixtures.models.tokenizer import TextTokenizer
+from lmeval_fixtures.suite.smallbench import evaluate_task, fewshot_prefix, stderr
+from lmeval_fixtures.suite.task_rows import load_task_rows, read_task_file
+from lmeval_fixtures.suite.tasks import TASKS
 
 from .conftest import make_tokenizer, tiny_config
 

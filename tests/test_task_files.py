@@ -12,16 +12,16 @@ import datasets
 import pytest
 
 from lmeval_fixtures import Registry
-from lmeval_fixtures.data import DataError, DataUnavailable, Hub, load_task_rows
-from lmeval_fixtures.declarations import declare
-from lmeval_fixtures.doc_prompts import DOC
-from lmeval_fixtures.model import Transformer
-from lmeval_fixtures.options import UsageError
-from lmeval_fixtures.registry import RegistryError
-from lmeval_fixtures.smallbench import evaluate_task
-from lmeval_fixtures.task_files import TaskFileError, load_task_file
-from lmeval_fixtures.tasks import TASKS
-from lmeval_fixtures.tokenizer import TextTokenizer
+from lmeval_fixtures.core.errors import DataError, DataUnavailable, RegistryError, TaskFileError, UsageError
+from lmeval_fixtures.models.model import Transformer
+from lmeval_fixtures.models.tokenizer import TextTokenizer
+from lmeval_fixtures.suite.declarations import declare
+from lmeval_fixtures.suite.doc_prompts import DOC
+from lmeval_fixtures.suite.smallbench import evaluate_task
+from lmeval_fixtures.suite.sources import Hub
+from lmeval_fixtures.suite.task_files import load_task_file
+from lmeval_fixtures.suite.task_rows import load_task_rows
+from lmeval_fixtures.suite.tasks import TASKS
 
 from .conftest import make_tokenizer, tiny_config
 
@@ -375,8 +375,8 @@ def test_shots_are_one_setting_per_run(tmp_path):
 
 
 def test_the_fewshot_delimiter_ends_each_solved_example():
-    from lmeval_fixtures.smallbench import fewshot_prefix
-    from lmeval_fixtures.tasks import Prompt
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+    from lmeval_fixtures.suite.tasks import Prompt
 
     prompt = Prompt("Q: {q}\nA:", ("no", "yes"), fewshot_delimiter="\n###\n")
     pool = [{"q": "one", "label": 1, "idx": 0}, {"q": "two", "label": 0, "idx": 1}]
@@ -396,7 +396,8 @@ def test_a_task_file_clashing_or_badly_named_is_a_usage_error(tmp_path):
 
 
 def test_settings_check_the_task_files_exist(tmp_path, monkeypatch):
-    from lmeval_fixtures.settings import option_values, settings_from_options
+    from lmeval_fixtures.evaluation.options import option_values
+    from lmeval_fixtures.evaluation.settings import settings_from_options
 
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "here.yaml", "x: 1\n")

@@ -7,8 +7,8 @@ import numpy
 import pytest
 import torch
 
-from lmeval_fixtures import timing
-from lmeval_fixtures.timing import MemoryWatch, percentile, summarise_ms, synchronised
+from lmeval_fixtures.engine import timing
+from lmeval_fixtures.engine.timing import MemoryWatch, percentile, summarise_ms, synchronised
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_plugin import BENCHMARK

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from lmeval_fixtures.__main__ import main as cli
 from lmeval_fixtures.api import evaluate
-from lmeval_fixtures.watch import training_step, watch
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.cli.watch import training_step, watch
 
 from .conftest import write_native_checkpoint, write_wikitext
 

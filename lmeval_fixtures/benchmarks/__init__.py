@@ -5,5 +5,5 @@
 
 The repository's top-level ``benchmarks/`` files import these same functions, so the
 two cannot drift apart. Like ``plugin.py`` and ``fixtures.py``, this is the pytest
-layer; the item bodies are ``lmeval_fixtures.items``.
+layer; the item bodies are ``lmeval_fixtures.evaluation.items``.
 """

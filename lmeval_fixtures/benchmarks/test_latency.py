@@ -6,7 +6,7 @@ timing was taken and skip. Run them with ``-p no:xdist -m "latency or throughput
 
 import pytest
 
-from lmeval_fixtures import items
+from ..evaluation import items
 
 
 @pytest.mark.latency

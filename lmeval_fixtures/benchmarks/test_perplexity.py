@@ -1,13 +1,13 @@
 """Perplexity per checkpoint, corpus and split (docs/design.md, "Metrics").
 
 Parametrized over the run's corpora (WikiText-2 raw by default; a conftest adds
-more with ``pytest_lmeval_register``). The body is ``lmeval_fixtures.items``,
+more with ``pytest_lmeval_register``). The body is ``lmeval_fixtures.evaluation.items``,
 the same code the library API runs.
 """
 
 import pytest
 
-from lmeval_fixtures import items
+from ..evaluation import items
 
 
 @pytest.mark.perplexity

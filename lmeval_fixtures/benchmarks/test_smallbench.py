@@ -6,7 +6,7 @@ adds more with ``pytest_lmeval_register``).
 
 import pytest
 
-from lmeval_fixtures import items
+from ..evaluation import items
 
 
 @pytest.mark.smallbench

@@ -1,0 +1,275 @@
+"""Command line: ``lmeval-fixtures`` (also ``python -m lmeval_fixtures``).
+
+    run [PYTEST_ARGS...]      the benchmark items shipped in the package, from any folder:
+                              pytest -p lmeval_fixtures.plugin --pyargs lmeval_fixtures.benchmarks ...
+    merge OUT SHARD_DIR...    join shard reports (same run, same data) into OUT
+    compare RECORD_OR_DIR...  comparison.md (and .png) for records of earlier runs; records
+                              measured with other settings or data are grouped apart, not ranked
+    export-hf CHECKPOINT OUT_DIR
+                              a Hugging Face Llama folder with the same weights (needs the hf extra)
+    history [--checkpoint NAME] [--metric KEY]
+                              trend of a figure over the runs in reports/history.jsonl that were
+                              measured as the latest was
+    watch DIR [--interval S] [--metric KEY] [--families F,...] [--set KEY=VALUE]
+                              evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
+    fetch-data DIR [--overwrite]
+                              the local data layout (what --data-dir reads), from the Hugging Face hub
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import CommandError
+
+# Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
+# and each command imports what it needs when it runs.
+from ..evaluation.options import default
+
+DISTRIBUTION = "lmeval-fixtures"
+
+
+def package_version() -> str:
+    """The installed distribution's version: a source tree that was never installed says so
+    instead of failing, since ``--version`` is what one asks when something seems off."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "(version unknown: not installed; pip install -e .)"
+
+
+def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")) -> list[Path]:
+    """Join shard reports of one run into ``out``, through the same ``Run.finish`` as a pytest run."""
+    from ..core.errors import RecordMergeError
+    from ..evaluation.run import Run
+    from ..records.store import find_records, read_samples
+    from ..suite.registry import Registry
+
+    found = find_records(shards)
+    run_ids = sorted({str(record.get("run_id")) for _, record in found})
+    if len(run_ids) > 1:
+        raise CommandError(f"shards of different runs ({', '.join(run_ids)}): give every shard the same --run-id")
+    seen_data: dict[str, tuple[str, Path]] = {}
+    run = Run({}, Registry.default())
+    for file, record in found:
+        for data_name, sha in record.get("data_fingerprints", {}).items():
+            earlier = seen_data.setdefault(data_name, (sha, file))
+            if earlier[0] != sha:
+                raise CommandError(f"{file}: refused: {data_name} differs from the data of {earlier[1]}")
+        try:
+            run.adopt(record, read_samples(file.parent))
+        except RecordMergeError as exc:
+            raise CommandError(f"{file}: refused: {exc}") from None
+    done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
+    if done.errors:
+        raise CommandError("; ".join(done.errors))
+    return done.paths
+
+
+def compare(paths: list[Path], out: Path, compare_by: str) -> list[Path]:
+    """comparison.md for records of earlier runs; ``write_comparison`` keeps records measured
+    otherwise in groups of their own."""
+    from ..records.comparison import row_labels, write_comparison
+    from ..records.store import find_records, read_samples
+    from ..suite.figures import figure_table
+    from ..suite.registry import Registry
+
+    found = find_records(paths)
+    records = [record for _, record in found]
+    samples = {label: read_samples(file.parent) for label, (file, _) in zip(row_labels(records), found, strict=True)}
+    return write_comparison(records, out, figure_table(Registry.default(), records), compare_by, samples)
+
+
+def show_history(path: Path, checkpoints: list[str] | None, metric: str, previous: int) -> int:
+    """Print each checkpoint's trend of ``metric``: the runs measured as its latest, a note on
+    the runs left out (other settings or data), and the verdict on the latest value."""
+    from ..records.history import metrics_in, read_history, trend
+
+    if not path.exists():
+        raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
+    lines = read_history(path)
+    if metric not in metrics_in(lines):
+        raise CommandError(f"--metric {metric}: {path} holds {', '.join(metrics_in(lines)) or 'no figures'}")
+    names = checkpoints or sorted({line["checkpoint"] for line in lines})
+    for name in names:
+        found = trend(lines, name, metric, previous)
+        print(f"== {name}: {metric}")
+        for row in found.rows:
+            print("  " + row)
+        for note in found.notes:
+            print(note)
+        print(found.verdict)
+    return 0
+
+
+def fetch(dest: Path, overwrite: bool) -> list[Path]:
+    """The data layout under ``dest`` from the hub (``fetch_data.fetch_data``); each step on stderr,
+    so that stdout holds only the files written."""
+    from ..suite.fetch_data import fetch_data
+
+    return fetch_data(dest, overwrite=overwrite, progress=lambda line: print(line, file=sys.stderr))
+
+
+def export(checkpoint: Path, out: Path, force: bool) -> list[Path]:
+    from ..models.hf_export import export_hf
+
+    return [export_hf(checkpoint, out, force=force)]
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The failures a command reports in one line (exit 2) rather than a traceback. Imported
+    only when one happens: by then the command has imported these modules anyway."""
+    from ..core.errors import CheckpointError, DataError, DataUnavailable, RecordsNotFound
+
+    return (CommandError, RecordsNotFound, OSError, ValueError, ImportError, CheckpointError, DataError,
+            DataUnavailable)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An option's old name: still accepted, hidden from ``--help``, and a note on stderr names the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_name: str, **kwargs: Any) -> None:
+        self.new_name = new_name
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated; use {self.new_name}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_compare_by(command: argparse.ArgumentParser) -> None:
+    """``--compare-by``, named as the pytest option it mirrors; ``--sort-by``, its old name, still works."""
+    command.add_argument("--compare-by", default=default("compare_by"), metavar="KEY",
+                         help="figure key comparison.md is sorted by, as pytest's --compare-by "
+                              "(default: %(default)s)")
+    command.add_argument("--sort-by", dest="compare_by", action=DeprecatedAlias, new_name="--compare-by")
+
+
+RUN_PREFIX = ("-p", "lmeval_fixtures.plugin", "-p", "no:cacheprovider", "--pyargs", "lmeval_fixtures.benchmarks")
+
+
+def run_suite(pytest_args: list[str]) -> int:
+    """The packaged items under pytest, with every pytest and suite option passed through; the
+    reports go to ./reports (the installed package is never written to, nor its .pytest_cache)."""
+    import pytest
+
+    return int(pytest.main([*RUN_PREFIX, *pytest_args]))
+
+
+def watch_folder(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from .watch import watch
+
+    options: dict[str, Any] = {"families": [f for f in args.families.split(",") if f]}
+    for pair in args.set or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
+        options[key.replace("-", "_")] = value
+    for key in ("data_dir", "report_dir"):
+        if getattr(args, key):
+            options[key] = getattr(args, key)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        watch(args.dir, run_id=args.run_id or time.strftime("watch-%Y%m%dT%H%M%SZ", time.gmtime()),
+              metric=args.metric, interval=args.interval, options=options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; building it imports nothing heavy."""
+    parser = argparse.ArgumentParser(prog="lmeval-fixtures", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", add_help=False, help="run the benchmark items shipped in the package (any pytest "
+                        "or suite option after it; `run --help` is pytest's help)")
+    merge_cmd = commands.add_parser("merge", help="join shard reports into one")
+    merge_cmd.add_argument("out", type=Path, metavar="OUT", help="run folder to write (or to fold the shards into)")
+    merge_cmd.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR",
+                           help="a shard's run folder (reports/<run_id> of its --report-dir), or a metrics.json")
+    add_compare_by(merge_cmd)
+    compare_cmd = commands.add_parser("compare", help="compare records of earlier runs")
+    compare_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
+                             help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
+    compare_cmd.add_argument("--out", type=Path, default=Path("."), help="folder for comparison.md (default: .)")
+    add_compare_by(compare_cmd)
+    export_cmd = commands.add_parser("export-hf", help="write a Hugging Face Llama folder")
+    export_cmd.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
+                            help="a native checkpoint (.safetensors with config.json beside it, or .pt)")
+    export_cmd.add_argument("out", type=Path, metavar="OUT_DIR", help="new or empty folder for the Llama export")
+    export_cmd.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    history_cmd = commands.add_parser("history", help="trend of a figure across runs measured alike")
+    history_cmd.add_argument("--file", type=Path, default=Path("reports/history.jsonl"),
+                             help="the history file (default: %(default)s)")
+    history_cmd.add_argument("--checkpoint", action="append", metavar="NAME",
+                             help="checkpoint name; repeatable (default: all)")
+    history_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
+                             help="a figure of the history file (default: %(default)s)")
+    history_cmd.add_argument("--previous", type=int, default=5, metavar="N",
+                             help="runs the latest is compared with (default: %(default)s)")
+    watch_cmd = commands.add_parser("watch", help="evaluate each new checkpoint in a folder as training writes it")
+    watch_cmd.add_argument("dir", type=Path, metavar="DIR", help="the folder training saves checkpoints into")
+    watch_cmd.add_argument("--interval", type=float, default=30.0, metavar="S",
+                           help="seconds between polls; a checkpoint is read once unchanged for one (default: 30)")
+    watch_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
+                           help="figure of trend.md / trend.png against training step (default: %(default)s)")
+    watch_cmd.add_argument("--families", default="perplexity,smallbench", metavar="F,...",
+                           help="which families to run (default: %(default)s)")
+    watch_cmd.add_argument("--run-id", metavar="ID", help="the run folder every checkpoint goes into "
+                           "(default: watch-<UTC time>); the same id again continues it")
+    watch_cmd.add_argument("--data-dir", metavar="DIR", help="as the pytest option")
+    watch_cmd.add_argument("--report-dir", metavar="DIR", help="as the pytest option (default: reports)")
+    watch_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
+                           help="any other option by its name, e.g. --set max_eval_tokens=20000; repeatable")
+    fetch_cmd = commands.add_parser("fetch-data", help="write the local data layout from the Hugging Face hub")
+    fetch_cmd.add_argument("dest", type=Path, metavar="DIR",
+                           help="folder to write the data layout into (then pass it as --data-dir)")
+    fetch_cmd.add_argument("--overwrite", action="store_true",
+                           help="replace files already there (default: refuse to)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # everything after it is pytest's, options included
+        return run_suite(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "watch":
+            return watch_folder(args)
+        if args.command == "history":
+            return show_history(args.file, args.checkpoint, args.metric, args.previous)
+        if args.command == "export-hf":
+            written = export(args.checkpoint, args.out, args.force)
+        elif args.command == "merge":
+            written = merge(args.out, args.shards, args.compare_by)
+        elif args.command == "fetch-data":
+            written = fetch(args.dest, args.overwrite)
+        else:
+            written = compare(args.records, args.out, args.compare_by)
+    except Exception as exc:  # narrowed at once: user_errors() imports their classes only now
+        if not isinstance(exc, user_errors()):
+            raise
+        print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Watch a training run's checkpoint folder and evaluate each new checkpoint as it appears.
+
+A checkpoint is evaluated once its files have stopped changing (the same sizes and
+modification times at two polls ``interval`` seconds apart), so a file still being
+written is never read half-way. Every checkpoint goes into one run folder (the same
+run id, so records merge under the run's lock): each evaluation appends its history
+line, rewrites comparison.md over every checkpoint so far, and redraws the trend of
+the chosen figure against the training step (``trend.md``, and ``trend.png`` with
+the plot extra). Ctrl-C (or SIGTERM) stops between polls or evaluations; what was
+evaluated stays written, and an evaluation cut short resumes from the result cache
+on the next start.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.files import write_atomic
+from ..models.discovery import CheckpointSpec, discover_checkpoints
+from ..suite.figures import figure_table
+from ..suite.registry import Registry
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def files_signature(path: Path) -> Signature:
+    """Sizes and modification times of a checkpoint's files (a folder's, or a file's with its sidecars)."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    else:
+        files = [path] + [path.parent / n for n in ("config.json", "tokenizer.json") if (path.parent / n).exists()]
+    signature = []
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:  # gone between listing and reading: still changing
+            continue
+        signature.append((str(file), stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
+
+
+def training_step(record: dict[str, Any]) -> int | None:
+    """The step a checkpoint was saved at: its training metadata, else the last number in its name."""
+    step = (record.get("checkpoint", {}).get("training") or {}).get("step")
+    if isinstance(step, (int, float)):
+        return int(step)
+    numbers = re.findall(r"\d+", record.get("checkpoint", {}).get("name", ""))
+    return int(numbers[-1]) if numbers else None
+
+
+@dataclass
+class Watcher:
+    """One watched folder. ``evaluate`` is ``lmeval_fixtures.evaluate`` (a parameter so tests can count calls)."""
+
+    folder: Path
+    run_id: str
+    metric: str
+    options: dict[str, Any]
+    evaluate: Callable[..., Any]
+    seen: dict[str, Signature] = field(default_factory=dict)  # path -> signature at the last poll
+    done: dict[str, str] = field(default_factory=dict)  # path -> checkpoint name, once evaluated
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def poll(self) -> list[CheckpointSpec]:
+        """Checkpoints whose files did not change since the last poll and are not yet evaluated."""
+        ready = []
+        for spec in discover_checkpoints([self.folder]):
+            key = str(spec.path)
+            if key in self.done or not spec.path.exists():
+                continue
+            signature = files_signature(spec.path)
+            if signature and self.seen.get(key) == signature:
+                ready.append(spec)
+            self.seen[key] = signature
+        return ready
+
+    def evaluate_one(self, spec: CheckpointSpec) -> list[Path]:
+        name = spec.name
+        taken = set(self.done.values())
+        suffix = 2
+        while name in taken:  # a later file's name never replaces an earlier checkpoint's record
+            name, suffix = f"{spec.name}-{suffix}", suffix + 1
+        finished = self.evaluate(spec.path, name=name, run_id=self.run_id, **self.options)
+        self.done[str(spec.path)] = name
+        self.records.update(finished.records)
+        return list(finished.paths) + self.write_trend(Path(finished.paths[0]).parent.parent if finished.paths
+                                                       else None)
+
+    def write_trend(self, run_folder: Path | None) -> list[Path]:
+        if run_folder is None:
+            return []
+        figures = {f.key: f for f in figure_table(Registry.default(), list(self.records.values()))}
+        figure = figures.get(self.metric)
+        rows = []
+        for name, record in self.records.items():
+            value = figure.value(record) if figure else record.get(self.metric)
+            rows.append((training_step(record), name, value))
+        rows.sort(key=lambda r: (r[0] is None, r[0] or 0, r[1]))
+        label = figure.label if figure else self.metric
+        lines = [f"# {label} against training step", "", f"| step | checkpoint | {label} |", "|--:|---|--:|"]
+        lines += [f"| {'—' if s is None else s} | {n} | {'—' if v is None else f'{v:.6g}'} |" for s, n, v in rows]
+        written = [run_folder / "trend.md"]
+        write_atomic(written[0], "\n".join(lines) + "\n")
+        points = [(s, v) for s, _, v in rows if s is not None and isinstance(v, (int, float))]
+        picture = _plot_trend(points, label, run_folder / "trend.png")
+        return written + ([picture] if picture else [])
+
+
+def _plot_trend(points: list[tuple[int, float]], label: str, path: Path) -> Path | None:
+    if len(points) < 2:
+        return None
+    from ..records.plots import _pyplot
+
+    plt = _pyplot()
+    if plt is None:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+    axes.set_xlabel("training step")
+    axes.set_ylabel(label)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def watch(folder: Path, *, run_id: str, metric: str, interval: float, options: dict[str, Any],
+          evaluate: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep,
+          report: Callable[[str], None] = print) -> Watcher:
+    """Polls ``folder`` every ``interval`` seconds until Ctrl-C; returns the watcher (what it evaluated)."""
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder to watch")
+    if evaluate is None:
+        from ..api import evaluate
+    watcher = Watcher(folder, run_id, metric, options, evaluate)
+    report(f"watching {folder} every {interval:g} s (run {run_id}); Ctrl-C stops")
+    try:
+        while True:
+            for spec in watcher.poll():
+                report(f"evaluating {spec.path}")
+                for path in watcher.evaluate_one(spec):
+                    report(f"  {path}")
+            sleep(interval)
+    except KeyboardInterrupt:
+        report(f"stopped: {len(watcher.done)} checkpoint(s) evaluated into run {run_id}")
+    return watcher

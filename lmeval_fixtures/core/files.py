@@ -1,0 +1,124 @@
+"""TODO docstring (from checkpoints.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckpointError
+
+if TYPE_CHECKING:  # tokenizer.py imports special_file_message from here
+    pass
+import tempfile
+
+
+def readable_by_umask(path: Path) -> None:
+    """Give a written file the permissions ``open`` would (the writer may have made it private)."""
+    os.chmod(path, default_file_mode())
+
+
+def json_lines(text: str, where: Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank JSON Lines line; a bad line raises ``error``
+    naming ``where`` and the line."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{where}:{number}: invalid JSON ({exc.msg})") from None
+
+SPECIAL_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                      (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_message(path: Path) -> str | None:
+    """The one-line refusal of a path that is neither a regular file nor a folder, else None.
+
+    Decided by ``os.stat`` alone, never by opening: opening a FIFO blocks until a writer
+    comes (the whole session hangs), and a device can be read forever. A path that cannot
+    be stat'ed gives None, so that the reader's own "missing" message applies.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = next((name for is_kind, name in SPECIAL_FILE_KINDS if is_kind(mode)), "not a regular file")
+    return f"{path}: not a regular file ({kind}); copy its content to a regular file and pass that"
+
+
+def default_file_mode() -> int:
+    """The permissions ``open`` gives a new file under the user's umask (mkstemp and some writers
+    make files private, so a CI artifact step or a colleague could not read them)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def require_regular(path: Path) -> None:
+    """``special_file_message`` as a ``CheckpointError``."""
+    message = special_file_message(path)
+    if message is not None:
+        raise CheckpointError(message)
+
+
+def sha256_file(path: Path) -> str:
+    """Digest read in 1 MiB blocks, so a large weights file is never held in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file, then rename: an interrupted run never leaves half a file.
+    The file gets the permissions of the user's umask, as ``open`` would give it (``mkstemp``
+    makes it private, and a CI artifact step or a colleague could not read it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())  # by name: os.fchmod is POSIX-only before Python 3.13
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder while its records are read and written, so two
+    invocations with the same run id (shards, or runs at once) merge instead of overwriting."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a", encoding="utf-8") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: msvcrt's byte-range lock (retried for about 10 s, then an OSError)
+            fcntl = None
+        if fcntl is None:
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

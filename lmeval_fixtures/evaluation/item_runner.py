@@ -1,0 +1,169 @@
+"""Running the suite's items without pytest (the library API's ``evaluate``).
+
+The same item bodies as the shipped benchmarks (``items.py``), the same record
+builders, gates and outcomes; an item that fails is recorded with its one-line
+reason and the next one runs, as under pytest. Item ids read like pytest's
+(``evaluate::test_perplexity[name-validation]``) so a record says what ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..core.errors import BaselineError, CheckpointError, DataError, DataUnavailable
+from ..engine.timing import plain_forward_timer
+from ..models.contract import Allocation
+from ..models.discovery import CheckpointSpec
+from ..models.hf_adapter import is_hf_causal_lm
+from ..models.loading import LoadedCheckpoint
+from ..records import fragments
+from ..records.gates import gates_for
+from ..suite.figures import Figure
+from ..suite.registry import Registry
+from . import items
+from .inputs import Inputs
+from .run import Run
+from .settings import Settings
+
+
+class Skip(Exception):
+    """An item that cannot run here (no data, too long a sequence); recorded as skipped."""
+
+
+class Failed(Exception):
+    """An item whose figures are unsound or regressed; recorded as failed, figures kept."""
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over an in-memory model's parameters (names and bytes): two records of the same
+    weights merge, other weights are refused, as for files."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(bytes(tensor.detach().cpu().clone().untyped_storage()))
+    return digest.hexdigest()
+
+
+def in_memory_checkpoint(spec: CheckpointSpec, model: torch.nn.Module, tokenizer: Any) -> LoadedCheckpoint:
+    from ..models.model import Transformer
+    from ..models.tokenizer import as_text_tokenizer
+
+    text_tokenizer = as_text_tokenizer(tokenizer)
+    if isinstance(model, Transformer):
+        allocation = Allocation.of_native(model.config)
+        config: dict[str, Any] | None = model.config.to_dict() | {"d_ff": model.config.d_ff}
+        native = model.config
+    elif is_hf_causal_lm(model):
+        from ..models.hf_models import allocation as hf_allocation
+        from ..models.hf_models import context_length
+
+        allocation = hf_allocation(model, context_length(model.config, tokenizer))
+        config, native = model.config.to_dict(), None
+    else:
+        raise CheckpointError(f"{spec.name}: pass the native Transformer, a Hugging Face causal LM, or a "
+                              f"checkpoint path (got {type(model).__name__})")
+    identity = {"name": spec.name, "path": str(spec.path), "format": "in-memory", "sha256": weights_digest(model),
+                "tokenizer_sha256": text_tokenizer.sha256, "config": config, "training": {}}
+    return LoadedCheckpoint(spec.name, spec.path, model, text_tokenizer, native, allocation, identity)
+
+
+class ItemRunner:
+    def __init__(self, run: Run, inputs: Inputs, settings: Settings, figures: list[Figure]) -> None:
+        self.run = run
+        self.inputs = inputs
+        self.settings = settings
+        self.figures = figures
+
+    def load(self, spec: CheckpointSpec, model: torch.nn.Module | None, tokenizer: Any) -> LoadedCheckpoint | None:
+        try:
+            loaded = self.inputs.checkpoint(spec) if model is None else in_memory_checkpoint(spec, model, tokenizer)
+        except CheckpointError as exc:
+            failure = fragments.load_failure(spec.name, str(spec.path), str(exc))
+            self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, failure)])
+            self.run.add_outcome(spec.name, fragments.IDENTITY_ITEM, "error", str(exc))
+            return None
+        self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, fragments.identity(loaded))])
+        return loaded
+
+    def all(self, loaded: LoadedCheckpoint, families: tuple[str, ...] | list[str], registry: Registry) -> None:
+        settings, name = self.settings, loaded.name
+        if "latency" in families:
+            for batch, seq in settings.latency_shapes:
+                self.item(loaded, f"test_latency.py::test_latency[{name}-{batch}x{seq}]",
+                          lambda b=batch, s=seq: self._timed(loaded, s, lambda: items.latency(
+                              loaded, b, s, settings, plain_forward_timer)))
+        if "perplexity" in families:
+            for corpus in registry.corpora.values():
+                for split in corpus.splits:
+                    label = split if corpus.legacy else f"{corpus.name}-{split}"
+                    self.item(loaded, f"test_perplexity.py::test_perplexity[{name}-{label}]",
+                              lambda c=corpus, s=split: items.perplexity(
+                                  loaded, self._corpus(loaded, c, s), settings, None, self.inputs.cache)[::2])
+        if "smallbench" in families:
+            for task in registry.tasks.values():
+                self.item(loaded, f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
+                          lambda t=task: items.smallbench(loaded, self._data(lambda: self.inputs.task_data(t)),
+                                                          settings, None, self.inputs.cache)[::2])
+        if "throughput" in families:
+            seq = settings.throughput_shape[1]
+            self.item(loaded, f"test_latency.py::test_throughput[{name}]",
+                      lambda: self._timed(loaded, seq, lambda: (items.throughput(loaded, settings,
+                                                                                 plain_forward_timer), [])))
+            self.item(loaded, f"test_latency.py::test_batch_scaling[{name}]",
+                      lambda: self._timed(loaded, seq, lambda: items.batch_scaling(loaded, settings)))
+
+    def item(self, loaded: LoadedCheckpoint, item_id: str,
+             body: Callable[[], tuple[fragments.Fragment, list[str]]]) -> None:
+        """Run one item: record its fragment, then its gates; the outcome says how it ended."""
+        item_id = f"evaluate::{item_id}"
+        self.run.expect(loaded.name, item_id)
+        start = time.perf_counter()
+        outcome, reason = "passed", None
+        try:
+            fragment, problems = body()
+            self.run.absorb([(loaded.name, item_id, fragment)])
+            if problems:
+                raise Failed("; ".join(problems))
+            self._gate(loaded, item_id, fragment)
+        except Skip as exc:
+            outcome, reason = "skipped", str(exc)
+        except (Failed, DataError, BaselineError) as exc:
+            outcome, reason = "failed", str(exc)
+        except Exception as exc:  # a crash in one item must not lose the others' figures
+            outcome, reason = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.run.add_outcome(loaded.name, item_id, outcome, reason, round(time.perf_counter() - start, 3))
+
+    def _gate(self, loaded: LoadedCheckpoint, item_id: str, fragment: fragments.Fragment) -> None:
+        found = gates_for(fragment, self.figures, self.inputs.baseline(loaded.name), self.settings.gate_policy,
+                          {"device": self.settings.device, "dtype": self.settings.dtype})
+        if found:
+            self.run.absorb([(loaded.name, item_id, fragments.gate_verdicts(found))])
+        failed = [g.message for g in found if not g.ok]
+        if failed:
+            raise Failed(f"{loaded.name}: " + "; ".join(failed))
+
+    def _corpus(self, loaded: LoadedCheckpoint, corpus: Any, split: str) -> Any:
+        refusal = items.perplexity_refusal(loaded, self.settings)
+        if refusal:
+            raise Failed(refusal)
+        return self._data(lambda: self.inputs.corpus_split(corpus, split))
+
+    @staticmethod
+    def _data(load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except DataUnavailable as exc:
+            raise Skip(str(exc)) from None
+
+    @staticmethod
+    def _timed(loaded: LoadedCheckpoint, seq: int, body: Callable[[], tuple[fragments.Fragment, list[str]]]
+               ) -> tuple[fragments.Fragment, list[str]]:
+        too_long = items.too_long(loaded, seq)
+        if too_long:
+            raise Skip(too_long)
+        return body()

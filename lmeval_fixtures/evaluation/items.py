@@ -1,0 +1,185 @@
+"""The body of each evaluation item, free of pytest: the shipped benchmarks and the library
+API run the same code, so both write the same figures.
+
+Each function measures, and returns the fragment to record plus what must hold
+(``problems``: an empty list when the figures are sound). The caller records the
+fragment first and then fails on a problem, so a broken figure is both kept and
+reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..engine.perplexity import PerplexityResult, score_documents
+from ..engine.timing import MemoryWatch, RoundPolicy, is_out_of_memory, summarise_ms, time_rounds
+from ..models.loading import LoadedCheckpoint
+from ..records import fragments, record
+from ..suite.smallbench import TaskResult, evaluate_task
+from .inputs import CorpusSplit, TaskData
+from .result_cache import CacheKey, ResultCache, digest, item_key, texts_digest
+from .settings import Settings
+
+# times model(ids): (model, ids, round policy) -> statistics in ms (timing.summarise_ms plus "timer")
+ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, RoundPolicy], dict[str, Any]]
+Progress = Callable[[int, int], None]
+
+
+def perplexity_refusal(loaded: LoadedCheckpoint, settings: Settings) -> str | None:
+    """Why this checkpoint's perplexity cannot be measured with these settings (one line), or None."""
+    if settings.ppl_stride is not None and settings.ppl_stride > loaded.max_seq_len:
+        return (f"--ppl-stride {settings.ppl_stride} exceeds {loaded.name}'s context of {loaded.max_seq_len} tokens; "
+                f"use a stride of at most {loaded.max_seq_len}")
+    return None
+
+
+def cache_key(loaded: LoadedCheckpoint, settings: Settings, item: str, inputs: str, **extra: Any) -> CacheKey | None:
+    """What an evaluation item's figures depend on (``result_cache``): weights, tokenizer, the exact
+    inputs, the figure-changing settings and the context; not the device's thread count."""
+    recorded = settings.as_record()
+    chosen = {k: recorded.get(k) for k in (*record.FIGURE_SETTINGS, "batch_tokens", "log_samples")}
+    tokenizer = loaded.tokenizer
+    return item_key(item, weights=loaded.identity.get("sha256"),
+                    tokenizer=f"{tokenizer.sha256}:{tokenizer.add_special_tokens}:{tokenizer.bos_token_id}",
+                    inputs=inputs, settings=chosen, context=loaded.max_seq_len, **extra)
+
+
+def _cached(cache: ResultCache | None, key: CacheKey | None, item: str) -> fragments.Fragment | None:
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        return None
+    return hit.fragment | {"cache": {item: {"from_run": hit.run_id, "created": hit.created, "key": key.hexdigest}}}
+
+
+def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, progress: Progress | None = None,
+               cache: ResultCache | None = None) -> tuple[fragments.Fragment, PerplexityResult | None, list[str]]:
+    """A cached entry (same weights, tokenizer, texts and settings) is returned as it was
+    recorded, with no result object; ``cache`` in the fragment says from which run."""
+    item = f"perplexity:{data.corpus.name}:{data.split}"
+    key = None if cache is None else cache_key(
+        loaded, settings, item, texts_digest([d.text for d in data.documents]), files=data.source.fingerprints,
+        notes=list(data.source.notes))
+    hit = _cached(cache, key, item)
+    if hit is not None:
+        return hit, None, []
+    start = time.perf_counter()
+    result = score_documents(loaded.model, loaded.tokenizer, data.documents, loaded.max_seq_len,
+                             stride=settings.ppl_stride, batch_tokens=settings.batch_tokens,
+                             max_eval_tokens=settings.max_eval_tokens, progress=progress)
+    seconds = time.perf_counter() - start
+    fragment = fragments.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
+                                 max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
+                                 fingerprints=data.source.fingerprints, log_samples=settings.log_samples,
+                                 data_notes=data.source.notes)
+    problems = []
+    where = f"{data.corpus.label} {data.split}"
+    if result.tokens == 0:
+        problems.append(f"no tokens scored in {where}")
+    elif not math.isfinite(result.loss):
+        problems.append(f"{loaded.name}: {where} loss is {result.loss} (weights or numerics broken)")
+    elif not math.isfinite(result.token_perplexity):
+        problems.append(f"{loaded.name}: {where} perplexity overflows (loss {result.loss:.1f} nats/token); loss "
+                        "and bits per byte are recorded")
+    if not problems and cache is not None:
+        cache.put(key, fragment)
+    return fragment, result, problems
+
+
+def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None,
+               cache: ResultCache | None = None) -> tuple[fragments.Fragment, TaskResult | None, list[str]]:
+    item = f"smallbench:{data.task.name}"
+    # the rows digested are the rows scored, each with its label and, where a task file's rows give
+    # their own choices, those choices (row["choices"]); the task's repr holds its prompts and choices
+    key = None if cache is None else cache_key(
+        loaded, settings, item, digest([data.rows, data.fewshot_pool]), task=digest(repr(data.task)),
+        files=data.source.fingerprints)
+    hit = _cached(cache, key, item)
+    if hit is not None:
+        return hit, None, []
+    result = evaluate_task(
+        loaded.model, loaded.tokenizer, data.task, data.rows, loaded.max_seq_len,
+        prompt_set=settings.prompts, fewshot=settings.fewshot, fewshot_pool=data.fewshot_pool, seed=settings.seed,
+        max_samples=settings.max_samples, batch_tokens=settings.batch_tokens, progress=progress,
+    )
+    fragment = fragments.smallbench(data.task, result, data.source.fingerprints, settings.log_samples)
+    problems = []
+    if result.n == 0:
+        problems.append(f"{data.task.name}: no rows evaluated")
+    elif not all(math.isfinite(ll) for row in result.rows for ll in row.loglikelihoods):
+        problems.append(f"{loaded.name} {data.task.name}: non-finite log-likelihoods (weights or numerics broken)")
+    if not problems and cache is not None:
+        cache.put(key, fragment)
+    return fragment, result, problems
+
+
+def too_long(loaded: LoadedCheckpoint, seq: int) -> str | None:
+    """Why a timing at sequence ``seq`` cannot be taken on this model (a skip), or None."""
+    if seq > loaded.max_seq_len:
+        return f"sequence {seq} exceeds {loaded.name}'s context of {loaded.max_seq_len}"
+    return None
+
+
+def random_ids(loaded: LoadedCheckpoint, batch: int, seq: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, loaded.allocation.vocab_size, (batch, seq), generator=generator).to(loaded.device)
+
+
+def latency(loaded: LoadedCheckpoint, batch: int, seq: int, settings: Settings, timer: ForwardTimer
+            ) -> tuple[fragments.Fragment, list[str]]:
+    ids = random_ids(loaded, batch, seq, settings.seed)
+    memory = MemoryWatch(loaded.device)
+    memory.start()
+    policy = settings.latency_policy
+    stats = timer(loaded.model, ids, policy)
+    problems = [] if min(policy.least, policy.most) <= stats["rounds"] <= policy.most and stats["mean_ms"] > 0 else [
+        f"latency {batch}x{seq}: {stats['rounds']} rounds, mean {stats['mean_ms']} ms (timer broken)"]
+    return fragments.latency(batch, seq, stats, memory.read()), problems
+
+
+def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer) -> fragments.Fragment:
+    """Tokens per second at --throughput-shape, halving the batch until it fits."""
+    requested, seq = settings.throughput_shape
+    batch, notes = requested, []
+    while True:
+        memory = MemoryWatch(loaded.device)
+        memory.start()
+        try:
+            ids = random_ids(loaded, batch, seq, settings.seed)
+            stats = timer(loaded.model, ids, settings.throughput_policy)
+            break
+        except Exception as exc:  # only running out of memory is handled; everything else fails the item
+            if not is_out_of_memory(exc) or batch == 1:
+                raise
+            notes.append(f"batch {batch} did not fit ({type(exc).__name__}); halved")
+            batch //= 2
+            if loaded.device.type == "cuda":
+                torch.cuda.empty_cache()
+    return fragments.throughput(stats, memory.read(), batch=batch, requested_batch=requested, seq=seq, notes=notes)
+
+
+def batch_scaling(loaded: LoadedCheckpoint, settings: Settings, progress: Progress | None = None
+                  ) -> tuple[fragments.Fragment, list[str]]:
+    """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit."""
+    seq = settings.throughput_shape[1]
+    points, stopped = [], None
+    for done, batch in enumerate(settings.batch_sweep):
+        if progress is not None:
+            progress(done, len(settings.batch_sweep))
+        ids = random_ids(loaded, batch, seq, settings.seed)
+        try:
+            with torch.inference_mode():
+                stats = summarise_ms(time_rounds(lambda ids=ids: loaded.model(ids), loaded.device,
+                                                 settings.throughput_policy))
+        except Exception as exc:  # only running out of memory ends the sweep cleanly
+            if not is_out_of_memory(exc):
+                raise
+            stopped = f"batch {batch} did not fit ({type(exc).__name__})"
+            break
+        points.append({"batch": batch, "tokens_per_sec": batch * seq / (stats["mean_ms"] / 1000),
+                       "mean_ms": stats["mean_ms"], "rounds": stats["rounds"]})
+    return fragments.batch_scaling(seq, points, stopped), ([] if points else [stopped or "no batch size timed"])

@@ -1,0 +1,406 @@
+"""The run of one pytest session as a plugin object: parametrization, the xdist hand-over, session end.
+
+``plugin.pytest_configure`` builds a ``SuitePlugin``: the settings, the registry
+(tasks and corpora, with the project's ``pytest_lmeval_register`` hooks) and the
+``Run``; its methods are the remaining hooks, as pytest's own cacheprovider and
+stepwise plugins do: all state lives on that object. Workers record fragments and
+ship them with each test report; the controller alone absorbs them and, at
+session end, calls ``Run.finish``. Importing this module imports torch, which is
+why ``plugin`` imports it only when a session configures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from types import MappingProxyType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ..core.errors import RegistryError, UsageError
+from ..engine.timing import timing_unavailable
+from ..evaluation.inputs import Inputs
+from ..evaluation.options import DEST_PREFIX, OPTIONS
+from ..evaluation.run import Finished, Run
+from ..evaluation.run_info import run_metadata
+from ..evaluation.settings import Settings, settings_from_options
+from ..evaluation.sharding import ShardItem, partition, shard_costs
+from ..models.discovery import CheckpointSpec
+from ..records.results_table import STEP_SUMMARY_ENV, append_step_summary, render_text
+from ..suite.declarations import declare
+from ..suite.figures import sortable_keys
+from ..suite.registry import Registry
+
+FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
+RUN_ID_INPUT = "lmeval_run_id"
+CHECKPOINT_PROPERTY = "lmeval_checkpoint"
+# Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
+# the perplexity splits take 10-15x as long as the other SmallBench tasks).
+GATED_FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
+# pytest-benchmark's round options, which the suite's timed items do not follow, and what does
+REPLACED_BENCHMARK_OPTIONS = MappingProxyType({
+    "--benchmark-min-rounds": "--latency-rounds / --throughput-rounds (most rounds) within --timing-budget",
+    "--benchmark-max-time": "--timing-budget",
+    "--benchmark-min-time": "nothing (one forward pass per round, no calibration)",
+    "--benchmark-calibration-precision": "nothing (one forward pass per round, no calibration)",
+    "--benchmark-warmup": "--latency-warmup",
+    "--benchmark-warmup-iterations": "--latency-warmup",
+    "--benchmark-timer": "nothing (time.perf_counter, with the device synchronised around each round)",
+})
+ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0, "batch_scaling": 4.0,
+                              "latency": 0.5})
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _timing_blocked(config: pytest.Config) -> str | None:
+    under_xdist = _is_worker(config) or config.getoption("dist", "no") != "no" \
+        or bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    disabled = config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False)
+    return timing_unavailable(under_xdist=under_xdist, benchmark_disabled=disabled)
+
+
+class SuitePlugin:
+    """The run of one pytest process, and the hooks that feed it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        ini = config.getini
+        self.settings: Settings = settings_from_options(
+            _suite_options(config), ini_checkpoints=[str(p) for p in ini("lmeval_checkpoints")],
+            ini_data_dir=ini("lmeval_data_dir") or None, rootpath=_report_root(config),
+            ini_corpora=ini("lmeval_corpora"), ini_task_files=[str(p) for p in ini("lmeval_task_files")],
+            ini_dir=config.inipath.parent if config.inipath else config.rootpath)
+        self.registry = Registry.default()
+        self._declared: set[int] = set()
+        for impl in config.hook.pytest_lmeval_register.get_hookimpls():
+            self._declared.add(id(impl.plugin))
+            try:
+                impl.function(registry=self.registry, config=config)
+            except RegistryError as exc:
+                raise UsageError(f"{_source(impl.plugin, impl.plugin_name)}: {exc}") from None
+        # after the conftests', so that a clash names the option
+        self.registry = declare(self.registry, self.settings.corpora, self.settings.task_files)
+        self.registry.check_prompts(self.settings.prompts)
+        self.registry.check_fewshot(self.settings.fewshot)
+        self.is_worker = _is_worker(config)
+        self._divide_resources()
+        metadata: dict[str, Any] = {}
+        if not self.is_worker:
+            metadata = run_metadata(config.rootpath, self.settings.device, self.settings.dtype, self.settings.seed,
+                                    self.settings.run_id, self.settings.experiment_name, self.settings.as_record())
+            metadata["args"] = list(config.invocation_params.args)
+        self.run = Run(metadata, self.registry, self.settings.latency_shapes)
+        self.figures = self.run.figures()
+        if self.settings.compare_by not in sortable_keys(self.figures):
+            raise UsageError(f"--compare-by {self.settings.compare_by}: not a figure of this run; choose one of "
+                             f"{', '.join(sortable_keys(self.figures))}")
+        self.settings.strict_skips = self.settings.strict_skips or bool(config.getini("lmeval_strict_skips"))
+        self.inputs = Inputs(self.settings)
+        if self.inputs.cache is not None:  # cache entries name the run that computed them
+            worker_run = (getattr(config, "workerinput", None) or {}).get(RUN_ID_INPUT)
+            self.inputs.cache.run_id = worker_run if self.is_worker else self.run.run_id
+        self.timing_blocked = _timing_blocked(config)
+        if not self.is_worker:
+            _warn_replaced_benchmark_options(config)
+        self.finished: Finished | None = None
+        self.shard_line: str | None = None
+        self._sigterm: Any = None
+        if not self.is_worker and threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+
+    def pytest_plugin_registered(self, plugin: Any, plugin_name: str) -> None:
+        """A conftest.py loaded during collection (in a sub-folder) comes too late to declare
+        tasks or corpora: the run's items and figures are fixed by then. Said, not ignored."""
+        if hasattr(plugin, "pytest_lmeval_register") and id(plugin) not in self._declared and plugin is not self:
+            raise pytest.UsageError(
+                f"{_source(plugin, plugin_name)}: declares tasks or corpora (pytest_lmeval_register) but was loaded "
+                "after the run began; declare them in the conftest.py at the root of the run")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Device and dtype of this run, as a baseline's ``environment`` records them."""
+        return {"device": self.settings.device, "dtype": self.settings.dtype}
+
+    def _divide_resources(self) -> None:
+        """Under xdist: each worker takes its share of the CPU threads and, on a multi-GPU host
+        with ``--device cuda`` or ``auto``, its own GPU by worker number (``cuda:N`` is kept as given)."""
+        import torch
+
+        settings = self.settings
+        workerinput = getattr(self.config, "workerinput", None)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        if workerinput is None:
+            return
+        workers = int(workerinput.get("workercount", 1))
+        index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw") or 0)
+        threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        if settings.device == "cuda" and torch.cuda.device_count() > 1:
+            settings.device = f"cuda:{index % torch.cuda.device_count()}"
+        settings.extra["worker"] = {"id": workerinput.get("workerid"), "workers": workers, "threads": threads,
+                                    "device": settings.device}
+
+    # ------------------------------------------------------------ collection
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        names = metafunc.fixturenames
+        if "checkpoint_spec" in names:
+            specs = self.settings.checkpoints
+            metafunc.parametrize("checkpoint_spec", specs, ids=[s.name for s in specs], scope="session")
+        if "perplexity_split" in names:
+            splits = [(c, s) for c in self.registry.corpora.values() for s in c.splits]
+            metafunc.parametrize("perplexity_split", splits,
+                                 ids=[s if c.legacy else f"{c.name}-{s}" for c, s in splits])
+        if "smallbench_task" in names:
+            tasks = list(self.registry.tasks.values())
+            metafunc.parametrize("smallbench_task", tasks, ids=[t.name for t in tasks])
+        if "latency_shape" in names:
+            shapes = self.settings.latency_shapes
+            metafunc.parametrize("latency_shape", shapes, ids=[f"{b}x{s}" for b, s in shapes])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Keep this shard's items (of those -m and -k selected); tag items with their checkpoint
+        so outcomes reach the right record."""
+        shard = self.settings.shard
+        if shard is not None:
+            index, count = shard
+            planned = [ShardItem(it.nodeid, _checkpoint_of(it), _estimated_cost(it)) for it in items]
+            keep = set(partition(planned, count)[index - 1])
+            deselected = [it for it in items if it.nodeid not in keep]
+            items[:] = [it for it in items if it.nodeid in keep]
+            if deselected:
+                config.hook.pytest_deselected(items=deselected)
+            costs = shard_costs(planned, count)
+            self.shard_line = (f"lmeval-fixtures: shard {index}/{count}: {len(items)} of {len(planned)} items, "
+                               f"estimated cost {costs[index - 1]:.1f} (shards {min(costs):.1f} to {max(costs):.1f})")
+        for item in items:
+            if _checkpoint_of(item):
+                item.user_properties.append((CHECKPOINT_PROPERTY, _checkpoint_of(item)))
+        if self.is_worker:
+            # hand out the longest items of each checkpoint first, so that no worker is left with a
+            # long tail, while a checkpoint's items stay together (each worker loads it once); every
+            # worker collects and sorts identically, so the schedule stays consistent
+            first_seen: dict[str, int] = {}
+            for item in items:
+                first_seen.setdefault(_checkpoint_of(item), len(first_seen))
+            items.sort(key=lambda it: (first_seen[_checkpoint_of(it)], -_estimated_cost(it)))
+
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+        return [self.shard_line] if self.shard_line else []
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.is_worker:
+            for item in session.items:
+                if _checkpoint_of(item):
+                    self.run.expect(_checkpoint_of(item), item.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: each worker learns the run id (only the controller makes it)."""
+        node.workerinput[RUN_ID_INPUT] = self.run.run_id
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """The controller learns what will run from the workers' collections, to list what never did."""
+        for nodeid in ids:
+            name = self._checkpoint_from_nodeid(nodeid)
+            if name:
+                self.run.expect(name, nodeid)
+
+    # ------------------------------------------------------------ running
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+        """Ship the fragments recorded during this phase with its report.
+
+        Reports travel from xdist workers to the controller as each phase ends, so
+        figures reach the controller even if a worker dies later; in a plain run the
+        same path is taken within one process.
+        """
+        report = yield
+        pending = self.run.take_pending()
+        if pending:
+            # an attribute, not a user property: xdist carries a report's attributes to the
+            # controller, and --junitxml writes the item's user properties (as record_property
+            # does), which get the figures instead
+            setattr(report, FRAGMENTS_ATTRIBUTE, json.dumps(pending))
+            item.user_properties.extend(self._figure_properties(pending))
+        if report.skipped and not hasattr(report, "wasxfail"):
+            why = self._skip_not_allowed(item)
+            if why:
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                report.outcome = "failed"
+                report.longrepr = f"{why}: {str(reason).removeprefix('Skipped: ')}"
+        return report
+
+    def _figure_properties(self, pending: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, Any]]:
+        """The figures an item measured, as (figure key, value) pairs: JUnit XML properties."""
+        properties = []
+        for _, _, fragment in pending:
+            for figure in self.figures:
+                value = figure.value(fragment) if figure.compute is None else None
+                if figure.better is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    properties.append((figure.key, value))
+                    stderr = figure.stderr(fragment)
+                    if stderr is not None:
+                        properties.append((f"{figure.key}_stderr", stderr))
+        return properties
+
+    def _skip_not_allowed(self, item: pytest.Item) -> str | None:
+        """A skip that must fail: under --strict-skips every one; with --baseline, a gated item's
+        (a CI gate that measured nothing must not pass)."""
+        if self.settings.strict_skips:
+            return "skipped under --strict-skips"
+        if self.settings.baseline is not None and any(item.get_closest_marker(m) for m in GATED_FAMILIES):
+            return "--baseline given, but this gated item skipped"
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        fragments = getattr(report, FRAGMENTS_ATTRIBUTE, None)
+        if fragments:
+            self.run.absorb(json.loads(fragments))
+        # a report xdist makes for a crashed worker carries no properties: fall back on the id
+        names = [value for key, value in report.user_properties if key == CHECKPOINT_PROPERTY]
+        names = names or [n for n in [self._checkpoint_from_nodeid(report.nodeid)] if n]
+        if names:
+            self._record_outcome(names[0], report)
+
+    def _record_outcome(self, name: str, report: pytest.TestReport) -> None:
+        previous = self.run.outcome(name, report.nodeid)
+        if report.when == "setup" and report.failed:
+            outcome = "error"
+        elif report.when == "teardown" and report.failed:
+            outcome = "error" if previous is None or previous["outcome"] == "passed" else previous["outcome"]
+        elif report.skipped:
+            outcome = "skipped"
+        elif report.when == "call":
+            outcome = "passed" if report.passed else "failed"
+        elif report.failed and report.when not in ("setup", "teardown"):  # xdist's report of a crashed worker
+            outcome = "failed"
+        else:
+            return
+        if report.when == "teardown" and report.passed:
+            return
+        duration = round(report.duration, 3) if report.when == "call" else (previous or {}).get("duration_s")
+        self.run.add_outcome(name, report.nodeid, outcome, _reason(report), duration)
+
+    def _checkpoint_from_nodeid(self, nodeid: str) -> str | None:
+        """The checkpoint id leads an item's parameters (it is parametrized first)."""
+        params = nodeid.partition("[")[2].rstrip("]")
+        names = sorted((spec.name for spec in self.settings.checkpoints), key=len, reverse=True)
+        return next((n for n in names if params == n or params.startswith(n + "-")), None)
+
+    # ------------------------------------------------------------ the end
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        options = self.config.option
+        if self.is_worker or any(getattr(options, name, False) for name in ("collectonly", "setuponly", "setupplan")):
+            return  # nothing was measured
+        settings = self.settings
+        self.finished = self.run.finish(
+            settings.merge_into or settings.report_dir / self.run.run_id,
+            history=None if settings.merge_into else settings.report_dir / "history.jsonl",
+            compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id)
+        if self.finished.errors and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        records = list(self.finished.records.values())
+        try:
+            append_step_summary(records, self.run.figures(records), self.run.run_id, self.finished.paths,
+                                self.finished.errors)
+        except OSError as exc:
+            self.finished.errors.append(f"could not append to ${STEP_SUMMARY_ENV}: {exc}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        done = self.finished
+        if done is None or (not done.paths and not done.errors):
+            return
+        terminalreporter.section("lmeval-fixtures results")
+        records = list(done.records.values())
+        for line in render_text(records, self.run.figures(records)):
+            terminalreporter.line(line)
+        terminalreporter.line("")
+        for path in done.paths:
+            relative = os.path.relpath(path)
+            terminalreporter.line(relative if not relative.startswith("../..") else str(path))
+        for error in done.errors:
+            terminalreporter.line(error, red=True)
+
+
+def _warn_replaced_benchmark_options(config: pytest.Config) -> None:
+    """A pytest-benchmark round option given on the command line would be silently ignored by
+    the suite's items (they set their own rounds): say so, and name the option that works."""
+    given = {arg.partition("=")[0] for arg in config.invocation_params.args if isinstance(arg, str)}
+    for flag, instead in REPLACED_BENCHMARK_OPTIONS.items():
+        if flag in given:
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                f"{flag} does not apply to lmeval-fixtures' timed items; use {instead}"), stacklevel=2)
+
+
+def _report_root(config: pytest.Config) -> Path:
+    """Where ``reports/`` goes by default: the rootdir, unless that is this installed package
+    (``--pyargs lmeval_fixtures.benchmarks`` from anywhere), where the invocation folder is."""
+    package = Path(__file__).resolve().parents[1]
+    root = Path(config.rootpath).resolve()
+    return Path(config.invocation_params.dir) if root == package or package in root.parents else root
+
+
+def _suite_options(config: pytest.Config) -> SimpleNamespace:
+    """This suite's option values by their plain ``dest`` (pytest stores them under ``lmeval_``)."""
+    return SimpleNamespace(**{o.dest: getattr(config.option, DEST_PREFIX + o.dest, o.default) for o in OPTIONS})
+
+
+def _source(plugin: Any, name: str | None) -> str:
+    return str(getattr(plugin, "__file__", None) or name or plugin)
+
+
+def _stop_like_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM (timeout, a CI cancel, docker stop) ends the run as Ctrl-C does: what finished is
+    written, and the record says ``complete: false``."""
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+
+def _checkpoint_of(item: pytest.Item) -> str:
+    spec = getattr(item, "callspec", None) and item.callspec.params.get("checkpoint_spec")
+    return spec.name if isinstance(spec, CheckpointSpec) else ""
+
+
+def _estimated_cost(item: pytest.Item) -> float:
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    task = params.get("smallbench_task")
+    if task is not None and task.name in ITEM_COST:
+        return ITEM_COST[task.name]
+    if getattr(item, "originalname", "") == "test_batch_scaling":
+        return ITEM_COST["batch_scaling"]
+    for family in ("perplexity", "throughput", "latency"):
+        if item.get_closest_marker(family):
+            split = (params.get("perplexity_split") or (None, None))[1]
+            return ITEM_COST[family] * (1.1 if split == "test" else 1.0)
+    return 1.0
+
+
+def _reason(report: pytest.TestReport) -> str | None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(report.longrepr)
+        text = text.strip().removeprefix("Failed: ")
+        return text.splitlines()[0][:300] if text else None
+    return None

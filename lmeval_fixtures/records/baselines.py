@@ -1,0 +1,61 @@
+"""TODO docstring (from report.py)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from ..core.errors import BaselineTargetError
+from ..core.files import write_atomic
+
+BASELINE_FILES = ("metrics.json", "summary.md", "samples-*.jsonl")
+
+
+def baseline_target_problem(run_folder: Path, target: Path) -> str | None:
+    """Why ``target`` must not be replaced by a baseline (one line), or None. Only a new folder or
+    an earlier baseline folder (``<checkpoint>/`` folders of record files, nothing else) is
+    replaced; never the run's own folder or a folder holding it (the report folder)."""
+    run, where = run_folder.resolve(), target.resolve()
+    if run == where or where in run.parents:
+        return f"{target}: holds this run's reports ({run_folder}); pass a folder of its own"
+    if not target.exists():
+        return None
+    if not target.is_dir():
+        return f"{target}: exists and is not a folder"
+    for entry in sorted(target.iterdir()):
+        files = list(entry.iterdir()) if entry.is_dir() and not entry.is_symlink() else None
+        if files is None or not files or not all(
+                f.is_file() and any(f.match(p) for p in BASELINE_FILES) for f in files):
+            return (f"{target}: not a baseline folder (it holds {entry.name}); pass a new folder or one "
+                    "--update-baseline wrote")
+    return None
+
+
+def publish_baseline(run_folder: Path, names: list[str], target: Path) -> list[Path]:
+    """Copy the checkpoints' records (metrics.json, summary.md, samples) into ``target`` as a
+    baseline folder (``target/<checkpoint>/metrics.json``), replacing it all at once: the
+    new folder is built beside it and renamed into place, so a gate never reads half of one."""
+    refusal = baseline_target_problem(run_folder, target)
+    if refusal:
+        raise BaselineTargetError(refusal)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    staging = target.parent / f".{target.name}.new-{token}"
+    written = []
+    try:
+        for name in names:
+            for pattern in BASELINE_FILES:
+                for source in sorted((run_folder / name).glob(pattern)):
+                    destination = staging / name / source.name
+                    write_atomic(destination, source.read_text(encoding="utf-8"))
+                    written.append(target / name / source.name)
+        old = target.parent / f".{target.name}.old-{token}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

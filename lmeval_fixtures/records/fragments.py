@@ -1,0 +1,121 @@
+"""TODO docstring (from record.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..core.names import shape_name
+from .codecs import encode_per_document, encode_per_row
+
+if TYPE_CHECKING:
+    from ..engine.perplexity import PerplexityResult
+    from ..models.loading import LoadedCheckpoint
+    from ..suite.corpora import Corpus
+    from ..suite.smallbench import TaskResult
+    from ..suite.tasks import Task
+    from .gates import Gate
+
+
+IDENTITY_ITEM = "~checkpoint"  # the item id of identity fragments: it sorts after every item, so they win merges
+SAMPLES_KEY = "_samples"  # fragment key of per-example rows, written to samples-*.jsonl, not the record
+
+Fragment = dict[str, Any]
+
+
+# ---------------------------------------------------------------- fragment builders
+
+
+def nest(path: Iterable[str], value: Any) -> Fragment:
+    """``nest(("a", "b"), v)`` -> ``{"a": {"b": v}}``."""
+    for part in reversed(tuple(path)):
+        value = {part: value}
+    return value
+
+
+def identity(loaded: LoadedCheckpoint, worker: dict[str, Any] | None = None) -> Fragment:
+    """What a loaded checkpoint is: its identity, parameter allocation and training facts."""
+    shape = loaded.allocation
+    fragment = {
+        "checkpoint": loaded.identity,
+        "total_params": shape.total_params,
+        "embedding_params": shape.embedding_params,
+        "non_embedding_params": shape.non_embedding_params,
+        "embedding_ratio": shape.embedding_ratio,
+        "d_model": shape.d_model, "d_ff": shape.d_ff, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
+        "vocab_size": shape.vocab_size, "glu_expansion": shape.glu_expansion,
+        "train_loss": loaded.identity.get("training", {}).get("train_loss"),
+    }
+    if worker:  # which worker evaluated this checkpoint, with how many threads, on which device
+        fragment["environment"] = {"workers": {worker["id"]: worker}}
+    return fragment
+
+
+def load_failure(name: str, path: str, reason: str) -> Fragment:
+    """A checkpoint that could not be loaded: its record names it and says why."""
+    return {"checkpoint": {"name": name, "path": path}, "errors": [reason]}
+
+
+def perplexity(corpus: Corpus, split: str, result: PerplexityResult, *, detokenized: bool,
+               max_eval_tokens: int | None, seconds: float, fingerprints: dict[str, str],
+               log_samples: str | None = None, data_notes: list[str] = ()) -> Fragment:
+    """One corpus split's perplexity figures (token, byte, word perplexity, bits per byte, top-k);
+    ``data_notes`` say how the text was read when not as it is on disk (line ends normalised)."""
+    figures = result.summary() | {
+        "detokenized": detokenized, "max_eval_tokens": max_eval_tokens,
+        "seconds": round(seconds, 3), "tokens_per_second": result.tokens / seconds if seconds > 0 else None,
+    }
+    if data_notes:
+        figures["data_notes"] = list(data_notes)
+    figures["per_document"] = encode_per_document(result.per_document)
+    fragment = nest(corpus.record_path(split), figures) | {"data_fingerprints": dict(fingerprints)}
+    if log_samples:
+        name = f"perplexity-{split}" if corpus.legacy else f"perplexity-{corpus.name}-{split}"
+        fragment[SAMPLES_KEY] = {name: result.samples()}
+    return fragment
+
+
+def smallbench(task: Task, result: TaskResult, fingerprints: dict[str, str],
+               log_samples: str | None = None) -> Fragment:
+    """One task's figures (acc, acc_norm, standard errors, counts, the small-model figures) and its
+    compact per-row values (``per_row``), so comparison.md can run paired tests without samples."""
+    figures = result.summary() | {"per_row": encode_per_row(result.per_row())}
+    fragment: Fragment = {"smallbench": {task.name: figures}, "data_fingerprints": dict(fingerprints)}
+    if log_samples:
+        fragment[SAMPLES_KEY] = {f"smallbench-{task.name}": result.samples(log_samples)}
+    return fragment
+
+
+def latency(batch: int, seq: int, stats: dict[str, Any], readings: dict[str, Any]) -> Fragment:
+    """One shape's forward latency statistics (ms) and memory readings."""
+    return {"latency": {shape_name(batch, seq): stats | {"timing": "taken", "batch": batch, "seq": seq} | readings}}
+
+
+def throughput(stats: dict[str, Any], readings: dict[str, Any], *, batch: int, requested_batch: int, seq: int,
+               notes: list[str]) -> Fragment:
+    tokens_per_second = batch * seq / (stats["mean_ms"] / 1000)
+    return {"throughput": stats | readings | {
+        "timing": "taken", "batch": batch, "requested_batch": requested_batch, "seq": seq,
+        "tokens_per_sec": tokens_per_second, "notes": list(notes)}}
+
+
+def batch_scaling(seq: int, points: list[dict[str, Any]], stopped: str | None) -> Fragment:
+    return {"batch_scaling": {"timing": "taken", "seq": seq, "points": points, "stopped": stopped}}
+
+
+def timing_not_taken(family: str, reason: str, shape: tuple[int, int] | None = None) -> Fragment:
+    """``family`` is latency (with its shape), throughput or batch_scaling."""
+    entry = {"timing": "not taken", "reason": reason}
+    return {family: {shape_name(*shape): entry}} if shape else {family: entry}
+
+
+def gate_verdicts(gates: list[Gate]) -> Fragment:
+    return {"gates": {g.name: {"ok": g.ok, "message": g.message} for g in gates}}
+
+
+def samples_of(fragment: Fragment) -> dict[str, list[dict[str, Any]]]:
+    return fragment.get(SAMPLES_KEY, {})
+
+
+def without_samples(fragment: Fragment) -> Fragment:
+    return {k: v for k, v in fragment.items() if k != SAMPLES_KEY}

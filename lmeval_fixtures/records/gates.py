@@ -1,0 +1,252 @@
+"""Regression gates: a figure against a floor or against a baseline record.
+
+Which figures are gated, and how, is the table of figures' business (``figures.py``).
+Accuracy on a few hundred rows moves by a standard error or two between equally
+good models, so accuracy tolerances are counted in standard errors; perplexity
+and bits per byte are tight figures, so their tolerance is relative. A baseline
+measured on other data (different fingerprints) is refused, never compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import BaselineError, RecordInvalid
+from ..core.files import special_file_message
+from ..core.schema import SCHEMA_VERSION, validate_record
+from ..suite.figures import RELATIVE, STDERR, Figure
+from .codecs import decode_per_document, decode_per_row
+from .paired import paired_accuracy, paired_bits_per_byte
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    ok: bool
+    message: str
+
+
+def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
+    """The baseline record for ``checkpoint``: a metrics.json, or a folder of ``<checkpoint>/metrics.json``.
+
+    Returns None when a folder has no record for this checkpoint.
+    """
+    file = path / checkpoint / "metrics.json" if path.is_dir() else path
+    if path.is_dir() and not file.is_file():
+        return None
+    special = special_file_message(file)
+    if special:
+        raise BaselineError(special)
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"{file}: baseline not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BaselineError(f"{file}: baseline is not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
+        version = record.get("schema_version") if isinstance(record, dict) else None
+        raise BaselineError(f"{file}: baseline schema_version {version!r} is not {SCHEMA_VERSION}; "
+                            "regenerate the baseline with this version")
+    try:
+        validate_record(record)
+    except RecordInvalid as exc:
+        raise BaselineError(f"{file}: baseline {str(exc).removeprefix('metrics record ')}") from None
+    name = record["checkpoint"]["name"]
+    if not path.is_dir() and name != checkpoint:
+        raise BaselineError(f"{file}: baseline of checkpoint {name!r}, not {checkpoint!r}; to gate several "
+                            "checkpoints pass a folder of <checkpoint>/metrics.json (--update-baseline writes one)")
+    record["_source"] = str(file)
+    return record
+
+
+def same_data(baseline: dict[str, Any], fingerprints: dict[str, str]) -> str | None:
+    """None when every file measured now was measured identically by the baseline, else why not."""
+    theirs = baseline.get("data_fingerprints", {})
+    for name, sha in fingerprints.items():
+        if name in theirs and theirs[name] != sha:
+            return f"{name} differs from the baseline's ({sha[:12]} vs {theirs[name][:12]})"
+        if name not in theirs:
+            return f"the baseline did not measure {name}"
+    return None
+
+
+def lower_is_better(name: str, value: float, baseline: float, relative_tolerance: float, source: str) -> Gate:
+    limit = baseline * (1 + relative_tolerance)
+    ok = math.isfinite(value) and value <= limit
+    verdict = "within" if ok else "REGRESSED beyond"
+    return Gate(name, ok, f"{name} {value:.6g} {verdict} baseline {baseline:.6g} + {relative_tolerance:.2%} "
+                          f"(limit {limit:.6g}; baseline {source})")
+
+
+def accuracy_vs_baseline(name: str, acc: float, stderr: float | None, baseline: float, tolerance_se: float,
+                         source: str) -> Gate:
+    se = stderr or 0.0
+    limit = baseline - tolerance_se * se
+    ok = acc >= limit
+    verdict = "within" if ok else "REGRESSED beyond"
+    return Gate(name, ok, f"{name} {acc:.4f} {verdict} baseline {baseline:.4f} - {tolerance_se:g} SE "
+                          f"({se:.4f}) (limit {limit:.4f}; baseline {source})")
+
+
+def accuracy_floor(name: str, acc: float, floor: float) -> Gate:
+    ok = acc >= floor
+    return Gate(name, ok, f"{name} {acc:.4f} {'meets' if ok else 'is BELOW'} the floor {floor:.4f}")
+
+
+def higher_is_better(name: str, value: float, baseline: float, relative_tolerance: float, source: str) -> Gate:
+    floor = baseline * (1 - relative_tolerance)
+    ok = math.isfinite(value) and value >= floor
+    verdict = "within" if ok else "REGRESSED beyond"
+    return Gate(name, ok, f"{name} {value:,.6g} {verdict} baseline {baseline:,.6g} - {relative_tolerance:.2%} "
+                          f"(limit {floor:,.6g}; baseline {source})")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """The tolerances of a run (--ppl-tolerance, --acc-tolerance-se, --min-acc, --latency-tolerance)."""
+
+    ppl_tolerance: float
+    acc_tolerance_se: float
+    min_acc: float | None
+    latency_tolerance: float
+    mode: str = "threshold"  # or "paired": --gate
+    alpha: float = 0.05  # --gate-alpha
+
+
+def _same_machine(baseline: dict[str, Any], environment: dict[str, Any]) -> str | None:
+    theirs = baseline.get("environment", {})
+    for key in ("device", "dtype"):
+        if theirs.get(key) != environment.get(key):
+            return f"measured with {key} {theirs.get(key)!r}, this run uses {environment.get(key)!r}"
+    return None
+
+
+def _refused(figure: Figure, baseline: dict[str, Any], why: str) -> Gate:
+    return Gate(figure.key, False, f"{figure.key}: baseline {baseline['_source']} refused: {why}")
+
+
+def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], baseline: dict[str, Any],
+                      policy: GatePolicy, environment: dict[str, Any]) -> Gate | None:
+    """Settings first (the clearest reason two figures do not compare), then the data, then
+    the machine; a baseline that never measured the figure (nor its data) applies no gate."""
+    source = baseline["_source"]
+    different_data = same_data(baseline, fragment.get("data_fingerprints", {})) \
+        if figure.gate in (RELATIVE, STDERR) else None
+    entry, their_entry = figure.entry(fragment) or {}, figure.entry(baseline)
+    if their_entry is None or their_entry.get("timing", "taken") != "taken":
+        # the baseline did not measure this figure: refused if it did not read this data either
+        return _refused(figure, baseline, different_data) if different_data else None
+    changed = [s for s in figure.same if entry.get(s) != their_entry.get(s)]
+    if changed:
+        return _refused(figure, baseline, f"measured with other {', '.join(changed)}")
+    if different_data:
+        return _refused(figure, baseline, different_data)
+    their_dtype = baseline.get("environment", {}).get("dtype")
+    if their_dtype != environment.get("dtype"):  # bfloat16 figures are not float32 figures
+        return _refused(figure, baseline, f"measured with dtype {their_dtype!r}, this run uses "
+                                          f"{environment.get('dtype')!r}")
+    theirs = figure.value(baseline)
+    if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) or not math.isfinite(theirs):
+        return _refused(figure, baseline, f"{'.'.join(figure.path)} is {theirs!r} there, not a number")
+    if policy.mode == "paired" and figure.gate in (RELATIVE, STDERR):
+        return paired_gate(figure, value, theirs, entry, their_entry, policy.alpha, source) \
+            or _refused(figure, baseline, "it holds no per-row (per-document) values to pair with; refresh it with "
+                                          "--update-baseline, or gate with --gate threshold")
+    if figure.gate == RELATIVE:
+        return lower_is_better(figure.key, value, theirs, policy.ppl_tolerance, source)
+    if figure.gate == STDERR:
+        return accuracy_vs_baseline(figure.key, value, figure.stderr(fragment), theirs, policy.acc_tolerance_se,
+                                    source)
+    different = _same_machine(baseline, environment)
+    if different:
+        return _refused(figure, baseline, different)
+    compare = lower_is_better if figure.lower_is_better else higher_is_better
+    return compare(figure.key, value, theirs, policy.latency_tolerance, source)
+
+
+def gates_for(fragment: dict[str, Any], figures: list[Figure], baseline: dict[str, Any] | None,
+              policy: GatePolicy, environment: dict[str, Any]) -> list[Gate]:
+    """Every gate on the figures an item measured (its fragment), as the table of figures says:
+    perplexity and bits per byte within a relative tolerance, accuracy within standard errors
+    and above the floor, timings within a tolerance on the same device and dtype. A baseline
+    measured on other data or with other settings is refused (a failing gate), never compared."""
+    gates = []
+    for figure in figures:
+        value = figure.value(fragment) if figure.gate and figure.compute is None else None
+        if value is None:
+            continue
+        if figure.gate == STDERR and policy.min_acc is not None:
+            gates.append(accuracy_floor(f"{figure.key}_floor", value, policy.min_acc))
+        if baseline is not None:
+            gate = _against_baseline(figure, value, fragment, baseline, policy, environment)
+            if gate is not None:
+                gates.append(gate)
+    return gates
+
+
+def paired_gate(figure: Figure, value: float, theirs: float, entry: dict[str, Any], their_entry: dict[str, Any],
+                alpha: float, source: str) -> Gate | None:
+    """Fails only when this run is significantly worse than the baseline on the same rows
+    (documents): exact McNemar for accuracy, a paired bootstrap over documents for bits per
+    byte and (on tokens) perplexity. A threshold gate flaps on RTE's 277 rows (one standard
+    error is about 3 points) or misses a real change on BoolQ's 3,270; the paired test asks
+    whether the rows this run got wrong are more than chance. None: no per-row values."""
+    confidence = 1 - alpha
+    if figure.gate == STDERR:
+        mine, base = decode_per_row(entry), decode_per_row(their_entry)
+        if mine is None or base is None:
+            return None
+        if mine.rows_sha256 != base.rows_sha256:
+            return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: it scored other rows")
+        result = paired_accuracy(mine.correct, base.correct, confidence=confidence)
+        test = f"McNemar p = {result.p_value:.3g}"
+        worse = result.difference < 0 and result.p_value < alpha
+        shown = f"{value:.4f} vs baseline {theirs:.4f}"
+    else:
+        mine_docs, base_docs = decode_per_document(entry), decode_per_document(their_entry)
+        if mine_docs is None or base_docs is None:
+            return None
+        unit = 2 if figure.key.endswith("bits_per_byte") else 1  # bytes, or tokens for perplexity
+        if [d[unit] for d in mine_docs] != [d[unit] for d in base_docs]:
+            return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: it scored other documents")
+        result = paired_bits_per_byte([(d[0], d[unit]) for d in mine_docs], [(d[0], d[unit]) for d in base_docs],
+                                      confidence=confidence)
+        if unit == 1:  # per token in nats, as log perplexity, rather than bits
+            result = replace(result, difference=result.difference * math.log(2), low=result.low * math.log(2),
+                             high=result.high * math.log(2))
+        test = "paired bootstrap over documents"
+        worse = result.low > 0  # higher bits per byte (log perplexity) is worse
+        shown = f"{value:.6g} vs baseline {theirs:.6g}"
+    what = "bits/byte" if figure.key.endswith("bits_per_byte") else "log perplexity" if figure.gate == RELATIVE \
+        else "accuracy"
+    verdict = f"REGRESSED (significantly worse at alpha {alpha:g})" if worse else \
+        f"no significant regression at alpha {alpha:g}"
+    return Gate(figure.key, not worse,
+                f"{figure.key} {shown}: {what} difference {result.difference:+.4f}, {confidence:.0%} interval "
+                f"[{result.low:+.4f}, {result.high:+.4f}], {test}, n = {result.n}: {verdict} (baseline {source})")
+
+
+class Baselines:
+    """The baseline records of one run, each read once; a bad file is remembered and
+    raised again for every item that asks (each fails with the same line)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._found: dict[str, dict[str, Any] | BaselineError | None] = {}
+
+    def get(self, checkpoint: str) -> dict[str, Any] | None:
+        if self.path is None:
+            return None
+        if checkpoint not in self._found:
+            try:
+                self._found[checkpoint] = load_baseline(self.path, checkpoint)
+            except BaselineError as exc:
+                self._found[checkpoint] = exc
+        found = self._found[checkpoint]
+        if isinstance(found, BaselineError):
+            raise found
+        return found

@@ -1,0 +1,121 @@
+"""Paired comparison of two checkpoints on the same rows or documents.
+
+A point of accuracy between two checkpoints is often noise; because both were
+scored on the same rows, paired tests see much more than two independent
+standard errors. McNemar's exact test uses only the rows where they disagree;
+the paired bootstrap resamples rows (or documents, for bits per byte) with a
+fixed seed and a stated number of resamples. comparison.md bolds a SmallBench
+figure's best value only where one of these finds it apart from the runner-up's:
+McNemar for accuracy, the bootstrap interval (excluding 0) for the mean margin,
+the gold continuations' bits per byte and the average accuracy over tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..core.numerics import quantile
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: b rows only A got right, c rows only B got right."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def _resample_indices(n: int, resamples: int, seed: int) -> torch.Tensor:
+    """(resamples, n) row indices drawn with replacement from a seeded generator: the same for any run."""
+    return torch.randint(0, n, (resamples, n), generator=torch.Generator().manual_seed(seed))
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    difference: float  # A minus B
+    low: float  # confidence interval of the difference
+    high: float
+    p_value: float | None  # McNemar (accuracy only)
+    n: int
+    resamples: int
+    seed: int
+    confidence: float
+
+    @property
+    def significant(self) -> bool:
+        if self.p_value is not None:
+            return self.p_value < 1 - self.confidence
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):  # a non-finite value: nothing to say
+            return False
+        return not self.low <= 0 <= self.high
+
+
+def paired_accuracy(a_correct: list[bool], b_correct: list[bool], *, resamples: int = 1000, seed: int = 1234,
+                    confidence: float = 0.95) -> PairedResult:
+    if len(a_correct) != len(b_correct) or not a_correct:
+        raise ValueError("paired accuracy needs the same, non-empty rows for both checkpoints")
+    n = len(a_correct)
+    diffs = torch.tensor([int(a) - int(b) for a, b in zip(a_correct, b_correct, strict=True)], dtype=torch.float64)
+    boot = diffs[_resample_indices(n, resamples, seed)].mean(dim=1).tolist()
+    alpha = (1 - confidence) / 2
+    b = sum(1 for a, c in zip(a_correct, b_correct, strict=True) if a and not c)
+    c = sum(1 for a, cc in zip(a_correct, b_correct, strict=True) if cc and not a)
+    return PairedResult(float(diffs.mean()), quantile(boot, alpha), quantile(boot, 1 - alpha),
+                        mcnemar_exact(b, c), n, resamples, seed, confidence)
+
+
+def paired_bits_per_byte(a_docs: list[tuple[float, int]], b_docs: list[tuple[float, int]], *,
+                         resamples: int = 1000, seed: int = 1234, confidence: float = 0.95) -> PairedResult:
+    """Documents as (summed NLL in nats, UTF-8 bytes); the difference is A's bits per byte minus B's."""
+    if len(a_docs) != len(b_docs) or not a_docs:
+        raise ValueError("paired bits per byte needs the same, non-empty documents for both checkpoints")
+    if any(x[1] != y[1] for x, y in zip(a_docs, b_docs, strict=True)):
+        raise ValueError("documents differ in bytes: not the same documents")
+    n = len(a_docs)
+    nll_diff = torch.tensor([x[0] - y[0] for x, y in zip(a_docs, b_docs, strict=True)], dtype=torch.float64)
+    n_bytes = torch.tensor([x[1] for x in a_docs], dtype=torch.float64)
+    index = _resample_indices(n, resamples, seed)
+    boot = (nll_diff[index].sum(dim=1) / (math.log(2) * n_bytes[index].sum(dim=1))).tolist()
+    alpha = (1 - confidence) / 2
+    observed = float(nll_diff.sum() / (math.log(2) * n_bytes.sum()))
+    return PairedResult(observed, quantile(boot, alpha), quantile(boot, 1 - alpha), None,
+                        n, resamples, seed, confidence)
+
+
+def paired_mean(a_values: list[float], b_values: list[float], *, resamples: int = 1000, seed: int = 1234,
+                confidence: float = 0.95) -> PairedResult:
+    """Per-row values of two checkpoints on the same rows (a log-likelihood margin): the difference is
+    A's mean minus B's, its interval from the paired bootstrap (rows resampled, both sides together)."""
+    if len(a_values) != len(b_values) or not a_values:
+        raise ValueError("a paired mean needs the same, non-empty rows for both checkpoints")
+    n = len(a_values)
+    diffs = torch.tensor(a_values, dtype=torch.float64) - torch.tensor(b_values, dtype=torch.float64)
+    boot = diffs[_resample_indices(n, resamples, seed)].mean(dim=1).tolist()
+    alpha = (1 - confidence) / 2
+    return PairedResult(float(diffs.mean()), quantile(boot, alpha), quantile(boot, 1 - alpha), None,
+                        n, resamples, seed, confidence)
+
+
+def paired_average_accuracy(tasks: list[tuple[list[bool], list[bool]]], *, resamples: int = 1000,
+                            seed: int = 1234, confidence: float = 0.95) -> PairedResult:
+    """Per task, the rows each checkpoint got right: the difference is A's average accuracy minus B's,
+    the unweighted mean over tasks as ``smallbench_avg_acc`` averages (pooling the rows instead would
+    let BoolQ's 3,270 rows outvote the rest). Its interval comes from a stratified paired bootstrap:
+    rows resampled within each task (task ``i`` with seed ``seed + i``), the task means averaged."""
+    if not tasks or any(len(a) != len(b) or not a for a, b in tasks):
+        raise ValueError("a paired average accuracy needs the same, non-empty rows per task for both checkpoints")
+    observed = 0.0
+    boot = torch.zeros(resamples, dtype=torch.float64)
+    for i, (a, b) in enumerate(tasks):
+        diffs = torch.tensor([int(x) - int(y) for x, y in zip(a, b, strict=True)], dtype=torch.float64)
+        observed += float(diffs.mean()) / len(tasks)
+        boot += diffs[_resample_indices(len(a), resamples, seed + i)].mean(dim=1) / len(tasks)
+    alpha = (1 - confidence) / 2
+    values = boot.tolist()
+    return PairedResult(observed, quantile(values, alpha), quantile(values, 1 - alpha), None,
+                        sum(len(a) for a, _ in tasks), resamples, seed, confidence)

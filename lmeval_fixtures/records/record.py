@@ -1,0 +1,161 @@
+"""The metrics record: its schema, the fragments items contribute, how they merge, validation.
+
+Items contribute *fragments* (small nested dicts) per checkpoint, made by the
+builders below (``identity``, ``perplexity``, ``smallbench``, ``latency``,
+``throughput``, ...), so no benchmark, the shipped ones or a user's, spells a
+schema key. Fragments merge in item-id order, so the record is the same whichever
+process produced which fragment, for any ``-n``. Figures live in the nested
+record; the original schema's flat fields (``val_perplexity``,
+``smallbench_sentiment_acc``, ``latency_batch1_seq128``, ...) are derived from it
+through the table of figures (``figures.py``) and are always present (``null``
+when not measured). JSON has no NaN, so non-finite figures become ``null`` and
+are listed under ``errors``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import RecordMergeError
+from ..core.schema import ORIGINAL_FIELDS, SCHEMA_VERSION, load_schema
+
+if TYPE_CHECKING:
+    from ..suite.figures import Figure
+
+
+# Settings that change a figure: records made under different ones never merge into one.
+FIGURE_SETTINGS = ("seed", "max_eval_tokens", "ppl_stride", "detokenize", "prompts", "max_samples", "fewshot",
+                   "device", "dtype")
+
+
+# ---------------------------------------------------------------- building and merging records
+
+
+def deep_merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``fragment`` into ``base`` in place.
+
+    Nested dicts merge; lists extend without repeating an entry already there (so
+    the same fragment sent by two workers counts once); other values replace.
+    """
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        elif isinstance(value, list) and isinstance(base.get(key), list):
+            base[key].extend(copy.deepcopy(v) for v in value if v not in base[key])
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def replace_non_finite(value: Any, path: str = "", found: list[str] | None = None) -> Any:
+    """Copy of ``value`` with NaN/inf floats as ``None``; their paths go to ``found``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if found is not None:
+            found.append(f"{path or 'value'} is {value} (written as null)")
+        return None
+    if isinstance(value, dict):
+        return {k: replace_non_finite(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_non_finite(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
+    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    record.update({key: None for key in ORIGINAL_FIELDS})
+    record.update({
+        "run_id": run["run_id"], "experiment_name": run.get("experiment_name"), "timestamp": run["timestamp"],
+        "seed": run.get("seed"), "git_commit": run.get("git_commit"),
+        "checkpoint": {"name": name, "path": ""},
+        "environment": copy.deepcopy(run["environment"]),
+        "settings": copy.deepcopy(run.get("settings", {})),
+        "data_fingerprints": {}, "perplexity": {}, "items": {}, "errors": [], "complete": True,
+        "invocations": [{"timestamp": run["timestamp"], "git_commit": run.get("git_commit"),
+                         "args": run.get("args", [])}],
+    })
+    return record
+
+
+def derive_fields(record: dict[str, Any], figures: list[Figure]) -> None:
+    """Fields that follow from others, filled after every fragment is in: each flat field
+    of the original schema from its figure, and the list of tasks that ran."""
+    for figure in figures:
+        if figure.legacy:
+            record[figure.key] = figure.value(record)
+    if record.get("smallbench"):
+        record["smallbench_tasks"] = sorted(record["smallbench"])
+
+
+def finalise(record: dict[str, Any], figures: list[Figure]) -> dict[str, Any]:
+    """Derived fields, non-finite figures as null (listed under errors), keys in schema order."""
+    derive_fields(record, figures)
+    problems: list[str] = []
+    record = replace_non_finite(record, found=problems)
+    record["errors"] = list(record["errors"]) + [p for p in problems if p not in record["errors"]]
+    return schema_order(record)
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[Figure]) -> dict[str, Any]:
+    """Fold a later invocation of the same run into an earlier record (e.g. timings after an -n auto run).
+
+    The later figures win where both measured something; a figure the later
+    invocation did not measure (null) never erases an earlier one. Records of
+    different weights or of the same file name with different contents are refused.
+    """
+    mine, theirs = earlier["checkpoint"].get("sha256"), later["checkpoint"].get("sha256")
+    if mine and theirs and mine != theirs:
+        raise RecordMergeError(f"{later['checkpoint']['name']}: weights differ from the earlier record's "
+                               f"(sha256 {theirs[:12]} vs {mine[:12]})")
+    for name, sha in later.get("data_fingerprints", {}).items():
+        if earlier.get("data_fingerprints", {}).get(name, sha) != sha:
+            raise RecordMergeError(f"{later['checkpoint']['name']}: {name} differs from the earlier record's data")
+    mine_settings, their_settings = earlier.get("settings") or {}, later.get("settings") or {}
+    changed = [k for k in FIGURE_SETTINGS if k in mine_settings and k in their_settings
+               and mine_settings[k] != their_settings[k]]
+    if changed:
+        detail = ", ".join(f"{k} {their_settings[k]!r} vs {mine_settings[k]!r}" for k in changed)
+        raise RecordMergeError(f"{later['checkpoint']['name']}: measured with other settings than the earlier "
+                               f"record ({detail}); one record holds figures of one set of settings: use "
+                               "another --run-id")
+    merged = copy.deepcopy(earlier)
+    given = {k: v for k, v in later.items()
+             if k not in ("schema_version", "run_id", "timestamp", "experiment_name", "invocations", "complete",
+                          "errors")}
+    update = _drop_nulls(given)
+    # a timing entry is one measurement: a later one replaces it whole (a "not taken" note must not linger)
+    for shape, entry in update.pop("latency", {}).items():
+        merged.setdefault("latency", {})[shape] = entry
+    for key in ("throughput", "batch_scaling"):
+        if key in update:
+            merged[key] = update.pop(key)
+    deep_merge(merged, update)
+    _fill_missing(merged, given)  # a null the earlier record lacks is kept: shards merge to the whole run
+    merged["errors"] = earlier.get("errors", []) + [e for e in later.get("errors", []) if e not in earlier["errors"]]
+    merged["invocations"] = earlier.get("invocations", []) + [
+        i for i in later.get("invocations", []) if i not in earlier.get("invocations", [])]
+    merged["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
+    derive_fields(merged, figures)
+    return schema_order(merged)
+
+
+def _fill_missing(base: dict[str, Any], given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if key not in base:
+            base[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(base[key], dict):
+            _fill_missing(base[key], value)
+
+
+def schema_order(record: dict[str, Any]) -> dict[str, Any]:
+    """Keys in the schema's order (then any extras), so records read and diff alike."""
+    order = list(load_schema()["properties"])
+    rank = {key: i for i, key in enumerate(order)}
+    return dict(sorted(record.items(), key=lambda kv: (rank.get(kv[0], len(order)), kv[0])))

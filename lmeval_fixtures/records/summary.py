@@ -1,0 +1,227 @@
+"""TODO docstring (from report.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..suite.figures import Figure, known_corpora, known_tasks, lookup
+from ..suite.registry import Registry
+
+
+def figure_text(figure: Figure, value: Any) -> str:
+    return "—" if value is None else f"{value:,.{figure.digits}f}"
+
+
+def headline(record: dict[str, Any], figures: list[Figure]) -> str:
+    """One terminal line per checkpoint: the headline figures it has, else every scored figure it has
+    (a run of a few tasks has no average, but its accuracies are worth a line)."""
+    present = [f for f in figures if f.value(record) is not None and f.better is not None]
+    chosen = [f for f in present if f.headline] or [f for f in present if f.column]
+    shown = [f"{f.label} {figure_text(f, f.value(record))}" for f in chosen]
+    status = "" if not record["errors"] else f"  [{len(record['errors'])} error(s): see summary.md]"
+    return f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1e6 else f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _not_run(family: str, record: dict[str, Any]) -> str:
+    reasons = sorted({item["reason"] for node, item in record["items"].items()
+                      if family in node and item.get("reason")})
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return f"_not run{why}_"
+
+
+def _perplexity_table(ppl: dict[str, Any], splits: tuple[str, ...]) -> list[str]:
+    rows = []
+    for split in [*splits, *sorted(set(ppl) - set(splits))]:
+        if split in ppl:
+            s = ppl[split]
+            rows.append([split, s["loss"], s["token_perplexity"], s["bits_per_byte"], s["byte_perplexity"],
+                         s["word_perplexity"], s.get("top1_accuracy"), s.get("top5_accuracy"), s["tokens"],
+                         s["bytes"], s["words"], s["documents"]])
+    first = next(iter(ppl.values()))
+    return [_table(["split", "loss", "token ppl", "bits/byte", "byte ppl", "word ppl", "top-1 acc", "top-5 acc",
+                    "tokens", "bytes", "words", "docs"], rows),
+            "", f"Context {first['context_length']}, stride {first['stride']}, "
+                f"detokenized: {_fmt(first.get('detokenized'))}, token cap: {_fmt(first.get('max_eval_tokens'))}."]
+
+
+def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
+    """One sentence per task on which the checkpoint predicts one class for every row: its accuracy
+    is then that class's share of the rows, and says nothing about the model."""
+    lines = []
+    for task, s in bench.items():
+        if not s.get("single_class"):
+            continue
+        counts = s.get("prediction_counts") or []
+        index = counts.index(max(counts)) if counts else None
+        if s.get("choices_per_row"):  # no one list to name: the position in each row's own list
+            lines.append(f"- {task} predicts the same choice position for every row (choice {index} of each row's "
+                         f"own list, on all {s['n']:,} rows): its accuracy {_fmt(s['acc'])} is the share of rows "
+                         "whose gold is at that position.")
+            continue
+        declared = registry.tasks.get(task)
+        prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
+        choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
+                  else f" choice {index}" if index is not None else "")
+        lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {s['n']:,} rows): "
+                     f"its accuracy {_fmt(s['acc'])} is that class's share of the rows.")
+    return ["", *lines] if lines else []
+
+
+def per_row_choice_lines(bench: dict[str, Any]) -> list[str]:
+    """A note naming the tasks whose rows were scored against their own choice lists (how many
+    choices per row), and what acc_norm, majority and classes then mean; nothing when there are none."""
+    tasks = []
+    for task, s in bench.items():
+        if s.get("choices_per_row"):
+            counts = sorted(int(k) for k in s.get("rows_by_choice_count") or {})
+            if not counts:
+                tasks.append(task)
+                continue
+            span = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
+            tasks.append(f"{task} ({span} choices per row)")
+    if not tasks:
+        return []
+    return ["", f"Choices vary per row in {', '.join(tasks)}: each row is scored against its own choice list; "
+                "acc_norm divides each choice's log-likelihood by the length of that row's choice string, and "
+                "majority, classes and the predicted choice count choice positions within each row's list."]
+
+
+def render_summary(record: dict[str, Any], figures: list[Figure], registry: Registry,
+                   plot_name: str | None = None) -> str:
+    ckpt = record["checkpoint"]
+    env = record["environment"]
+    parts = [
+        f"# {ckpt['name']}: lmeval-fixtures summary",
+        "",
+        f"Run `{record['run_id']}` at {record['timestamp']}, code {record['git_commit'] or 'unknown'}, "
+        f"device {env['device']}, dtype {env['dtype']}, torch {env['torch']}."
+        + ("" if record["complete"] else " **Incomplete run: only what finished is reported.**"),
+        "",
+        f"Checkpoint: `{ckpt['path']}` (sha256 `{(ckpt.get('sha256') or '—')[:16]}`).",
+    ]
+    if record["errors"]:
+        parts += ["", "## Errors", ""] + [f"- {e}" for e in record["errors"]]
+
+    shown = [[f.label, figure_text(f, f.value(record))] for f in figures if f.headline and f.value(record) is not None]
+    if shown:
+        parts += ["", "## Headline figures", "", _table(["figure", "value"], shown)]
+
+    parts += ["", "## Model and parameter allocation", ""]
+    if record["total_params"] is None:
+        parts.append("_checkpoint not loaded_")
+    else:
+        parts.append(_table(["field", "value"], [
+            ["total parameters", record["total_params"]],
+            ["embedding parameters", record.get("embedding_params")],
+            ["non-embedding parameters", record.get("non_embedding_params")],
+            ["embedding ratio (realised)", record["embedding_ratio"]],
+            ["d_model", record["d_model"]], ["d_ff", record["d_ff"]],
+            ["GLU expansion", record["glu_expansion"]], ["layers", record["n_layers"]],
+            ["heads", record.get("n_heads")], ["vocabulary", record.get("vocab_size")],
+            ["train loss (from checkpoint)", record["train_loss"]],
+            ["train perplexity", record["train_perplexity"]],
+        ]))
+
+    for corpus in known_corpora(registry, [record]):
+        parts += ["", f"## Perplexity ({corpus.label})", ""]
+        ppl = lookup(record, corpus.record_path("")[:-1]) or {}
+        if ppl:
+            parts += _perplexity_table(ppl, corpus.splits)
+            missing = [split for split in corpus.splits if split not in ppl]
+            if missing:
+                parts += ["", f"Missing split {', '.join(missing)}: " + _not_run("perplexity", record)]
+        else:
+            parts.append(_not_run("perplexity", record))
+
+    parts += ["", "## SmallBench", ""]
+    bench = record.get("smallbench") or {}
+    tasks = [t.name for t in known_tasks(registry, [record])]
+    if bench:
+        rows = [[task, s["prompt_set"], s["fewshot"], s["n"], s["acc"], s["acc_stderr"], s["acc_norm"],
+                 s["acc_norm_stderr"], s.get("majority_rate"), s.get("acc_above_majority"), s.get("predicted_classes"),
+                 s.get("margin"), s.get("margin_stderr"), s.get("gold_bits_per_byte")] for task, s in bench.items()]
+        parts.append(_table(["task", "prompts", "shots", "n", "acc", "± SE", "acc_norm", "± SE", "majority",
+                             "acc - majority", "classes", "margin", "± SE", "gold bits/byte"], rows))
+        average = next(f for f in figures if f.key == "smallbench_avg_acc").value(record)
+        parts += ["", f"Average accuracy over the {len(tasks)} tasks ({', '.join(tasks)}): {_fmt(average)}"
+                      + ("" if average is not None else f" (needs all {len(tasks)})") + "."]
+        parts += _single_class_lines(bench, registry)
+        if any("margin" in s for s in bench.values()):
+            parts += ["", "majority: share of the most frequent gold label among the rows; classes: distinct "
+                          "choices predicted; margin: mean log-likelihood of the gold choice minus the best other "
+                          "choice (nats, the sums acc compares); gold bits/byte: the gold continuations' negative "
+                          "log-likelihood in bits per UTF-8 byte of the continuation as scored (its leading space "
+                          "included)."]
+        parts += per_row_choice_lines(bench)
+        capped = {s.get("max_samples") for s in bench.values()} - {None}
+        if capped:
+            parts += ["", f"Subset: first {', '.join(str(c) for c in sorted(capped))} rows per task (--max-samples)."]
+        missing = [t for t in tasks if t not in bench]
+        if missing:
+            parts += ["", f"Not run: {', '.join(missing)} " + _not_run("smallbench", record)]
+    else:
+        parts.append(_not_run("smallbench", record))
+    parts += ["", "## Latency and throughput", ""]
+    latency = record.get("latency") or {}
+    taken = {k: v for k, v in latency.items() if v.get("timing") == "taken"}
+    if taken:
+        parts.append(_table(["shape", "mean ms", "median", "p95", "p99", "stddev", "min", "rounds", "peak RSS MB"], [
+            [shape, s["mean_ms"], s["median_ms"], s["p95_ms"], s["p99_ms"], s["stddev_ms"], s["min_ms"], s["rounds"],
+             s.get("peak_rss_mb")] for shape, s in taken.items()]))
+        parts += ["", f"Timer: {next(iter(taken.values()))['timer']}."]
+    for shape, s in latency.items():
+        if s.get("timing") != "taken":
+            parts += ["", f"Latency {shape}: not taken ({s.get('reason')})."]
+    throughput = record.get("throughput") or {}
+    if throughput.get("timing") == "taken":
+        parts += ["", f"Throughput: {throughput['tokens_per_sec']:,.0f} tokens/s at batch {throughput['batch']} x "
+                      f"sequence {throughput['seq']} (mean of {throughput['rounds']} rounds)"
+                  + (f"; {'; '.join(throughput['notes'])}" if throughput.get("notes") else "") + "."]
+    elif throughput:
+        parts += ["", f"Throughput: not taken ({throughput.get('reason')})."]
+    scaling = record.get("batch_scaling") or {}
+    if scaling.get("timing") == "taken" and scaling.get("points"):
+        parts += ["", f"Batch scaling at sequence {scaling['seq']}:", ""]
+        parts.append(_table(["batch", "tokens/s", "mean ms"], [
+            [p["batch"], round(p["tokens_per_sec"]), p["mean_ms"]] for p in scaling["points"]]))
+        if scaling.get("stopped"):
+            parts += ["", f"Stopped: {scaling['stopped']}."]
+        if plot_name:
+            parts += ["", f"![batch scaling]({plot_name})"]
+    elif scaling:
+        parts += ["", f"Batch scaling: not taken ({scaling.get('reason')})."]
+    if record.get("memory_allocated_mb") is not None:
+        parts += ["", f"CUDA peak memory: {record['memory_allocated_mb']:,.1f} MB allocated, "
+                      f"{record['memory_reserved_mb']:,.1f} MB reserved."]
+    if not latency and not throughput:
+        parts.append(_not_run("latency", record))
+
+    if record.get("gates"):
+        parts += ["", "## Gates", ""]
+        parts.append(_table(["gate", "verdict", "detail"], [
+            [name, "pass" if g["ok"] else "**FAIL**", g["message"]] for name, g in record["gates"].items()]))
+
+    parts += ["", "## Items", ""]
+    parts.append(_table(["item", "outcome", "seconds", "reason"], [
+        [f"`{node}`", item["outcome"], item.get("duration_s"), item.get("reason") or ""]
+        for node, item in record["items"].items()
+    ]) if record["items"] else "_no items ran_")
+    return "\n".join(parts) + "\n"
