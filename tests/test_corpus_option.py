@@ -15,7 +15,6 @@ from lmeval_fixtures.evaluation.options import option_values
 from lmeval_fixtures.evaluation.settings import settings_from_options
 from lmeval_fixtures.suite.corpus_option import HubSource, LocalSource, parse_corpus
 from lmeval_fixtures.suite.declarations import declare
-from lmeval_fixtures.suite.figures import figure_table
 from lmeval_fixtures.suite.sources import Hub
 
 from .conftest import halve_baseline_bits_per_byte, write_native_checkpoint, write_wikitext
@@ -245,7 +244,7 @@ def test_a_hub_without_the_field_or_without_the_dataset(hub_calls):
 def test_the_option_declares_a_corpus_with_its_own_figures(tmp_path):
     (tmp_path / "validation.txt").write_text("a\n")
     registry = declare(Registry.default(), [parse_corpus(f"own={tmp_path}", Path.cwd())], [])
-    keys = {f.key for f in figure_table(registry)}
+    keys = {f.key for f in registry.figure_table()}
     assert {"own_val_bits_per_byte", "own_val_perplexity", "val_bits_per_byte"} <= keys
     assert "own" not in Registry.default().corpora  # a copy: the registry given is not declared into
     with pytest.raises(UsageError, match=r"^--corpus wikitext=\S+: corpus 'wikitext' is already declared$"):

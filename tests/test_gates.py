@@ -7,14 +7,13 @@ import pytest
 
 from lmeval_fixtures.core.errors import BaselineError
 from lmeval_fixtures.records.gates import GatePolicy, gates_for, load_baseline
-from lmeval_fixtures.suite.figures import figure_table
 from lmeval_fixtures.suite.registry import Registry
 
 from .conftest import write_native_checkpoint, write_wikitext
 from .test_plugin import BENCHMARK
 
 SMALLBENCH = (Path(__file__).parents[1] / "benchmarks" / "test_smallbench.py").read_text()
-FIGURES = figure_table(Registry.default(), latency_shapes=[(1, 128)])
+FIGURES = Registry.default().figure_table(latency_shapes=[(1, 128)])
 CPU = {"device": "cpu", "dtype": "float32"}
 
 

@@ -26,7 +26,6 @@ from lmeval_fixtures.evaluation.run import Run
 from lmeval_fixtures.records.comparison import comparable_groups, render_comparison, render_paired
 from lmeval_fixtures.records.history import differences, read_history, trend
 from lmeval_fixtures.records.record import FIGURE_SETTINGS
-from lmeval_fixtures.suite.figures import figure_table
 from lmeval_fixtures.suite.registry import Registry
 
 ENVIRONMENT = {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}
@@ -166,7 +165,7 @@ def record(name: str, bpb: float, run_id: str = "r", data: dict | None = None, *
 
 
 def test_records_with_other_settings_are_grouped_apart_and_ranked_on_their_own():
-    figures = figure_table(Registry.default())
+    figures = Registry.default().figure_table()
     records = [record("a", 2.0), record("b", 1.8, max_samples=200), record("c", 1.9), record("d", 2.2, max_samples=200),
                record("e", 1.5, data={"wikitext-2-raw/validation.txt": "2" * 64})]
     assert [[r["checkpoint"]["name"] for r in g] for g in comparable_groups(records)] == [["a", "c"], ["b", "d"],
@@ -188,7 +187,7 @@ def test_records_with_other_settings_are_grouped_apart_and_ranked_on_their_own()
 
 
 def test_records_without_settings_form_their_own_group():
-    figures = figure_table(Registry.default())
+    figures = Registry.default().figure_table()
     old = {k: v for k, v in record("c", 1.0).items() if k != "settings"}  # written before settings were recorded
     text = render_comparison([record("a", 2.0), record("b", 1.9), old], figures, "val_bits_per_byte")
     assert "(later groups vs group 1: settings not recorded)" in text

@@ -8,12 +8,11 @@ from lmeval_fixtures.core.schema import ORIGINAL_FIELDS, validate_record
 from lmeval_fixtures.evaluation.run import Run
 from lmeval_fixtures.records.record import merge_records
 from lmeval_fixtures.records.store import write_checkpoint_report
-from lmeval_fixtures.suite.figures import figure_table
 from lmeval_fixtures.suite.registry import Registry
 
 RUN = {"run_id": "r1", "timestamp": "2026-01-01T00:00:00+00:00", "seed": 1, "git_commit": None,
        "environment": {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}}
-FIGURES = figure_table(Registry.default())
+FIGURES = Registry.default().figure_table()
 
 
 def split_figures(loss: float, **extra) -> dict:

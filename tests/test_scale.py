@@ -8,7 +8,6 @@ import pytest
 
 from lmeval_fixtures.cli.main import main as cli
 from lmeval_fixtures.records.comparison import render_comparison
-from lmeval_fixtures.suite.figures import figure_table
 from lmeval_fixtures.suite.registry import Registry
 
 from .conftest import write_native_checkpoint
@@ -91,7 +90,7 @@ def comparison_record(name: str, tokenizer: str, bpb: float, ppl: float = 100.0,
 
 
 def test_different_tokenizers_make_token_perplexity_not_comparable():
-    figures = figure_table(Registry.default())
+    figures = Registry.default().figure_table()
     a = comparison_record("a", "1", 2.0)
     b = comparison_record("b", "2", 1.9)
     text = render_comparison([a, b], figures, "val_bits_per_byte")
@@ -159,7 +158,7 @@ def test_comparison_plot_is_written_with_the_plot_extra(tmp_path):
     records = [comparison_record(n, "t", bpb, embedding_ratio=ratio, val_bits_per_byte=bpb,
                                  latency={"1x128": {"timing": "taken", "mean_ms": ms}}, latency_batch1_seq128=ms)
                for n, ratio, bpb, ms in (("a", 0.25, 2.3, 1.0), ("b", 0.5, 2.2, 1.4))]
-    written = write_comparison(records, tmp_path, figure_table(Registry.default(), records), "val_bits_per_byte")
+    written = write_comparison(records, tmp_path, Registry.default().figure_table(records), "val_bits_per_byte")
     png = tmp_path / "comparison.png"
     assert png in written and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![quality against latency](comparison.png)" in (tmp_path / "comparison.md").read_text()

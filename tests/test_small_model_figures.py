@@ -20,7 +20,7 @@ from lmeval_fixtures.records.fragments import smallbench
 from lmeval_fixtures.records.history import history_line
 from lmeval_fixtures.records.paired import mcnemar_exact, paired_average_accuracy, paired_mean
 from lmeval_fixtures.records.summary import render_summary
-from lmeval_fixtures.suite.figures import by_key, figure_table
+from lmeval_fixtures.suite.figures import by_key
 from lmeval_fixtures.suite.registry import Registry
 from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
 from lmeval_fixtures.suite.tasks import TASKS
@@ -30,7 +30,7 @@ from .test_gates import lay_out_suite
 
 RUN = {"run_id": "r1", "timestamp": "2026-01-01T00:00:00+00:00", "seed": 1, "git_commit": None,
        "environment": {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}}
-FIGURES = figure_table(Registry.default())
+FIGURES = Registry.default().figure_table()
 
 
 def task_result(rows: list[RowResult], choices=("no", "sí")) -> TaskResult:
@@ -91,7 +91,7 @@ def test_one_class_for_every_row_is_recorded_and_stated_in_the_summary():
     assert record["smallbench"]["boolq"]["predicted_classes"] == 1
     assert record["smallbench"]["sst2"]["single_class"] is False
     assert record["smallbench"]["sst2"]["predicted_classes"] == 2
-    text = render_summary(record, figure_table(Registry.default(), [record]), Registry.default())
+    text = render_summary(record, Registry.default().figure_table([record]), Registry.default())
     assert '- boolq predicts one class for every row ("no" on all 6 rows): its accuracy 0.5000' in text
     assert "sst2 predicts one class" not in text
     assert "| majority | acc - majority | classes | margin | ± SE | gold bits/byte |" in text

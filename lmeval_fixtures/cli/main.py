@@ -75,13 +75,12 @@ def compare(paths: list[Path], out: Path, compare_by: str) -> list[Path]:
     otherwise in groups of their own."""
     from ..records.comparison import row_labels, write_comparison
     from ..records.store import find_records, read_samples
-    from ..suite.figures import figure_table
     from ..suite.registry import Registry
 
     found = find_records(paths)
     records = [record for _, record in found]
     samples = {label: read_samples(file.parent) for label, (file, _) in zip(row_labels(records), found, strict=True)}
-    return write_comparison(records, out, figure_table(Registry.default(), records), compare_by, samples)
+    return write_comparison(records, out, Registry.default().figure_table(records), compare_by, samples)
 
 
 def show_history(path: Path, checkpoints: list[str] | None, metric: str, previous: int) -> int:

@@ -22,7 +22,6 @@ from typing import Any
 
 from ..core.files import write_atomic
 from ..models.discovery import CheckpointSpec, discover_checkpoints
-from ..suite.figures import figure_table
 from ..suite.registry import Registry
 
 Signature = tuple[tuple[str, int, int], ...]
@@ -94,7 +93,7 @@ class Watcher:
     def write_trend(self, run_folder: Path | None) -> list[Path]:
         if run_folder is None:
             return []
-        figures = {f.key: f for f in figure_table(Registry.default(), list(self.records.values()))}
+        figures = {f.key: f for f in Registry.default().figure_table(list(self.records.values()))}
         figure = figures.get(self.metric)
         rows = []
         for name, record in self.records.items():

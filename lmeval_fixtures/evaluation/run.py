@@ -25,7 +25,7 @@ from ..records.history import append_history
 from ..records.record import deep_merge, empty_record, finalise, merge_records
 from ..records.store import read_run_folder, write_checkpoint_report
 from ..records.summary import headline
-from ..suite.figures import Figure, figure_table
+from ..suite.figures import Figure
 from ..suite.registry import Registry
 
 Samples = dict[str, list[dict[str, Any]]]
@@ -60,7 +60,7 @@ class Run:
         return self.metadata["run_id"]
 
     def figures(self, records: list[dict[str, Any]] = ()) -> list[Figure]:
-        return figure_table(self.registry, records, self.latency_shapes)
+        return self.registry.figure_table(records, self.latency_shapes)
 
     # ------------------------------------------------------------ what items report
 

@@ -140,7 +140,7 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
             ["train perplexity", record["train_perplexity"]],
         ]))
 
-    for corpus in known_corpora(registry, [record]):
+    for corpus in known_corpora(registry.corpora.values(), [record]):
         parts += ["", f"## Perplexity ({corpus.label})", ""]
         ppl = lookup(record, corpus.record_path("")[:-1]) or {}
         if ppl:
@@ -153,7 +153,7 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
 
     parts += ["", "## SmallBench", ""]
     bench = record.get("smallbench") or {}
-    tasks = [t.name for t in known_tasks(registry, [record])]
+    tasks = [t.name for t in known_tasks(registry.tasks.values(), [record])]
     if bench:
         rows = [[task, s["prompt_set"], s["fewshot"], s["n"], s["acc"], s["acc_stderr"], s["acc_norm"],
                  s["acc_norm_stderr"], s.get("majority_rate"), s.get("acc_above_majority"), s.get("predicted_classes"),

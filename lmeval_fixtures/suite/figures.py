@@ -20,7 +20,6 @@ from typing import Any
 from ..core.numerics import safe_exp
 from ..core.schema import legacy_fields
 from .corpora import SPLIT_PREFIX, Corpus
-from .registry import Registry
 from .tasks import Task
 
 # How a gate compares a figure with a baseline's (see gates.py):
@@ -188,32 +187,34 @@ def timing_figures(shapes: Iterable[tuple[int, int]], legacy_keys: set[str]) -> 
     return figures
 
 
-def known_tasks(registry: Registry, records: Iterable[dict[str, Any]] = ()) -> list[Task]:
-    """The registry's tasks, then any task the records hold that it does not declare."""
-    tasks = dict(registry.tasks)
+def known_tasks(declared: Iterable[Task], records: Iterable[dict[str, Any]] = ()) -> list[Task]:
+    """The declared tasks, then any task the records hold that is not declared."""
+    tasks = {task.name: task for task in declared}
     for record in records:
         for name in record.get("smallbench") or {}:
             tasks.setdefault(name, Task(name, name, ("", ""), (), {}))
     return list(tasks.values())
 
 
-def known_corpora(registry: Registry, records: Iterable[dict[str, Any]] = ()) -> list[Corpus]:
-    """The registry's corpora, then any corpus the records hold that it does not declare."""
-    corpora = dict(registry.corpora)
+def known_corpora(declared: Iterable[Corpus], records: Iterable[dict[str, Any]] = ()) -> list[Corpus]:
+    """The declared corpora, then any corpus the records hold that is not declared."""
+    corpora = {corpus.name: corpus for corpus in declared}
     for record in records:
         for name, splits in (record.get("corpora") or {}).items():
             corpora.setdefault(name, Corpus(name, name, splits=tuple(splits)))
     return list(corpora.values())
 
 
-def figure_table(registry: Registry, records: Iterable[dict[str, Any]] = (),
+def figure_table(tasks: Iterable[Task], corpora: Iterable[Corpus], records: Iterable[dict[str, Any]] = (),
                  latency_shapes: Iterable[tuple[int, int]] = ()) -> list[Figure]:
-    """Every figure of a run (or of records made by other runs): the registry's tasks and
-    corpora, plus any task, corpus or latency shape that the records hold and the registry
-    does not know (so old or foreign records still read in full)."""
+    """Every figure of a run (or of records made by other runs): the declared tasks and
+    corpora (a run's registry: ``Registry.figure_table``), plus any task, corpus or latency
+    shape that the records hold and the declarations do not (so old or foreign records
+    still read in full)."""
+    declared_corpora = list(corpora)
     legacy_keys = set(legacy_fields())
     records = list(records)
-    tasks = known_tasks(registry, records)
+    tasks = known_tasks(tasks, records)
     shapes = set(latency_shapes)
     for record in records:
         for shape in record.get("latency") or {}:
@@ -221,7 +222,7 @@ def figure_table(registry: Registry, records: Iterable[dict[str, Any]] = (),
             if batch.isdigit() and seq.isdigit():
                 shapes.add((int(batch), int(seq)))
     figures = list(IDENTITY)
-    for corpus in known_corpora(registry, records):
+    for corpus in known_corpora(declared_corpora, records):
         figures += corpus_figures(corpus, legacy_keys)
     figures += [task_figure(task, legacy_keys) for task in tasks]
     figures.append(Figure("smallbench_avg_acc", "SmallBench avg", ("smallbench_avg_acc",), better="higher",

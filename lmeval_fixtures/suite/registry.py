@@ -10,12 +10,14 @@ registry, so one declaration is the whole change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.errors import RegistryError
 from ..core.names import plain_name_problem
 from .corpora import Corpus
+from .figures import Figure, figure_table
 from .tasks import TASKS, Task
 from .wikitext import load_wikitext_articles, wikitext_detokenize
 
@@ -74,13 +76,16 @@ class Registry:
     def _keep_figure_keys_unique(self, undo: Callable[[], object], what: str) -> None:
         """A declaration whose figure key is another figure's (a task named ``avg`` would be
         ``smallbench_avg_acc``) is undone and refused: two figures must never share a key."""
-        from .figures import figure_table
-
-        keys = [f.key for f in figure_table(self)]
+        keys = [f.key for f in self.figure_table()]
         taken = sorted({k for k in keys if keys.count(k) > 1})
         if taken:
             undo()
             raise RegistryError(f"{what}: its figure key {taken[0]} is already another figure's; choose another name")
+
+    def figure_table(self, records: Iterable[dict[str, Any]] = (),
+                     latency_shapes: Iterable[tuple[int, int]] = ()) -> list[Figure]:
+        """Every figure of a run of this registry (see ``figures.figure_table``)."""
+        return figure_table(self.tasks.values(), self.corpora.values(), records, latency_shapes)
 
     def check_prompts(self, prompt_set: str) -> None:
         """Every task must have the run's prompt set (--prompts); said at start-up, not mid-run."""
