@@ -16,6 +16,12 @@ _HOMES = {
     "reference_checkpoints": "api", "load_checkpoint": "models.loading", "Corpus": "suite.corpora",
     "ModelConfig": "models.model", "Transformer": "models.model", "Registry": "suite.registry",
     "Prompt": "suite.tasks", "Task": "suite.tasks",
+    # for a conftest's own corpus or task readers (docs/extending.md)
+    "DataSource": "suite.sources", "read_text_file": "suite.sources", "text_files": "suite.sources",
+    # the error family: catch LmevalError for all, or one branch
+    "LmevalError": "core.errors", "UsageError": "core.errors", "DataError": "core.errors",
+    "DataUnavailable": "core.errors", "CheckpointError": "core.errors", "RecordError": "core.errors",
+    "BaselineError": "core.errors",
 }
 __all__ = tuple(sorted(_HOMES))
 
