@@ -22,13 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "lmeval_fixtures"
 
 
-def layer_order() -> list[str]:
-    """The wings top to bottom, as the layers contract names them."""
+def layers() -> list[str]:
+    """The layers top to bottom, as the layers contract writes them (``a | b``: independent siblings)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     for contract in config.get("tool", {}).get("importlinter", {}).get("contracts", []):
         if contract.get("type") == "layers":
-            return [name for layer in contract["layers"] for name in layer.replace(":", "|").split("|")]
+            return list(contract["layers"])
     return []
+
+
+def layer_order() -> list[str]:
+    """The wings top to bottom."""
+    return [name.strip() for layer in layers() for name in layer.replace(":", "|").split("|")]
 
 
 def circles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:
@@ -86,20 +91,21 @@ def main() -> int:
     wings: dict[str, list[str]] = {}
     for module in sorted(modules):
         parts = module.split(".")
-        wing = parts[1] if len(parts) > 2 or source_file(module).name == "__init__.py" and len(parts) == 2 else "(top)"
-        if len(parts) == 2 and source_file(module).name != "__init__.py":
-            wing = "(top)"
+        is_package = source_file(module).name == "__init__.py"
+        # a wing is a subpackage; the package itself and its top modules (api, __main__) are "top"
+        wing = parts[1] if len(parts) > 2 or (len(parts) == 2 and is_package) else "(top)"
         wings.setdefault(wing, []).append(module)
-    ranked = [w for w in order if w in wings] + sorted(w for w in wings if w not in order)
+    ranked = ["(top)"] + [w for w in order if w in wings] + sorted(w for w in wings if w not in order and w != "(top)")
     total_lines = 0
     for wing in ranked:
         lines = {m: len(source_file(m).read_text(encoding="utf-8").splitlines()) for m in wings[wing]}
         total_lines += sum(lines.values())
-        print(f"{wing}/  ({len(lines)} modules, {sum(lines.values())} lines)")
+        title = "top level" if wing == "(top)" else f"{wing}/"
+        print(f"{title}  ({len(lines)} modules, {sum(lines.values())} lines)")
         for module, count in lines.items():
             print(f"    {module.removeprefix(PACKAGE + '.'):<40} {count:>5}")
     found = circles(graph, modules)
-    print(f"\n{len(modules)} modules, {total_lines} lines; layer order (top first): {' > '.join(order) or '(none)'}")
+    print(f"\n{len(modules)} modules, {total_lines} lines; layers (top first): {' > '.join(layers()) or '(none)'}")
     print(f"import circles: {len(found)}")
     for component in found:
         print("    " + " <-> ".join(m.removeprefix(PACKAGE + ".") for m in component))

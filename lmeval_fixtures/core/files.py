@@ -1,4 +1,12 @@
-"""TODO docstring (from checkpoints.py)."""
+"""Files as the suite reads and writes them: untrusted on the way in, whole or not at all on the way out.
+
+Every reader refuses a FIFO or a device before opening it (``special_file_message``:
+reading one would hang a run), and every digest is the sha256 of the bytes read. Every
+writer replaces a file atomically (``write_atomic``: a temporary file, then ``os.replace``),
+so an interrupted run leaves the old report intact, and a run folder is changed by one
+process at a time (``run_folder_lock``). These rules are shared by checkpoints, data,
+records and the cache, so they live at the bottom of the package, once.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +15,12 @@ import hashlib
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import CheckpointError
-
-if TYPE_CHECKING:  # tokenizer.py imports special_file_message from here
-    pass
-import tempfile
 
 
 def readable_by_umask(path: Path) -> None:

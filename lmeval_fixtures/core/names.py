@@ -4,11 +4,6 @@ must be one path component that stays inside the report (and data) folder."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # Names the report folder already uses for itself: a run or baseline of that name would replace them.

@@ -1,19 +1,20 @@
-"""TODO docstring (from record.py)."""
+"""The record's schema (``schema/metrics.schema.json``): its version, its flat fields, validation.
+
+Every written ``metrics.json`` validates against the shipped schema, and the figure table
+reads which figures have a flat field of the original schema from it, so the schema is
+the single source of both and sits below every wing that writes or reads a record.
+"""
 
 from __future__ import annotations
 
 import json
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 
 from .errors import RecordInvalid
-
-if TYPE_CHECKING:
-    pass
-
 
 SCHEMA_VERSION = 1
 

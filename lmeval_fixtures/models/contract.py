@@ -1,9 +1,9 @@
 """What every checkpoint loader shares, native or Hugging Face.
 
-The error it raises, the allocation it reports, the digest it records and the
-checks a loaded model must pass live here rather than in either loader, so
-that ``checkpoints`` (which dispatches to the Hugging Face loader) and
-``hf_models`` both import them without importing each other.
+The allocation it reports and the checks a loaded model must pass live here
+rather than in either loader, so that ``loading`` (which dispatches to the
+Hugging Face loader) and ``hf_models`` both import them without importing
+each other.
 """
 
 from __future__ import annotations

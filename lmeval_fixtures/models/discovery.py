@@ -1,4 +1,11 @@
-"""TODO docstring (from checkpoints.py)."""
+"""Which checkpoints a run evaluates and what each is called, decided before anything is loaded.
+
+``--checkpoint`` takes files, folders (native or Hugging Face) and hub ids; discovery
+turns them into ``CheckpointSpec``s with names that are unique in the run and stable
+across runs (a file's stem, climbing to parent folders only where two names collide), so
+report folders, history lines and baselines keep meaning the same checkpoint. Nothing
+here reads weights or touches the network.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Finding and loading checkpoints, and the identity recorded for each.
+"""Loading a discovered checkpoint (native, Hugging Face folder or hub id), and the identity recorded for each.
 
 A checkpoint is untrusted input: ``.pt`` files are read with
 ``torch.load(weights_only=True)`` only, and every shape is checked against the

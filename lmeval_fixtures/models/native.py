@@ -1,4 +1,12 @@
-"""TODO docstring (from checkpoints.py)."""
+"""The native checkpoint format: reading and checking it, and writing it.
+
+A native checkpoint is ``.safetensors`` (config in the header) or ``.pt`` (a dict read with
+``torch.load(weights_only=True)``), with its ``config.json``/tokenizer beside it. It is
+untrusted input: every config field is type-checked and every tensor's dtype and shape is
+checked against the config before the model is allocated, so a config that claims absurd
+sizes is refused instead of exhausting memory. ``save_checkpoint`` writes the same format,
+so every writer (tests, training and sweep scripts) agrees with the reader.
+"""
 
 from __future__ import annotations
 

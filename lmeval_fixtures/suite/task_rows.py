@@ -1,4 +1,9 @@
-"""TODO docstring (from data.py)."""
+"""A task's rows: read from ``--data-dir`` (JSON Lines) or the hub, and checked before scoring.
+
+Each row must be an object with the task's text fields and a label among its choices;
+a bad row is a ``DataError`` naming the file and line, never a wrong figure. The rows'
+file digest goes into the record so a gate can refuse a baseline made on other data.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring (from corpora.py)."""
+"""WikiText-2, read the way lm-evaluation-harness's ``wikitext`` task reads it.
+
+One document per article (the ``EleutherAI/wikitext_document_level`` grouping, rebuilt
+from the raw files' headings), the WikiText detokenizer applied to the scored text, and
+bytes and words counted on the original article, so our perplexities and the harness's
+agree on the same model. Reading (local files, else the hub) lives here once, for the
+registry's corpus and for ``fetch-data``.
+"""
 
 from __future__ import annotations
 
