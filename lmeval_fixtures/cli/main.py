@@ -43,9 +43,12 @@ def package_version() -> str:
 
 
 def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")) -> list[Path]:
-    """Join shard reports of one run into ``out``, through the same ``Run.finish`` as a pytest run."""
+    """Join shard reports of one run into ``out``, through the same ``Run.finish`` as a pytest run.
+    One run is measured one way: a record not measured alike with every record before it
+    (``alike.differences``, the rule of record merge, comparison and history) is refused."""
     from ..core.errors import RecordMergeError
     from ..evaluation.run import Run
+    from ..records.alike import differences, refusal
     from ..records.store import find_records, read_samples
     from ..suite.registry import Registry
 
@@ -53,13 +56,13 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     run_ids = sorted({str(record.get("run_id")) for _, record in found})
     if len(run_ids) > 1:
         raise CommandError(f"shards of different runs ({', '.join(run_ids)}): give every shard the same --run-id")
-    seen_data: dict[str, tuple[str, Path]] = {}
     run = Run({}, Registry.default())
-    for file, record in found:
-        for data_name, sha in record.get("data_fingerprints", {}).items():
-            earlier = seen_data.setdefault(data_name, (sha, file))
-            if earlier[0] != sha:
-                raise CommandError(f"{file}: refused: {data_name} differs from the data of {earlier[1]}")
+    for index, (file, record) in enumerate(found):
+        for earlier_file, earlier in found[:index]:
+            why = differences(earlier, record)
+            if why:
+                raise CommandError(f"{file}: refused: " + refusal(why, str(earlier_file), other=str(file),
+                                                                  reference_data=f"the data of {earlier_file}"))
         try:
             run.adopt(record, read_samples(file.parent))
         except RecordMergeError as exc:

@@ -20,5 +20,19 @@ def plain_name_problem(value: object, reserved: bool = False) -> str | None:
     return None
 
 
+_SHAPE = re.compile(r"([0-9]+)x([0-9]+)")
+
+
 def shape_name(batch: int, seq: int) -> str:
+    """A timing shape as the record keys it and a person writes it: ``1x128`` (batch x sequence)."""
     return f"{batch}x{seq}"
+
+
+def parse_shape_name(text: str) -> tuple[int, int] | None:
+    """(batch, sequence) of a name ``shape_name`` writes, or None for any other text (``1x128``
+    reads (1, 128); ``01x128``, ``1X128`` and `` 1x128`` do not, since no record keys a shape so)."""
+    found = _SHAPE.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        return None
+    shape = int(found.group(1)), int(found.group(2))
+    return shape if shape_name(*shape) == text else None

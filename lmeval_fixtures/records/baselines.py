@@ -1,4 +1,12 @@
-"""TODO docstring (from report.py)."""
+"""Publishing a run's records as the baseline later runs are gated against.
+
+A baseline decides whether CI passes, so it must never be half written (a gate reading
+a folder mid-copy would compare against a mix of two runs) and ``--update-baseline``
+must never replace a folder that is not a baseline (a typo pointing at the source tree
+or the report folder would otherwise delete it). So the new baseline is built beside
+the old one and swapped in with a rename, and only a new folder, or one holding
+nothing but ``<checkpoint>/`` record files, may be replaced.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,14 @@
-"""TODO docstring (from record.py)."""
+"""How per-row and per-document values travel inside a metrics record.
+
+A paired test (comparison.md's bold, ``--gate paired``) needs each row's verdict and
+each document's loss, long after the run that scored them, and without the samples
+files, which are optional and large. So the record keeps them itself, compact enough
+that a metrics.json stays readable and small, and fingerprinted (``rows_sha256``) so
+two checkpoints are only ever paired on the same rows. Decoding never trusts the
+record: an older record without these values, or one edited by hand so that the
+counts no longer match, decodes to None, and the paired test says it cannot run
+rather than testing something else.
+"""
 
 from __future__ import annotations
 

@@ -17,22 +17,18 @@ written before those were kept, bold their best value as before; timings always 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.files import write_atomic
-from ..suite.figures import ACC, AVG_ACC, DOC_BPB, DOC_PPL, GOLD_BPB, MARGIN, PER_DOCUMENT, Figure, sortable_keys
-from .codecs import PerRow, decode_per_document, decode_per_row
-from .history import differences, figure_settings, shown
-from .paired import PairedResult, paired_accuracy, paired_average_accuracy, paired_bits_per_byte, paired_mean
+from ..core.formatting import markdown_table, number
+from ..suite.figures import DOC_PPL, PER_DOCUMENT, Figure, sortable_keys
+from .alike import FIGURE_SETTINGS, differences, figure_settings, shown
+from .codecs import decode_per_document
+from .paired import RESAMPLES, SEED, PairedResult, Unpaired, paired_accuracy, paired_bits_per_byte, paired_test
 from .plots import plot_comparison
-from .record import FIGURE_SETTINGS
 from .summary import per_row_choice_lines
-
-RESAMPLES = 1000  # of every paired bootstrap in comparison.md
-SEED = 1234
 
 
 def row_labels(records: list[dict[str, Any]]) -> list[str]:
@@ -51,11 +47,11 @@ def shared_tokenizer(records: list[dict[str, Any]]) -> bool:
 def _cell(record: dict[str, Any], figure: Figure, best: bool) -> str:
     value = figure.value(record)
     if value is None:
-        return "—"
-    text = f"{value:,.{figure.digits}f}"
+        return number(None)
+    text = number(value, figure.digits)
     stderr = figure.stderr(record)
     if stderr is not None:
-        text += f" ± {stderr:.3f}"
+        text += f" ± {number(stderr, 3)}"
     return f"**{text}**" if best else text
 
 
@@ -70,67 +66,6 @@ class Verdict:
     result: PairedResult | None
     bold: bool
     why: str  # how the verdict came about, one phrase
-
-
-def _per_row(record: dict[str, Any], task: str) -> PerRow | None:
-    return decode_per_row((record.get("smallbench") or {}).get(task))
-
-
-def _paired_test(figure: Figure, best: dict[str, Any], runner: dict[str, Any],
-                 label: dict[int, str]) -> tuple[PairedResult | None, str]:
-    """The figure's paired test of ``best`` against ``runner`` (the difference is best minus runner-up),
-    or None and why it cannot run."""
-    if figure.paired in PER_DOCUMENT:
-        docs = [decode_per_document(figure.entry(r)) for r in (best, runner)]
-        missing = [label[id(r)] for r, found in zip((best, runner), docs, strict=True) if found is None]
-        if missing:
-            return None, f"no per-document values in the record of {' and '.join(missing)}"
-        unit = 2 if figure.paired == DOC_BPB else 1  # (nll, tokens, bytes): per byte, or per token
-        try:
-            result = paired_bits_per_byte([(d[0], d[unit]) for d in docs[0]], [(d[0], d[unit]) for d in docs[1]],
-                                          resamples=RESAMPLES, seed=SEED)
-        except ValueError as exc:
-            return None, str(exc)
-        if figure.paired == DOC_PPL:  # bits per token -> nats per token: the difference of log perplexities
-            result = replace(result, difference=result.difference * math.log(2), low=result.low * math.log(2),
-                             high=result.high * math.log(2))
-        return result, ""
-    if figure.paired == AVG_ACC:
-        tasks = sorted(set(best.get("smallbench") or {}) & set(runner.get("smallbench") or {}))
-    else:
-        tasks = [figure.task]
-    pairs = []
-    for task in tasks:
-        mine, theirs = _per_row(best, task), _per_row(runner, task)
-        missing = [label[id(r)] for r, rows in ((best, mine), (runner, theirs)) if rows is None]
-        if missing:
-            return None, (f"no per-row values for {task} in the record of {' and '.join(missing)} "
-                          "(written by a version that did not record them)")
-        if mine.rows_sha256 != theirs.rows_sha256:
-            return None, f"{task}: not the same rows"
-        pairs.append((mine, theirs))
-    if not pairs:
-        return None, "no task both records hold"
-    mine, theirs = pairs[0]
-    if figure.paired == ACC:
-        return paired_accuracy(mine.correct, theirs.correct, resamples=RESAMPLES, seed=SEED), ""
-    if figure.paired == AVG_ACC:
-        return paired_average_accuracy([(a.correct, b.correct) for a, b in pairs], resamples=RESAMPLES,
-                                       seed=SEED), ""
-    if figure.paired == MARGIN:
-        if mine.margin is None or theirs.margin is None:
-            return None, "no margins (a task of one choice)"
-        return paired_mean(mine.margin, theirs.margin, resamples=RESAMPLES, seed=SEED), ""
-    if figure.paired == GOLD_BPB:
-        try:
-            return paired_bits_per_byte([(-ll, n) for ll, n in zip(mine.gold_loglikelihood, mine.gold_bytes,
-                                                                    strict=True)],
-                                        [(-ll, n) for ll, n in zip(theirs.gold_loglikelihood, theirs.gold_bytes,
-                                                                   strict=True)],
-                                        resamples=RESAMPLES, seed=SEED), ""
-        except ValueError as exc:
-            return None, str(exc)
-    raise ValueError(f"{figure.key}: unknown paired test {figure.paired!r}")
 
 
 def verdict(figure: Figure, records: list[dict[str, Any]], label: dict[int, str]) -> Verdict:
@@ -154,8 +89,10 @@ def verdict(figure: Figure, records: list[dict[str, Any]], label: dict[int, str]
                        f"{untested})")
     if figure.value(runner) == figure.value(best):
         return Verdict(figure, best, runner, None, False, "tied with the runner-up")
-    result, why = _paired_test(figure, best, runner, label)
-    if result is None:
+    try:  # the figure's one paired test, the one --gate paired runs (paired.paired_test)
+        result = paired_test(figure, best, runner, resamples=RESAMPLES, seed=SEED)
+    except Unpaired as exc:
+        why = exc.said((label[id(best)], label[id(runner)]))
         return Verdict(figure, best, runner, None, False, f"not tested: {why}")
     favours_best = result.difference < 0 if figure.lower_is_better else result.difference > 0
     bold = result.significant and favours_best
@@ -181,8 +118,8 @@ def sort_figure(figures: list[Figure], sort_by: str) -> Figure:
 
 
 def comparable_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The records split into groups measured alike (``history.differences``: the same
-    figure-changing settings, no data file read with other contents), since a figure ranks
+    """The records split into groups measured alike (``alike.differences``: the same
+    figure-changing settings, none recorded in one only, no data file read with other contents), since a figure ranks
     only against figures measured the same way. Each record joins the first group it agrees
     with in full; the largest group comes first (ties: the first seen); order is kept within."""
     groups: list[list[dict[str, Any]]] = []
@@ -240,11 +177,9 @@ def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: F
     if len({tuple(sorted((r.get("data_fingerprints") or {}).items())) for r in records}) > 1:
         lines += ["**These checkpoints did not all read the same data files (fingerprints differ), though no "
                   "file that two of them read differs: a run of fewer items, or data from another source.**", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for record in ordered:
-        cells = [label[id(record)]] + [_cell(record, f, _bolded(verdicts, f, record)) for f in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    rows = [[label[id(record)]] + [_cell(record, f, _bolded(verdicts, f, record)) for f in columns]
+            for record in ordered]
+    return lines + markdown_table(header, rows).splitlines()
 
 
 def _task_columns(figures: list[Figure], records: list[dict[str, Any]]) -> dict[str, list[Figure]]:
@@ -274,9 +209,8 @@ def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Fig
              "checkpoint predicts (1: one class for every row, its accuracy is that class's share); `margin`: "
              "mean log-likelihood of the gold choice minus the best other choice (nats); `gold bits/byte`: "
              "the gold continuations' negative log-likelihood in bits per UTF-8 byte.",
-             *per_row_choice_lines(_per_row_choice_tasks(records)), "",
-             "| task | checkpoint | " + " | ".join(names[f] for f in fields) + " |",
-             "|" + "|".join("---" for _ in range(len(fields) + 2)) + "|"]
+             *per_row_choice_lines(_per_row_choice_tasks(records)), ""]
+    rows = []
     for columns in tasks.values():
         by_field = {f.path[-1]: f for f in columns}
         for record in ordered:
@@ -285,9 +219,9 @@ def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Fig
             cells = [columns[0].label, label[id(record)]]
             cells += [_cell(record, by_field[name], by_field[name].key in verdicts
                             and _bolded(verdicts, by_field[name], record))
-                      if name in by_field else "—" for name in fields]
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines
+                      if name in by_field else number(None) for name in fields]
+            rows.append(cells)
+    return lines + markdown_table(["task", "checkpoint", *(names[f] for f in fields)], rows).splitlines()
 
 
 def _per_row_choice_tasks(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -307,16 +241,16 @@ def _verdict_line(found: Verdict, label: dict[int, str]) -> str:
     if found.best is None:
         return f"- {name}: {found.why}; not bolded"
     best, runner = found.best, found.runner_up
-    text = (f"- {name}: {label[id(best)]} {figure.value(best):,.{figure.digits}f} vs runner-up "
-            f"{label[id(runner)]} {figure.value(runner):,.{figure.digits}f}")
+    text = (f"- {name}: {label[id(best)]} {number(figure.value(best), figure.digits)} vs runner-up "
+            f"{label[id(runner)]} {number(figure.value(runner), figure.digits)}")
     result = found.result
     if result is not None:
         digits = max(figure.digits, 4)
         what = "log-perplexity difference" if figure.paired == DOC_PPL else "difference"
-        text += (f", {what} {result.difference:+.{digits}f}, {result.confidence:.0%} CI "
-                 f"[{result.low:+.{digits}f}, {result.high:+.{digits}f}]")
+        text += (f", {what} {number(result.difference, digits, signed=True)}, {result.confidence:.0%} CI "
+                 f"[{number(result.low, digits, signed=True)}, {number(result.high, digits, signed=True)}]")
         if result.p_value is not None:
-            text += f", McNemar p = {result.p_value:.3g}"
+            text += f", McNemar p = {number(result.p_value, significant=3)}"
     return text + f": {found.why}; {'bolded' if found.bold else 'not bolded'}"
 
 
@@ -374,7 +308,7 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
         conditions = [_condition(g) for g in groups]
         reasons: list[str] = []
         for condition in conditions[1:]:
-            reasons += [r for r in differences(conditions[0], condition) if r not in reasons]
+            reasons += [str(r) for r in differences(conditions[0], condition) if str(r) not in reasons]
         parts += [f"**These checkpoints were not all measured alike (later groups vs group 1: {'; '.join(reasons)})"
                   ". A figure ranks only against figures measured the same way, so they are not ranked together: "
                   "each group below is sorted, and its best values bolded, on its own, and paired tests compare "
@@ -392,12 +326,13 @@ def _paired_sentence(kind: str, a: str, b: str, result: PairedResult) -> str:
     level = f"{1 - result.confidence:g}"
     if kind == "acc":
         better = a if result.difference > 0 else b
-        figure = (f"accuracy {a} - {b} = {result.difference:+.4f}, {result.confidence:.0%} CI "
-                  f"[{result.low:+.4f}, {result.high:+.4f}], McNemar p = {result.p_value:.3g}")
+        figure = (f"accuracy {a} - {b} = {number(result.difference, signed=True)}, {result.confidence:.0%} CI "
+                  f"[{number(result.low, signed=True)}, {number(result.high, signed=True)}], "
+                  f"McNemar p = {number(result.p_value, significant=3)}")
     else:
         better = a if result.difference < 0 else b
-        figure = (f"bits/byte {a} - {b} = {result.difference:+.5f}, {result.confidence:.0%} CI "
-                  f"[{result.low:+.5f}, {result.high:+.5f}]")
+        figure = (f"bits/byte {a} - {b} = {number(result.difference, 5, signed=True)}, {result.confidence:.0%} CI "
+                  f"[{number(result.low, 5, signed=True)}, {number(result.high, 5, signed=True)}]")
     verdict = (f"**{better} is significantly better** at the {level} level" if result.significant
                else f"no significant difference at the {level} level")
     return f"{figure}: {verdict}"
@@ -422,7 +357,8 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
                     continue
                 groups = group_of[id(by_name[a])], group_of[id(by_name[b])]
                 if groups[0] != groups[1]:
-                    why = differences(by_name[b], by_name[a]) or [f"group {groups[0]} vs group {groups[1]}"]
+                    why = [str(d) for d in differences(by_name[b], by_name[a])] or [
+                        f"group {groups[0]} vs group {groups[1]}"]
                     lines.append(f"- {key}, {a} vs {b}: not compared (measured otherwise: {'; '.join(why)})")
                     continue
                 if key.startswith("smallbench-"):

@@ -1,4 +1,14 @@
-"""TODO docstring (from record.py)."""
+"""The fragments items contribute to a record, built here so no item spells a schema key.
+
+A benchmark item (shipped or a user's) measures one thing and hands back a small nested
+dict; the run merges those in item-id order into the record (``record.deep_merge``),
+so the record is the same whichever worker produced which fragment. Keeping every
+builder in one place keeps the schema's shape in one place: an item says *what* it
+measured (a corpus split, a task, a timing shape) and the builder says *where* that
+lives in the record, with the data fingerprints and per-row values later stages need
+(merge, gates, paired tests). Per-example samples ride along under a private key and
+are written beside the record, never into it.
+"""
 
 from __future__ import annotations
 

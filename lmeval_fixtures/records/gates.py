@@ -4,23 +4,27 @@ Which figures are gated, and how, is the table of figures' business (``figures.p
 Accuracy on a few hundred rows moves by a standard error or two between equally
 good models, so accuracy tolerances are counted in standard errors; perplexity
 and bits per byte are tight figures, so their tolerance is relative. A baseline
-measured on other data (different fingerprints) is refused, never compared.
+not measured as this run's figure was (``alike.differences``: the figure's own
+settings, the data behind it, the dtype, and for a timing the device) is refused,
+never compared. ``--gate paired`` runs the figure's paired test (``paired.paired_test``,
+the one comparison.md's bold runs).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import BaselineError, RecordInvalid
 from ..core.files import special_file_message
+from ..core.formatting import number
 from ..core.schema import SCHEMA_VERSION, validate_record
-from ..suite.figures import RELATIVE, STDERR, Figure
-from .codecs import decode_per_document, decode_per_row
-from .paired import paired_accuracy, paired_bits_per_byte
+from ..suite.figures import ACC, RELATIVE, STDERR, TIMING, Figure
+from .alike import Difference, differences, refusal
+from .paired import QUANTITY, Unpaired, paired_test
 
 
 @dataclass(frozen=True)
@@ -61,17 +65,6 @@ def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
                             "checkpoints pass a folder of <checkpoint>/metrics.json (--update-baseline writes one)")
     record["_source"] = str(file)
     return record
-
-
-def same_data(baseline: dict[str, Any], fingerprints: dict[str, str]) -> str | None:
-    """None when every file measured now was measured identically by the baseline, else why not."""
-    theirs = baseline.get("data_fingerprints", {})
-    for name, sha in fingerprints.items():
-        if name in theirs and theirs[name] != sha:
-            return f"{name} differs from the baseline's ({sha[:12]} vs {theirs[name][:12]})"
-        if name not in theirs:
-            return f"the baseline did not measure {name}"
-    return None
 
 
 def lower_is_better(name: str, value: float, baseline: float, relative_tolerance: float, source: str) -> Gate:
@@ -117,43 +110,32 @@ class GatePolicy:
     alpha: float = 0.05  # --gate-alpha
 
 
-def _same_machine(baseline: dict[str, Any], environment: dict[str, Any]) -> str | None:
-    theirs = baseline.get("environment", {})
-    for key in ("device", "dtype"):
-        if theirs.get(key) != environment.get(key):
-            return f"measured with {key} {theirs.get(key)!r}, this run uses {environment.get(key)!r}"
-    return None
-
-
-def _refused(figure: Figure, baseline: dict[str, Any], why: str) -> Gate:
+def _refused(figure: Figure, baseline: dict[str, Any], found: list[Difference] | str) -> Gate:
+    why = found if isinstance(found, str) else refusal(found, "the baseline")
     return Gate(figure.key, False, f"{figure.key}: baseline {baseline['_source']} refused: {why}")
 
 
 def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], baseline: dict[str, Any],
                       policy: GatePolicy, environment: dict[str, Any]) -> Gate | None:
-    """Settings first (the clearest reason two figures do not compare), then the data, then
-    the machine; a baseline that never measured the figure (nor its data) applies no gate."""
+    """The baseline must have measured the figure as this run did (``alike.differences``: the
+    figure's own settings, then the data behind it, then the machine: dtype, and device for a
+    timing); a baseline that never measured the figure (nor its data) applies no gate."""
     source = baseline["_source"]
-    different_data = same_data(baseline, fragment.get("data_fingerprints", {})) \
-        if figure.gate in (RELATIVE, STDERR) else None
-    entry, their_entry = figure.entry(fragment) or {}, figure.entry(baseline)
+    this_run = fragment | {"data_fingerprints": fragment.get("data_fingerprints") or {}, "environment": environment}
+    their_entry = figure.entry(baseline)
     if their_entry is None or their_entry.get("timing", "taken") != "taken":
         # the baseline did not measure this figure: refused if it did not read this data either
+        different_data = differences(baseline, this_run, settings=False, other_is_fragment=True)
         return _refused(figure, baseline, different_data) if different_data else None
-    changed = [s for s in figure.same if entry.get(s) != their_entry.get(s)]
-    if changed:
-        return _refused(figure, baseline, f"measured with other {', '.join(changed)}")
-    if different_data:
-        return _refused(figure, baseline, different_data)
-    their_dtype = baseline.get("environment", {}).get("dtype")
-    if their_dtype != environment.get("dtype"):  # bfloat16 figures are not float32 figures
-        return _refused(figure, baseline, f"measured with dtype {their_dtype!r}, this run uses "
-                                          f"{environment.get('dtype')!r}")
+    found = differences(baseline, this_run, settings=False, figure=figure, other_is_fragment=True,
+                        environment=("device", "dtype") if figure.gate == TIMING else ("dtype",))
+    if found:
+        return _refused(figure, baseline, found)
     theirs = figure.value(baseline)
     if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) or not math.isfinite(theirs):
         return _refused(figure, baseline, f"{'.'.join(figure.path)} is {theirs!r} there, not a number")
     if policy.mode == "paired" and figure.gate in (RELATIVE, STDERR):
-        return paired_gate(figure, value, theirs, entry, their_entry, policy.alpha, source) \
+        return paired_gate(figure, value, theirs, fragment, baseline, policy.alpha, source) \
             or _refused(figure, baseline, "it holds no per-row (per-document) values to pair with; refresh it with "
                                           "--update-baseline, or gate with --gate threshold")
     if figure.gate == RELATIVE:
@@ -161,9 +143,6 @@ def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], ba
     if figure.gate == STDERR:
         return accuracy_vs_baseline(figure.key, value, figure.stderr(fragment), theirs, policy.acc_tolerance_se,
                                     source)
-    different = _same_machine(baseline, environment)
-    if different:
-        return _refused(figure, baseline, different)
     compare = lower_is_better if figure.lower_is_better else higher_is_better
     return compare(figure.key, value, theirs, policy.latency_tolerance, source)
 
@@ -188,46 +167,37 @@ def gates_for(fragment: dict[str, Any], figures: list[Figure], baseline: dict[st
     return gates
 
 
-def paired_gate(figure: Figure, value: float, theirs: float, entry: dict[str, Any], their_entry: dict[str, Any],
+def paired_gate(figure: Figure, value: float, theirs: float, fragment: dict[str, Any], baseline: dict[str, Any],
                 alpha: float, source: str) -> Gate | None:
     """Fails only when this run is significantly worse than the baseline on the same rows
-    (documents): exact McNemar for accuracy, a paired bootstrap over documents for bits per
-    byte and (on tokens) perplexity. A threshold gate flaps on RTE's 277 rows (one standard
-    error is about 3 points) or misses a real change on BoolQ's 3,270; the paired test asks
-    whether the rows this run got wrong are more than chance. None: no per-row values."""
+    (documents): the figure's paired test (``paired.paired_test``, as comparison.md runs it),
+    this run minus the baseline: exact McNemar for accuracy, a paired bootstrap over documents
+    for bits per byte and (per token) perplexity. A threshold gate flaps on RTE's 277 rows (one
+    standard error is about 3 points) or misses a real change on BoolQ's 3,270; the paired test
+    asks whether the rows this run got wrong are more than chance. None: no per-row values."""
     confidence = 1 - alpha
-    if figure.gate == STDERR:
-        mine, base = decode_per_row(entry), decode_per_row(their_entry)
-        if mine is None or base is None:
+    if figure.paired is None:
+        return None
+    try:
+        result = paired_test(figure, fragment, baseline, confidence=confidence)
+    except Unpaired as exc:
+        if exc.missing:
             return None
-        if mine.rows_sha256 != base.rows_sha256:
-            return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: it scored other rows")
-        result = paired_accuracy(mine.correct, base.correct, confidence=confidence)
-        test = f"McNemar p = {result.p_value:.3g}"
+        return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: {exc}")
+    if figure.paired == ACC:
+        test = f"McNemar p = {number(result.p_value, significant=3)}"
         worse = result.difference < 0 and result.p_value < alpha
-        shown = f"{value:.4f} vs baseline {theirs:.4f}"
+        shown = f"{number(value)} vs baseline {number(theirs)}"
     else:
-        mine_docs, base_docs = decode_per_document(entry), decode_per_document(their_entry)
-        if mine_docs is None or base_docs is None:
-            return None
-        unit = 2 if figure.key.endswith("bits_per_byte") else 1  # bytes, or tokens for perplexity
-        if [d[unit] for d in mine_docs] != [d[unit] for d in base_docs]:
-            return Gate(figure.key, False, f"{figure.key}: baseline {source} refused: it scored other documents")
-        result = paired_bits_per_byte([(d[0], d[unit]) for d in mine_docs], [(d[0], d[unit]) for d in base_docs],
-                                      confidence=confidence)
-        if unit == 1:  # per token in nats, as log perplexity, rather than bits
-            result = replace(result, difference=result.difference * math.log(2), low=result.low * math.log(2),
-                             high=result.high * math.log(2))
         test = "paired bootstrap over documents"
         worse = result.low > 0  # higher bits per byte (log perplexity) is worse
-        shown = f"{value:.6g} vs baseline {theirs:.6g}"
-    what = "bits/byte" if figure.key.endswith("bits_per_byte") else "log perplexity" if figure.gate == RELATIVE \
-        else "accuracy"
+        shown = f"{number(value, significant=6)} vs baseline {number(theirs, significant=6)}"
     verdict = f"REGRESSED (significantly worse at alpha {alpha:g})" if worse else \
         f"no significant regression at alpha {alpha:g}"
     return Gate(figure.key, not worse,
-                f"{figure.key} {shown}: {what} difference {result.difference:+.4f}, {confidence:.0%} interval "
-                f"[{result.low:+.4f}, {result.high:+.4f}], {test}, n = {result.n}: {verdict} (baseline {source})")
+                f"{figure.key} {shown}: {QUANTITY[figure.paired]} difference {number(result.difference, signed=True)}, "
+                f"{confidence:.0%} interval [{number(result.low, signed=True)}, {number(result.high, signed=True)}], "
+                f"{test}, n = {result.n}: {verdict} (baseline {source})")
 
 
 class Baselines:

@@ -1,12 +1,11 @@
 """Run history: one line per checkpoint per run in ``reports/history.jsonl``, and trends over it.
 
 A figure trends only against figures measured the same way. So each line carries, beside
-its figures, the settings that change a figure (``record.FIGURE_SETTINGS``, the list that
-also keeps differently measured records from merging, plus the checkpoint's context) and
-the fingerprints of the data its run read; ``trend`` leaves out the lines measured
-otherwise than the latest one and says which and why. ``differences`` is the one test of
-"measured alike", used by the comparison too. A line written before these were recorded
-still reads: its settings count as "not recorded", so it trends only with its kind.
+its figures, the settings that change a figure (``alike.FIGURE_SETTINGS``, plus the
+checkpoint's context) and the fingerprints of the data its run read; ``trend`` leaves out
+the lines measured otherwise than the latest one (``alike.differences``, the rule merge,
+comparison and gates follow too) and says which and why. A line written before these were
+recorded still reads: its settings count as "not recorded", so it trends only with its kind.
 """
 
 from __future__ import annotations
@@ -19,66 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import json_lines, special_file_message
+from ..core.formatting import number
 from ..suite.figures import Figure
-from .record import FIGURE_SETTINGS
+from .alike import CONTEXT, differences, figure_settings
 
 IDENTITY_FIELDS = ("run_id", "timestamp", "git_commit", "checkpoint", "sha256", "complete")
 CONDITION_FIELDS = ("settings", "data_fingerprints")  # how the figures of a line were measured
-CONTEXT = "context"  # the checkpoint's context length: a property of the model, recorded beside the settings
-HISTORY_SETTINGS = (*FIGURE_SETTINGS, CONTEXT)
-# how an unset (None) setting reads: no cap means every token or row; no stride means the context
-UNSET = {"max_eval_tokens": "all", "max_samples": "all", "ppl_stride": "context"}
-NOT_RECORDED = "not recorded"
-
-
-def figure_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """The figure-changing settings a metrics record or a history line states. A setting it
-    does not state is absent from the result (None is a value: ``max_samples`` None is every row)."""
-    settings = entry.get("settings")
-    if not isinstance(settings, dict):
-        return {}
-    return {key: settings[key] for key in HISTORY_SETTINGS if key in settings}
-
-
-def shown(key: str, settings: dict[str, Any]) -> str:
-    """A setting's value as a sentence names it: ``200``, ``all``, ``on``, ``not recorded``."""
-    if key not in settings:
-        return NOT_RECORDED
-    value = settings[key]
-    if value is None:
-        return UNSET.get(key, "none")
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
-
-
-def differences(reference: dict[str, Any], other: dict[str, Any]) -> list[str]:
-    """Why figures of ``other`` do not compare with those of ``reference`` (each a metrics record
-    or a history line); empty when they were measured alike.
-
-    A figure-changing setting that differs reads ``max_samples 200 vs all`` (``other``'s value
-    first); a side that records no settings at all (a line written before they were recorded)
-    reads ``settings not recorded``. The context counts only where both state it (a run that
-    measured no perplexity does not say). A data file both read, with other contents, reads
-    ``data wikitext-2-raw/validation.txt differs``; a file only one of them read is no reason
-    (a run of fewer items reads less data, but the same data)."""
-    mine, theirs = figure_settings(reference), figure_settings(other)
-    found = []
-    if bool(set(mine) & set(FIGURE_SETTINGS)) != bool(set(theirs) & set(FIGURE_SETTINGS)):
-        found.append(f"settings {NOT_RECORDED}")
-    else:
-        for key in FIGURE_SETTINGS:
-            if (key in mine, mine.get(key)) != (key in theirs, theirs.get(key)):
-                found.append(f"{key} {shown(key, theirs)} vs {shown(key, mine)}")
-    if CONTEXT in mine and CONTEXT in theirs and mine[CONTEXT] != theirs[CONTEXT]:
-        found.append(f"{CONTEXT} {shown(CONTEXT, theirs)} vs {shown(CONTEXT, mine)}")
-    my_data, their_data = reference.get("data_fingerprints"), other.get("data_fingerprints")
-    if isinstance(my_data, dict) and isinstance(their_data, dict):
-        found += [f"data {name} differs" for name in sorted(my_data.keys() & their_data.keys())
-                  if my_data[name] != their_data[name]]
-    elif isinstance(my_data, dict) != isinstance(their_data, dict) and not found:
-        found.append(f"data {NOT_RECORDED}")
-    return found
 
 
 def context_length(record: dict[str, Any], figures: list[Figure]) -> int | None:
@@ -152,19 +97,19 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a readable history file ({exc})") from None
     lines = []
-    for number, entry in json_lines(text, path, ValueError):
+    for line_number, entry in json_lines(text, path, ValueError):
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}:{number}: not a history entry (a JSON {type(entry).__name__})")
+            raise ValueError(f"{path}:{line_number}: not a history entry (a JSON {type(entry).__name__})")
         missing = [key for key in ("run_id", "timestamp", "checkpoint") if not isinstance(entry.get(key), str)]
         if missing:
-            raise ValueError(f"{path}:{number}: history entry without {', '.join(missing)}")
+            raise ValueError(f"{path}:{line_number}: history entry without {', '.join(missing)}")
         for key, value in entry.items():
             if key in CONDITION_FIELDS:
                 problem = _condition_problem(key, value)
                 if problem:
-                    raise ValueError(f"{path}:{number}: {problem}")
+                    raise ValueError(f"{path}:{line_number}: {problem}")
             elif key not in IDENTITY_FIELDS and value is not None and not _is_number(value):
-                raise ValueError(f"{path}:{number}: {key} is {value!r}, not a number")
+                raise ValueError(f"{path}:{line_number}: {key} is {value!r}, not a number")
         lines.append(entry)
     return lines
 
@@ -193,7 +138,7 @@ def trend(lines: list[dict[str, Any]], checkpoint: str, metric: str, previous: i
     if runs:
         latest, kept, reasons = runs[-1], [], []
         for line in runs:
-            why = differences(latest, line)
+            why = [str(reason) for reason in differences(latest, line)]
             if why:
                 reasons += [reason for reason in why if reason not in reasons]
             else:
@@ -206,8 +151,8 @@ def trend(lines: list[dict[str, Any]], checkpoint: str, metric: str, previous: i
             notes.append(f"{checkpoint} {metric}: the latest line records no settings (an older lmeval-fixtures "
                          "wrote it), so the runs trended with it may have been measured otherwise")
         runs = kept
-    rows = [f"{r['timestamp']}  {r['run_id']:<28} {str(r.get('git_commit') or '')[:12]:<12}  {r[metric]:.6g}"
-            for r in runs]
+    rows = [f"{r['timestamp']}  {r['run_id']:<28} {str(r.get('git_commit') or '')[:12]:<12}  "
+            f"{number(r[metric], significant=6)}" for r in runs]
     if len(runs) < 2:
         return Trend(rows, f"{checkpoint} {metric}: {len(runs)} run(s) measured alike, nothing to compare yet",
                      notes)
@@ -217,6 +162,8 @@ def trend(lines: list[dict[str, Any]], checkpoint: str, metric: str, previous: i
     spread = statistics.stdev(before) if len(before) > 1 else 0.0
     low, high = mean - 2 * spread, mean + 2 * spread
     inside = low <= latest_value <= high
-    verdict = (f"{checkpoint} {metric}: latest {latest_value:.6g} is {'within' if inside else 'OUTSIDE'} the "
-               f"previous {len(before)} run(s): mean {mean:.6g} +- 2 SD [{low:.6g}, {high:.6g}]")
+    verdict = (f"{checkpoint} {metric}: latest {number(latest_value, significant=6)} is "
+               f"{'within' if inside else 'OUTSIDE'} the previous {len(before)} run(s): mean "
+               f"{number(mean, significant=6)} +- 2 SD [{number(low, significant=6)}, "
+               f"{number(high, significant=6)}]")
     return Trend(rows, verdict, notes)

@@ -8,16 +8,35 @@ fixed seed and a stated number of resamples. comparison.md bolds a SmallBench
 figure's best value only where one of these finds it apart from the runner-up's:
 McNemar for accuracy, the bootstrap interval (excluding 0) for the mean margin,
 the gold continuations' bits per byte and the average accuracy over tasks.
+
+``paired_test`` is the paired test *of a figure*: which test, on which per-row or
+per-document values, and per byte or per token, as the table of figures declares
+(``Figure.paired``). comparison.md's bold and ``--gate paired`` both call it, so the
+two can never test the same figure of the same pair differently.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..core.numerics import quantile
+from ..suite.figures import ACC, AVG_ACC, DOC_BPB, DOC_PPL, GOLD_BPB, MARGIN, PER_DOCUMENT
+from .codecs import PerRow, decode_per_document, decode_per_row
+
+if TYPE_CHECKING:
+    from ..suite.figures import Figure
+
+RESAMPLES = 1000  # of every paired bootstrap, unless a caller says otherwise
+SEED = 1234
+# What a figure's paired test measures the difference in, by ``Figure.paired``
+QUANTITY = {ACC: "accuracy", AVG_ACC: "average accuracy", MARGIN: "margin", GOLD_BPB: "gold bits/byte",
+            DOC_BPB: "bits/byte", DOC_PPL: "log perplexity"}
+# A split's documents are (NLL, tokens, bytes): bits per byte divides by bytes, log perplexity by tokens
+PER_DOCUMENT_UNIT = {DOC_BPB: (2, "bytes"), DOC_PPL: (1, "tokens")}
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -119,3 +138,94 @@ def paired_average_accuracy(tasks: list[tuple[list[bool], list[bool]]], *, resam
     values = boot.tolist()
     return PairedResult(observed, quantile(values, alpha), quantile(values, 1 - alpha), None,
                         sum(len(a) for a, _ in tasks), resamples, seed, confidence)
+
+
+class Unpaired(ValueError):
+    """A figure's paired test cannot run. ``missing``: the sides (0 for ``a``, 1 for ``b``) whose
+    record holds no per-row (per-document) values, as one written before they were kept; empty
+    when both hold values that do not pair (other rows, other documents)."""
+
+    def __init__(self, reason: str, missing: tuple[int, ...] = (), values: str = "", note: str = "") -> None:
+        super().__init__(reason)
+        self.missing, self.values, self.note = missing, values, note
+
+    def said(self, names: tuple[str, str]) -> str:
+        """The reason, naming the sides that lack values by ``names`` (``a``'s, ``b``'s)."""
+        if not self.missing:
+            return str(self)
+        return f"no {self.values} in the record of {' and '.join(names[i] for i in self.missing)}{self.note}"
+
+
+def _missing(values: str, found: tuple[Any, Any], note: str = "") -> Unpaired | None:
+    missing = tuple(i for i, value in enumerate(found) if value is None)
+    if not missing:
+        return None
+    sides = " and ".join("ab"[i] for i in missing)
+    return Unpaired(f"no {values} in the record of {sides}{note}", missing, values, note)
+
+
+def _per_row(record: dict[str, Any], task: str | None) -> PerRow | None:
+    return decode_per_row((record.get("smallbench") or {}).get(task)) if task else None
+
+
+def paired_test(figure: Figure, a: dict[str, Any], b: dict[str, Any], *, resamples: int = RESAMPLES,
+                seed: int = SEED, confidence: float = 0.95) -> PairedResult:
+    """The paired test ``figure`` declares (``Figure.paired``), of ``a`` minus ``b``: each a metrics
+    record or an item's fragment holding the figure. A corpus split is tested over documents, per
+    byte for bits per byte and per token for perplexity (as log perplexity, nats per token, since
+    perplexity's log is what a token's NLL averages to); a SmallBench figure over the rows of its
+    task (of every task both hold, for the average). ``Unpaired`` when it cannot run."""
+    if figure.paired in PER_DOCUMENT:
+        docs = (decode_per_document(figure.entry(a)), decode_per_document(figure.entry(b)))
+        missing = _missing("per-document values", docs)
+        if missing:
+            raise missing
+        unit, unit_name = PER_DOCUMENT_UNIT[figure.paired]
+        if [d[unit] for d in docs[0]] != [d[unit] for d in docs[1]]:
+            raise Unpaired(f"not the same documents (their {unit_name} differ)")
+        try:
+            result = paired_bits_per_byte([(d[0], d[unit]) for d in docs[0]], [(d[0], d[unit]) for d in docs[1]],
+                                          resamples=resamples, seed=seed, confidence=confidence)
+        except ValueError as exc:
+            raise Unpaired(str(exc)) from None
+        if figure.paired == DOC_PPL:  # bits per token -> nats per token: the difference of log perplexities
+            result = replace(result, difference=result.difference * math.log(2), low=result.low * math.log(2),
+                             high=result.high * math.log(2))
+        return result
+    if figure.paired == AVG_ACC:
+        tasks = sorted(set(a.get("smallbench") or {}) & set(b.get("smallbench") or {}))
+    elif figure.paired in (ACC, MARGIN, GOLD_BPB):
+        tasks = [figure.task]
+    else:
+        raise ValueError(f"{figure.key}: unknown paired test {figure.paired!r}")
+    pairs = []
+    for task in tasks:
+        rows = (_per_row(a, task), _per_row(b, task))
+        missing = _missing(f"per-row values for {task}", rows, " (written by a version that did not record them)")
+        if missing:
+            raise missing
+        if rows[0].rows_sha256 != rows[1].rows_sha256:
+            raise Unpaired(f"{task}: not the same rows")
+        pairs.append(rows)
+    if not pairs:
+        raise Unpaired("no task both records hold")
+    mine, theirs = pairs[0]
+    try:
+        if figure.paired == ACC:
+            return paired_accuracy(mine.correct, theirs.correct, resamples=resamples, seed=seed,
+                                   confidence=confidence)
+        if figure.paired == AVG_ACC:
+            return paired_average_accuracy([(x.correct, y.correct) for x, y in pairs], resamples=resamples,
+                                           seed=seed, confidence=confidence)
+        if figure.paired == MARGIN:
+            if mine.margin is None or theirs.margin is None:
+                raise Unpaired("no margins (a task of one choice)")
+            return paired_mean(mine.margin, theirs.margin, resamples=resamples, seed=seed, confidence=confidence)
+        return paired_bits_per_byte(
+            [(-ll, n) for ll, n in zip(mine.gold_loglikelihood, mine.gold_bytes, strict=True)],
+            [(-ll, n) for ll, n in zip(theirs.gold_loglikelihood, theirs.gold_bytes, strict=True)],
+            resamples=resamples, seed=seed, confidence=confidence)
+    except Unpaired:
+        raise
+    except ValueError as exc:
+        raise Unpaired(str(exc)) from None

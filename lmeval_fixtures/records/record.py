@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import RecordMergeError
 from ..core.schema import ORIGINAL_FIELDS, SCHEMA_VERSION, load_schema
 
+# FIGURE_SETTINGS lives beside the rule (alike.py); named here too for code that reads it off the record
+from .alike import FIGURE_SETTINGS as FIGURE_SETTINGS
+from .alike import differences, refusal
+
 if TYPE_CHECKING:
     from ..suite.figures import Figure
-
-
-# Settings that change a figure: records made under different ones never merge into one.
-FIGURE_SETTINGS = ("seed", "max_eval_tokens", "ppl_stride", "detokenize", "prompts", "max_samples", "fewshot",
-                   "device", "dtype")
 
 
 # ---------------------------------------------------------------- building and merging records
@@ -108,23 +107,18 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
 
     The later figures win where both measured something; a figure the later
     invocation did not measure (null) never erases an earlier one. Records of
-    different weights or of the same file name with different contents are refused.
+    different weights, or not measured alike (``alike.differences``: other settings,
+    a setting recorded in one only, a data file read with other contents), are refused.
     """
     mine, theirs = earlier["checkpoint"].get("sha256"), later["checkpoint"].get("sha256")
     if mine and theirs and mine != theirs:
         raise RecordMergeError(f"{later['checkpoint']['name']}: weights differ from the earlier record's "
                                f"(sha256 {theirs[:12]} vs {mine[:12]})")
-    for name, sha in later.get("data_fingerprints", {}).items():
-        if earlier.get("data_fingerprints", {}).get(name, sha) != sha:
-            raise RecordMergeError(f"{later['checkpoint']['name']}: {name} differs from the earlier record's data")
-    mine_settings, their_settings = earlier.get("settings") or {}, later.get("settings") or {}
-    changed = [k for k in FIGURE_SETTINGS if k in mine_settings and k in their_settings
-               and mine_settings[k] != their_settings[k]]
-    if changed:
-        detail = ", ".join(f"{k} {their_settings[k]!r} vs {mine_settings[k]!r}" for k in changed)
-        raise RecordMergeError(f"{later['checkpoint']['name']}: measured with other settings than the earlier "
-                               f"record ({detail}); one record holds figures of one set of settings: use "
-                               "another --run-id")
+    found = differences(earlier, later)
+    if found:
+        why = refusal(found, "the earlier record", other="this record")
+        raise RecordMergeError(f"{later['checkpoint']['name']}: {why}; one record holds figures measured one way: "
+                               "use another --run-id")
     merged = copy.deepcopy(earlier)
     given = {k: v for k, v in later.items()
              if k not in ("schema_version", "run_id", "timestamp", "experiment_name", "invocations", "complete",

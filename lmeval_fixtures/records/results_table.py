@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core.formatting import markdown_table, number
 from ..suite.figures import Figure
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -32,18 +33,12 @@ def result_rows(records: list[dict[str, Any]], figures: list[Figure]) -> list[tu
                 continue
             stderr = figure.stderr(record)
             gate = gates.get(figure.key)
-            rows.append((name, figure.label, _number(value, figure.digits),
-                         "" if stderr is None else _number(stderr, figure.digits),
+            rows.append((name, figure.label, number(value, figure.digits),
+                         "" if stderr is None else number(stderr, figure.digits),
                          "" if gate is None else ("ok" if gate["ok"] else "FAILED")))
         if record.get("errors"):
             rows.append((name, "errors", str(len(record["errors"])), "", "see summary.md"))
     return rows
-
-
-def _number(value: Any, digits: int) -> str:
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def render_text(records: list[dict[str, Any]], figures: list[Figure]) -> list[str]:
@@ -70,10 +65,7 @@ def render_text(records: list[dict[str, Any]], figures: list[Figure]) -> list[st
 
 
 def render_markdown(records: list[dict[str, Any]], figures: list[Figure]) -> str:
-    rows = result_rows(records, figures)
-    lines = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(HEADER, result_rows(records, figures), right=(2, 3))
 
 
 def append_step_summary(records: list[dict[str, Any]], figures: list[Figure], run_id: str,

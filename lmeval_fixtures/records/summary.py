@@ -1,15 +1,27 @@
-"""TODO docstring (from report.py)."""
+"""summary.md, one checkpoint's report, and the one line a run prints per checkpoint.
+
+metrics.json is for tools; this is for the person who has to decide something from a
+run without reading JSON. So it says first whether the figures can be trusted (the
+errors, an incomplete run), then the figures, each family saying when it did not run
+and why rather than leaving a gap, and it names what makes an accuracy meaningless for
+a small model (one class predicted for every row, choices that vary per row). It reads
+only the record and the table of figures, so a record of an earlier run, or a task or
+corpus declared by a user, renders the same way; figures read as they do in every
+other report (``core.formatting``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..core.formatting import COMPACT_FROM, markdown_table, number
 from ..suite.figures import Figure, known_corpora, known_tasks, lookup
 from ..suite.registry import Registry
 
 
 def figure_text(figure: Figure, value: Any) -> str:
-    return "—" if value is None else f"{value:,.{figure.digits}f}"
+    """A figure's value as every report shows it: its table's digits, ``—`` when not measured."""
+    return number(value, figure.digits)
 
 
 def headline(record: dict[str, Any], figures: list[Figure]) -> str:
@@ -22,22 +34,13 @@ def headline(record: dict[str, Any], figures: list[Figure]) -> str:
     return f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}"
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}" if abs(value) < 1e6 else f"{value:.4g}"
-    return str(value)
+def _fmt(value: Any) -> str:
+    """A field of a descriptive table (not a figure of the table of figures): 4 decimals, huge floats compact."""
+    return value if isinstance(value, str) else number(value, compact_from=COMPACT_FROM)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, [[_fmt(c) for c in row] for row in rows])
 
 
 def _not_run(family: str, record: dict[str, Any]) -> str:
@@ -73,14 +76,14 @@ def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
         index = counts.index(max(counts)) if counts else None
         if s.get("choices_per_row"):  # no one list to name: the position in each row's own list
             lines.append(f"- {task} predicts the same choice position for every row (choice {index} of each row's "
-                         f"own list, on all {s['n']:,} rows): its accuracy {_fmt(s['acc'])} is the share of rows "
+                         f"own list, on all {number(s['n'])} rows): its accuracy {_fmt(s['acc'])} is the share of rows "
                          "whose gold is at that position.")
             continue
         declared = registry.tasks.get(task)
         prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
         choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
                   else f" choice {index}" if index is not None else "")
-        lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {s['n']:,} rows): "
+        lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {number(s['n'])} rows): "
                      f"its accuracy {_fmt(s['acc'])} is that class's share of the rows.")
     return ["", *lines] if lines else []
 
@@ -192,8 +195,8 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
             parts += ["", f"Latency {shape}: not taken ({s.get('reason')})."]
     throughput = record.get("throughput") or {}
     if throughput.get("timing") == "taken":
-        parts += ["", f"Throughput: {throughput['tokens_per_sec']:,.0f} tokens/s at batch {throughput['batch']} x "
-                      f"sequence {throughput['seq']} (mean of {throughput['rounds']} rounds)"
+        parts += ["", f"Throughput: {number(throughput['tokens_per_sec'], 0)} tokens/s at batch "
+                      f"{throughput['batch']} x sequence {throughput['seq']} (mean of {throughput['rounds']} rounds)"
                   + (f"; {'; '.join(throughput['notes'])}" if throughput.get("notes") else "") + "."]
     elif throughput:
         parts += ["", f"Throughput: not taken ({throughput.get('reason')})."]
@@ -209,8 +212,8 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
     elif scaling:
         parts += ["", f"Batch scaling: not taken ({scaling.get('reason')})."]
     if record.get("memory_allocated_mb") is not None:
-        parts += ["", f"CUDA peak memory: {record['memory_allocated_mb']:,.1f} MB allocated, "
-                      f"{record['memory_reserved_mb']:,.1f} MB reserved."]
+        parts += ["", f"CUDA peak memory: {number(record['memory_allocated_mb'], 1)} MB allocated, "
+                      f"{number(record['memory_reserved_mb'], 1)} MB reserved."]
     if not latency and not throughput:
         parts.append(_not_run("latency", record))
 

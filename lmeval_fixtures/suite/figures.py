@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.names import parse_shape_name, shape_name
 from ..core.numerics import safe_exp
 from ..core.schema import legacy_fields
 from .corpora import SPLIT_PREFIX, Corpus
@@ -176,9 +177,9 @@ def small_model_figures(task: Task) -> list[Figure]:
 
 
 def timing_figures(shapes: Iterable[tuple[int, int]], legacy_keys: set[str]) -> list[Figure]:
-    figures = [Figure(f"latency_batch{b}_seq{s}", f"latency {b}x{s} ms", ("latency", f"{b}x{s}", "mean_ms"),
-                      better="lower", digits=3, headline=True, column=True, gate=TIMING,
-                      legacy=f"latency_batch{b}_seq{s}" in legacy_keys) for b, s in shapes]
+    figures = [Figure(f"latency_batch{b}_seq{s}", f"latency {shape_name(b, s)} ms",
+                      ("latency", shape_name(b, s), "mean_ms"), better="lower", digits=3, headline=True, column=True,
+                      gate=TIMING, legacy=f"latency_batch{b}_seq{s}" in legacy_keys) for b, s in shapes]
     figures.append(Figure("throughput_tokens_per_sec", "tokens/s", ("throughput", "tokens_per_sec"), better="higher",
                           digits=0, headline=True, column=True, gate=TIMING, legacy=True))
     for field in ("memory_allocated_mb", "memory_reserved_mb"):
@@ -217,10 +218,10 @@ def figure_table(tasks: Iterable[Task], corpora: Iterable[Corpus], records: Iter
     tasks = known_tasks(tasks, records)
     shapes = set(latency_shapes)
     for record in records:
-        for shape in record.get("latency") or {}:
-            batch, _, seq = shape.partition("x")
-            if batch.isdigit() and seq.isdigit():
-                shapes.add((int(batch), int(seq)))
+        for name in record.get("latency") or {}:
+            shape = parse_shape_name(name)
+            if shape is not None:
+                shapes.add(shape)
     figures = list(IDENTITY)
     for corpus in known_corpora(declared_corpora, records):
         figures += corpus_figures(corpus, legacy_keys)
