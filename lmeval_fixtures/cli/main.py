@@ -14,17 +14,22 @@
                               evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
     fetch-data DIR [--overwrite]
                               the local data layout (what --data-dir reads), from the Hugging Face hub
+
+Exit status: 0 done; 2 the input's fault (an error of the suite's family, ``LmevalError``,
+or the operating system's ``OSError``: one line naming the file or option); 3 a bug in
+lmeval-fixtures (any other exception: its traceback, as pytest's "internal error" is 3).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import CommandError
+from ..core.errors import CommandError, LmevalError
 
 # Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
 # and each command imports what it needs when it runs.
@@ -122,13 +127,11 @@ def export(checkpoint: Path, out: Path, force: bool) -> list[Path]:
     return [export_hf(checkpoint, out, force=force)]
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The failures a command reports in one line (exit 2) rather than a traceback. Imported
-    only when one happens: by then the command has imported these modules anyway."""
-    from ..core.errors import CheckpointError, DataError, DataUnavailable, RecordsNotFound
-
-    return (CommandError, RecordsNotFound, OSError, ValueError, ImportError, CheckpointError, DataError,
-            DataUnavailable)
+# The failures a command reports in one line: the suite's own family, and the operating
+# system's (a folder that cannot be written, a disk that is full). Nothing else: a ValueError
+# or ImportError from the code itself is a bug, and must not read as the user's mistake.
+USER_ERRORS: tuple[type[BaseException], ...] = (LmevalError, OSError)
+INTERNAL_ERROR = 3  # as pytest's ExitCode.INTERNAL_ERROR
 
 
 class DeprecatedAlias(argparse.Action):
@@ -263,11 +266,14 @@ def main(argv: list[str] | None = None) -> int:
             written = fetch(args.dest, args.overwrite)
         else:
             written = compare(args.records, args.out, args.compare_by)
-    except Exception as exc:  # narrowed at once: user_errors() imports their classes only now
-        if not isinstance(exc, user_errors()):
-            raise
+    except USER_ERRORS as exc:
         print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Exception:
+        traceback.print_exc()
+        print(f"lmeval-fixtures {args.command}: internal error (a bug in lmeval-fixtures, not in your input); "
+              "please report it with the traceback above", file=sys.stderr)
+        return INTERNAL_ERROR
     for path in written:
         print(path)
     return 0
