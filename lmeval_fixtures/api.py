@@ -12,6 +12,7 @@ BOS/EOS token is ``<|endoftext|>``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,13 @@ import torch
 from .core.errors import UsageError
 from .engine.perplexity import Document, PerplexityResult, score_documents
 from .engine.timing import RoundPolicy, summarise_ms, time_rounds
-from .evaluation.inputs import Inputs
 from .evaluation.item_runner import ItemRunner
 from .evaluation.options import default, option_values
-from .evaluation.run import Finished, Run
-from .evaluation.run_info import run_metadata
-from .evaluation.settings import REFERENCE_DIR, plain_name, settings_from_options
+from .evaluation.run import Finished
+from .evaluation.settings import REFERENCE_DIR, Settings, plain_name
+from .evaluation.startup import start_run
 from .models.discovery import CheckpointSpec, discover_checkpoints
 from .models.tokenizer import TokenizerLike, as_text_tokenizer
-from .suite.declarations import declare
 from .suite.registry import Registry
 from .suite.smallbench import TaskResult, evaluate_task
 from .suite.tasks import TASKS, Task
@@ -47,7 +46,9 @@ def evaluate_perplexity(
     **options: Any,
 ) -> PerplexityResult:
     """Rolling-window perplexity of ``documents`` (plain strings are their own originals for byte and
-    word counts). Options as ``perplexity.score_documents``: stride, batch_tokens, max_eval_tokens."""
+    word counts). Options as ``perplexity.score_documents``: stride, batch_tokens, max_eval_tokens, and
+    caches (an ``engine.projection.EngineCaches`` kept across calls, so that later calls reuse what
+    earlier ones learned and encoded; without, each call starts afresh)."""
     docs = [d if isinstance(d, Document) else Document(text=d, original=d) for d in documents]
     was_training = model.training
     model.eval()
@@ -66,7 +67,7 @@ def evaluate_smallbench(
     **options: Any,
 ) -> TaskResult:
     """Accuracy of one SmallBench task on ``rows`` (dicts with the task's fields and ``label``).
-    Options as ``smallbench.evaluate_task``: prompt_set, fewshot, fewshot_pool, seed, max_samples."""
+    Options as ``smallbench.evaluate_task``: prompt_set, fewshot, fewshot_pool, seed, max_samples, caches."""
     declared = TASKS[task] if isinstance(task, str) else task
     was_training = model.training
     model.eval()
@@ -123,6 +124,9 @@ def evaluate(
     ``baseline=``...), with the same defaults and the same checks. Items run family by
     family (timings first, on a model nothing else is using); one that fails is recorded
     as failed with its reason, and the rest still run. Returns what was written (``.records``, ``.paths``, ``.errors``).
+    An item that raises an exception the suite does not raise on purpose (a bug, not an
+    ``LmevalError``) is recorded as an error; once the reports are written, that exception is
+    raised again with its traceback.
     """
     families = [families] if isinstance(families, str) else families
     if not isinstance(families, (list, tuple)) or not families or not all(isinstance(f, str) for f in families):
@@ -139,33 +143,38 @@ def evaluate(
     values = option_values(**options)
     if not in_memory:
         values.checkpoint = [str(model)]
-    settings = settings_from_options(values, ini_checkpoints=[], ini_data_dir=None, rootpath=Path.cwd())
-    if in_memory:
-        settings.checkpoints = [CheckpointSpec(plain_name(name or "model", "name"), Path("(in memory)"))]
-    elif name is not None:
+
+    def complete(settings: Settings) -> Settings:
+        """The checkpoint an in-memory model or ``name`` stands for."""
+        if in_memory:
+            return replace(settings, checkpoints=[CheckpointSpec(plain_name(name or "model", "name"),
+                                                                 Path("(in memory)"))])
+        if name is None:
+            return settings
         if len(settings.checkpoints) != 1:
             raise UsageError(f"name {name!r}: {model} holds {len(settings.checkpoints)} checkpoints; name only one")
-        settings.checkpoints = [CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)]
-    registry = declare(registry or Registry.default(), settings.corpora, settings.task_files)
-    registry.check_prompts(settings.prompts)
-    registry.check_fewshot(settings.fewshot)
-    metadata = run_metadata(Path.cwd(), settings.device, settings.dtype, settings.seed, settings.run_id,
-                            settings.experiment_name, settings.as_record())
-    metadata["args"] = ["lmeval_fixtures.evaluate", *sorted(options)]
-    run = Run(metadata, registry, settings.latency_shapes)
-    inputs = Inputs(settings)
-    items_run = ItemRunner(run, inputs, settings, run.figures())
-    for spec in settings.checkpoints:
-        loaded = items_run.load(spec, model if in_memory else None, tokenizer)
-        if loaded is not None:
-            was_training = loaded.model.training
-            loaded.model.eval()
-            try:
-                items_run.all(loaded, families, registry)
-            finally:
-                loaded.model.train(was_training)
-                if not in_memory:
-                    inputs.release(spec)
-    return run.finish(settings.report_dir / run.run_id,
-                      history=settings.report_dir / "history.jsonl" if history else None,
-                      compare_by=settings.compare_by, baseline=settings.update_baseline, run_id=run.run_id)
+        return replace(settings, checkpoints=[CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)])
+
+    context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
+                        args=["lmeval_fixtures.evaluate", *sorted(options)], registry=registry, complete=complete)
+    settings, run = context.settings, context.run
+    items_run = ItemRunner(context)
+    try:
+        for spec in settings.checkpoints:
+            loaded = items_run.load(spec, model if in_memory else None, tokenizer)
+            if loaded is not None:
+                was_training = loaded.model.training
+                loaded.model.eval()
+                try:
+                    items_run.all(loaded, families)
+                finally:
+                    loaded.model.train(was_training)
+                    if not in_memory:
+                        context.inputs.release(spec)
+    finally:
+        context.close()
+    finished = run.finish(settings.report_dir / run.run_id,
+                          history=settings.report_dir / "history.jsonl" if history else None,
+                          compare_by=settings.compare_by, baseline=settings.update_baseline, run_id=run.run_id)
+    items_run.raise_unexpected(finished)  # a bug in an item: its traceback, after the others' reports
+    return finished

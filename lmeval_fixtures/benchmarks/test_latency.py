@@ -12,20 +12,21 @@ from ..evaluation import items
 @pytest.mark.latency
 def test_latency(checkpoint, latency_shape, forward_timer, record_metric, eval_run, gates):
     forward_timer.skip_unless_timeable(checkpoint, "latency", latency_shape, record_metric, per_shape=True)
-    fragment, problems = items.latency(checkpoint, *latency_shape, eval_run.settings, forward_timer)
-    record_metric(checkpoint, fragment)
-    forward_timer.note_memory(next(iter(fragment["latency"].values())))
-    assert not problems, "; ".join(problems)
-    gates.enforce(checkpoint, fragment)
+    result = items.latency(checkpoint, *latency_shape, eval_run.settings, forward_timer)
+    record_metric(checkpoint, result.fragment)
+    forward_timer.note_memory(next(iter(result.fragment["latency"].values())))
+    assert not result.problems, result.failure
+    gates.enforce(checkpoint, result.fragment)
 
 
 @pytest.mark.throughput
 def test_throughput(checkpoint, forward_timer, record_metric, eval_run, gates):
     forward_timer.skip_unless_timeable(checkpoint, "throughput", eval_run.settings.throughput_shape, record_metric)
-    fragment = items.throughput(checkpoint, eval_run.settings, forward_timer)
-    record_metric(checkpoint, fragment)
-    forward_timer.note_memory(fragment["throughput"])
-    gates.enforce(checkpoint, fragment)
+    result = items.throughput(checkpoint, eval_run.settings, forward_timer)
+    record_metric(checkpoint, result.fragment)
+    forward_timer.note_memory(result.fragment["throughput"])
+    assert not result.problems, result.failure
+    gates.enforce(checkpoint, result.fragment)
 
 
 @pytest.mark.throughput
@@ -38,7 +39,7 @@ def test_batch_scaling(checkpoint, forward_timer, record_metric, eval_run, progr
     --benchmark-only select it as they select the other timed items."""
     forward_timer.set_group("batch scaling")
     forward_timer.skip_unless_timeable(checkpoint, "batch_scaling", eval_run.settings.throughput_shape, record_metric)
-    fragment, problems = items.batch_scaling(checkpoint, eval_run.settings,
-                                             progress(f"{checkpoint.name} batch scaling", "batch sizes"))
-    record_metric(checkpoint, fragment)
-    assert not problems, "; ".join(problems)
+    result = items.batch_scaling(checkpoint, eval_run.settings,
+                                 progress(f"{checkpoint.name} batch scaling", "batch sizes"))
+    record_metric(checkpoint, result.fragment)
+    assert not result.problems, result.failure

@@ -13,8 +13,8 @@ from ..evaluation import items
 @pytest.mark.perplexity
 def test_perplexity(checkpoint, corpus_data, record_metric, eval_run, gates, progress):
     show = progress(f"{checkpoint.name} {corpus_data.corpus.name} {corpus_data.split}", "windows")
-    fragment, _, problems = items.perplexity(checkpoint, corpus_data, eval_run.settings, show,
-                                             eval_run.inputs.cache)
-    record_metric(checkpoint, fragment)
-    assert not problems, "; ".join(problems)
-    gates.enforce(checkpoint, fragment)
+    result = items.perplexity(checkpoint, corpus_data, eval_run.settings, show, eval_run.inputs.cache,
+                              eval_run.inputs.engine)
+    record_metric(checkpoint, result.fragment)
+    assert not result.problems, result.failure
+    gates.enforce(checkpoint, result.fragment)

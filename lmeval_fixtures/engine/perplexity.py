@@ -20,7 +20,7 @@ import torch
 from ..core.numerics import safe_exp
 from ..models.tokenizer import TextTokenizer
 from .batching import length_batches
-from .projection import model_device, split_forward, target_logprobs
+from .projection import EngineCaches, model_device, split_forward, target_logprobs
 
 
 @dataclass(frozen=True)
@@ -134,20 +134,12 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
 
-# token lists of recent corpora by (tokenizer fingerprint, texts): the checkpoints of a sweep
-# usually share a tokenizer, and each would otherwise encode the same splits again (about a
-# second per WikiText-2 split on a 2-core CPU)
-_ENCODED: dict[tuple[str, bool, tuple[str, ...]], list[list[int]]] = {}
-_ENCODED_KEEP = 4
-
-
-def _encoded(tokenizer: TextTokenizer, texts: tuple[str, ...]) -> list[list[int]]:
+def _encoded(tokenizer: TextTokenizer, texts: tuple[str, ...], caches: EngineCaches) -> list[list[int]]:
+    """Token lists of ``texts``, kept in ``caches`` by (tokenizer fingerprint, texts): the checkpoints
+    of a sweep usually share a tokenizer, and each would otherwise encode the same splits again
+    (about a second per WikiText-2 split on a 2-core CPU)."""
     key = (tokenizer.sha256, bool(tokenizer.add_special_tokens), texts)
-    if key not in _ENCODED:
-        while len(_ENCODED) >= _ENCODED_KEEP:
-            _ENCODED.pop(next(iter(_ENCODED)))
-        _ENCODED[key] = tokenizer.encode_batch(list(texts))
-    return [list(ids) for ids in _ENCODED[key]]
+    return caches.encodings(key, lambda: tokenizer.encode_batch(list(texts)))
 
 
 def _encoded_until(tokenizer: TextTokenizer, documents: list[Document], budget: int) -> Iterator[list[int]]:
@@ -162,7 +154,7 @@ def _encoded_until(tokenizer: TextTokenizer, documents: list[Document], budget: 
 
 
 def _doc_tokens(
-    tokenizer: TextTokenizer, documents: list[Document], max_eval_tokens: int | None
+    tokenizer: TextTokenizer, documents: list[Document], max_eval_tokens: int | None, caches: EngineCaches,
 ) -> tuple[list[list[int]], list[tuple[int, int]], int]:
     """Token lists and (bytes, words) per document, cut to ``max_eval_tokens`` in order.
 
@@ -170,7 +162,7 @@ def _doc_tokens(
     its original no longer matches what is scored.
     """
     if max_eval_tokens is None:
-        encoded: Iterable[list[int]] = _encoded(tokenizer, tuple(d.text for d in documents))
+        encoded: Iterable[list[int]] = _encoded(tokenizer, tuple(d.text for d in documents), caches)
     else:  # a token cap reads only as far as it needs (a quick run should be quick)
         encoded = _encoded_until(tokenizer, documents, max_eval_tokens)
     token_lists, counts, truncated = [], [], 0
@@ -202,14 +194,18 @@ def score_documents(
     batch_tokens: int = 16384,
     max_eval_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    caches: EngineCaches | None = None,
 ) -> PerplexityResult:
     """Score ``documents`` and return summed NLL with token, byte and word counts.
 
     Windows from all documents are sorted by length and cut into batches of at most
     ``batch_tokens`` input tokens (``batching.length_batches``); right padding never
     changes a result because attention is causal and only real positions are scored.
+    ``caches``: what scoring keeps between calls (``projection.EngineCaches``: encodings, chunk
+    choosers, threads), a run's; without, this call's own.
     """
-    token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens)
+    caches = caches if caches is not None else EngineCaches()
+    token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens, caches)
     streams = [torch.tensor([tokenizer.bos_token_id] + ids, dtype=torch.long) for ids in token_lists]
     windows = [w for i, ids in enumerate(token_lists) for w in plan_windows(len(ids), max_len, stride, i)]
     windows.sort(key=lambda w: (-w.length, w.document, w.start))
@@ -234,7 +230,7 @@ def score_documents(
         if not bool(scored.all()):  # project only the scored positions onto the vocabulary
             features, targets, owner = features[scored.to(device)], targets[scored], owner[scored]
         logprobs, _, rank = target_logprobs(head_fn, features.reshape(-1, features.shape[-1]),
-                                            targets.reshape(-1).to(device), with_rank=True)
+                                            targets.reshape(-1).to(device), with_rank=True, caches=caches)
         doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
         top1 += int((rank == 0).sum())
         top5 += int((rank < 5).sum())

@@ -113,8 +113,8 @@ class ChunkChooser:
     single chunks, keeps what switching sizes costs out of the comparison. The results do not
     depend on the chunk (chunks are whole blocks of rows on a fixed grid, ``chunk_bounds``;
     ``test_lm_interface`` checks it on the machine that runs the tests), only the time does.
-    One chooser per vocabulary size and projection form lives for the process, so that short
-    calls (a SmallBench batch) start from what longer ones learned.
+    One chooser per vocabulary size and projection form lives as long as its ``EngineCaches``
+    (a run's), so that short calls (a SmallBench batch) start from what longer ones learned.
     """
 
     PROBE_EVERY = 8
@@ -161,14 +161,50 @@ class ChunkChooser:
             self.current, self._rows, self._seconds = None, 0, 0.0
 
 
-_CHOOSERS: dict[tuple[int, bool, int], ChunkChooser] = {}
+class EngineCaches:
+    """What the scoring engine keeps between calls, for speed only (never a figure): the chunk
+    choosers (``ChunkChooser``, by vocabulary size and projection form), the token lists of
+    recently scored documents (``perplexity``) and the one-core thread pools
+    (``projection_threads``).
+
+    Owned by whoever runs the calls: a run's ``Inputs`` holds one for its process, so the
+    short calls of a run (a SmallBench batch) start from what its longer ones learned, the
+    checkpoints of a sweep share their corpora's encodings, and a second run in the same
+    process starts clean. A caller that passes none gets one for that call only; a library
+    caller who scores many times keeps one and passes it (``caches=``).
+    """
+
+    ENCODED_KEEP = 4  # document sets whose token lists are kept (a run's corpora splits, usually)
+
+    def __init__(self) -> None:
+        self.choosers: dict[tuple[int, bool, int], ChunkChooser] = {}
+        self.encoded: dict[tuple[object, ...], list[list[int]]] = {}
+        self.pools = projection_threads.ThreadPools()
+
+    def chooser(self, vocab_size: int, *, blocked: bool, workers: int = 1) -> ChunkChooser:
+        key = (vocab_size, blocked, workers if blocked else 1)
+        if key not in self.choosers:
+            self.choosers[key] = ChunkChooser(chunk_candidates(vocab_size, blocked=blocked, workers=workers))
+        return self.choosers[key]
+
+    def encodings(self, key: tuple[object, ...], encode: Callable[[], list[list[int]]]) -> list[list[int]]:
+        """The token lists kept under ``key``, or ``encode()``'s, kept (the oldest of
+        ``ENCODED_KEEP`` sets is dropped); a copy each time, so a caller may change it."""
+        if key not in self.encoded:
+            while len(self.encoded) >= self.ENCODED_KEEP:
+                self.encoded.pop(next(iter(self.encoded)))
+            self.encoded[key] = encode()
+        return [list(ids) for ids in self.encoded[key]]
+
+    def close(self) -> None:
+        """Let the thread pools' threads end; what was learned and encoded is kept."""
+        self.pools.close()
 
 
-def chunk_chooser(vocab_size: int, *, blocked: bool, workers: int = 1) -> ChunkChooser:
-    key = (vocab_size, blocked, workers if blocked else 1)
-    if key not in _CHOOSERS:
-        _CHOOSERS[key] = ChunkChooser(chunk_candidates(vocab_size, blocked=blocked, workers=workers))
-    return _CHOOSERS[key]
+def chunk_chooser(vocab_size: int, *, blocked: bool, workers: int = 1,
+                  caches: EngineCaches | None = None) -> ChunkChooser:
+    """The chooser of ``caches`` for this vocabulary size and projection form (a new one without)."""
+    return (caches if caches is not None else EngineCaches()).chooser(vocab_size, blocked=blocked, workers=workers)
 
 
 def target_logprobs(
@@ -179,6 +215,7 @@ def target_logprobs(
     with_greedy: bool = False,
     with_rank: bool = False,
     chunk: int | None = None,
+    caches: EngineCaches | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """float32 log-probability of each target, for (N, d) features; optionally whether it is
     the argmax (lm-evaluation-harness's greedy test) and its rank (how many logits beat it:
@@ -192,10 +229,13 @@ def target_logprobs(
     normalised by a fused cross-entropy. Greedy flags and ranks come from the same chunk.
     ``chunk`` rows at a time (rounded up to whole ``GRID_ROWS`` blocks; see
     ``chunk_bounds``); by default chosen by measurement on a CPU (``ChunkChooser``) and
-    cache-sized elsewhere.
+    cache-sized elsewhere. ``caches``: the caller's choosers and threads (``EngineCaches``; a
+    run's), so that what one call learned serves the next; without, this call's own.
     """
+    caches = caches if caches is not None else EngineCaches()
     if is_blocked_head(head, features):
-        return _blocked_logprobs(head, features, targets, with_greedy=with_greedy, with_rank=with_rank, chunk=chunk)
+        return _blocked_logprobs(head, features, targets, with_greedy=with_greedy, with_rank=with_rank, chunk=chunk,
+                                 caches=caches)
     n, device = features.shape[0], features.device
     logprobs = torch.empty(n, dtype=torch.float32, device=device)
     greedy = torch.empty(n, dtype=torch.bool, device=device) if with_greedy else None
@@ -221,7 +261,7 @@ def target_logprobs(
         if chunk:
             continue
         if device.type == "cpu":  # synchronous, so the clock sees the work
-            chooser = chooser or chunk_chooser(vocab, blocked=False)
+            chooser = chooser or chunk_chooser(vocab, blocked=False, caches=caches)
             rows = chooser.next_rows(n - start)
         else:
             rows = chunk_rows(vocab)
@@ -241,7 +281,7 @@ def row_slices(n: int, rows: int, workers: int) -> list[tuple[int, int]]:
 
 
 def _blocked_logprobs(head: torch.nn.Linear, features: torch.Tensor, targets: torch.Tensor, *, with_greedy: bool,
-                      with_rank: bool, chunk: int | None,
+                      with_rank: bool, chunk: int | None, caches: EngineCaches,
                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """``target_logprobs`` for a linear head on a CPU: row slices projected a vocabulary block at
     a time, each on one core, by as many threads as this process has (``projection_threads``)."""
@@ -250,7 +290,7 @@ def _blocked_logprobs(head: torch.nn.Linear, features: torch.Tensor, targets: to
         return (torch.empty(0), torch.empty(0, dtype=torch.bool) if with_greedy else None,
                 torch.empty(0, dtype=torch.long) if with_rank else None)
     workers = projection_threads.worker_count()
-    chooser = None if chunk else chunk_chooser(vocab, blocked=True, workers=workers)
+    chooser = None if chunk else chunk_chooser(vocab, blocked=True, workers=workers, caches=caches)
     rows = chunk or chooser.next_rows(n)
     slices = row_slices(n, rows, workers)
     buffer_rows = max(stop - start for start, stop in slices)
@@ -263,7 +303,7 @@ def _blocked_logprobs(head: torch.nn.Linear, features: torch.Tensor, targets: to
         return mine.score(features[start:stop], targets[start:stop], with_greedy=with_greedy, with_rank=with_rank)
 
     began = time.perf_counter()
-    scored = projection_threads.map_on_one_core(score, slices, workers)
+    scored = projection_threads.map_on_one_core(score, slices, workers, caches.pools)
     if chooser is not None:
         chooser.observe(n, rows, time.perf_counter() - began)
     logprobs = torch.cat([s[0] for s in scored])

@@ -31,10 +31,6 @@ import torch
 
 Result = TypeVar("Result")
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_LOCK = threading.Lock()
-
-
 def worker_count() -> int:
     """As many workers as this process has intra-op threads (its share under pytest-xdist)."""
     return max(1, torch.get_num_threads())
@@ -48,36 +44,58 @@ def _one_thread(ready: threading.Barrier) -> None:
     ready.wait()
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The process's pool of ``workers`` one-core threads, started (and set to one thread) at once.
+class ThreadPools:
+    """Pools of one-core threads by worker count, owned by whoever scores (a run's
+    ``projection.EngineCaches``), so that they live as long as that owner and no longer.
 
     Keyed by process id too: threads do not survive a fork, so a child starts its own."""
-    key = (os.getpid(), workers)
-    with _LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            threads = torch.get_num_threads()
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="lmeval-projection")
-            ready = threading.Barrier(workers + 1)
-            for _ in range(workers):  # each task holds its thread until all have started
-                pool.submit(_one_thread, ready)
-            ready.wait()
-            # torch.set_num_threads also records the count that threads started later begin with;
-            # put back the caller's, so that only the pool's own threads run on one core
-            torch.set_num_threads(threads)
-            _POOLS[key] = pool
-    return pool
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workers: int) -> ThreadPoolExecutor:
+        """The pool of ``workers`` one-core threads, started (and set to one thread) at its first use."""
+        key = (os.getpid(), workers)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                threads = torch.get_num_threads()
+                pool = ThreadPoolExecutor(workers, thread_name_prefix="lmeval-projection")
+                ready = threading.Barrier(workers + 1)
+                for _ in range(workers):  # each task holds its thread until all have started
+                    pool.submit(_one_thread, ready)
+                ready.wait()
+                # torch.set_num_threads also records the count that threads started later begin with;
+                # put back the caller's, so that only the pool's own threads run on one core
+                torch.set_num_threads(threads)
+                self._pools[key] = pool
+        return pool
+
+    def close(self) -> None:
+        """Let this process's threads end (they finish what they hold; a later ``get`` starts anew)."""
+        with self._lock:
+            pools, self._pools = self._pools, {}
+        for (pid, _), pool in pools.items():
+            if pid == os.getpid():
+                pool.shutdown(wait=False)
 
 
 def map_on_one_core(work: Callable[[int, int], Result], slices: Sequence[tuple[int, int]], workers: int,
-                    ) -> list[Result]:
+                    pools: ThreadPools | None = None) -> list[Result]:
     """``work(start, stop)`` for every slice, in the caller's inference and gradient modes, each
     on one core, spread over ``workers`` threads taking slices from one queue; results in
-    slice order."""
+    slice order. ``pools``: whose threads (a run's); without, threads started for this call only."""
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
     def run(bounds: tuple[int, int]) -> Result:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return work(*bounds)
 
-    return list(_pool(workers).map(run, slices))
+    if pools is not None:
+        return list(pools.get(workers).map(run, slices))
+    own = ThreadPools()
+    try:
+        return list(own.get(workers).map(run, slices))
+    finally:
+        own.close()

@@ -30,7 +30,7 @@ import torch
 
 from ..models.tokenizer import TextTokenizer
 from .batching import length_batches
-from .projection import model_device, split_forward, target_logprobs
+from .projection import EngineCaches, model_device, split_forward, target_logprobs
 
 Progress = Callable[[int, int], None]
 
@@ -161,8 +161,12 @@ def score_requests(
     *,
     batch_tokens: int = 16384,
     progress: Progress | None = None,
+    caches: EngineCaches | None = None,
 ) -> tuple[list[Score], ScoringStats]:
-    """Score every request; results do not depend on batch size or order beyond float rounding."""
+    """Score every request; results do not depend on batch size or order beyond float rounding.
+    ``caches``: what scoring keeps between calls (``projection.EngineCaches``), a run's; without,
+    this call's own."""
+    caches = caches if caches is not None else EngineCaches()
     stats = ScoringStats(requests=len(requests))
     encoded: list[_Encoded] = []
     pairs = encode_pairs(tokenizer, [(r.context, r.continuation) for r in requests])
@@ -219,7 +223,8 @@ def score_requests(
             features = hidden_fn(ids)
         selected = features[torch.tensor(rows_idx, device=device), torch.tensor(cols_idx, device=device)]
         target = torch.tensor(targets, device=device)
-        token_logprob, token_greedy, _ = target_logprobs(head_fn, selected, target, with_greedy=True)
+        token_logprob, token_greedy, _ = target_logprobs(head_fn, selected, target, with_greedy=True,
+                                                          caches=caches)
         owner = torch.tensor(owners)
         logprobs.index_add_(0, owner, token_logprob.double().cpu())
         misses.index_add_(0, owner, (~token_greedy).long().cpu())

@@ -1,4 +1,6 @@
-"""What the items of one process read, each loaded once: checkpoints, data and baselines.
+"""What the items of one process read, each loaded once: checkpoints, data and baselines,
+and what the scoring engine keeps for speed (``engine``: chunk choosers, encoded documents,
+thread pools).
 
 One ``Inputs`` per process and run (held by the pytest session or by the library
 API's call), never module state: a second run in the same process starts
@@ -14,6 +16,7 @@ from typing import Any
 
 from ..core.errors import DataError, DataUnavailable
 from ..engine.perplexity import Document
+from ..engine.projection import EngineCaches
 from ..models.discovery import CheckpointSpec
 from ..models.loading import CheckpointCache, LoadedCheckpoint
 from ..records.gates import Baselines
@@ -43,14 +46,20 @@ class TaskData:
 
 
 class Inputs:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, run_id: str | None = None) -> None:
+        """``run_id``: the run whose items this process computes (result-cache entries name it)."""
         self.settings = settings
         self.checkpoints = CheckpointCache()
         self.baselines = Baselines(settings.baseline)
         self.hub = Hub()
+        self.engine = EngineCaches()
         self._data: dict[tuple[str, ...], Any] = {}
         self.cache = ResultCache(settings.cache_dir, settings.cache_max_mb * 2**20, refresh=settings.refresh,
-                                 run_id=settings.run_id) if settings.cache_dir else None
+                                 run_id=run_id or settings.run_id) if settings.cache_dir else None
+
+    def close(self) -> None:
+        """The run is over: the engine's threads may end."""
+        self.engine.close()
 
     def checkpoint(self, spec: CheckpointSpec) -> LoadedCheckpoint:
         """Raises ``CheckpointError`` with a one-line reason."""

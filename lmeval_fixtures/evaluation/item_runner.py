@@ -1,8 +1,10 @@
 """Running the suite's items without pytest (the library API's ``evaluate``).
 
 The same item bodies as the shipped benchmarks (``items.py``), the same record
-builders, gates and outcomes; an item that fails is recorded with its one-line
-reason and the next one runs, as under pytest. Item ids read like pytest's
+builders, gates (``gating.py``) and outcomes; an item that fails is recorded with its
+one-line reason and the next one runs, as under pytest. An item that raises what the
+suite does not raise on purpose (a bug) is recorded as an error and raised again, with
+its traceback, once the reports are written. Item ids read like pytest's
 (``evaluate::test_perplexity[name-validation]``) so a record says what ran.
 """
 
@@ -15,28 +17,22 @@ from typing import Any
 
 import torch
 
-from ..core.errors import BaselineError, CheckpointError, DataError, DataUnavailable
+from ..core.errors import CheckpointError, DataUnavailable, LmevalError
+from ..core.names import shape_name
 from ..engine.timing import plain_forward_timer
 from ..models.contract import Allocation
 from ..models.discovery import CheckpointSpec
 from ..models.hf_adapter import is_hf_causal_lm
 from ..models.loading import LoadedCheckpoint
 from ..records import fragments
-from ..records.gates import gates_for
-from ..suite.figures import Figure
-from ..suite.registry import Registry
 from . import items
-from .inputs import Inputs
-from .run import Run
-from .settings import Settings
+from .gating import ItemFailed
+from .run import Finished
+from .startup import RunContext
 
 
 class Skip(Exception):
     """An item that cannot run here (no data, too long a sequence); recorded as skipped."""
-
-
-class Failed(Exception):
-    """An item whose figures are unsound or regressed; recorded as failed, figures kept."""
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -73,11 +69,21 @@ def in_memory_checkpoint(spec: CheckpointSpec, model: torch.nn.Module, tokenizer
 
 
 class ItemRunner:
-    def __init__(self, run: Run, inputs: Inputs, settings: Settings, figures: list[Figure]) -> None:
-        self.run = run
-        self.inputs = inputs
-        self.settings = settings
-        self.figures = figures
+    """Runs the items of one run (``startup.RunContext``) on loaded checkpoints, as pytest would.
+
+    An item ends as pytest's would: passed; skipped (no data, too long a sequence); failed
+    with one line (unsound or regressed figures, bad data, any error of the suite's family);
+    or, when it raised anything else, which is a bug, as an "error" whose reason is the
+    exception's type and first line. The other items still run, and ``raise_unexpected`` raises the
+    first such exception again, with its traceback, once the reports are written.
+    """
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self.run = context.run
+        self.inputs = context.inputs
+        self.settings = context.settings
+        self.unexpected: list[tuple[str, BaseException]] = []
 
     def load(self, spec: CheckpointSpec, model: torch.nn.Module | None, tokenizer: Any) -> LoadedCheckpoint | None:
         try:
@@ -90,67 +96,73 @@ class ItemRunner:
         self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, fragments.identity(loaded))])
         return loaded
 
-    def all(self, loaded: LoadedCheckpoint, families: tuple[str, ...] | list[str], registry: Registry) -> None:
-        settings, name = self.settings, loaded.name
+    def all(self, loaded: LoadedCheckpoint, families: tuple[str, ...] | list[str]) -> None:
+        settings, name, inputs = self.settings, loaded.name, self.inputs
         if "latency" in families:
             for batch, seq in settings.latency_shapes:
-                self.item(loaded, f"test_latency.py::test_latency[{name}-{batch}x{seq}]",
+                self.item(loaded, f"test_latency.py::test_latency[{name}-{shape_name(batch, seq)}]",
                           lambda b=batch, s=seq: self._timed(loaded, s, lambda: items.latency(
                               loaded, b, s, settings, plain_forward_timer)))
         if "perplexity" in families:
-            for corpus in registry.corpora.values():
+            for corpus in self.context.registry.corpora.values():
                 for split in corpus.splits:
                     label = split if corpus.legacy else f"{corpus.name}-{split}"
                     self.item(loaded, f"test_perplexity.py::test_perplexity[{name}-{label}]",
                               lambda c=corpus, s=split: items.perplexity(
-                                  loaded, self._corpus(loaded, c, s), settings, None, self.inputs.cache)[::2])
+                                  loaded, self._corpus(loaded, c, s), settings, None, inputs.cache, inputs.engine))
         if "smallbench" in families:
-            for task in registry.tasks.values():
+            for task in self.context.registry.tasks.values():
                 self.item(loaded, f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
-                          lambda t=task: items.smallbench(loaded, self._data(lambda: self.inputs.task_data(t)),
-                                                          settings, None, self.inputs.cache)[::2])
+                          lambda t=task: items.smallbench(loaded, self._data(lambda: inputs.task_data(t)),
+                                                          settings, None, inputs.cache, inputs.engine))
         if "throughput" in families:
             seq = settings.throughput_shape[1]
             self.item(loaded, f"test_latency.py::test_throughput[{name}]",
-                      lambda: self._timed(loaded, seq, lambda: (items.throughput(loaded, settings,
-                                                                                 plain_forward_timer), [])))
+                      lambda: self._timed(loaded, seq, lambda: items.throughput(loaded, settings, plain_forward_timer)))
             self.item(loaded, f"test_latency.py::test_batch_scaling[{name}]",
                       lambda: self._timed(loaded, seq, lambda: items.batch_scaling(loaded, settings)))
 
-    def item(self, loaded: LoadedCheckpoint, item_id: str,
-             body: Callable[[], tuple[fragments.Fragment, list[str]]]) -> None:
+    def item(self, loaded: LoadedCheckpoint, item_id: str, body: Callable[[], items.ItemResult]) -> None:
         """Run one item: record its fragment, then its gates; the outcome says how it ended."""
         item_id = f"evaluate::{item_id}"
         self.run.expect(loaded.name, item_id)
         start = time.perf_counter()
         outcome, reason = "passed", None
         try:
-            fragment, problems = body()
-            self.run.absorb([(loaded.name, item_id, fragment)])
-            if problems:
-                raise Failed("; ".join(problems))
-            self._gate(loaded, item_id, fragment)
+            result = body()
+            self.run.absorb([(loaded.name, item_id, result.fragment)])
+            if result.failure:
+                raise ItemFailed(result.failure)
+            self.context.gates.enforce(loaded.name, result.fragment,
+                                       lambda verdicts: self.run.absorb([(loaded.name, item_id, verdicts)]))
         except Skip as exc:
             outcome, reason = "skipped", str(exc)
-        except (Failed, DataError, BaselineError) as exc:
+        except (ItemFailed, LmevalError) as exc:  # unsound figures, a regression, bad data: one line
             outcome, reason = "failed", str(exc)
-        except Exception as exc:  # a crash in one item must not lose the others' figures
-            outcome, reason = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        except Exception as exc:  # a bug: the other items still run; raised again after the reports
+            first = str(exc).splitlines()[0] if str(exc).strip() else ""
+            outcome, reason = "error", f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            self.unexpected.append((item_id, exc))
         self.run.add_outcome(loaded.name, item_id, outcome, reason, round(time.perf_counter() - start, 3))
 
-    def _gate(self, loaded: LoadedCheckpoint, item_id: str, fragment: fragments.Fragment) -> None:
-        found = gates_for(fragment, self.figures, self.inputs.baseline(loaded.name), self.settings.gate_policy,
-                          {"device": self.settings.device, "dtype": self.settings.dtype})
-        if found:
-            self.run.absorb([(loaded.name, item_id, fragments.gate_verdicts(found))])
-        failed = [g.message for g in found if not g.ok]
-        if failed:
-            raise Failed(f"{loaded.name}: " + "; ".join(failed))
+    def raise_unexpected(self, finished: Finished) -> None:
+        """Raise the first exception an item did not expect (a bug), with its own traceback, noting
+        which items raised and that the other items' reports were written; nothing when none did."""
+        if not self.unexpected:
+            return
+        item_id, exc = self.unexpected[0]
+        others = f" (and {len(self.unexpected) - 1} more item(s))" if len(self.unexpected) > 1 else ""
+        notes = [f"lmeval-fixtures: raised by {item_id}{others}; recorded as an error, and the other items' reports "
+                 f"were written: {', '.join(map(str, finished.paths)) or 'none'}", *finished.errors]
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            for note in notes:
+                exc.add_note(note)
+        raise exc
 
     def _corpus(self, loaded: LoadedCheckpoint, corpus: Any, split: str) -> Any:
         refusal = items.perplexity_refusal(loaded, self.settings)
         if refusal:
-            raise Failed(refusal)
+            raise ItemFailed(refusal)
         return self._data(lambda: self.inputs.corpus_split(corpus, split))
 
     @staticmethod
@@ -161,8 +173,7 @@ class ItemRunner:
             raise Skip(str(exc)) from None
 
     @staticmethod
-    def _timed(loaded: LoadedCheckpoint, seq: int, body: Callable[[], tuple[fragments.Fragment, list[str]]]
-               ) -> tuple[fragments.Fragment, list[str]]:
+    def _timed(loaded: LoadedCheckpoint, seq: int, body: Callable[[], items.ItemResult]) -> items.ItemResult:
         too_long = items.too_long(loaded, seq)
         if too_long:
             raise Skip(too_long)

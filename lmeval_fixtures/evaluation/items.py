@@ -1,10 +1,10 @@
 """The body of each evaluation item, free of pytest: the shipped benchmarks and the library
 API run the same code, so both write the same figures.
 
-Each function measures, and returns the fragment to record plus what must hold
-(``problems``: an empty list when the figures are sound). The caller records the
-fragment first and then fails on a problem, so a broken figure is both kept and
-reported.
+Each function measures and returns an ``ItemResult``: the fragment to record, what must
+hold (``problems``: empty when the figures are sound) and, where one was computed, the
+measured result object. The caller records the fragment first and then fails on a
+problem, so a broken figure is both kept and reported.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ..core.names import shape_name
 from ..engine.perplexity import PerplexityResult, score_documents
+from ..engine.projection import EngineCaches
 from ..engine.timing import MemoryWatch, RoundPolicy, is_out_of_memory, summarise_ms, time_rounds
 from ..models.loading import LoadedCheckpoint
 from ..records import fragments, record
@@ -28,6 +31,22 @@ from .settings import Settings
 # times model(ids): (model, ids, round policy) -> statistics in ms (timing.summarise_ms plus "timer")
 ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, RoundPolicy], dict[str, Any]]
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What every item returns: the ``fragment`` to record, the ``problems`` that make its figures
+    unsound (empty when they are sound), and the measured ``result`` object where one was
+    computed (``PerplexityResult``, ``TaskResult``; None for a cache hit and the timed items)."""
+
+    fragment: fragments.Fragment
+    problems: list[str] = field(default_factory=list)
+    result: PerplexityResult | TaskResult | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """The problems as one line, or None when there are none."""
+        return "; ".join(self.problems) or None
 
 
 def perplexity_refusal(loaded: LoadedCheckpoint, settings: Settings) -> str | None:
@@ -57,20 +76,21 @@ def _cached(cache: ResultCache | None, key: CacheKey | None, item: str) -> fragm
 
 
 def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, progress: Progress | None = None,
-               cache: ResultCache | None = None) -> tuple[fragments.Fragment, PerplexityResult | None, list[str]]:
+               cache: ResultCache | None = None, engine: EngineCaches | None = None) -> ItemResult:
     """A cached entry (same weights, tokenizer, texts and settings) is returned as it was
-    recorded, with no result object; ``cache`` in the fragment says from which run."""
+    recorded, with no result object; ``cache`` in the fragment says from which run. ``engine``:
+    the run's scoring caches (``Inputs.engine``)."""
     item = f"perplexity:{data.corpus.name}:{data.split}"
     key = None if cache is None else cache_key(
         loaded, settings, item, texts_digest([d.text for d in data.documents]), files=data.source.fingerprints,
         notes=list(data.source.notes))
     hit = _cached(cache, key, item)
     if hit is not None:
-        return hit, None, []
+        return ItemResult(hit)
     start = time.perf_counter()
     result = score_documents(loaded.model, loaded.tokenizer, data.documents, loaded.max_seq_len,
                              stride=settings.ppl_stride, batch_tokens=settings.batch_tokens,
-                             max_eval_tokens=settings.max_eval_tokens, progress=progress)
+                             max_eval_tokens=settings.max_eval_tokens, progress=progress, caches=engine)
     seconds = time.perf_counter() - start
     fragment = fragments.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
                                  max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
@@ -87,11 +107,11 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
                         "and bits per byte are recorded")
     if not problems and cache is not None:
         cache.put(key, fragment)
-    return fragment, result, problems
+    return ItemResult(fragment, problems, result)
 
 
 def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None,
-               cache: ResultCache | None = None) -> tuple[fragments.Fragment, TaskResult | None, list[str]]:
+               cache: ResultCache | None = None, engine: EngineCaches | None = None) -> ItemResult:
     item = f"smallbench:{data.task.name}"
     # the rows digested are the rows scored, each with its label and, where a task file's rows give
     # their own choices, those choices (row["choices"]); the task's repr holds its prompts and choices
@@ -100,11 +120,11 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
         files=data.source.fingerprints)
     hit = _cached(cache, key, item)
     if hit is not None:
-        return hit, None, []
+        return ItemResult(hit)
     result = evaluate_task(
         loaded.model, loaded.tokenizer, data.task, data.rows, loaded.max_seq_len,
         prompt_set=settings.prompts, fewshot=settings.fewshot, fewshot_pool=data.fewshot_pool, seed=settings.seed,
-        max_samples=settings.max_samples, batch_tokens=settings.batch_tokens, progress=progress,
+        max_samples=settings.max_samples, batch_tokens=settings.batch_tokens, progress=progress, caches=engine,
     )
     fragment = fragments.smallbench(data.task, result, data.source.fingerprints, settings.log_samples)
     problems = []
@@ -114,7 +134,7 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
         problems.append(f"{loaded.name} {data.task.name}: non-finite log-likelihoods (weights or numerics broken)")
     if not problems and cache is not None:
         cache.put(key, fragment)
-    return fragment, result, problems
+    return ItemResult(fragment, problems, result)
 
 
 def too_long(loaded: LoadedCheckpoint, seq: int) -> str | None:
@@ -129,19 +149,18 @@ def random_ids(loaded: LoadedCheckpoint, batch: int, seq: int, seed: int) -> tor
     return torch.randint(0, loaded.allocation.vocab_size, (batch, seq), generator=generator).to(loaded.device)
 
 
-def latency(loaded: LoadedCheckpoint, batch: int, seq: int, settings: Settings, timer: ForwardTimer
-            ) -> tuple[fragments.Fragment, list[str]]:
+def latency(loaded: LoadedCheckpoint, batch: int, seq: int, settings: Settings, timer: ForwardTimer) -> ItemResult:
     ids = random_ids(loaded, batch, seq, settings.seed)
     memory = MemoryWatch(loaded.device)
     memory.start()
     policy = settings.latency_policy
     stats = timer(loaded.model, ids, policy)
     problems = [] if min(policy.least, policy.most) <= stats["rounds"] <= policy.most and stats["mean_ms"] > 0 else [
-        f"latency {batch}x{seq}: {stats['rounds']} rounds, mean {stats['mean_ms']} ms (timer broken)"]
-    return fragments.latency(batch, seq, stats, memory.read()), problems
+        f"latency {shape_name(batch, seq)}: {stats['rounds']} rounds, mean {stats['mean_ms']} ms (timer broken)"]
+    return ItemResult(fragments.latency(batch, seq, stats, memory.read()), problems)
 
 
-def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer) -> fragments.Fragment:
+def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer) -> ItemResult:
     """Tokens per second at --throughput-shape, halving the batch until it fits."""
     requested, seq = settings.throughput_shape
     batch, notes = requested, []
@@ -159,11 +178,11 @@ def throughput(loaded: LoadedCheckpoint, settings: Settings, timer: ForwardTimer
             batch //= 2
             if loaded.device.type == "cuda":
                 torch.cuda.empty_cache()
-    return fragments.throughput(stats, memory.read(), batch=batch, requested_batch=requested, seq=seq, notes=notes)
+    return ItemResult(fragments.throughput(stats, memory.read(), batch=batch, requested_batch=requested, seq=seq,
+                                           notes=notes))
 
 
-def batch_scaling(loaded: LoadedCheckpoint, settings: Settings, progress: Progress | None = None
-                  ) -> tuple[fragments.Fragment, list[str]]:
+def batch_scaling(loaded: LoadedCheckpoint, settings: Settings, progress: Progress | None = None) -> ItemResult:
     """Tokens per second for each batch size of --batch-sweep, stopping at the first that does not fit."""
     seq = settings.throughput_shape[1]
     points, stopped = [], None
@@ -182,4 +201,5 @@ def batch_scaling(loaded: LoadedCheckpoint, settings: Settings, progress: Progre
             break
         points.append({"batch": batch, "tokens_per_sec": batch * seq / (stats["mean_ms"] / 1000),
                        "mean_ms": stats["mean_ms"], "rounds": stats["rounds"]})
-    return fragments.batch_scaling(seq, points, stopped), ([] if points else [stopped or "no batch size timed"])
+    return ItemResult(fragments.batch_scaling(seq, points, stopped),
+                      [] if points else [stopped or "no batch size timed"])

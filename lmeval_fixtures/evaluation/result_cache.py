@@ -97,7 +97,7 @@ class ResultCache:
                      and entry.get("payload_sha256") == digest(entry["fragment"]))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, UnicodeDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # the file's fault, never a figure's
             valid = False
         if not valid:  # corrupt, truncated or colliding: recomputed, never trusted
             with contextlib.suppress(OSError):

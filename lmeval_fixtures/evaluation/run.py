@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import LmevalError
 from ..core.files import run_folder_lock
 from ..records.baselines import publish_baseline
 from ..records.comparison import write_comparison
@@ -25,7 +26,7 @@ from ..records.history import append_history
 from ..records.record import deep_merge, empty_record, finalise, merge_records
 from ..records.store import read_run_folder, write_checkpoint_report
 from ..records.summary import headline
-from ..suite.figures import Figure
+from ..suite.figures import Figure, sortable_keys
 from ..suite.registry import Registry
 
 Samples = dict[str, list[dict[str, Any]]]
@@ -145,8 +146,11 @@ class Run:
 
         Records already in ``out`` (the same run id used again: a second shard, a second
         invocation, a run at the same time) are folded in under a lock, never replaced. A
-        report that cannot be written is listed in ``errors`` and the others are still
-        written: nothing already computed is lost to one bad record or one full disk.
+        report that cannot be written (an ``LmevalError``: a record that does not validate or
+        merge, a baseline folder that must not be replaced; or the operating system's
+        ``OSError``: a full disk, a folder in the way) is listed in ``errors`` and the others
+        are still written: nothing already computed is lost to one bad record or one full
+        disk. Any other exception is a bug and propagates with its traceback.
         Nothing is written when no item ran. ``run_id``: the run the folder must belong to (a
         folder holding another run is refused, not relabelled); None to fold into any run
         (``--merge-into``).
@@ -163,7 +167,7 @@ class Run:
                 for earlier, samples in earlier_records:
                     self.adopt(earlier, samples)
                 done = self._write(out, compare_by, history, interrupted, unreadable)
-        except (OSError, ValueError) as exc:  # no folder can be made there; a record that cannot be merged
+        except (OSError, LmevalError) as exc:  # no folder can be made there; a record that cannot be merged
             return Finished(errors=[f"lmeval-fixtures: could not write the reports into {out}: {exc}"])
         if baseline is not None and done.records:
             self._write_baseline(out, baseline, done)
@@ -180,7 +184,7 @@ class Run:
             return
         try:
             done.paths += publish_baseline(out, sorted(done.records), target)
-        except (OSError, ValueError) as exc:
+        except (OSError, LmevalError) as exc:  # BaselineTargetError, a full disk
             done.errors.append(f"lmeval-fixtures: could not write the baseline {target}: {exc}")
 
     def _write(self, out: Path, compare_by: str, history: Path | None, interrupted: bool,
@@ -200,24 +204,27 @@ class Run:
                                       earlier_samples | samples)
                 else:
                     combined[name] = (fresh[name], samples) if name in fresh else self.earlier[name]
-            except ValueError as exc:  # RecordMergeError
+            except LmevalError as exc:  # RecordMergeError
                 done.errors.append(f"lmeval-fixtures: could not merge the record of {name} into {out / name}: {exc}")
         figures = self.figures([r for r, _ in combined.values()])
         for name, (built, samples) in combined.items():
             try:
                 done.paths += write_checkpoint_report(built, out / name, figures, self.registry,
                                                       comparison=len(combined) > 1, samples=samples)
-            except (OSError, ValueError) as exc:  # RecordInvalid, a full disk, a folder in the way
+            except (OSError, LmevalError) as exc:  # RecordInvalid, a full disk, a folder in the way
                 done.errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
                 continue
             done.records[name] = built
             done.headlines.append(headline(built, figures))
         written = list(done.records.values())
-        if len(written) > 1:
+        if len(written) > 1 and not any(f.key == compare_by and f.better is not None for f in figures):
+            done.errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: cannot sort by "
+                               f"{compare_by!r}; choose one of {', '.join(sortable_keys(figures))}")
+        elif len(written) > 1:
             try:
                 done.paths += write_comparison(written, out, figures, compare_by,
                                                {n: combined[n][1] for n in done.records})
-            except (OSError, ValueError) as exc:
+            except (OSError, LmevalError) as exc:
                 done.errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: {exc}")
         measured = [built for name, built in done.records.items() if name in fresh]
         if measured and history is not None:  # a record folded in from an earlier invocation has its line

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..core.errors import UsageError
-from ..core.names import plain_name_problem
+from ..core.names import plain_name_problem, shape_name
 from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, discover_checkpoints
 from ..models.loading import DTYPES
@@ -28,9 +28,13 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 LEAST_ROUNDS = MappingProxyType({"latency": 5, "throughput": 2})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    """Validated option values; built only by ``settings_from_options`` (defaults live in ``OPTIONS``)."""
+    """Validated option values; built only by ``settings_from_options`` (defaults live in ``OPTIONS``).
+
+    Frozen once validated: what a run changes afterwards (a worker's device, the library's
+    checkpoint names) it changes in a copy, ``dataclasses.replace``, before the run starts
+    (``startup.start_run``)."""
 
     checkpoints: list[CheckpointSpec]
     data_dir: Path | None
@@ -100,9 +104,9 @@ class Settings:
             "baseline": str(self.baseline) if self.baseline else None, "ppl_tolerance": self.ppl_tolerance,
             "gate": self.gate, "gate_alpha": self.gate_alpha,
             "acc_tolerance_se": self.acc_tolerance_se, "min_acc": self.min_acc,
-            "latency_shapes": [f"{b}x{s}" for b, s in self.latency_shapes],
+            "latency_shapes": [shape_name(b, s) for b, s in self.latency_shapes],
             "latency_rounds": self.latency_rounds, "latency_warmup": self.latency_warmup,
-            "throughput_shape": "{}x{}".format(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
+            "throughput_shape": shape_name(*self.throughput_shape), "throughput_rounds": self.throughput_rounds,
             "timing_budget": self.timing_budget,
             "latency_tolerance": self.latency_tolerance,
             "shard": "{}/{}".format(*self.shard) if self.shard else None,
@@ -218,10 +222,12 @@ def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:
 
 def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir: str | None,
                           rootpath: Path, ini_corpora: list[str] | None = None,
-                          ini_task_files: list[str] | None = None, ini_dir: Path | None = None) -> Settings:
+                          ini_task_files: list[str] | None = None, ini_dir: Path | None = None,
+                          ini_strict_skips: bool = False) -> Settings:
     """Validate every option once, at start-up; a bad value raises ``UsageError`` naming the option.
     ``ini_corpora`` and ``ini_task_files`` apply when the options are not given (as the ini's
-    checkpoints do); their relative paths are relative to ``ini_dir``, the ini file's folder."""
+    checkpoints do); their relative paths are relative to ``ini_dir``, the ini file's folder.
+    ``ini_strict_skips`` (the ini's ``lmeval_strict_skips``) turns --strict-skips on too."""
     paths = option.checkpoint or ini_checkpoints or [str(REFERENCE_DIR)]
     device = resolve_device(option.device)
     report_dir = Path(option.report_dir) if option.report_dir else rootpath / "reports"
@@ -258,7 +264,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         batch_sweep=_batch_sizes(option.batch_sweep),
         compare_by=option.compare_by,
         log_samples=option.log_samples,
-        strict_skips=bool(option.strict_skips),
+        strict_skips=bool(option.strict_skips) or bool(ini_strict_skips),
         update_baseline=baseline_target(option.update_baseline, report_dir),
         cache_dir=None if option.no_cache else (Path(option.cache_dir) if option.cache_dir else report_dir / ".cache"),
         refresh=bool(option.refresh),

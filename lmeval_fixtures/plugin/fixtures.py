@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..core.errors import BaselineError, CheckpointError, DataError, DataUnavailable
+from ..core.errors import CheckpointError, DataError, DataUnavailable
+from ..core.names import shape_name
 from ..engine.timing import RoundPolicy, benchmark_forward
 from ..evaluation import items
+from ..evaluation.gating import ItemFailed
 from ..evaluation.inputs import CorpusSplit, TaskData
 from ..models.discovery import CheckpointSpec
 from ..models.loading import LoadedCheckpoint
 from ..records import fragments
-from ..records.gates import gates_for
 from ..suite.corpora import Corpus
 from ..suite.tasks import Task
 
@@ -40,7 +41,8 @@ MEMORY_READINGS = ("peak_rss_mb", "peak_rss_scope", "memory_allocated_mb", "memo
 @pytest.fixture(scope="session")
 def eval_run(pytestconfig: pytest.Config) -> SuitePlugin:
     """This run as the process sees it: ``.settings``, ``.run`` (the fragment recorder),
-    ``.inputs`` (checkpoints, data, baselines), ``.figures`` and ``.environment``."""
+    ``.inputs`` (checkpoints, data, baselines), ``.figures`` and ``.environment``; ``.context``
+    holds them all as ``evaluate()`` has them (``evaluation.startup.RunContext``)."""
     return pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME)
 
 
@@ -111,27 +113,24 @@ def task_data(smallbench_task: Task, eval_run: SuitePlugin) -> TaskData:
 
 
 class GateKeeper:
-    """Gates for one item: every verdict goes into the record; any regression fails the item."""
+    """Gates for one item (``evaluation.gating.Gates``, as ``evaluate()`` enforces them): every
+    verdict goes into the record; any regression fails the item with one line."""
 
     def __init__(self, eval_run: SuitePlugin, add: Callable[..., None]) -> None:
         self.eval_run = eval_run
         self.add = add
 
     def enforce(self, checkpoint: LoadedCheckpoint, fragment: dict[str, Any]) -> None:
+        def record(verdicts: dict[str, Any]) -> None:
+            self.add(checkpoint, verdicts)
+
         try:
-            baseline, refusal = self.eval_run.inputs.baseline(checkpoint.name), None
-        except BaselineError as exc:
-            baseline, refusal = None, str(exc)
-        if refusal:  # outside the except block, so the failure shows one line, not a chain
-            pytest.fail(refusal, pytrace=False)
-        found = gates_for(fragment, self.eval_run.figures, baseline, self.eval_run.settings.gate_policy,
-                          self.eval_run.environment)
-        if not found:
+            self.eval_run.context.gates.enforce(checkpoint.name, fragment, record)
+        except ItemFailed as exc:
+            reason = str(exc)
+        else:
             return
-        self.add(checkpoint, fragments.gate_verdicts(found))
-        failed = [g.message for g in found if not g.ok]
-        if failed:
-            pytest.fail(f"{checkpoint.name}: " + "; ".join(failed), pytrace=False)
+        pytest.fail(reason, pytrace=False)  # outside the except block: one line, not a chain
 
 
 @pytest.fixture
@@ -235,7 +234,7 @@ class ForwardTimer:
 
     def __call__(self, model: torch.nn.Module, ids: torch.Tensor, policy: RoundPolicy) -> dict[str, Any]:
         batch, seq = ids.shape
-        self.benchmark.group = f"{policy.family} {batch}x{seq}"
+        self.benchmark.group = f"{policy.family} {shape_name(batch, seq)}"
         stats = benchmark_forward(self.benchmark.pedantic, lambda: self.benchmark.stats.stats.data, model, ids,
                                   policy)
         self.benchmark.extra_info.update({"tokens_per_sec": batch * seq / (stats["mean_ms"] / 1000),
@@ -270,6 +269,8 @@ def _readable(value: Any) -> Any:
     """A parameter as pytest-benchmark's JSON should show it: a checkpoint's name, ``1x128``."""
     if isinstance(value, CheckpointSpec):
         return value.name
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return shape_name(*value)
     if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
         return "x".join(map(str, value))
     name = getattr(value, "name", None)

@@ -1,9 +1,11 @@
 """The run of one pytest session as a plugin object: parametrization, the xdist hand-over, session end.
 
-``plugin.pytest_configure`` builds a ``SuitePlugin``: the settings, the registry
-(tasks and corpora, with the project's ``pytest_lmeval_register`` hooks) and the
-``Run``; its methods are the remaining hooks, as pytest's own cacheprovider and
-stepwise plugins do: all state lives on that object. Workers record fragments and
+``plugin.pytest_configure`` builds a ``SuitePlugin``, which starts the run as
+``evaluate()`` does (``evaluation.startup.start_run``: the settings, the registry
+with the project's ``pytest_lmeval_register`` hooks, the ``Run``, the inputs),
+adding what is pytest's (the ini file, the hooks, an xdist worker's share); its
+methods are the remaining hooks, as pytest's own cacheprovider and stepwise
+plugins do: all state lives on that object. Workers record fragments and
 ship them with each test report; the controller alone absorbs them and, at
 session end, calls ``Run.finish``. Importing this module imports torch, which is
 why ``plugin`` imports it only when a session configures.
@@ -15,6 +17,7 @@ import json
 import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -22,17 +25,15 @@ from typing import Any
 import pytest
 
 from ..core.errors import RegistryError, UsageError
+from ..core.names import shape_name
 from ..engine.timing import timing_unavailable
-from ..evaluation.inputs import Inputs
 from ..evaluation.options import DEST_PREFIX, OPTIONS
-from ..evaluation.run import Finished, Run
-from ..evaluation.run_info import run_metadata
-from ..evaluation.settings import Settings, settings_from_options
+from ..evaluation.run import Finished
+from ..evaluation.settings import Settings
 from ..evaluation.sharding import ShardItem, partition, shard_costs
+from ..evaluation.startup import IniDefaults, start_run
 from ..models.discovery import CheckpointSpec
 from ..records.results_table import STEP_SUMMARY_ENV, append_step_summary, render_text
-from ..suite.declarations import declare
-from ..suite.figures import sortable_keys
 from ..suite.registry import Registry
 
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
@@ -71,41 +72,24 @@ class SuitePlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        ini = config.getini
-        self.settings: Settings = settings_from_options(
-            _suite_options(config), ini_checkpoints=[str(p) for p in ini("lmeval_checkpoints")],
-            ini_data_dir=ini("lmeval_data_dir") or None, rootpath=_report_root(config),
-            ini_corpora=ini("lmeval_corpora"), ini_task_files=[str(p) for p in ini("lmeval_task_files")],
-            ini_dir=config.inipath.parent if config.inipath else config.rootpath)
-        self.registry = Registry.default()
-        self._declared: set[int] = set()
-        for impl in config.hook.pytest_lmeval_register.get_hookimpls():
-            self._declared.add(id(impl.plugin))
-            try:
-                impl.function(registry=self.registry, config=config)
-            except RegistryError as exc:
-                raise UsageError(f"{_source(impl.plugin, impl.plugin_name)}: {exc}") from None
-        # after the conftests', so that a clash names the option
-        self.registry = declare(self.registry, self.settings.corpora, self.settings.task_files)
-        self.registry.check_prompts(self.settings.prompts)
-        self.registry.check_fewshot(self.settings.fewshot)
         self.is_worker = _is_worker(config)
-        self._divide_resources()
-        metadata: dict[str, Any] = {}
-        if not self.is_worker:
-            metadata = run_metadata(config.rootpath, self.settings.device, self.settings.dtype, self.settings.seed,
-                                    self.settings.run_id, self.settings.experiment_name, self.settings.as_record())
-            metadata["args"] = list(config.invocation_params.args)
-        self.run = Run(metadata, self.registry, self.settings.latency_shapes)
-        self.figures = self.run.figures()
-        if self.settings.compare_by not in sortable_keys(self.figures):
-            raise UsageError(f"--compare-by {self.settings.compare_by}: not a figure of this run; choose one of "
-                             f"{', '.join(sortable_keys(self.figures))}")
-        self.settings.strict_skips = self.settings.strict_skips or bool(config.getini("lmeval_strict_skips"))
-        self.inputs = Inputs(self.settings)
-        if self.inputs.cache is not None:  # cache entries name the run that computed them
-            worker_run = (getattr(config, "workerinput", None) or {}).get(RUN_ID_INPUT)
-            self.inputs.cache.run_id = worker_run if self.is_worker else self.run.run_id
+        self._declared: set[int] = set()
+        ini = config.getini
+        self.context = start_run(
+            _suite_options(config), report_root=_report_root(config), source_root=config.rootpath,
+            args=list(config.invocation_params.args),
+            ini=IniDefaults(checkpoints=[str(p) for p in ini("lmeval_checkpoints")],
+                            data_dir=ini("lmeval_data_dir") or None, corpora=ini("lmeval_corpora"),
+                            task_files=[str(p) for p in ini("lmeval_task_files")],
+                            strict_skips=bool(ini("lmeval_strict_skips")),
+                            folder=config.inipath.parent if config.inipath else config.rootpath),
+            register=self._register, complete=self._divide_resources, is_worker=self.is_worker,
+            worker_run_id=(getattr(config, "workerinput", None) or {}).get(RUN_ID_INPUT))
+        self.settings: Settings = self.context.settings
+        self.registry = self.context.registry
+        self.run = self.context.run
+        self.figures = self.context.figures
+        self.inputs = self.context.inputs
         self.timing_blocked = _timing_blocked(config)
         if not self.is_worker:
             _warn_replaced_benchmark_options(config)
@@ -114,6 +98,16 @@ class SuitePlugin:
         self._sigterm: Any = None
         if not self.is_worker and threading.current_thread() is threading.main_thread():
             self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+
+    def _register(self, registry: Registry) -> None:
+        """The project's ``pytest_lmeval_register`` hooks (its root conftests), before the options'
+        declarations, so that a clash names the option."""
+        for impl in self.config.hook.pytest_lmeval_register.get_hookimpls():
+            self._declared.add(id(impl.plugin))
+            try:
+                impl.function(registry=registry, config=self.config)
+            except RegistryError as exc:
+                raise UsageError(f"{_source(impl.plugin, impl.plugin_name)}: {exc}") from None
 
     def pytest_plugin_registered(self, plugin: Any, plugin_name: str) -> None:
         """A conftest.py loaded during collection (in a sub-folder) comes too late to declare
@@ -126,31 +120,33 @@ class SuitePlugin:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, self._sigterm)
+        self.context.close()
 
     @property
     def environment(self) -> dict[str, str]:
         """Device and dtype of this run, as a baseline's ``environment`` records them."""
-        return {"device": self.settings.device, "dtype": self.settings.dtype}
+        return self.context.environment
 
-    def _divide_resources(self) -> None:
+    def _divide_resources(self, settings: Settings) -> Settings:
         """Under xdist: each worker takes its share of the CPU threads and, on a multi-GPU host
-        with ``--device cuda`` or ``auto``, its own GPU by worker number (``cuda:N`` is kept as given)."""
+        with ``--device cuda`` or ``auto``, its own GPU by worker number (``cuda:N`` is kept as given).
+        Returns the settings with the worker's device and share (a copy; ``Settings`` is frozen)."""
         import torch
 
-        settings = self.settings
         workerinput = getattr(self.config, "workerinput", None)
         if settings.threads:
             torch.set_num_threads(settings.threads)
         if workerinput is None:
-            return
+            return settings
         workers = int(workerinput.get("workercount", 1))
         index = int(str(workerinput.get("workerid", "gw0")).removeprefix("gw") or 0)
         threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
-        if settings.device == "cuda" and torch.cuda.device_count() > 1:
-            settings.device = f"cuda:{index % torch.cuda.device_count()}"
-        settings.extra["worker"] = {"id": workerinput.get("workerid"), "workers": workers, "threads": threads,
-                                    "device": settings.device}
+        device = settings.device
+        if device == "cuda" and torch.cuda.device_count() > 1:
+            device = f"cuda:{index % torch.cuda.device_count()}"
+        worker = {"id": workerinput.get("workerid"), "workers": workers, "threads": threads, "device": device}
+        return replace(settings, device=device, extra=settings.extra | {"worker": worker})
 
     # ------------------------------------------------------------ collection
 
@@ -169,7 +165,7 @@ class SuitePlugin:
             metafunc.parametrize("smallbench_task", tasks, ids=[t.name for t in tasks])
         if "latency_shape" in names:
             shapes = self.settings.latency_shapes
-            metafunc.parametrize("latency_shape", shapes, ids=[f"{b}x{s}" for b, s in shapes])
+            metafunc.parametrize("latency_shape", shapes, ids=[shape_name(b, s) for b, s in shapes])
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from ..engine.projection import EngineCaches
 from ..engine.scoring import Progress, Request, ScoringStats, score_requests, scored_continuation
 from ..models.tokenizer import TextTokenizer
 from .tasks import Prompt, Task
@@ -249,9 +250,11 @@ def evaluate_task(
     max_samples: int | None = None,
     batch_tokens: int = 16384,
     progress: Progress | None = None,
+    caches: EngineCaches | None = None,
 ) -> TaskResult:
     """Score every choice of every row (the first ``max_samples`` rows when given): the task's
-    choices, or a row's own where it gives them (``Prompt.row_choices``)."""
+    choices, or a row's own where it gives them (``Prompt.row_choices``). ``caches``: the scoring
+    engine's (``projection.EngineCaches``), a run's; without, this call's own."""
     prompt = task.prompts[prompt_set]
     if max_samples is not None:
         rows = rows[:max_samples]
@@ -271,7 +274,8 @@ def evaluate_task(
             own.append((tuple(choices), scored))
             requests += [Request(context, c) for c in scored]
     start = time.perf_counter()
-    scores, stats = score_requests(model, tokenizer, requests, max_len, batch_tokens=batch_tokens, progress=progress)
+    scores, stats = score_requests(model, tokenizer, requests, max_len, batch_tokens=batch_tokens, progress=progress,
+                                   caches=caches)
     seconds = time.perf_counter() - start
     results, start = [], 0
     for i, (row, mine) in enumerate(zip(rows, own, strict=True)):

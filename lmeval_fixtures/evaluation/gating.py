@@ -1,0 +1,56 @@
+"""Gate enforcement for one item, written once for pytest and ``evaluate()``.
+
+An item's fragment is checked against the run's baseline and floors
+(``records.gates.gates_for``); every verdict goes into the record, and any regression
+fails the item with one line naming the checkpoint and the figures. How a failure is
+shown is the runner's: the pytest plugin turns ``ItemFailed`` into ``pytest.fail``
+(one line, no traceback), the library's item runner into a "failed" outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..core.errors import BaselineError
+from ..records import fragments
+from ..records.gates import gates_for
+from ..suite.figures import Figure
+from .inputs import Inputs
+from .settings import Settings
+
+
+class ItemFailed(Exception):
+    """An item whose figures are unsound or regressed (or that cannot be gated): recorded as
+    failed with this one-line reason, its figures kept. Not an error of the suite's family: the
+    run itself went as asked."""
+
+
+class Gates:
+    """The gates of one run: its baselines (through ``inputs``), figure table and gate settings."""
+
+    def __init__(self, inputs: Inputs, figures: list[Figure], settings: Settings) -> None:
+        self.inputs = inputs
+        self.figures = figures
+        self.settings = settings
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """Device and dtype of this run, as a baseline's ``environment`` records them."""
+        return {"device": self.settings.device, "dtype": self.settings.dtype}
+
+    def enforce(self, checkpoint: str, fragment: fragments.Fragment,
+                record: Callable[[fragments.Fragment], None]) -> None:
+        """Gate ``fragment`` of ``checkpoint``: the verdicts, when there are any, go to ``record``
+        (as one fragment); raises ``ItemFailed`` when a gate fails or the baseline cannot be used."""
+        try:
+            baseline = self.inputs.baseline(checkpoint)
+        except BaselineError as exc:
+            raise ItemFailed(str(exc)) from None
+        found = gates_for(fragment, self.figures, baseline, self.settings.gate_policy, self.environment)
+        if not found:
+            return
+        record(fragments.gate_verdicts(found))
+        failed = [gate.message for gate in found if not gate.ok]
+        if failed:
+            raise ItemFailed(f"{checkpoint}: " + "; ".join(failed))
