@@ -201,7 +201,7 @@ def check_dtypes(ctx: Context) -> list[Row]:
                 rows.append(["dtype", subject, f"error: {type(exc).__name__}: {first_line(exc)}", "ERROR"])
                 continue
             try:
-                fragment = items.throughput(loaded, settings, plain_timer)["throughput"]
+                fragment = items.throughput(loaded, settings, plain_timer).fragment["throughput"]
                 loss = loss_on(loaded, items.random_ids(loaded, 4, min(256, loaded.max_seq_len), ctx.args.seed))
             except Exception as exc:
                 rows.append(["dtype", subject, f"error: {type(exc).__name__}: {first_line(exc)}", "ERROR"])
@@ -228,8 +228,9 @@ def check_memory(ctx: Context) -> list[Row]:
     try:
         weights = weights_bytes(loaded)
         settings = ctx.settings(throughput_shape=ctx.args.throughput_shape)
-        big = items.throughput(loaded, settings, plain_timer)["throughput"]
-        latency_fragment, problems = items.latency(loaded, 1, min(512, loaded.max_seq_len), settings, plain_timer)
+        big = items.throughput(loaded, settings, plain_timer).fragment["throughput"]
+        latency_result = items.latency(loaded, 1, min(512, loaded.max_seq_len), settings, plain_timer)
+        latency_fragment, problems = latency_result.fragment, latency_result.problems
         small = next(iter(latency_fragment["latency"].values()))
     finally:
         free(loaded)
@@ -286,10 +287,11 @@ def check_oom(ctx: Context) -> list[Row]:
         real = ctx.device != "cpu"
         batch = oom_batch(ctx, loaded, seq) if real else 64
         settings = ctx.settings(throughput_shape=f"{batch}x{seq}", throughput_rounds=2)
-        fragment = items.throughput(loaded, settings, plain_timer if real else simulated_oom_timer(8))["throughput"]
+        timer = plain_timer if real else simulated_oom_timer(8)
+        fragment = items.throughput(loaded, settings, timer).fragment["throughput"]
         if fragment["batch"] == batch:  # nothing ran out of memory: stand in for CUDA
             real = False
-            fragment = items.throughput(loaded, settings, simulated_oom_timer(batch // 8))["throughput"]
+            fragment = items.throughput(loaded, settings, simulated_oom_timer(batch // 8)).fragment["throughput"]
         left = torch.cuda.memory_allocated(loaded.device) - weights if ctx.device != "cpu" else 0
         halvings = len(fragment["notes"])
         ok = fragment["batch"] < batch and halvings == int(math.log2(batch // fragment["batch"])) and \
@@ -302,7 +304,8 @@ def check_oom(ctx: Context) -> list[Row]:
         if real:
             sweep = ctx.settings(throughput_shape=f"{batch}x{seq}", throughput_rounds=2,
                                  batch_sweep=f"1,{fragment['batch']},{batch}")
-            scaling, problems = items.batch_scaling(loaded, sweep)
+            scaling_result = items.batch_scaling(loaded, sweep)
+            scaling, problems = scaling_result.fragment, scaling_result.problems
             stopped = scaling["batch_scaling"]["stopped"]
             timed = [p["batch"] for p in scaling["batch_scaling"]["points"]]
             rows.append(["oom", f"{loaded.name} batch sweep 1,{fragment['batch']},{batch}",

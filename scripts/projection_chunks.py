@@ -58,10 +58,11 @@ def median_seconds(run: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def seconds(vocab: int, linear: bool, chunk: int | None) -> float:
+def seconds(vocab: int, linear: bool, chunk: int | None, caches: lm_interface.EngineCaches) -> float:
     layer, features, targets = problem(vocab)
     head = layer if linear else (lambda f: f @ layer.weight.T)
-    return median_seconds(lambda: lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk))
+    return median_seconds(lambda: lm_interface.target_logprobs(head, features, targets, with_rank=True, chunk=chunk,
+                                                               caches=caches))
 
 
 def intra_op_seconds(vocab: int, rows: int) -> float:
@@ -96,12 +97,13 @@ def main() -> int:
             time.sleep(1.0 if competitor else 0.0)
             for vocab in map(int, args.vocabularies.split(",")):
                 for linear in (True, False):
-                    lm_interface._CHOOSERS.clear()  # learn afresh under this condition
+                    caches = lm_interface.EngineCaches()  # learn afresh under this condition
                     candidates = lm_interface.chunk_candidates(vocab, blocked=linear, workers=workers)
                     small, large = candidates[0], candidates[-1]
-                    fixed_small, fixed_large = seconds(vocab, linear, small), seconds(vocab, linear, large)
-                    chosen = seconds(vocab, linear, None)
-                    chooser = lm_interface.chunk_chooser(vocab, blocked=linear, workers=workers)
+                    fixed_small = seconds(vocab, linear, small, caches)
+                    fixed_large = seconds(vocab, linear, large, caches)
+                    chosen = seconds(vocab, linear, None, caches)
+                    chooser = caches.chooser(vocab, blocked=linear, workers=workers)
                     best = min(chooser.candidates, key=lambda c: chooser.seconds_per_row.get(c, float("inf")))
                     form = "linear" if linear else "whole logits"
                     before = ""
