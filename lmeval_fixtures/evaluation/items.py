@@ -22,7 +22,8 @@ from ..engine.perplexity import PerplexityResult, score_documents
 from ..engine.projection import EngineCaches
 from ..engine.timing import MemoryWatch, RoundPolicy, is_out_of_memory, summarise_ms, time_rounds
 from ..models.loading import LoadedCheckpoint
-from ..records import fragments, record
+from ..records import fragments
+from ..records.alike import FIGURE_SETTINGS
 from ..suite.smallbench import TaskResult, evaluate_task
 from .inputs import CorpusSplit, TaskData
 from .result_cache import CacheKey, ResultCache, digest, item_key, texts_digest
@@ -61,7 +62,7 @@ def cache_key(loaded: LoadedCheckpoint, settings: Settings, item: str, inputs: s
     """What an evaluation item's figures depend on (``result_cache``): weights, tokenizer, the exact
     inputs, the figure-changing settings and the context; not the device's thread count."""
     recorded = settings.as_record()
-    chosen = {k: recorded.get(k) for k in (*record.FIGURE_SETTINGS, "batch_tokens", "log_samples")}
+    chosen = {k: recorded.get(k) for k in (*FIGURE_SETTINGS, "batch_tokens", "log_samples")}
     tokenizer = loaded.tokenizer
     return item_key(item, weights=loaded.identity.get("sha256"),
                     tokenizer=f"{tokenizer.sha256}:{tokenizer.add_special_tokens}:{tokenizer.bos_token_id}",
