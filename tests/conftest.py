@@ -1,16 +1,34 @@
-"""Shared helpers: tiny random checkpoints and small data made by the tests themselves."""
+"""Fixtures the tests share; the plain helpers they are built on live in ``helpers.py``.
+
+The e2e/ folder's pytester suites (a laid-out project of benchmarks, data and checkpoints)
+are its own ``conftest.py``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
-from lmeval_fixtures.models.model import ModelConfig, Transformer
-from lmeval_fixtures.models.native import save_checkpoint
+from lmeval_fixtures.models.model import Transformer
+from lmeval_fixtures.models.tokenizer import TextTokenizer
+
+# Re-exported: older imports ``from .conftest import make_tokenizer`` keep working.
+from .helpers import (  # noqa: F401
+    MAIN,
+    SAMPLE_TEXT,
+    STEP1,
+    SUITE_PLUGIN,
+    cache_model,
+    halve_baseline_bits_per_byte,
+    make_tokenizer,
+    tiny_config,
+    write_hf_llama,
+    write_native_checkpoint,
+    write_wikitext,
+)
 
 # pytester's in-process runs drop the modules first imported during them; torch's distributed
 # operator registry cannot be imported twice in one process, so load it (via transformers, when
@@ -21,7 +39,6 @@ with contextlib.suppress(ImportError):
     import transformers.tokenization_utils_fast  # noqa: F401
 
 pytest_plugins = ["pytester"]
-SUITE_PLUGIN = "lmeval_fixtures.plugin"
 
 
 @pytest.fixture(autouse=True)
@@ -29,56 +46,6 @@ def suite_plugin_for_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plugin has no pytest11 entry point (it loads only where used): pytester's inner
     runs, in process or not, get it as a user's ``-p lmeval_fixtures.plugin`` would."""
     monkeypatch.setenv("PYTEST_PLUGINS", SUITE_PLUGIN)
-
-SAMPLE_TEXT = (
-    "The quick brown fox jumps over the lazy dog. A lobster is a crustacean of the sea.\n"
-    "Robert Boulter is an English film, television and theatre actor. He had a guest role in 2000.\n"
-    "Numbers like 1,000 and 3.14 and words like well-known appear in Wikipedia articles.\n"
-)
-
-
-def make_tokenizer(vocab_size: int = 320) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator([SAMPLE_TEXT] * 20, trainer)
-    return tokenizer
-
-
-def tiny_config(vocab_size: int, **overrides) -> ModelConfig:
-    base = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=2, glu_expansion=2.0, max_seq_len=64)
-    base.update(overrides)
-    return ModelConfig(**base)
-
-
-def write_native_checkpoint(folder: Path, name: str = "model", seed: int = 0, fmt: str = "safetensors",
-                            tokenizer: Tokenizer | None = None, **config_overrides) -> Path:
-    """A random native checkpoint in ``folder``; returns the weights path. The training facts
-    differ by format (5.5 / 10 and 5.25 / 7) so that a test sees which file they were read from."""
-    tokenizer = tokenizer or make_tokenizer()
-    model = Transformer(tiny_config(tokenizer.get_vocab_size(), **config_overrides))
-    model.init_weights(seed)
-    facts = {"train_loss": 5.5, "step": 10} if fmt == "safetensors" else {"train_loss": 5.25, "step": 7}
-    return save_checkpoint(model, folder, tokenizer, name=name, fmt=fmt, metadata=facts | {"seed": seed})
-
-
-def write_wikitext(data_dir: Path, articles: int = 3, paragraphs: int = 4) -> Path:
-    """A raw WikiText-like file pair under ``data_dir/wikitext-2-raw``."""
-    folder = data_dir / "wikitext-2-raw"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, offset in (("validation", 0), ("test", 7)):
-        lines = [" "]
-        for a in range(articles):
-            lines += [f" = Article {a + offset} = ", " "]
-            lines += [f" = = Section {a} = = ", " "]
-            for p in range(paragraphs + a):
-                lines.append(f" The fox number {p} jumps over the dog @-@ like lobster , a crustacean ( of the sea ) "
-                             f"with 1 @,@ 000 legs and 3 @.@ 14 claws . He said \" hello \" to {a} . ")
-            lines.append(" ")
-        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return data_dir
 
 
 @pytest.fixture
@@ -106,9 +73,29 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def halve_baseline_bits_per_byte(metrics: Path, corpus: str, split: str = "test") -> None:
-    """Halves a baseline record's bits per byte on one corpus split, so that a run gated against
-    it regresses there (and only there)."""
-    record = json.loads(metrics.read_text())
-    record["corpora"][corpus][split]["bits_per_byte"] /= 2
-    metrics.write_text(json.dumps(record))
+@pytest.fixture(scope="module")
+def tiny_lm() -> tuple[Transformer, TextTokenizer]:
+    """A tiny random model with a 128-token context and its tokenizer, for scoring task rows."""
+    tok = make_tokenizer()
+    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=128)).eval()
+    model.init_weights(7)
+    return model, TextTokenizer.from_json(tok.to_str(), "test")
+
+
+@pytest.fixture
+def hf_folder(tmp_path: Path):
+    """A tiny random Llama saved as a Hugging Face folder, and the model (skips without transformers)."""
+    return write_hf_llama(tmp_path / "tiny-llama")
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An offline Hugging Face cache holding ``acme/tiny-llama`` at two commits (main, step1);
+    skips without huggingface_hub or transformers."""
+    pytest.importorskip("huggingface_hub")
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache_model(cache, "acme/tiny-llama", MAIN, seed=0)
+    cache_model(cache, "acme/tiny-llama", STEP1, refs=("step1",), seed=1)
+    return cache

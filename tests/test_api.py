@@ -1,17 +1,28 @@
-"""The library API works on in-memory models, and the README's example runs as written."""
+"""The library API (``lmeval_fixtures.api``): ``evaluate`` and the ``evaluate_*`` helpers on in-memory models
+and checkpoints, every option checked as the command line checks it, and the README's example as written."""
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from lmeval_fixtures import evaluate_perplexity, evaluate_smallbench, profile_latency
+from lmeval_fixtures.api import reference_checkpoints
+from lmeval_fixtures.models.loading import load_checkpoint
 from lmeval_fixtures.models.model import Transformer
 
-from .conftest import make_tokenizer, tiny_config
+from .helpers import (
+    CONTEXT,
+    DOCS,
+    ROOT,
+    direct_loglikelihood,
+    lm_eval_encode,
+    make_tokenizer,
+    tiny_config,
+    write_wikitext,
+)
 
-README = Path(__file__).parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def test_readme_library_example_runs(capsys):
@@ -42,54 +53,11 @@ def test_profile_latency_on_any_module():
         profile_latency(model, rounds=1)
 
 
-def load_compare_records():
-    """scripts/compare_records.py, the before/after comparison of the refactor, as a module."""
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "scripts" / "compare_records.py"
-    spec = importlib.util.spec_from_file_location("compare_records", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_evaluate_writes_the_record_the_pytest_path_writes(pytester, offline, monkeypatch):
-    """No pytest in the library call: the same checkpoint and data give a metrics.json that
-    validates and equals the pytest run's, field by field (timings and run identity aside)."""
-    import json
-
-    from lmeval_fixtures import evaluate
-    from lmeval_fixtures.core.schema import validate_record
-
-    from .test_gates import lay_out_suite
-
-    suite = lay_out_suite(pytester)
-    options = {"data_dir": "data", "max_samples": 6, "log_samples": "full", "run_id": "lib"}
-    suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--max-samples", "6", "--log-samples",
-                    "--run-id", "plugin").assert_outcomes(passed=6)
-    monkeypatch.chdir(suite.path)
-    done = evaluate(suite.path / "ck", families=("perplexity", "smallbench"), **options)
-    assert done.errors == [] and sorted(done.records) == ["a"]
-    ours = json.loads((suite.path / "reports/lib/a/metrics.json").read_text())
-    validate_record(ours)
-    theirs = json.loads((suite.path / "reports/plugin/a/metrics.json").read_text())
-    assert [item["outcome"] for item in ours["items"].values()] == ["passed"] * 6
-    assert len(theirs["items"]) == 6
-    for record in (ours, theirs):
-        record.pop("items")  # pytest node ids vs the library's item ids
-    differences, compared = load_compare_records().compare(theirs, ours)
-    assert differences == [] and compared > 150
-    # the per-example rows are the same files
-    for name in ("samples-smallbench-sst2.jsonl", "samples-perplexity-validation.jsonl"):
-        assert (suite.path / "reports/lib/a" / name).read_text() == (suite.path / "reports/plugin/a" / name).read_text()
-    assert (suite.path / "reports/lib/a/summary.md").is_file()
-
-
 def test_evaluate_an_in_memory_model_from_a_training_loop(tmp_path):
     from lmeval_fixtures import evaluate
     from lmeval_fixtures.core.schema import validate_record
 
-    from .conftest import write_wikitext
+    from .helpers import write_wikitext
 
     tokenizer = make_tokenizer()
     model = Transformer(tiny_config(tokenizer.get_vocab_size()))
@@ -137,7 +105,7 @@ def test_evaluate_refuses_a_missing_tokenizer_a_wrong_model_and_a_bad_name(tmp_p
     from lmeval_fixtures import evaluate
     from lmeval_fixtures.core.errors import UsageError
 
-    from .conftest import write_native_checkpoint, write_wikitext
+    from .helpers import write_native_checkpoint, write_wikitext
 
     tokenizer = make_tokenizer()
     model = Transformer(tiny_config(tokenizer.get_vocab_size()))
@@ -155,3 +123,34 @@ def test_evaluate_refuses_a_missing_tokenizer_a_wrong_model_and_a_bad_name(tmp_p
                     history=False)
     assert list(done.records) == ["mine"]  # None means the default; the name applies to a path too
     assert done.records["mine"]["val_perplexity"] is not None
+
+
+def test_the_library_api_takes_the_option(tmp_path, tiny_checkpoint):
+    from lmeval_fixtures import evaluate
+
+    (tmp_path / "held.txt").write_text("\n\n".join(DOCS) + "\n")
+    done = evaluate(tiny_checkpoint, families=["perplexity"], corpus=[f"held={tmp_path / 'held.txt'}"],
+                    data_dir=str(write_wikitext(tmp_path / "data")), report_dir=str(tmp_path / "reports"),
+                    history=False)
+    record, = done.records.values()
+    assert record["corpora"]["held"]["test"]["documents"] == 3
+
+
+def test_library_takes_an_in_memory_model_and_tokenizer(hf_folder):
+    transformers = pytest.importorskip("transformers")
+    folder, model = hf_folder
+    rows = [{"sentence1": "The fox jumps.", "sentence2": "A fox is jumping over the dog.", "label": 0},
+            {"sentence1": "Robert Boulter is an actor.", "sentence2": "He is a lobster.", "label": 1}]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    direct = evaluate_smallbench(model, tokenizer, "rte", rows, CONTEXT, prompt_set="lm-eval")
+    loaded = load_checkpoint(folder)
+    suite = evaluate_smallbench(loaded.model, loaded.tokenizer, "rte", rows, CONTEXT, prompt_set="lm-eval")
+    assert [r.loglikelihoods for r in direct.rows] == [r.loglikelihoods for r in suite.rows]
+    for row in direct.rows:
+        for choice, value in zip(direct.choices, row.loglikelihoods, strict=True):
+            context, continuation = lm_eval_encode(loaded.tokenizer, row.context, " " + choice)
+            assert value == pytest.approx(direct_loglikelihood(model, context, continuation), abs=1e-4)
+
+
+def test_reference_names_do_not_change():
+    assert [spec.name for spec in reference_checkpoints()] == ["ref-e25", "ref-e35", "ref-e50"]

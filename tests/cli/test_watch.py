@@ -1,5 +1,5 @@
-"""Watch mode (issue 17): each new checkpoint is evaluated once its files stop changing, history and
-comparison grow, a trend is drawn against the training step, and Ctrl-C stops cleanly."""
+"""Watch mode (``lmeval_fixtures.cli.watch``): each new checkpoint is evaluated once its files stop changing,
+history and comparison grow, a trend is drawn against the training step, and Ctrl-C stops cleanly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from lmeval_fixtures.api import evaluate
 from lmeval_fixtures.cli.main import main as cli
 from lmeval_fixtures.cli.watch import training_step, watch
 
-from .conftest import write_native_checkpoint, write_wikitext
+from ..helpers import write_native_checkpoint, write_wikitext
 
 
 def test_new_checkpoints_are_evaluated_once_stable_and_the_trend_grows(tmp_path):

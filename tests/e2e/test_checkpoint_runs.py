@@ -1,36 +1,85 @@
-"""Hostile checkpoints, broken data, numerics and interrupted runs, end to end (issue: reliability)."""
+"""Checkpoints in a run, through pytester: a bad checkpoint (every hostile kind) fails only its own items with
+one line each while every good one is reported; colliding names each keep their report; a Hugging Face
+export and a hub model id give their records."""
 
 import json
 import math
 import os
 import pickle
 import struct
+from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 from lmeval_fixtures.core.schema import validate_record
-from lmeval_fixtures.evaluation.run import Run
-from lmeval_fixtures.records.summary import render_summary
-from lmeval_fixtures.suite.registry import Registry
+from lmeval_fixtures.models.hf_export import export_hf
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 
-from .conftest import write_native_checkpoint
-from .test_plugin import BENCHMARK, suite  # noqa: F401 (the fixture: benchmark and WikiText data)
-from .test_record import FIGURES, RUN, split_figures
+from ..helpers import (
+    BENCHMARK,
+    FIX_JSON,
+    FIX_PT,
+    STEP1,
+    RunsCodeHere,
+    edit_config,
+    make_tokenizer,
+    needs_fifo,
+    reference_nll,
+    validated_records,
+    write_native_checkpoint,
+    write_wikitext,
+)
 
 
-class RunsCode:
+class Evil:
     def __reduce__(self):
         return (os.system, ("touch pwned",))
+
+
+def test_bad_checkpoints_fail_alone_and_every_report_is_written(ppl_suite):
+    good = write_native_checkpoint(ppl_suite.path / "ck" / "good", seed=1)
+    other = write_native_checkpoint(ppl_suite.path / "ck", name="other", seed=2, fmt="pt")
+    with open(ppl_suite.path / "evil.pt", "wb") as handle:
+        pickle.dump({"config": {}, "model": Evil()}, handle)
+    (ppl_suite.path / "text.pt").write_text("hello")
+    result = ppl_suite.runpytest("--checkpoint", str(good), "--checkpoint", str(other), "--checkpoint", "missing.pt",
+                             "--checkpoint", "evil.pt", "--checkpoint", "text.pt", "--data-dir", "data")
+    result.assert_outcomes(passed=4, errors=6)
+    result.stdout.fnmatch_lines(["*missing.pt: no such file or folder*", "*evil.pt: *",
+                                 "*text.pt: not a PyTorch checkpoint*", "*lmeval-fixtures results*"])
+    assert not (ppl_suite.path / "pwned").exists()
+    found = validated_records(ppl_suite.path)
+    assert sorted(found) == ["evil", "good", "missing", "other", "text"]
+    assert found["missing"]["errors"] == ["missing.pt: no such file or folder"]
+    assert found["missing"]["val_perplexity"] is None
+    assert all(item["outcome"] == "error" for item in found["evil"]["items"].values())
+    assert "not run" in (ppl_suite.path / next(ppl_suite.path.glob("reports/*/evil/summary.md"))).read_text()
+
+    # the figures equal the independent reference computation
+    record = found["good"]
+    tokenizer = TextTokenizer.from_file(good.parent / "tokenizer.json")
+    from lmeval_fixtures.models.loading import load_checkpoint
+    from lmeval_fixtures.suite.wikitext import split_wikitext_articles, wikitext_documents
+
+    model = load_checkpoint(good).model
+    validation = (ppl_suite.path / "data/wikitext-2-raw/validation.txt").read_text()
+    docs = wikitext_documents(split_wikitext_articles(validation))
+    nll = sum(reference_nll(model, tokenizer.encode(d.text), tokenizer.bos_token_id, 64, 64) for d in docs)
+    tokens = sum(len(tokenizer.encode(d.text)) for d in docs)
+    assert record["val_perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-6)
+    assert record["val_bits_per_byte"] == pytest.approx(nll / math.log(2) / sum(d.n_bytes for d in docs), rel=1e-6)
+    assert record["perplexity"]["validation"]["words"] == sum(d.n_words for d in docs)
+    assert record["train_loss"] == 5.5 and record["checkpoint"]["training"]["step"] == 10
+    assert set(record["data_fingerprints"]) == {"wikitext-2-raw/validation.txt", "wikitext-2-raw/test.txt"}
+    assert record["total_params"] == record["embedding_params"] + record["non_embedding_params"]
 
 
 def hostile_checkpoints(root):
     """Every kind of bad checkpoint, each in its own folder; returns {name: expected message}."""
     expected = {}
     (root / "pickle").mkdir()
-    torch.save({"config": {}, "model": RunsCode()}, root / "pickle" / "pickle.pt")
+    torch.save({"config": {}, "model": RunsCodeHere()}, root / "pickle" / "pickle.pt")
     expected["pickle"] = "pickle.pt: refused"
 
     path = write_native_checkpoint(root / "shapes", name="shapes", fmt="pt")
@@ -72,198 +121,132 @@ def hostile_checkpoints(root):
     return expected
 
 
-
-
-def test_hostile_checkpoints_fail_alone_with_one_line_each(suite):
-    expected = hostile_checkpoints(suite.path)
-    good = write_native_checkpoint(suite.path / "good", name="good")
-    args = [arg for name in expected for arg in ("--checkpoint", str(suite.path / name))]
-    result = suite.runpytest(*args, "--checkpoint", str(good), "--data-dir", "data", "--run-id", "h")
+def test_hostile_checkpoints_fail_alone_with_one_line_each(ppl_suite):
+    expected = hostile_checkpoints(ppl_suite.path)
+    good = write_native_checkpoint(ppl_suite.path / "good", name="good")
+    args = [arg for name in expected for arg in ("--checkpoint", str(ppl_suite.path / name))]
+    result = ppl_suite.runpytest(*args, "--checkpoint", str(good), "--data-dir", "data", "--run-id", "h")
     result.assert_outcomes(passed=2, errors=2 * len(expected))
-    assert not (suite.path / "pwned").exists()
+    assert not (ppl_suite.path / "pwned").exists()
     for name, message in expected.items():
-        record = json.loads((suite.path / f"reports/h/{name}/metrics.json").read_text())
+        record = json.loads((ppl_suite.path / f"reports/h/{name}/metrics.json").read_text())
         assert len(record["errors"]) == 1 and message in record["errors"][0], (name, record["errors"])
         assert "\n" not in record["errors"][0]
         result.stdout.fnmatch_lines([f"*{message}*"])
-    assert json.loads((suite.path / "reports/h/good/metrics.json").read_text())["val_perplexity"] is not None
+    assert json.loads((ppl_suite.path / "reports/h/good/metrics.json").read_text())["val_perplexity"] is not None
 
 
-@pytest.mark.parametrize("content, message, outcome", [
-    (b"", "no tokens scored in WikiText-2 raw validation", {"failed": 1}),  # figures unsound: the item fails
-    (b" = A = \n caf\xe9 \n", "validation.txt: not UTF-8 (byte 12, line 2)", {"errors": 1}),  # bad input
-])
-def test_broken_wikitext_fails_clearly(suite, content, message, outcome):
-    (suite.path / "data/wikitext-2-raw/validation.txt").write_bytes(content)
-    ckpt = write_native_checkpoint(suite.path / "ck" / "a")
-    result = suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data")
-    result.assert_outcomes(passed=1, **outcome)
-    result.stdout.fnmatch_lines([f"*{message}*"])
+def run_records(root: Path, run_id: str) -> dict[str, dict]:
+    return {path.parent.name: json.loads(path.read_text())
+            for path in sorted((root / "reports" / run_id).glob("*/metrics.json"))}
 
 
-def test_an_article_many_windows_long_is_scored_in_full(suite):
-    article = " = Long = \n" + " the fox jumps over the lazy dog ." * 400 + "\n"
-    (suite.path / "data/wikitext-2-raw/validation.txt").write_text(article)
-    ckpt = write_native_checkpoint(suite.path / "ck" / "a")  # a 64-token context
-    suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--run-id", "l").assert_outcomes(passed=2)
-    split = json.loads((suite.path / "reports/l/a/metrics.json").read_text())["perplexity"]["validation"]
-    assert split["windows"] > 50 and split["tokens"] > 50 * 64
+def test_colliding_names_each_keep_their_own_report(ppl_suite):
+    tokenizer = make_tokenizer()
+    paths = {"d1-a": write_native_checkpoint(ppl_suite.path / "d1", name="a", seed=1, tokenizer=tokenizer),
+             "d2-a": write_native_checkpoint(ppl_suite.path / "d2", name="a", seed=2, tokenizer=tokenizer),
+             "a-2": write_native_checkpoint(ppl_suite.path / "d3", name="a-2", seed=3, tokenizer=tokenizer)}
+    args = [arg for path in paths.values() for arg in ("--checkpoint", str(path))]
+    result = ppl_suite.runpytest(*args, "--data-dir", "data", "--run-id", "names", "-v")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*test_perplexity?d1-a-validation?*", "*test_perplexity?a-2-test?*"])
+    found = run_records(ppl_suite.path, "names")
+    assert sorted(found) == sorted(paths)
+    for name, path in paths.items():
+        assert found[name]["checkpoint"]["path"] == str(path)
+        assert found[name]["val_perplexity"] is not None and found[name]["test_perplexity"] is not None
+    assert len({record["val_perplexity"] for record in found.values()}) == 3  # three models, three figures
 
 
-def test_a_model_whose_loss_overflows_is_reported_or_fails_clearly(suite):
-    path = write_native_checkpoint(suite.path / "ck" / "a", fmt="pt", tie_embeddings=False)
+@needs_fifo
+def test_bad_checkpoints_among_good_ones_fail_alone(ppl_suite):
+    """A wrong-typed config, an unknown key, integer weights and a FIFO, beside good checkpoints
+    (one with Hugging Face markers): every good one is reported with figures, each bad one
+    fails with its line."""
+    tokenizer = make_tokenizer()
+    good = {"good": write_native_checkpoint(ppl_suite.path / "good", name="good", seed=1, tokenizer=tokenizer),
+            "marked": write_native_checkpoint(ppl_suite.path / "marked", name="marked", seed=2, tokenizer=tokenizer)}
+    edit_config(good["marked"], model_type="lmeval-native", architectures=["Transformer"])
+    bad = {}
+    path = write_native_checkpoint(ppl_suite.path / "tie", name="tie", tie_embeddings=False)
+    holder = edit_config(path, tie_embeddings="false")
+    bad["tie"] = (path, f'{holder}: field tie_embeddings must be true or false, got "false" (a string); {FIX_JSON}')
+    path = write_native_checkpoint(ppl_suite.path / "typo", name="typo", fmt="pt")
+    edit_config(path, n_layer=2)
+    bad["typo"] = (path, f"{path}: unknown field 'n_layer' (did you mean n_layers?); remove it or correct its "
+                         f"name; {FIX_PT}")
+    path = write_native_checkpoint(ppl_suite.path / "ints", name="ints", fmt="pt")
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["norm.weight"] = payload["model"]["norm.weight"].long()
+    torch.save(payload, path)
+    bad["ints"] = (path, f"{path}: weight norm.weight has dtype int64, not a floating-point type; "
+                         "re-save the checkpoint with float weights")
+    path = ppl_suite.path / "pipe.safetensors"
+    os.mkfifo(path)
+    bad["pipe"] = (path, f"{path}: not a regular file (a named pipe (FIFO)); copy its content to a regular file "
+                         "and pass that")
+    every = [*good.values(), *(p for p, _ in bad.values())]
+    args = [arg for path in every for arg in ("--checkpoint", str(path))]
+    result = ppl_suite.runpytest(*args, "--data-dir", "data", "--run-id", "mixed")
+    result.assert_outcomes(passed=2 * len(good), errors=2 * len(bad))
+    found = run_records(ppl_suite.path, "mixed")
+    assert sorted(found) == sorted([*good, *bad])
+    for name in good:
+        assert found[name]["val_perplexity"] is not None and not found[name].get("errors"), name
+    for name, (_, message) in bad.items():
+        assert found[name]["errors"] == [message], name
+        result.stdout.fnmatch_lines([f"*{message}*"])
+
+
+def test_a_model_whose_loss_overflows_is_reported_or_fails_clearly(ppl_suite):
+    path = write_native_checkpoint(ppl_suite.path / "ck" / "a", fmt="pt", tie_embeddings=False)
     payload = torch.load(path, weights_only=True)
     payload["model"]["lm_head.weight"] *= 1e6  # logits around 1e5: float32 logsumexp stays finite
     torch.save(payload, path)
-    result = suite.runpytest("--checkpoint", str(path), "--data-dir", "data", "--run-id", "o")
+    result = ppl_suite.runpytest("--checkpoint", str(path), "--data-dir", "data", "--run-id", "o")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*perplexity overflows (loss * nats/token)*"])
-    record = json.loads((suite.path / "reports/o/a/metrics.json").read_text())
+    record = json.loads((ppl_suite.path / "reports/o/a/metrics.json").read_text())
     assert record["val_loss"] > 709 and record["val_bits_per_byte"] > 0  # float64 sums stay finite
     assert record["val_perplexity"] is None and any("val_perplexity is inf" in e for e in record["errors"])
 
 
-INTERRUPT = '''
-import os, signal
+def test_native_checkpoint_and_its_export_give_the_same_record(pytester, offline):
+    """The same items and the same record for a native checkpoint and its Hugging Face export."""
+    pytest.importorskip("transformers")
+    pytester.makepyfile(test_perplexity=BENCHMARK)
+    write_wikitext(pytester.path / "data")
+    native = write_native_checkpoint(pytester.path / "native", name="twin", seed=4, max_seq_len=32)
+    export_hf(native, pytester.path / "twin-hf")
+    result = pytester.runpytest("--checkpoint", str(native), "--checkpoint", str(pytester.path / "twin-hf"),
+                                "--data-dir", "data", "--run-id", "r")
+    result.assert_outcomes(passed=4)
+    records = {}
+    for name in ("twin", "twin-hf"):
+        records[name] = json.loads((pytester.path / "reports" / "r" / name / "metrics.json").read_text())
+        validate_record(records[name])
+    a, b = records["twin"], records["twin-hf"]
+    assert b["checkpoint"]["format"] == "hf"
+    # the same tokenizer, re-serialised by transformers: still comparable by token perplexity
+    assert a["checkpoint"]["tokenizer_sha256"] == b["checkpoint"]["tokenizer_sha256"]
+    assert "val ppl" in (pytester.path / "reports" / "r" / "comparison.md").read_text()
+    for key in ("total_params", "embedding_params", "d_model", "d_ff", "n_layers", "n_heads", "vocab_size"):
+        assert a[key] == b[key], key
+    for key in ("val_loss", "val_bits_per_byte", "test_word_perplexity"):
+        assert b[key] == pytest.approx(a[key], rel=1e-6), key
 
-def test_zz_interrupt(checkpoint):
-    # Ctrl-C as a terminal sends it; a process started in the background of a non-interactive
-    # shell inherits SIGINT ignored, so the handler Python installs for a terminal is put back
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.kill(os.getpid(), signal.SIGINT)
-'''
 
-
-def test_ctrl_c_writes_a_partial_report_marked_incomplete_and_keeps_earlier_files(suite):
-    suite.makepyfile(test_zz_interrupt=INTERRUPT)
-    ckpt = write_native_checkpoint(suite.path / "ck" / "a")
-    suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--run-id", "keep", "-m", "perplexity")
-    before = (suite.path / "reports/keep/a/metrics.json").read_text()
-    result = suite.runpytest_subprocess("--checkpoint", str(ckpt), "--data-dir", "data", "--run-id", "cut")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    record = json.loads((suite.path / "reports/cut/a/metrics.json").read_text())
+def test_a_model_id_runs_through_the_suite_into_the_record(pytester, offline, hub_cache):
+    pytester.makepyfile(test_perplexity=BENCHMARK)
+    write_wikitext(pytester.path / "data")
+    result = pytester.runpytest("--checkpoint", "acme/tiny-llama@step1", "--checkpoint", "acme/missing",
+                                "--data-dir", "data", "--run-id", "r")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(["*acme/missing: not in the Hugging Face cache and HF_HUB_OFFLINE is set*"])
+    record = json.loads((pytester.path / "reports" / "r" / "tiny-llama" / "metrics.json").read_text())
     validate_record(record)
-    assert record["complete"] is False and record["val_perplexity"] is not None
-    assert (suite.path / "reports/keep/a/metrics.json").read_text() == before
-    assert not list((suite.path / "reports").rglob("*.tmp"))
-
-
-def test_an_unwritable_report_folder_is_a_clear_error_at_session_end(suite):
-    ckpt = write_native_checkpoint(suite.path / "ck" / "a")
-    (suite.path / "blocked").write_text("a file where the report folder should go")
-    result = suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--report-dir", "blocked")
-    result.assert_outcomes(passed=2)
-    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
-    result.stdout.fnmatch_lines(["*could not write the reports into blocked/*"])
-
-
-def test_a_corrupt_baseline_fails_the_gated_items_with_its_name(suite):
-    ckpt = write_native_checkpoint(suite.path / "ck" / "a")
-    (suite.path / "base.json").write_text("{")
-    result = suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--baseline", "base.json")
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*base.json: baseline is not valid JSON*"])
-
-
-# ---- property tests -------------------------------------------------------------------------
-
-fragment_values = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-                            st.text(max_size=5))
-fragments = st.lists(
-    st.tuples(st.sampled_from(["a", "b"]), st.text(alphabet="xyz:[]", min_size=1, max_size=6),
-              st.dictionaries(st.sampled_from(["validation", "test", "extra"]),
-                              st.dictionaries(st.sampled_from(["loss", "bits_per_byte", "note"]), fragment_values,
-                                              max_size=2), max_size=2)
-              .map(lambda splits: {"perplexity": splits})),
-    max_size=8, unique_by=lambda f: (f[0], f[1]))
-
-
-@settings(max_examples=60, deadline=None)
-@given(fragments, st.randoms(use_true_random=False))
-def test_records_do_not_depend_on_fragment_order_or_sharding(items, random):
-    def build(order):
-        run = Run(RUN)
-        run.absorb(order)
-        return run.records()
-
-    whole = build(items)
-    shuffled = list(items)
-    random.shuffle(shuffled)
-    assert build(shuffled) == whole
-    # fragments recorded by workers, shipped as JSON (as with each test report), absorbed by one controller
-    half = len(items) // 2
-    controller = Run(RUN)
-    for part in (items[:half], items[half:]):
-        worker = Run({})
-        for fragment in part:
-            worker.record(*fragment)
-        controller.absorb(json.loads(json.dumps(worker.take_pending())))
-    assert controller.records() == whole
-
-
-record_fragments = st.fixed_dictionaries({}, optional={
-    "perplexity": st.fixed_dictionaries({"validation": st.builds(
-        split_figures, st.floats(0, 50), token_perplexity=st.floats(1, 1e6) | st.none())}),
-    "smallbench": st.fixed_dictionaries({"boolq": st.builds(
-        lambda acc, n: {"n": n, "acc": acc, "acc_stderr": 0.01, "acc_norm": acc, "acc_norm_stderr": 0.01,
-                        "prompt_set": "smallbench", "fewshot": 0}, st.floats(0, 1), st.integers(1, 5000))}),
-    "total_params": st.integers(1, 10**9),
-    "errors": st.lists(st.text(max_size=20), max_size=2),
-})
-
-
-@settings(max_examples=60, deadline=None)
-@given(record_fragments)
-def test_every_valid_record_validates_and_renders(fragment):
-    run = Run(RUN)
-    run.absorb([("a", "t::x", fragment)])
-    record = run.records()["a"]
-    validate_record(record)
-    text = render_summary(record, FIGURES, Registry.default())
-    assert text.startswith("# a: lmeval-fixtures summary")
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.floats(0.01, 20), st.integers(1, 10**6), st.integers(1, 10**6))
-@example(14.0, 50, 1)  # about 1010 bits per byte: large, but 2 ** 1010 is still a float64
-@example(15.0, 50, 1)  # about 1082: beyond float64
-def test_bits_per_byte_invariants(loss, tokens, n_bytes):
-    from lmeval_fixtures.engine.perplexity import PerplexityResult
-
-    result = PerplexityResult(nll=loss * tokens, tokens=tokens, bytes=n_bytes, words=n_bytes, documents=1,
-                              windows=1, stride=1, context_length=1)
-    # bits per byte and byte perplexity carry the same information: 2 ** bpb == byte perplexity
-    if result.bits_per_byte < 1023.99:  # 2 ** 1024 is beyond float64
-        assert 2 ** result.bits_per_byte == pytest.approx(result.byte_perplexity, rel=1e-9)
-    elif result.bits_per_byte > 1024.01:  # the perplexity is reported as overflowing, never as a wrong finite number
-        assert result.byte_perplexity == math.inf
-    else:  # at the edge of float64 either is right, but never a wrong finite number
-        assert result.byte_perplexity == math.inf or result.byte_perplexity == pytest.approx(
-            2 ** result.bits_per_byte, rel=1e-9)
-    # bits/byte = token loss in bits x tokens per byte
-    assert result.bits_per_byte == pytest.approx(loss / 0.6931471805599453 * tokens / n_bytes, rel=1e-9)
-
-
-def test_pickled_payload_is_not_run_even_as_plain_pickle(tmp_path):
-    from lmeval_fixtures.core.errors import CheckpointError
-    from lmeval_fixtures.models.loading import load_checkpoint
-
-    path = tmp_path / "plain.pt"
-    path.write_bytes(pickle.dumps({"config": {}, "model": RunsCode()}))
-    with pytest.raises(CheckpointError):
-        load_checkpoint(path)
-    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
-
-
-def test_a_sweep_of_twenty_checkpoints_under_xdist_reports_all_twenty(suite):
-    from .conftest import make_tokenizer
-
-    tokenizer = make_tokenizer()
-    for i in range(20):
-        write_native_checkpoint(suite.path / "sweep" / f"c{i:02d}", seed=i, tokenizer=tokenizer)
-    result = suite.runpytest_subprocess("--checkpoint", "sweep", "--data-dir", "data", "--run-id", "s", "-n", "2")
-    result.assert_outcomes(passed=40)
-    reports = sorted(p.parent.name for p in (suite.path / "reports/s").glob("*/metrics.json"))
-    assert reports == [f"c{i:02d}" for i in range(20)]
-    comparison = (suite.path / "reports/s/comparison.md").read_text()
-    assert all(f"| c{i:02d} |" in comparison for i in range(20))
+    assert (record["checkpoint"]["hub_id"], record["checkpoint"]["revision"]) == ("acme/tiny-llama", STEP1)
+    assert record["val_loss"] is not None
+    missing = json.loads((pytester.path / "reports" / "r" / "missing" / "metrics.json").read_text())
+    validate_record(missing)
+    assert missing["checkpoint"]["path"] == "acme/missing"

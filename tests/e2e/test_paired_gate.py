@@ -9,9 +9,7 @@ import shutil
 
 import pytest
 
-from .conftest import write_native_checkpoint, write_wikitext
-from .test_gates import SMALLBENCH, write_smallbench
-from .test_plugin import BENCHMARK
+from ..helpers import BENCHMARK, SMALLBENCH, write_native_checkpoint, write_smallbench, write_wikitext
 
 ARGS = ["--checkpoint", "ck", "--data-dir", "data", "-k", "sst2 or validation", "--no-cache"]
 

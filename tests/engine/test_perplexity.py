@@ -4,45 +4,21 @@ The reference re-implements lm-evaluation-harness's rolling windows from their
 published definition (``get_rolling_token_windows`` + ``make_disjoint_window``),
 scores one window at a time with a float64 log-softmax over full logits, and
 accumulates in float64: no batching, no sorting, no position selection.
-"""
+
+Also: words and bytes are counted on the original text, and bits per byte's invariants."""
 
 import math
 
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from lmeval_fixtures.engine.perplexity import Document, PerplexityResult, plan_windows, score_documents
 from lmeval_fixtures.models.model import Transformer
 from lmeval_fixtures.models.tokenizer import TextTokenizer
 
-from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config
-
-
-def rolling_windows(tokens, prefix, max_len, context_len):
-    pred_len = max_len - context_len + 1
-    first = min(max_len, len(tokens))
-    yield [prefix] + tokens[: first - 1], tokens[:first]
-    predicted = first
-    while predicted < len(tokens):
-        n = min(len(tokens) - predicted, pred_len)
-        end = predicted + n
-        yield tokens[end - max_len - 1 : end - 1], tokens[end - n : end]
-        predicted += n
-
-
-def reference_nll(model, tokens, prefix, max_len, stride):
-    total = 0.0
-    for context, continuation in rolling_windows(tokens, prefix, max_len, max_len - stride + 1):
-        context = context[: len(context) - (len(continuation) - 1)]  # make_disjoint_window
-        full = (context + continuation)[-(max_len + 1):]
-        inputs = torch.tensor([full[:-1]])
-        with torch.no_grad():
-            logprobs = torch.log_softmax(model(inputs)[0].double(), dim=-1)
-        n = len(continuation)
-        scored = logprobs[-n:]
-        for row, target in zip(scored, continuation, strict=True):
-            total -= row[target].item()
-    return total
+from ..helpers import SAMPLE_TEXT, make_tokenizer, reference_nll, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +101,30 @@ def test_a_diverged_model_reports_infinite_perplexity_not_an_overflow():
     assert result.token_perplexity == math.inf and result.word_perplexity == math.inf
     assert PerplexityResult(nll=2.0, tokens=2, bytes=2, words=2, documents=1, windows=1, stride=1,
                             context_length=1).token_perplexity == math.e
+
+
+def test_words_and_bytes_are_counted_on_the_original():
+    doc = Document(text="naïve-word", original=" naïve @-@ word ")
+    assert doc.n_bytes == len(" naïve @-@ word ".encode())
+    assert doc.n_words == 5  # re.split(r"\s+") keeps the empty edges, as lm-evaluation-harness counts
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.01, 20), st.integers(1, 10**6), st.integers(1, 10**6))
+@example(14.0, 50, 1)  # about 1010 bits per byte: large, but 2 ** 1010 is still a float64
+@example(15.0, 50, 1)  # about 1082: beyond float64
+def test_bits_per_byte_invariants(loss, tokens, n_bytes):
+    from lmeval_fixtures.engine.perplexity import PerplexityResult
+
+    result = PerplexityResult(nll=loss * tokens, tokens=tokens, bytes=n_bytes, words=n_bytes, documents=1,
+                              windows=1, stride=1, context_length=1)
+    # bits per byte and byte perplexity carry the same information: 2 ** bpb == byte perplexity
+    if result.bits_per_byte < 1023.99:  # 2 ** 1024 is beyond float64
+        assert 2 ** result.bits_per_byte == pytest.approx(result.byte_perplexity, rel=1e-9)
+    elif result.bits_per_byte > 1024.01:  # the perplexity is reported as overflowing, never as a wrong finite number
+        assert result.byte_perplexity == math.inf
+    else:  # at the edge of float64 either is right, but never a wrong finite number
+        assert result.byte_perplexity == math.inf or result.byte_perplexity == pytest.approx(
+            2 ** result.bits_per_byte, rel=1e-9)
+    # bits/byte = token loss in bits x tokens per byte
+    assert result.bits_per_byte == pytest.approx(loss / 0.6931471805599453 * tokens / n_bytes, rel=1e-9)

@@ -1,4 +1,4 @@
-"""The log-likelihood engine against a naive scorer: each request alone, unbatched, float64."""
+"""The log-likelihood engine (``engine.scoring``) against a naive scorer: each request alone, unbatched, float64."""
 
 import random
 
@@ -9,16 +9,7 @@ from lmeval_fixtures.engine.scoring import Request, encode_pair, score_requests,
 from lmeval_fixtures.models.model import Transformer
 from lmeval_fixtures.models.tokenizer import TextTokenizer
 
-from .conftest import make_tokenizer, tiny_config
-
-CONTEXTS = [
-    "Sentence: the quick brown fox\nSentiment:",
-    "Passage: Robert Boulter is an English film actor. He had a guest role.\nQuestion: is he an actor\nAnswer:",
-    "",
-    "lobster " * 30 + "\nAnswer:",  # longer than the window: cut from the left
-    "Numbers like 1,000 ",  # trailing space moves onto the continuation
-]
-CONTINUATIONS = [" yes", " no", " positive", " not entailment", " well-known crustacean of the sea", "."]
+from ..helpers import CONTEXTS, CONTINUATIONS, make_tokenizer, tiny_config
 
 
 @pytest.fixture(scope="module")

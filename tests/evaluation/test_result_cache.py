@@ -1,19 +1,20 @@
-"""The content-addressed result cache (issue 17): a hit only when nothing that changes a figure
-changed, a corrupt entry recomputed, concurrent runs safe, a killed run resumed."""
+"""The content-addressed result cache (``evaluation.result_cache``), through ``evaluate()``: a hit only when
+nothing that changes a figure changed (weights, data, settings, a row's own choices), a corrupt entry
+recomputed, the size bound kept. (Concurrent and killed runs: e2e/test_result_cache_runs.py.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from lmeval_fixtures import Registry
 from lmeval_fixtures.api import evaluate
-from lmeval_fixtures.evaluation.result_cache import CacheKey, ResultCache
+from lmeval_fixtures.evaluation.result_cache import CacheKey, ResultCache, digest
+from lmeval_fixtures.suite.doc_prompts import CHOICES
+from lmeval_fixtures.suite.task_files import load_task_file
 
-from .conftest import write_native_checkpoint, write_wikitext
-from .test_gates import lay_out_suite, write_smallbench
+from ..helpers import QUIZ, cached_items, quiz_file, rows_of, write_native_checkpoint, write_smallbench, write_wikitext
 
 OPTIONS = {"families": ("perplexity", "smallbench"), "max_samples": 6, "history": False}
 
@@ -31,10 +32,6 @@ def run(root, run_id: str, **options) -> dict:
     done = evaluate(root / "ck" / "a", **settings)
     assert not done.errors
     return done.records["a"]
-
-
-def cached_items(record: dict) -> set[str]:
-    return set(record.get("cache") or {})
 
 
 ALL_ITEMS = {"perplexity:wikitext:validation", "perplexity:wikitext:test", "smallbench:sst2", "smallbench:rte",
@@ -127,67 +124,32 @@ def test_the_cache_stays_within_its_size_bound(tmp_path):
     assert cache.get(CacheKey({"item": 0})) is None
 
 
-def test_two_concurrent_runs_sharing_a_cache_both_finish_with_equal_records(tmp_path):
-    write_wikitext(tmp_path / "data")
-    write_smallbench(tmp_path / "data")
+def test_the_rows_the_cache_key_digests_hold_each_rows_choices(tmp_path):
+    task = load_task_file(quiz_file(tmp_path))
+    rows = rows_of(task)
+    assert all(r[CHOICES] == tuple(c) for r, (_, c, _) in zip(rows, QUIZ, strict=True))
+    changed = [dict(r) for r in rows]
+    changed[1][CHOICES] = ("one", "two", "three", "pi")  # the same document, other choices
+    assert digest([changed, None]) != digest([rows, None])
+
+
+def test_a_rerun_takes_a_per_row_task_from_the_cache_and_a_changed_choice_misses(tmp_path):
+    from ..helpers import write_native_checkpoint
+
     write_native_checkpoint(tmp_path / "ck" / "a", seed=1)
-    (tmp_path / "conftest.py").write_text("pytest_plugins = ['lmeval_fixtures.plugin']\n")
-    from .test_gates import SMALLBENCH
-    from .test_plugin import BENCHMARK
+    path = quiz_file(tmp_path / "quiz")
+    options = {"families": ("smallbench",), "registry": Registry(), "task_file": [str(path)], "history": False,
+               "report_dir": tmp_path / "reports"}
 
-    (tmp_path / "test_perplexity.py").write_text(BENCHMARK)
-    (tmp_path / "test_smallbench.py").write_text(SMALLBENCH)
-    commands = [[sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--checkpoint", "ck",
-                 "--data-dir", "data", "--max-samples", "6", "--cache-dir", "shared-cache", "--report-dir", f"r{i}",
-                 "--run-id", "same"] for i in (1, 2)]
-    runs = [subprocess.Popen(c, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for c in commands]
-    outputs = [p.communicate(timeout=600)[0] for p in runs]
-    assert all(p.returncode == 0 for p in runs), outputs
-    records = [json.loads((tmp_path / f"r{i}" / "same" / "a" / "metrics.json").read_text()) for i in (1, 2)]
-    for key in ("val_bits_per_byte", "test_bits_per_byte", "smallbench_sentiment_acc", "smallbench_avg_acc"):
-        assert records[0][key] == records[1][key] is not None
-    for path in (tmp_path / "shared-cache").glob("*/*.json"):
-        json.loads(path.read_text())  # every entry whole
+    def run(run_id: str) -> dict:
+        done = evaluate(tmp_path / "ck" / "a", run_id=run_id, **options)
+        assert not done.errors
+        return done.records["a"]
 
-
-def test_a_killed_run_resumes_with_only_the_rest_recomputed(pytester, offline):
-    suite = lay_out_suite(pytester)
-    suite.makeconftest(KILL_AFTER_THREE)  # SIGTERM as the fourth item starts, whatever the order
-    args = ["--checkpoint", "ck", "--data-dir", "data", "--max-samples", "6"]
-    killed = suite.runpytest_subprocess(*args, "--run-id", "killed")
-    assert killed.ret == pytest.ExitCode.INTERRUPTED
-    cut = json.loads((suite.path / "reports" / "killed" / "a" / "metrics.json").read_text())
-    finished = {_cache_item(node) for node, item in cut["items"].items() if item["outcome"] == "passed"}
-    finished.discard(None)
-    assert len(finished) == 3  # three items finished, three never ran
-    (suite.path / "conftest.py").unlink()
-    resumed = suite.runpytest(*args, "--run-id", "resumed")
-    resumed.assert_outcomes(passed=6)
-    record = json.loads((suite.path / "reports" / "resumed" / "a" / "metrics.json").read_text())
-    assert cached_items(record) == finished  # only what had not finished was computed again
-    assert record["complete"] is True and record["smallbench_avg_acc"] is not None
-
-
-KILL_AFTER_THREE = """
-import os, signal
-
-PASSED = []
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" and report.passed:
-        PASSED.append(report.nodeid)
-
-
-def pytest_runtest_setup(item):
-    if len(PASSED) == 3:
-        os.kill(os.getpid(), signal.SIGTERM)
-"""
-
-
-def _cache_item(nodeid: str) -> str | None:
-    param = nodeid.partition("[a-")[2].rstrip("]")
-    if "test_perplexity" in nodeid:
-        return f"perplexity:wikitext:{param}"
-    return f"smallbench:{param}" if "test_smallbench" in nodeid else None
+    first, second = run("one"), run("two")
+    assert not first.get("cache") and set(second["cache"]) == {"smallbench:quiz"}
+    assert second["smallbench"]["quiz"]["choices_per_row"] is True
+    assert second["smallbench"]["quiz"]["acc_norm"] == first["smallbench"]["quiz"]["acc_norm"]
+    changed = [(q, c if i != 1 else ["one", "two", "three", "pi"], g) for i, (q, c, g) in enumerate(QUIZ)]
+    quiz_file(tmp_path / "quiz", changed)
+    assert not run("three").get("cache")

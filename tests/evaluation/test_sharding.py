@@ -1,22 +1,9 @@
-"""Shards balanced by estimated cost (issue 17): every item in exactly one shard, costs close,
-and the shards merged equal the whole run."""
+"""Shards balanced by estimated cost (``evaluation.sharding``): every item in exactly one shard, the split
+stable. (Sharded runs and their merge: e2e/test_sharding_runs.py.)"""
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
-from lmeval_fixtures.cli.main import main as cli
 from lmeval_fixtures.evaluation.sharding import ShardItem, partition
-
-from .test_gates import lay_out_suite
-
-ROOT = Path(__file__).parents[1]
 
 
 def test_every_item_lands_in_exactly_one_shard_and_the_split_is_stable():
@@ -32,89 +19,3 @@ def test_a_checkpoint_stays_in_few_shards_when_balance_allows():
     items = [ShardItem(f"t[{c}-{i}]", c, cost) for c in "ab" for i, cost in enumerate((2.0, 1.0))]
     shards = partition(items, 2)
     assert [{k[2] for k in shard} for shard in shards] == [{"a"}, {"b"}]
-
-
-def test_the_reference_sweeps_eight_shards_cost_within_one_and_a_half_times_of_each_other():
-    costs = []
-    for index in range(1, 9):
-        done = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q",
-                               "-p", "no:cacheprovider", "--shard", f"{index}/8"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
-        found = re.search(r"shard \d/8: \d+ of 30 items, estimated cost ([\d.]+)", done.stdout)
-        assert found, done.stdout[-1500:]
-        costs.append(float(found.group(1)))
-    assert max(costs) <= 1.5 * min(costs), costs
-
-
-def test_eight_shards_merged_equal_the_whole_run(pytester, offline):
-    suite = lay_out_suite(pytester)
-    (suite.path / "ck" / "a").rename(suite.path / "ck" / "a-model")
-    from .conftest import write_native_checkpoint
-
-    write_native_checkpoint(suite.path / "ck" / "b", seed=2)
-    args = ["--checkpoint", "ck", "--data-dir", "data", "--max-samples", "6", "--no-cache", "--threads", "1"]
-    suite.runpytest(*args, "--run-id", "sweep", "--report-dir", "whole").assert_outcomes(passed=12)
-    for index in range(1, 9):
-        suite.runpytest(*args, "--run-id", "sweep", "--report-dir", f"part{index}", "--shard", f"{index}/8")
-    parts = [str(suite.path / f"part{i}" / "sweep") for i in range(1, 9) if (suite.path / f"part{i}").exists()]
-    assert cli(["merge", str(suite.path / "merged"), *parts]) == 0
-    timing = re.compile(r"(seconds|duration_s|tokens_per_second)$")
-    for name in ("a-model", "b"):
-        whole = json.loads((suite.path / "whole" / "sweep" / name / "metrics.json").read_text())
-        merged = json.loads((suite.path / "merged" / name / "metrics.json").read_text())
-        assert _figures(whole, timing) == _figures(merged, timing)
-        assert merged["complete"] is True
-
-
-def _figures(record: dict, timing: re.Pattern, prefix: str = "") -> dict:
-    """Every leaf of the perplexity, SmallBench and flat figure fields, timings aside."""
-    out = {}
-    for key, value in record.items():
-        path = f"{prefix}{key}"
-        if timing.search(key) or path in ("run_id", "timestamp", "invocations", "items", "settings", "environment"):
-            continue
-        if isinstance(value, dict):
-            out |= _figures(value, timing, path + ".")
-        elif isinstance(value, (int, float, str)) or value is None:
-            out[path] = value
-    return out
-
-
-@pytest.mark.parametrize("count", [2, 3])
-def test_selection_is_applied_before_the_split(pytester, offline, count):
-    suite = lay_out_suite(pytester)
-    base = ["--checkpoint", "ck", "--data-dir", "data", "--max-samples", "6", "-m", "smallbench", "-k", "not boolq"]
-    total = 0
-    for index in range(1, count + 1):
-        result = suite.runpytest(*base, "--shard", f"{index}/{count}", "--run-id", f"s{index}", "--collect-only")
-        total += len([line for line in result.stdout.lines if "test_smallbench[" in line])
-    assert total == 3  # sst2, rte, mrpc: -m and -k chose them first, then the shards split them
-
-
-def test_the_matrix_workflows_shards_cover_the_sweep_once_and_its_merge_parses(tmp_path, monkeypatch):
-    import shlex
-
-    import yaml
-
-    from lmeval_fixtures.cli.main import build_parser
-
-    monkeypatch.delenv("PYTEST_PLUGINS")
-    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep-shards.yml").read_text())
-    count = len(workflow["jobs"]["shard"]["strategy"]["matrix"]["index"])
-    step = next(s for s in workflow["jobs"]["shard"]["steps"] if "pytest benchmarks" in s.get("run", ""))
-    seen: list[str] = []
-    for index in range(1, count + 1):
-        text = step["run"].replace("${{ matrix.index }}", str(index)).replace("${{ env.RUN_ID }}", "sweep-1")
-        text = re.sub(r"\$\{\{ github\.event\.inputs\.checkpoints.*?\}\}", "", text)
-        command = shlex.split(text)
-        command[command.index("--data-dir") + 1] = str(tmp_path)
-        command[command.index("--cache-dir") + 1] = str(tmp_path / "cache")
-        done = subprocess.run([sys.executable, "-m", *command, "--collect-only", "-q", "-p", "no:cacheprovider"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        seen += [line for line in done.stdout.splitlines() if "::" in line]
-    assert len(seen) == len(set(seen)) == 30  # every item of the reference sweep, in exactly one shard
-    merge = next(s for s in workflow["jobs"]["merge"]["steps"] if "lmeval-fixtures merge" in s.get("run", ""))
-    argv = shlex.split(merge["run"].replace("${{ env.RUN_ID }}", "sweep-1"))[1:]
-    parsed = build_parser().parse_args(argv)
-    assert parsed.command == "merge" and len(parsed.shards) == count

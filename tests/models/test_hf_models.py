@@ -1,13 +1,8 @@
-"""Hugging Face hub model ids as checkpoints (``--checkpoint EleutherAI/pythia-14m``), offline.
+"""Hugging Face folders and hub model ids as checkpoints (``models.hf_models``; needs transformers and
+huggingface_hub). Hub tests lay out a Hugging Face cache of their own (``hub_cache``) with
+``HF_HUB_OFFLINE=1``, or stand in for ``snapshot_download``: nothing is requested from the network."""
 
-Each test lays out a Hugging Face cache of its own (``models--owner--name/refs``, ``blobs``,
-``snapshots/<commit>`` holding links to the blobs, as huggingface_hub writes it) with a tiny
-random Llama in it, and points ``HF_HUB_CACHE`` at it with ``HF_HUB_OFFLINE=1``: nothing
-is ever requested from the network.
-"""
-
-import json
-import shutil
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,63 +10,34 @@ from types import SimpleNamespace
 import pytest
 
 from lmeval_fixtures.core.errors import CheckpointError
-from lmeval_fixtures.core.schema import validate_record
-from lmeval_fixtures.engine.perplexity import Document, score_documents
-from lmeval_fixtures.models.discovery import CheckpointSpec, checkpoint_names, discover_checkpoints
+from lmeval_fixtures.models.hf_export import export_hf
 from lmeval_fixtures.models.hf_models import HubModel, hub_snapshot, parse_hub_id
-from lmeval_fixtures.models.loading import CheckpointCache, load_checkpoint
+from lmeval_fixtures.models.loading import load_checkpoint
 
-from .conftest import SAMPLE_TEXT, write_wikitext
-from .test_hf_checkpoints import CONTEXT, write_hf_llama
-from .test_plugin import BENCHMARK  # the perplexity benchmark, wherever the suite keeps it
+from ..helpers import (
+    CONTEXT,
+    D_FF,
+    D_MODEL,
+    HEADS,
+    LAYERS,
+    MAIN,
+    REFUSED_PICKLE,
+    STEP1,
+    RunsCode,
+    load_within,
+    make_tokenizer,
+    needs_fifo,
+    nll,
+    one_line,
+    snapshot_of,
+    write_hf_folder,
+    write_hf_llama,
+)
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
-pytest.importorskip("transformers")
-
-MAIN = "a1" * 20  # commits: 40 hex digits, as in the hub's cache
-STEP1 = "b2" * 20
 
 
-def cache_model(cache: Path, repo_id: str, commit: str, refs: tuple[str, ...] = ("main",), seed: int = 0) -> Path:
-    """One commit of ``repo_id`` in the cache at ``cache``, named by ``refs``; returns its snapshot folder.
-
-    The files are blobs named by content with relative links from the snapshot, as
-    huggingface_hub stores them (so the loader's digests read through links)."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    staging = repo / "staging"
-    write_hf_llama(staging, seed=seed)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir(exist_ok=True)
-    for file in sorted(staging.iterdir()):
-        blob = repo / "blobs" / f"{commit[:8]}-{file.name}"
-        file.rename(blob)
-        (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
-    staging.rmdir()
-    for ref in refs:
-        (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / ref).write_text(commit)
-    return snapshot
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An offline Hugging Face cache holding ``acme/tiny-llama`` at two commits (main, step1)."""
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cache_model(cache, "acme/tiny-llama", MAIN, seed=0)
-    cache_model(cache, "acme/tiny-llama", STEP1, refs=("step1",), seed=1)
-    return cache
-
-
-def snapshot_of(cache: Path, commit: str) -> Path:
-    return cache / "models--acme--tiny-llama" / "snapshots" / commit
-
-
-def nll(loaded) -> float:
-    text = SAMPLE_TEXT * 2
-    return score_documents(loaded.model, loaded.tokenizer, [Document(text, text)], CONTEXT).nll
+transformers = pytest.importorskip("transformers")
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -86,44 +52,65 @@ def test_what_has_the_shape_of_a_model_id(value, expected):
     assert parse_hub_id(value) == expected
 
 
-def test_discovery_names_a_model_id_without_touching_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "nowhere"))
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", None)  # any call would fail
-    specs = discover_checkpoints(["EleutherAI/pythia-14m", "runs/missing.safetensors"])
-    assert [(s.name, s.hub_id) for s in specs] == [("pythia-14m", "EleutherAI/pythia-14m"), ("missing", None)]
-    assert specs[0].path == Path("EleutherAI/pythia-14m")
-    assert not (tmp_path / "nowhere").exists()
+def config_param_count(tied):
+    """Llama's parameter arithmetic, written out independently of any loaded tensor."""
+    vocab = make_tokenizer().get_vocab_size()
+    per_layer = 4 * D_MODEL * D_MODEL + 3 * D_MODEL * D_FF + 2 * D_MODEL
+    embedding = vocab * D_MODEL * (1 if tied else 2)
+    return embedding, embedding + LAYERS * per_layer + D_MODEL
 
 
-def test_model_ids_that_share_a_name_are_told_apart(tmp_path):
-    local = tmp_path / "runs" / "pythia-14m.safetensors"
-    hub = [HubModel("EleutherAI", "pythia-14m"), HubModel("other", "pythia-14m")]
-    assert checkpoint_names(hub) == ["EleutherAI-pythia-14m", "other-pythia-14m"]
-    steps = [HubModel("EleutherAI", "pythia-14m", "step1000"), HubModel("EleutherAI", "pythia-14m", "step2000")]
-    assert checkpoint_names(steps) == ["pythia-14m-step1000", "pythia-14m-step2000"]
-    assert checkpoint_names(steps[::-1]) == ["pythia-14m-step2000", "pythia-14m-step1000"]
-    assert checkpoint_names([hub[0], local]) == ["EleutherAI-pythia-14m", "runs-pythia-14m"]
-    commit = HubModel("EleutherAI", "pythia-14m", MAIN)
-    assert checkpoint_names([commit, hub[0]]) == [f"pythia-14m-{MAIN[:12]}", "EleutherAI-pythia-14m"]
-    named = discover_checkpoints(["acme/m@v1", "acme/m@v1", "acme/m@refs/pr/1"])  # the same id twice: once
-    assert [s.name for s in named] == ["m-v1", "m-refs-pr-1"]
+@pytest.mark.parametrize("tied", [True, False])
+def test_allocation_follows_the_config_arithmetic(tmp_path, tied):
+    folder, _ = write_hf_llama(tmp_path / "m", tied=tied)
+    loaded = load_checkpoint(folder)
+    embedding, total = config_param_count(tied)
+    shape = loaded.allocation
+    assert (shape.total_params, shape.embedding_params) == (total, embedding)
+    assert (shape.d_model, shape.d_ff, shape.n_layers, shape.n_heads) == (D_MODEL, D_FF, LAYERS, HEADS)
+    assert shape.glu_expansion == pytest.approx(D_FF / D_MODEL)
+    assert shape.max_seq_len == CONTEXT
+    assert loaded.identity["format"] == "hf" and loaded.identity["config"]["model_type"] == "llama"
+    assert loaded.config is None
 
 
-def test_a_model_id_loads_as_its_snapshot_folder_does(hub_cache):
-    [spec] = discover_checkpoints(["acme/tiny-llama"])
-    assert (spec.name, spec.hub_id) == ("tiny-llama", "acme/tiny-llama")
-    loaded = load_checkpoint(spec)
-    direct = load_checkpoint(snapshot_of(hub_cache, MAIN))
-    assert loaded.path == snapshot_of(hub_cache, MAIN)
-    assert loaded.allocation == direct.allocation
-    assert nll(loaded) == nll(direct)
-    identity = loaded.identity
-    assert (identity["name"], identity["hub_id"], identity["revision"]) == ("tiny-llama", "acme/tiny-llama", MAIN)
-    assert identity["path"] == str(snapshot_of(hub_cache, MAIN)) and identity["format"] == "hf"
-    for key in ("sha256", "tokenizer_sha256", "config"):
-        assert identity[key] == direct.identity[key], key
-    assert "hub_id" not in direct.identity
-    assert load_checkpoint("acme/tiny-llama").name == "tiny-llama"  # a plain string too
+def test_without_transformers_the_message_says_what_to_install(hf_folder, monkeypatch):
+    folder, _ = hf_folder
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(CheckpointError, match=r"tiny-llama: a Hugging Face folder needs transformers: "
+                                              r"pip install 'lmeval-fixtures\[hf\]'"):
+        load_checkpoint(folder)
+
+
+def test_bad_hf_folders_are_one_line_errors(hf_folder):
+    folder, _ = hf_folder
+    with pytest.raises(CheckpointError, match="part of a Hugging Face folder; pass the folder"):
+        load_checkpoint(folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="already a Hugging Face folder"):
+        export_hf(folder, folder.parent / "again")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(folder)
+    assert str(caught.value).startswith(f"{folder}: cannot load as a Hugging Face causal LM (")
+    assert "\n" not in str(caught.value)
+
+
+@needs_fifo
+def test_a_fifo_in_a_hugging_face_folder_is_refused(tmp_path):
+    folder = write_hf_folder(tmp_path / "hf")
+    (folder / "tokenizer.json").unlink()
+    os.mkfifo(folder / "tokenizer.json")
+    assert str(load_within(folder)["error"]).startswith(f"{folder / 'tokenizer.json'}: not a regular file")
+
+
+def test_a_hugging_face_bin_that_is_refused_gets_our_line(tmp_path):
+    marker = tmp_path / "pwned"
+    folder = write_hf_folder(tmp_path / "hf", bin_payload={"model.embed_tokens.weight": RunsCode(marker)})
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(folder)
+    assert one_line(caught) == (f"{folder / 'pytorch_model.bin'}: {REFUSED_PICKLE}; re-save the model with "
+                                "save_pretrained(folder), which writes safetensors")
+    assert not marker.exists()
 
 
 def test_a_revision_is_a_branch_tag_or_commit(hub_cache):
@@ -141,35 +128,6 @@ def test_offline_and_not_cached_is_one_line_saying_what_to_do(hub_cache, value):
         load_checkpoint(value)
     assert str(caught.value) == (f"{value}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
                                  "run once online or pass a local folder")
-
-
-def test_an_existing_path_shaped_like_a_model_id_is_a_path(hub_cache, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_hf_llama(tmp_path / "acme" / "tiny-llama", seed=2)
-    [spec] = discover_checkpoints(["acme/tiny-llama"])
-    assert spec.hub_id is None and spec.path == Path("acme/tiny-llama")
-    loaded = load_checkpoint(spec)
-    assert "hub_id" not in loaded.identity and loaded.path == Path("acme/tiny-llama")
-    assert nll(loaded) != nll(load_checkpoint(snapshot_of(hub_cache, MAIN)))
-    shutil.rmtree(tmp_path / "acme")
-    (tmp_path / "acme").mkdir()
-    (tmp_path / "acme" / "tiny-llama").symlink_to(tmp_path / "gone")  # a broken link is still a path
-    with pytest.raises(CheckpointError, match=r"^acme/tiny-llama: no such file or folder$"):
-        load_checkpoint("acme/tiny-llama")
-
-
-def test_a_renamed_spec_without_hub_id_still_loads_from_the_hub(hub_cache):
-    """A copy made with only name and path (as a caller renaming a checkpoint might) is the same model."""
-    loaded = CheckpointCache().load(CheckpointSpec("mine", Path("acme/tiny-llama")))
-    assert (loaded.name, loaded.identity["hub_id"], loaded.identity["revision"]) == ("mine", "acme/tiny-llama", MAIN)
-
-
-def test_the_cache_shares_one_model_per_id(hub_cache):
-    cache = CheckpointCache()
-    [main, step1] = discover_checkpoints(["acme/tiny-llama", "acme/tiny-llama@step1"])
-    assert (main.name, step1.name) == ("acme-tiny-llama", "tiny-llama-step1")  # colliding names both qualify
-    assert cache.load(main) is cache.load(main)
-    assert cache.load(step1) is not cache.load(main)
 
 
 def test_without_transformers_the_message_names_the_id_and_the_extra(hub_cache, monkeypatch):
@@ -261,19 +219,3 @@ def test_hub_failures_are_one_line_errors(tmp_path, monkeypatch, error, expected
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint("acme/nope@v9")
     assert str(caught.value) == expected
-
-
-def test_a_model_id_runs_through_the_suite_into_the_record(pytester, offline, hub_cache):
-    pytester.makepyfile(test_perplexity=BENCHMARK)
-    write_wikitext(pytester.path / "data")
-    result = pytester.runpytest("--checkpoint", "acme/tiny-llama@step1", "--checkpoint", "acme/missing",
-                                "--data-dir", "data", "--run-id", "r")
-    result.assert_outcomes(passed=2, errors=2)
-    result.stdout.fnmatch_lines(["*acme/missing: not in the Hugging Face cache and HF_HUB_OFFLINE is set*"])
-    record = json.loads((pytester.path / "reports" / "r" / "tiny-llama" / "metrics.json").read_text())
-    validate_record(record)
-    assert (record["checkpoint"]["hub_id"], record["checkpoint"]["revision"]) == ("acme/tiny-llama", STEP1)
-    assert record["val_loss"] is not None
-    missing = json.loads((pytester.path / "reports" / "r" / "missing" / "metrics.json").read_text())
-    validate_record(missing)
-    assert missing["checkpoint"]["path"] == "acme/missing"

@@ -1,21 +1,18 @@
-"""Loading native checkpoints, their identity, and every kind of bad input the issue names."""
+"""Loading a checkpoint (``models.loading``): native formats with their identity, the cache, hub ids through
+the cache, and paths that are not checkpoints (missing, of another kind, FIFOs, devices, sockets) refused
+before anything is opened."""
 
-import json
 import os
-import pickle
+import socket
+from pathlib import Path
 
 import pytest
-import torch
-from safetensors import safe_open
 
 from lmeval_fixtures.core.errors import CheckpointError
-from lmeval_fixtures.models.discovery import discover_checkpoints
+from lmeval_fixtures.models.discovery import CheckpointSpec, discover_checkpoints
 from lmeval_fixtures.models.loading import CheckpointCache, load_checkpoint
-from lmeval_fixtures.models.model import Transformer
-from lmeval_fixtures.models.native import save_checkpoint, training_metadata
-from lmeval_fixtures.models.tokenizer import TextTokenizer
 
-from .conftest import SAMPLE_TEXT, make_tokenizer, tiny_config, write_native_checkpoint
+from ..helpers import MAIN, load_within, needs_fifo, nll, snapshot_of, write_native_checkpoint
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pt"])
@@ -43,62 +40,6 @@ def test_load_checkpoint_loads_anew_and_the_cache_once_per_key(tmp_path):
     assert cache.load(path) is not second
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
-@pytest.mark.parametrize("tied", [True, False])
-def test_save_checkpoint_round_trips_weights_metadata_and_tokenizer(tmp_path, fmt, tied):
-    tokenizer = make_tokenizer()
-    model = Transformer(tiny_config(tokenizer.get_vocab_size(), tie_embeddings=tied))
-    model.init_weights(2)
-    facts = {"train_loss": 4.25, "step": 30, "seed": 2}
-    path = save_checkpoint(model, tmp_path / "out", TextTokenizer.from_json(tokenizer.to_str(), "t"),
-                           name="saved", fmt=fmt, metadata=facts)
-    assert path == tmp_path / "out" / f"saved.{fmt}"
-    assert (tmp_path / "out" / "tokenizer.json").is_file()
-    loaded = load_checkpoint(path)
-    assert loaded.identity["training"] == facts
-    assert loaded.config == model.config
-    for (name, expected), got in zip(model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
-        assert torch.equal(got, expected), name
-    assert (loaded.model.lm_head.weight is loaded.model.embed_tokens.weight) == tied
-
-
-def test_saved_checkpoints_hold_a_tied_head_once_in_the_requested_dtype(tmp_path):
-    model = Transformer(tiny_config(320))
-    model.init_weights(0)
-    path = save_checkpoint(model, tmp_path, metadata={"train_loss": "5.000000"}, dtype=torch.float16)
-    with safe_open(str(path), framework="pt") as handle:
-        assert "lm_head.weight" not in handle.keys()  # noqa: SIM118
-        assert {handle.get_tensor(k).dtype for k in handle.keys()} == {torch.float16}  # noqa: SIM118
-        assert handle.metadata() == {"train_loss": "5.000000"}
-    assert training_metadata({"train_loss": "5.000000"}) == {"train_loss": 5.0}
-    assert json.loads((tmp_path / "config.json").read_text()) == model.config.to_dict()
-    assert not (tmp_path / "tokenizer.json").exists()  # none given, none written
-
-
-def test_save_checkpoint_refuses_what_it_cannot_write(tmp_path):
-    model = Transformer(tiny_config(320))
-    with pytest.raises(ValueError, match="fmt must be"):
-        save_checkpoint(model, tmp_path, fmt="bin")
-    with pytest.raises(ValueError, match="'model'"):
-        save_checkpoint(model, tmp_path, fmt="pt", metadata={"model": 1})
-
-
-def test_fp16_storage_is_cast_to_the_requested_dtype(tmp_path):
-    path = write_native_checkpoint(tmp_path / "c", fmt="pt")
-    payload = torch.load(path, weights_only=True)
-    payload["model"] = {k: v.half() for k, v in payload["model"].items()}
-    torch.save(payload, path)
-    assert load_checkpoint(path).model.embed_tokens.weight.dtype == torch.float32
-
-
-def test_folder_discovery_names_generic_stems_by_folder(tmp_path):
-    write_native_checkpoint(tmp_path / "sweep" / "emb25")
-    write_native_checkpoint(tmp_path / "sweep" / "emb50")
-    write_native_checkpoint(tmp_path / "sweep", name="loose", fmt="pt")
-    names = [s.name for s in discover_checkpoints([tmp_path / "sweep"])]
-    assert names == ["loose", "emb25", "emb50"]
-
-
 def test_nonexistent_path(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing\.pt: no such file"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -115,84 +56,66 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
         load_checkpoint(other)
 
 
-def test_corrupt_safetensors(tmp_path):
+@needs_fifo
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_a_fifo_checkpoint_is_refused_before_it_is_opened(tmp_path, fmt):
+    path = tmp_path / f"pipe.{fmt}"
+    os.mkfifo(path)
+    outcome = load_within(path)
+    assert str(outcome["error"]) == (f"{path}: not a regular file (a named pipe (FIFO)); copy its content to a "
+                                     "regular file and pass that")
+    assert [spec.path for spec in discover_checkpoints([tmp_path])] == [path]  # found, so it fails with its line
+
+
+@needs_fifo
+@pytest.mark.parametrize("beside", ["config.json", "tokenizer.json"])
+def test_a_fifo_beside_the_weights_is_refused(tmp_path, beside):
     path = write_native_checkpoint(tmp_path / "c")
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors file"):
-        load_checkpoint(path)
+    (path.parent / beside).unlink()
+    os.mkfifo(path.parent / beside)
+    outcome = load_within(path)
+    assert str(outcome["error"]).startswith(f"{path.parent / beside}: not a regular file (a named pipe (FIFO));")
 
 
-class _Payload:
-    """Unpickling this runs os.system: the attack a weights-only load must refuse."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_pickled_code_is_refused_and_never_runs(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pt"
-    with open(path, "wb") as handle:
-        pickle.dump({"config": {}, "model": _Payload(marker)}, handle)
-    torch.save({"config": {}, "model": _Payload(marker)}, tmp_path / "evil2.pt")
-    for candidate in (path, tmp_path / "evil2.pt"):
-        with pytest.raises(CheckpointError, match=r"evil2?\.pt: (refused|not a PyTorch checkpoint)"):
-            load_checkpoint(candidate)
-    assert not marker.exists()
+def test_a_device_and_a_socket_are_refused(tmp_path, monkeypatch):
+    if os.path.exists("/dev/null"):
+        assert str(load_within(Path("/dev/null"))["error"]).startswith(
+            "/dev/null: not a regular file (a character device);")
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("no Unix sockets on this platform")
+    monkeypatch.chdir(tmp_path)  # socket paths are short
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("sock.pt")
+        assert str(load_within(Path("sock.pt"))["error"]) == ("sock.pt: not a regular file (a socket); copy its "
+                                                              "content to a regular file and pass that")
 
 
-def test_config_vocabulary_smaller_than_tokenizer(tmp_path):
-    path = write_native_checkpoint(tmp_path / "c")
-    config = json.loads((path.parent / "config.json").read_text())
-    config["vocab_size"] = 100
-    (path.parent / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"config\.json: .*shape|vocab"):
-        load_checkpoint(path)
+def test_a_model_id_loads_as_its_snapshot_folder_does(hub_cache):
+    [spec] = discover_checkpoints(["acme/tiny-llama"])
+    assert (spec.name, spec.hub_id) == ("tiny-llama", "acme/tiny-llama")
+    loaded = load_checkpoint(spec)
+    direct = load_checkpoint(snapshot_of(hub_cache, MAIN))
+    assert loaded.path == snapshot_of(hub_cache, MAIN)
+    assert loaded.allocation == direct.allocation
+    assert nll(loaded) == nll(direct)
+    identity = loaded.identity
+    assert (identity["name"], identity["hub_id"], identity["revision"]) == ("tiny-llama", "acme/tiny-llama", MAIN)
+    assert identity["path"] == str(snapshot_of(hub_cache, MAIN)) and identity["format"] == "hf"
+    for key in ("sha256", "tokenizer_sha256", "config"):
+        assert identity[key] == direct.identity[key], key
+    assert "hub_id" not in direct.identity
+    assert load_checkpoint("acme/tiny-llama").name == "tiny-llama"  # a plain string too
 
 
-def test_vocabulary_mismatch_with_matching_weights(tmp_path):
-    from .conftest import make_tokenizer
-
-    path = write_native_checkpoint(tmp_path / "c", tokenizer=make_tokenizer(320))
-    make_tokenizer(400).save(str(path.parent / "tokenizer.json"))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: config vocab_size 320 is smaller than the "
-                                              r"tokenizer's 400 tokens"):
-        load_checkpoint(path)
+def test_a_renamed_spec_without_hub_id_still_loads_from_the_hub(hub_cache):
+    """A copy made with only name and path (as a caller renaming a checkpoint might) is the same model."""
+    loaded = CheckpointCache().load(CheckpointSpec("mine", Path("acme/tiny-llama")))
+    assert (loaded.name, loaded.identity["hub_id"], loaded.identity["revision"]) == ("mine", "acme/tiny-llama", MAIN)
 
 
-def test_absurd_config_is_refused_before_allocation(tmp_path):
-    path = write_native_checkpoint(tmp_path / "c", fmt="pt")
-    payload = torch.load(path, weights_only=True)
-    payload["config"].update(d_model=2**20, n_heads=2**10, n_layers=10**6)
-    torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"c\.pt|model\.pt"):
-        load_checkpoint(path)
-
-
-def test_unparseable_tokenizer(tmp_path):
-    path = write_native_checkpoint(tmp_path / "c")
-    (path.parent / "tokenizer.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"tokenizer\.json: not a valid tokenizer\.json"):
-        load_checkpoint(path)
-
-
-def test_nan_weights_are_refused(tmp_path):
-    path = write_native_checkpoint(tmp_path / "c", fmt="pt")
-    payload = torch.load(path, weights_only=True)
-    payload["model"]["norm.weight"][0] = float("nan")
-    torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="NaN or inf"):
-        load_checkpoint(path)
-
-
-def test_tokenizer_fingerprint_follows_encoding_not_serialisation(tokenizer_obj):
-    plain = TextTokenizer.from_json(tokenizer_obj.to_str(), "a")
-    tokenizer_obj.enable_truncation(4)  # settings that never apply to our encode calls, and are switched off
-    truncating = TextTokenizer.from_json(tokenizer_obj.to_str(), "b")
-    assert truncating.sha256 == plain.sha256
-    assert len(truncating.encode(SAMPLE_TEXT)) > 4
-    smaller = TextTokenizer.from_json(make_tokenizer(vocab_size=300).to_str(), "c")
-    assert smaller.sha256 != plain.sha256
+def test_the_cache_shares_one_model_per_id(hub_cache):
+    cache = CheckpointCache()
+    [main, step1] = discover_checkpoints(["acme/tiny-llama", "acme/tiny-llama@step1"])
+    assert (main.name, step1.name) == ("acme-tiny-llama", "tiny-llama-step1")  # colliding names both qualify
+    assert cache.load(main) is cache.load(main)
+    assert cache.load(step1) is not cache.load(main)

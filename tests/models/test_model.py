@@ -1,7 +1,12 @@
+"""The native model (``models.model``): parameter counts, tied heads, budgets, config checks, causality."""
+
+
 import pytest
 import torch
 
 from lmeval_fixtures.models.model import ModelConfig, Transformer, count_parameters
+
+from ..helpers import tiny_config
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -63,6 +68,13 @@ def test_from_budget_honours_a_given_depth():
 def test_bad_configs_are_refused(raw, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig.from_dict(raw)
+
+
+def test_model_config_checks_direct_construction_too():
+    with pytest.raises(ValueError, match=r'^field tie_embeddings must be true or false, got "no" \(a string\)$'):
+        tiny_config(320, tie_embeddings="no")
+    with pytest.raises(ValueError, match=r"^field n_layers must be an integer"):
+        ModelConfig(vocab_size=320, d_model=32, n_layers=2.0, n_heads=2)
 
 
 def test_forward_is_causal_and_padding_does_not_leak():

@@ -1,7 +1,7 @@
-"""Regression gates, end to end: a run, then the same run gated against it."""
+"""Regression gates (``records.gates``): a figure against a baseline or a floor, refused when measured otherwise.
+(Gates through a run: e2e/test_ci_gate.py and e2e/test_paired_gate.py.)"""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -9,11 +9,9 @@ from lmeval_fixtures.core.errors import BaselineError
 from lmeval_fixtures.records.gates import GatePolicy, gates_for, load_baseline
 from lmeval_fixtures.suite.registry import Registry
 
-from .conftest import write_native_checkpoint, write_wikitext
-from .test_plugin import BENCHMARK
-
-SMALLBENCH = (Path(__file__).parents[1] / "benchmarks" / "test_smallbench.py").read_text()
 FIGURES = Registry.default().figure_table(latency_shapes=[(1, 128)])
+
+
 CPU = {"device": "cpu", "dtype": "float32"}
 
 
@@ -83,81 +81,6 @@ def test_corrupt_or_unknown_baselines_are_refused(tmp_path):
     with pytest.raises(BaselineError, match=r"future\.json: baseline schema_version 99 is not 1"):
         load_baseline(future, "a")
     assert load_baseline(tmp_path, "absent") is None
-
-
-def lay_out_suite(pytester):
-    """The perplexity and SmallBench benchmarks, their data, and checkpoint ``ck/a``."""
-    pytester.makepyfile(test_perplexity=BENCHMARK, test_smallbench=SMALLBENCH)
-    write_wikitext(pytester.path / "data")
-    write_smallbench(pytester.path / "data")
-    write_native_checkpoint(pytester.path / "ck" / "a", seed=1)
-    return pytester
-
-
-@pytest.fixture
-def suite(pytester, offline):
-    return lay_out_suite(pytester)
-
-
-def write_smallbench(data: Path, rows: int = 12) -> None:
-    fields = {"sst2": ("sentence",), "rte": ("sentence1", "sentence2"), "mrpc": ("sentence1", "sentence2"),
-              "boolq": ("passage", "question")}
-    for task, names in fields.items():
-        folder = data / "smallbench" / task
-        folder.mkdir(parents=True, exist_ok=True)
-        for split in ("validation", "train"):
-            lines = []
-            for i in range(rows):
-                row = {name: f"the fox {i} jumps over the lazy dog number {i % 3}" for name in names}
-                lines.append(json.dumps(row | {"label": i % 2, "idx": i}))
-            (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-
-
-def test_a_run_gates_against_its_own_baseline_and_fails_on_regression(suite):
-    args = ["--checkpoint", "ck", "--data-dir", "data"]
-    suite.runpytest(*args, "--run-id", "base").assert_outcomes(passed=6)
-    suite.runpytest(*args, "--run-id", "same", "--baseline", "reports/base").assert_outcomes(passed=6)
-    record = json.loads((suite.path / "reports/same/a/metrics.json").read_text())
-    assert record["gates"]["val_perplexity"]["ok"] and record["gates"]["smallbench_sentiment_acc"]["ok"]
-
-    # make the baseline better than this model can be: the gates must fail, with the figures in the message
-    path = suite.path / "reports/base/a/metrics.json"
-    base = json.loads(path.read_text())
-    base["perplexity"]["validation"]["token_perplexity"] /= 2
-    base["smallbench"]["sst2"]["acc"] = 1.0
-    path.write_text(json.dumps(base))
-    result = suite.runpytest(*args, "--run-id", "worse", "--baseline", "reports/base")
-    result.assert_outcomes(passed=4, failed=2)
-    result.stdout.fnmatch_lines(["*val_perplexity * REGRESSED beyond baseline *",
-                                 "*smallbench_sentiment_acc * REGRESSED beyond*"])
-    worse = json.loads((suite.path / "reports/worse/a/metrics.json").read_text())
-    assert worse["gates"]["val_perplexity"]["ok"] is False and worse["val_perplexity"] is not None
-
-    # a baseline made on other data is refused, not compared
-    (suite.path / "data/wikitext-2-raw/validation.txt").write_text(" = Other = \n text . \n")
-    refused = suite.runpytest(*args, "--run-id", "other", "--baseline", "reports/base", "-m", "perplexity")
-    refused.stdout.fnmatch_lines(["*refused: wikitext-2-raw/validation.txt differs*"])
-
-
-def test_smallbench_items_fill_the_record(suite):
-    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--run-id", "r", "-m", "smallbench",
-                             "--prompts", "lm-eval", "--fewshot", "2", "--max-samples", "5")
-    result.assert_outcomes(passed=4)
-    record = json.loads((suite.path / "reports/r/a/metrics.json").read_text())
-    assert record["smallbench_avg_acc"] == pytest.approx(
-        sum(record[f"smallbench_{k}_acc"] for k in ("sentiment", "nli", "qa", "paraphrase")) / 4)
-    assert record["smallbench"]["boolq"]["n"] == 5 and record["smallbench"]["boolq"]["prompt_set"] == "lm-eval"
-    assert record["smallbench"]["rte"]["fewshot"] == 2
-    assert "smallbench/boolq/train.jsonl" in record["data_fingerprints"]
-    assert "## SmallBench" in (suite.path / "reports/r/a/summary.md").read_text()
-
-
-def test_bad_task_data_fails_that_task_with_file_and_line(suite):
-    bad = suite.path / "data/smallbench/rte/validation.jsonl"
-    bad.write_text(bad.read_text() + '{"sentence1": "x", "sentence2": "y", "label": 7, "idx": 99}\n')
-    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "smallbench")
-    result.assert_outcomes(passed=3, errors=1)  # bad input errors at set-up, as a bad checkpoint does
-    result.stdout.fnmatch_lines(["*rte/validation.jsonl:13: label 7 out of range for rte (0..1)*"])
 
 
 def test_latency_gate_needs_the_same_device_and_dtype():

@@ -1,21 +1,19 @@
-"""Paired tests against independent computations (scipy, exhaustive enumeration)."""
+"""Paired tests (``records.paired``) against independent computations (scipy, exhaustive enumeration, hand
+examples)."""
 
 import itertools
 import math
 
-import numpy
 import pytest
 from scipy.stats import binomtest
 
-from lmeval_fixtures.core.numerics import quantile
-from lmeval_fixtures.records.paired import mcnemar_exact, paired_accuracy, paired_bits_per_byte
-
-
-@pytest.mark.parametrize("q", [0.0, 0.025, 0.05, 0.5, 0.975, 1.0])
-@pytest.mark.parametrize("n", [1, 2, 7, 1000])
-def test_quantile_interpolates_as_numpy(q, n):
-    values = [math.sin(i) * 10 for i in range(n)]
-    assert quantile(values, q) == pytest.approx(numpy.quantile(values, q), rel=1e-12, abs=1e-12)
+from lmeval_fixtures.records.paired import (
+    mcnemar_exact,
+    paired_accuracy,
+    paired_average_accuracy,
+    paired_bits_per_byte,
+    paired_mean,
+)
 
 
 @pytest.mark.parametrize("b, c", [(0, 0), (1, 0), (5, 1), (3, 3), (10, 2), (40, 25), (0, 17)])
@@ -65,3 +63,22 @@ def test_bits_per_byte_difference_and_its_interval():
     assert result.low <= expected <= result.high and result.significant  # A is worse on every document
     with pytest.raises(ValueError, match="not the same documents"):
         paired_bits_per_byte(a, [(1.0, 51)] + b[1:])
+
+
+def test_paired_mean_difference_and_interval():
+    a, b = [1.0, 2.0, 3.0, 4.0], [0.5, 1.5, 3.5, 3.0]  # differences 0.5, 0.5, -0.5, 1.0: mean 0.375
+    result = paired_mean(a, b, resamples=2000, seed=3)
+    assert result.difference == pytest.approx(0.375)
+    assert -0.5 <= result.low <= 0.375 <= result.high <= 1.0
+    same = paired_mean(a, a)
+    assert same.difference == 0 and not same.significant
+    assert paired_mean([x + 1 for x in b * 10], b * 10).significant
+
+
+def test_paired_average_accuracy_weights_tasks_equally():
+    # task 1: A - B = (3 - 1) / 4 = 0.5; task 2: (1 - 2) / 2 = -0.5; the average difference is 0,
+    # where pooling the six rows would give (4 - 3) / 6
+    result = paired_average_accuracy([([1, 1, 0, 1], [1, 0, 0, 0]), ([0, 1], [1, 1])], resamples=500)
+    assert result.difference == pytest.approx(0.0) and result.n == 6 and not result.significant
+    clear = paired_average_accuracy([([True] * 50, [False] * 50), ([True] * 40, [False] * 40)])
+    assert clear.difference == 1.0 and clear.significant

@@ -1,35 +1,16 @@
+"""The record (``records.record``): fragments merged in any order, flat fields derived from the nested record,
+non-finite figures nulled and listed, invocations merged."""
+
 import json
 import math
 
 import pytest
 
-from lmeval_fixtures.core.errors import RecordInvalid, RecordMergeError
+from lmeval_fixtures.core.errors import RecordMergeError
 from lmeval_fixtures.core.schema import ORIGINAL_FIELDS, validate_record
-from lmeval_fixtures.evaluation.run import Run
 from lmeval_fixtures.records.record import merge_records
-from lmeval_fixtures.records.store import write_checkpoint_report
-from lmeval_fixtures.suite.registry import Registry
 
-RUN = {"run_id": "r1", "timestamp": "2026-01-01T00:00:00+00:00", "seed": 1, "git_commit": None,
-       "environment": {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}}
-FIGURES = Registry.default().figure_table()
-
-
-def split_figures(loss: float, **extra) -> dict:
-    """A perplexity split as items record it (the schema's required fields)."""
-    return {"loss": loss, "token_perplexity": 2.0 ** loss, "bits_per_byte": loss / 2, "byte_perplexity": 1.5,
-            "word_perplexity": 9.0, "tokens": 10, "bytes": 30, "words": 6, "documents": 1, "stride": 64,
-            "context_length": 64} | extra
-
-
-def build(fragments, run=RUN) -> dict:
-    recorder = Run(run)
-    recorder.absorb(fragments)
-    return recorder.records()
-
-
-def write(record, folder):
-    return write_checkpoint_report(record, folder, FIGURES, Registry.default())
+from ..helpers import FIGURES, RUN, build, split_figures, write_report
 
 
 def test_fragments_merge_the_same_in_any_order():
@@ -86,33 +67,10 @@ def test_non_finite_figures_become_null_and_are_listed(tmp_path):
     assert record["perplexity"]["validation"]["loss"] is None
     assert any("perplexity.validation.loss is nan" in e for e in record["errors"])
     assert any("val_perplexity is inf" in e for e in record["errors"])
-    paths = write(record, tmp_path / "a")
+    paths = write_report(record, tmp_path / "a")
     text = paths[0].read_text()
     assert "NaN" not in text and "Infinity" not in text
     validate_record(json.loads(text))
-
-
-def test_invalid_records_are_refused_and_nothing_is_written(tmp_path):
-    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(1.0, tokens="many")}})])["a"]
-    with pytest.raises(RecordInvalid, match="tokens"):
-        write(record, tmp_path / "a")
-    assert not (tmp_path / "a" / "metrics.json").exists()
-
-
-def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
-    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(1.0)}})])["a"]
-    metrics = write(record, tmp_path / "a")[0]
-    before = metrics.read_text()
-
-    def boom(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("os.replace", boom)
-    record["val_loss"] = 2.0
-    with pytest.raises(OSError, match="disk full"):
-        write(record, tmp_path / "a")
-    assert metrics.read_text() == before
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metrics.json", "summary.md"]
 
 
 def test_merging_invocations_keeps_earlier_figures_and_refuses_other_weights():

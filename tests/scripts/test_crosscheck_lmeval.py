@@ -2,12 +2,17 @@
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "crosscheck_lmeval.py"
+from ..helpers import ROOT
+
+SCRIPT = ROOT / "scripts" / "crosscheck_lmeval.py"
+
+
 TASKS = ("sst2", "rte", "mrpc", "boolq")
+
+
 STAMP = "2026-11-26T12-00-00.000000"
 
 

@@ -1,5 +1,6 @@
-"""--corpus NAME=SOURCE: the grammar, every source format (its own small files), the hub form
-(mocked), the one-line errors, and one run proving the option reaches every surface."""
+"""--corpus NAME=SOURCE (``suite.corpus_option``): the grammar, every source format (its own small files),
+the hub form (mocked) and the one-line errors. (The option declared into a registry: test_declarations.py;
+in the settings: evaluation/test_settings.py; through a run: e2e/test_extending.py.)"""
 
 import hashlib
 import json
@@ -9,17 +10,11 @@ from pathlib import Path
 import datasets
 import pytest
 
-from lmeval_fixtures import Registry
 from lmeval_fixtures.core.errors import DataError, DataUnavailable, UsageError
-from lmeval_fixtures.evaluation.options import option_values
-from lmeval_fixtures.evaluation.settings import settings_from_options
 from lmeval_fixtures.suite.corpus_option import HubSource, LocalSource, parse_corpus
-from lmeval_fixtures.suite.declarations import declare
 from lmeval_fixtures.suite.sources import Hub
 
-from .conftest import halve_baseline_bits_per_byte, write_native_checkpoint, write_wikitext
-
-DOCS = ["The fox jumps over the dog.\nIt lands well.", "A lobster is a crustacean.", "Numbers: 1,000 and 3.14."]
+from ..helpers import DOCS
 
 
 def read(spec, split=None, hub=None):
@@ -29,9 +24,6 @@ def read(spec, split=None, hub=None):
 
 def table(rows=DOCS, **extra):
     return datasets.Dataset.from_dict({"body": list(rows), "n": list(range(len(rows)))} | extra)
-
-
-# ------------------------------------------------------------------ the grammar
 
 
 def test_a_text_file_is_one_split_named_by_its_file(tmp_path):
@@ -120,9 +112,6 @@ def test_what_cannot_work_is_a_usage_error_at_start_up(tmp_path, text, message):
     assert "\n" not in str(caught.value)
 
 
-# ------------------------------------------------------------------ the formats
-
-
 @pytest.mark.parametrize(("rule", "expected"), [
     (None, DOCS),
     ("blank", DOCS),
@@ -200,9 +189,6 @@ def test_a_table_that_is_not_one_is_one_line(tmp_path):
         read(parse_corpus("x=x.parquet", tmp_path))
 
 
-# ------------------------------------------------------------------ the hub (mocked)
-
-
 @pytest.fixture
 def hub_calls(monkeypatch):
     calls = []
@@ -236,95 +222,3 @@ def test_a_hub_without_the_field_or_without_the_dataset(hub_calls):
     with pytest.raises(DataUnavailable, match=r"corpus 'h': hub:owner/missing/default/test unavailable: the hub "
                                               r"failed \(FileNotFoundError\)"):
         read(parse_corpus("h=hf:owner/missing:test", Path.cwd()), hub=hub)
-
-
-# ------------------------------------------------------------------ the registry and settings
-
-
-def test_the_option_declares_a_corpus_with_its_own_figures(tmp_path):
-    (tmp_path / "validation.txt").write_text("a\n")
-    registry = declare(Registry.default(), [parse_corpus(f"own={tmp_path}", Path.cwd())], [])
-    keys = {f.key for f in registry.figure_table()}
-    assert {"own_val_bits_per_byte", "own_val_perplexity", "val_bits_per_byte"} <= keys
-    assert "own" not in Registry.default().corpora  # a copy: the registry given is not declared into
-    with pytest.raises(UsageError, match=r"^--corpus wikitext=\S+: corpus 'wikitext' is already declared$"):
-        declare(Registry.default(), [parse_corpus(f"wikitext={tmp_path}", Path.cwd())], [])
-    with pytest.raises(UsageError, match="corpus 'own' is already declared"):
-        declare(Registry.default(), [parse_corpus(f"own={tmp_path}", Path.cwd())] * 2, [])
-
-
-def test_settings_parse_the_option_and_else_the_ini(tmp_path, monkeypatch):
-    (tmp_path / "held.txt").write_text("a\n")
-    monkeypatch.chdir(tmp_path)
-    given = settings_from_options(option_values(corpus=["a=held.txt"]), [], None, tmp_path,
-                                  ini_corpora=["ignored=nothing.txt"])
-    assert [spec.name for spec in given.corpora] == ["a"]
-    ini_dir = tmp_path / "inidir"
-    ini_dir.mkdir()
-    (ini_dir / "near.txt").write_text("b\n")
-    from_ini = settings_from_options(option_values(), [], None, tmp_path, ini_corpora=["n=near.txt"], ini_dir=ini_dir)
-    assert from_ini.corpora[0].sources[0][1].path == ini_dir / "near.txt"
-    with pytest.raises(UsageError, match="^ini lmeval_corpora 'x=held.txt': held.txt does not exist"):
-        settings_from_options(option_values(), [], None, tmp_path, ini_corpora=["x=held.txt"], ini_dir=ini_dir)
-
-
-# ------------------------------------------------------------------ end to end
-
-
-@pytest.fixture
-def suite(pytester, offline):
-    pytester.makepyfile(test_perplexity=(Path(__file__).parents[1] / "benchmarks" / "test_perplexity.py").read_text())
-    write_wikitext(pytester.path / "data")
-    for name, seed in (("a", 1), ("b", 2)):
-        write_native_checkpoint(pytester.path / "ck" / name, seed=seed)
-    (pytester.path / "own").mkdir()
-    (pytester.path / "own" / "validation.txt").write_text("\n\n".join(DOCS) + "\n")
-    (pytester.path / "own" / "test.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
-    return pytester
-
-
-def test_a_corpus_option_reaches_record_summary_comparison_history_and_gates(suite):
-    args = ["--checkpoint", "ck", "--data-dir", "data", "--corpus", "own=own"]
-    suite.runpytest(*args, "--run-id", "base").assert_outcomes(passed=8)
-    record = json.loads((suite.path / "reports/base/a/metrics.json").read_text())
-    own = record["corpora"]["own"]
-    assert own["validation"]["documents"] == 3 and own["test"]["documents"] == 3
-    assert own["test"]["bits_per_byte"] > 0 and own["test"]["detokenized"] is False
-    assert {"own/validation/validation.txt", "own/test/test.jsonl"} <= record["data_fingerprints"].keys()
-    assert "## Perplexity (own)" in (suite.path / "reports/base/a/summary.md").read_text()
-    comparison = (suite.path / "reports/base/comparison.md").read_text()
-    header = next(line for line in comparison.splitlines() if line.startswith("| checkpoint"))
-    assert "| own val bits/byte |" in header and "| own test ppl |" in header
-    history = [json.loads(line) for line in (suite.path / "reports/history.jsonl").read_text().splitlines()]
-    assert len(history) == 2
-    assert all(line["own_val_bits_per_byte"] > 0 and line["own_test_perplexity"] > 1 for line in history)
-
-    halve_baseline_bits_per_byte(suite.path / "reports/base/a/metrics.json", "own")
-    gated = suite.runpytest(*args, "--run-id", "gated", "--baseline", "reports/base", "-k", "own-test")
-    gated.assert_outcomes(passed=1, failed=1)
-    gated.stdout.fnmatch_lines(["*own_test_bits_per_byte * REGRESSED beyond baseline*"])
-
-
-def test_the_ini_declares_corpora_and_bad_values_are_usage_errors(suite):
-    suite.makeini("[pytest]\nlmeval_corpora =\n    own=own\n    notes=own/validation.txt:lines\n")
-    collected = suite.runpytest("--checkpoint", "ck/a", "--collect-only", "-q")
-    collected.stdout.fnmatch_lines(["*test_perplexity[[]a-own-validation[]]", "*test_perplexity[[]a-own-test[]]",
-                                    "*test_perplexity[[]a-notes-validation[]]"])
-    bad = suite.runpytest("--checkpoint", "ck/a", "--corpus", "own=nothing.txt", "--collect-only")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*--corpus 'own=nothing.txt': nothing.txt does not exist*"])
-    suite.makeini("[pytest]\nlmeval_task_files = tasks/gone.yaml\n")  # the task files' ini key, wired the same way
-    missing = suite.runpytest("--checkpoint", "ck/a", "--collect-only")
-    assert missing.ret == pytest.ExitCode.USAGE_ERROR
-    missing.stderr.fnmatch_lines(["*ini lmeval_task_files */tasks/gone.yaml: no such file*"])
-
-
-def test_the_library_api_takes_the_option(tmp_path, tiny_checkpoint):
-    from lmeval_fixtures import evaluate
-
-    (tmp_path / "held.txt").write_text("\n\n".join(DOCS) + "\n")
-    done = evaluate(tiny_checkpoint, families=["perplexity"], corpus=[f"held={tmp_path / 'held.txt'}"],
-                    data_dir=str(write_wikitext(tmp_path / "data")), report_dir=str(tmp_path / "reports"),
-                    history=False)
-    record, = done.records.values()
-    assert record["corpora"]["held"]["test"]["documents"] == 3

@@ -1,19 +1,22 @@
-"""SmallBench task evaluation: accuracies from independently computed scores, and bad data."""
+"""Evaluating a SmallBench task (``suite.smallbench``): accuracies from independently computed scores, shots,
+the small-model figures (majority rate, margin, gold bits per byte) worked out by hand, and rows each
+scored against their own choices (checked against the naive scorer and a hand computation)."""
+
+from __future__ import annotations
 
 import json
 import math
 
 import pytest
 
-from lmeval_fixtures.core.errors import DataError
 from lmeval_fixtures.engine.scoring import Request, score_requests_naively
 from lmeval_fixtures.models.model import Transformer
 from lmeval_fixtures.models.tokenizer import TextTokenizer
-from lmeval_fixtures.suite.smallbench import evaluate_task, fewshot_prefix, stderr
-from lmeval_fixtures.suite.task_rows import load_task_rows, read_task_file
+from lmeval_fixtures.suite.smallbench import RowResult, evaluate_task, fewshot_prefix, stderr
+from lmeval_fixtures.suite.task_files import load_task_file
 from lmeval_fixtures.suite.tasks import TASKS
 
-from .conftest import make_tokenizer, tiny_config
+from ..helpers import HAND_ROWS, QUIZ, SHOTS, make_tokenizer, quiz_file, rows_of, task_result, tiny_config
 
 ROWS = [{"sentence": s, "label": i % 2, "idx": i} for i, s in enumerate([
     "a charming and often affecting journey", "unflinchingly bleak and desperate", "the fox jumps over the dog",
@@ -52,14 +55,6 @@ def test_accuracies_match_a_naive_computation(tiny, prompt_set):
     assert summary["n"] == 8 and summary["prompt_set"] == prompt_set
 
 
-def test_lm_eval_prompts_are_lm_evaluation_harness_text():
-    row = {"sentence1": "A man.", "sentence2": "A person", "passage": "P", "question": "q", "sentence": "s"}
-    assert TASKS["rte"].prompts["lm-eval"].context(row) == "A man.\nQuestion: A person True or False?\nAnswer:"
-    assert TASKS["boolq"].prompts["lm-eval"].context(row) == "P\nQuestion: q?\nAnswer:"
-    assert TASKS["sst2"].prompts["lm-eval"].continuations() == [" negative", " positive"]
-    assert TASKS["rte"].prompts["lm-eval"].choices == ("True", "False")
-
-
 def test_max_samples_takes_the_first_rows(tiny):
     model, tokenizer = tiny
     result = evaluate_task(model, tokenizer, TASKS["sst2"], ROWS, 48, max_samples=3)
@@ -76,36 +71,20 @@ def test_fewshot_is_seeded_and_never_uses_the_evaluated_row():
         fewshot_prefix(prompt, ROWS, 8, 7, "sst2", ROWS[0])
 
 
+def test_the_fewshot_delimiter_ends_each_solved_example():
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+    from lmeval_fixtures.suite.tasks import Prompt
+
+    prompt = Prompt("Q: {q}\nA:", ("no", "yes"), fewshot_delimiter="\n###\n")
+    pool = [{"q": "one", "label": 1, "idx": 0}, {"q": "two", "label": 0, "idx": 1}]
+    prefix = fewshot_prefix(prompt, pool, 2, 1234, "t", {"q": "three", "label": 0, "idx": 9})
+    examples = {"Q: one\nA: yes\n###\n", "Q: two\nA: no\n###\n"}
+    assert len(prefix) == sum(map(len, examples)) and all(e in prefix for e in examples)
+
+
 def test_stderr_formula():
     assert stderr(0.5, 101) == pytest.approx(0.05)
     assert stderr(1.0, 1) is None
-
-
-def write_rows(path, lines):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
-
-
-@pytest.mark.parametrize("lines, message", [
-    (['{"sentence": "ok", "label": 0}', '{"label": 1}'], r"sst2/validation\.jsonl:2: missing field\(s\) sentence"),
-    (['{"sentence": "ok", "label": 2}'], r"validation\.jsonl:1: label 2 out of range for sst2 \(0\.\.1\)"),
-    (['{"sentence": "ok", "label": 0}', "{not json"], r"validation\.jsonl:2: invalid JSON"),
-    ([], r"validation\.jsonl: no rows"),
-    (['{"sentence": 5, "label": 0}'], r"validation\.jsonl:1: field sentence must be a string"),
-])
-def test_bad_rows_are_named_by_file_and_line(tmp_path, lines, message):
-    path = write_rows(tmp_path / "smallbench" / "sst2" / "validation.jsonl", lines)
-    with pytest.raises(DataError, match=message):
-        read_task_file(path, TASKS["sst2"])
-
-
-def test_non_utf8_data_is_an_error(tmp_path):
-    path = tmp_path / "smallbench" / "sst2" / "validation.jsonl"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b'{"sentence": "caf\xe9", "label": 0}\n')
-    with pytest.raises(DataError, match=r"validation\.jsonl: not UTF-8 \(byte 17, line 1\)"):
-        load_task_rows(TASKS["sst2"], "validation", tmp_path)
 
 
 def test_rows_longer_than_the_window_are_cut_from_the_left_and_counted(tiny):
@@ -117,3 +96,103 @@ def test_rows_longer_than_the_window_are_cut_from_the_left_and_counted(tiny):
                                                               " negative")], 48)
     assert result.rows[0].loglikelihoods[0] == pytest.approx(naive[0].logprob, abs=1e-5)
     assert json.dumps(result.summary())
+
+
+def test_majority_margin_and_gold_bits_per_byte_of_a_hand_example():
+    figures = task_result(HAND_ROWS).summary()
+    assert figures["label_counts"] == [1, 3] and figures["majority_rate"] == 0.75
+    assert figures["acc"] == 0.5 and figures["acc_above_majority"] == -0.25
+    assert figures["prediction_counts"] == [3, 1] and figures["predicted_classes"] == 2
+    assert figures["single_class"] is False
+    # margins -1.5, 2.5, -2.0, 0.25: mean -0.75 / 4; squared deviations from it sum to 12.421875
+    assert figures["margin"] == pytest.approx(-0.1875, abs=1e-12)
+    assert figures["margin_stderr"] == pytest.approx(math.sqrt(12.421875 / 3 / 4), rel=1e-12)
+    # gold NLL 2.5 + 0.5 + 4.0 + 1.0 = 8 nats over 4 + 3 + 4 + 5 = 16 bytes
+    assert figures["gold_bytes"] == 16
+    assert figures["gold_bits_per_byte"] == pytest.approx(8.0 / (math.log(2) * 16), rel=1e-12)
+    assert figures["gold_loglikelihood_sum"] == -8.0  # the figure it shares its sum with, unchanged
+
+
+def test_gold_log_likelihood_sum_is_exactly_rounded():
+    """Ten gold log-likelihoods of -0.1 add up to -0.9999999999999999 left to right (builtin sum
+    before Python 3.12) and to -1.0 exactly rounded: the record holds -1.0 on every Python."""
+    rows = [RowResult(i, 0, [-0.1, -5.0], [False, False], f"Q: {i}\nA:") for i in range(10)]
+    figures = task_result(rows).summary()
+    assert figures["gold_loglikelihood_sum"] == -1.0
+    assert figures["gold_bits_per_byte"] == 1.0 / (math.log(2) * figures["gold_bytes"])
+
+
+def test_margin_with_three_choices_is_against_the_best_other_choice():
+    assert RowResult(0, 2, [-1.0, -3.0, -2.0], [False] * 3).margin() == -1.0
+    assert RowResult(0, 0, [-1.0, -3.0, -2.0], [False] * 3).margin() == 1.0
+    assert RowResult(0, 0, [-1.0], [False]).margin() is None
+
+
+def first_max(values: list[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def test_each_row_is_scored_against_its_own_choices(tmp_path, tiny_lm):
+    model, tokenizer = tiny_lm
+    task = load_task_file(quiz_file(tmp_path))
+    prompt = task.prompts["smallbench"]
+    assert prompt.choices == ()  # no one list: the rows' differ
+    rows = rows_of(task)
+    assert [prompt.row_choices(r) for r in rows] == [tuple(c) for _, c, _ in QUIZ]
+    assert [r["label"] for r in rows] == [g for _, _, g in QUIZ]
+    result = evaluate_task(model, tokenizer, task, rows, 128)
+
+    hand_acc = hand_norm = 0
+    for r, (question, choices, gold) in zip(result.rows, QUIZ, strict=True):
+        assert r.context == f"Q: {question}\nA:" and r.label == gold
+        assert r.choices == tuple(choices) and r.continuations == tuple(" " + c for c in choices)
+        naive = score_requests_naively(model, tokenizer, [Request(r.context, " " + c) for c in choices], 128)
+        assert r.loglikelihoods == pytest.approx([s.logprob for s in naive], abs=1e-5)
+        # by hand: the argmax of the sums, and of each sum over the length of this row's own choice string
+        hand_acc += first_max([s.logprob for s in naive]) == gold
+        hand_norm += first_max([s.logprob / len(c) for s, c in zip(naive, choices, strict=True)]) == gold
+    assert (result.correct, result.correct_norm) == (hand_acc, hand_norm)
+    assert (result.acc, result.acc_norm) == (hand_acc / len(QUIZ), hand_norm / len(QUIZ))
+
+    samples = result.samples()
+    assert [s["choices"] for s in samples] == [c for _, c, _ in QUIZ]
+    for s, r, (_, choices, _) in zip(samples, result.rows, QUIZ, strict=True):
+        assert s["prediction_norm"] == first_max([ll / len(c) for ll, c in zip(r.loglikelihoods, choices,
+                                                                                strict=True)])
+    assert [len(s["choices_sha256"]) for s in result.samples("hash")] == [2, 4, 3, 2, 4]
+    assert result.gold_bytes() == [len((" " + c[g]).encode()) for _, c, g in QUIZ]
+
+
+def test_small_model_figures_count_choice_positions(tmp_path, tiny_lm):
+    task = load_task_file(quiz_file(tmp_path))
+    result = evaluate_task(*tiny_lm, task, rows_of(task), 128)
+    figures = result.summary()
+    predictions = [first_max(r.loglikelihoods) for r in result.rows]
+    assert figures["label_counts"] == [3, 1, 0, 1]  # gold positions 0, 3, 0, 0, 1; as long as the longest list
+    assert figures["majority_rate"] == 3 / 5 and figures["acc_above_majority"] == result.acc - 3 / 5
+    assert figures["prediction_counts"] == [predictions.count(i) for i in range(4)]
+    assert figures["predicted_classes"] == len(set(predictions))
+    assert figures["single_class"] == (len(set(predictions)) == 1)
+    assert figures["choices_per_row"] is True and figures["rows_by_choice_count"] == {"2": 2, "3": 1, "4": 2}
+    per_row = result.per_row()
+    assert per_row["gold_loglikelihood"] == [r.loglikelihoods[g] for r, (_, _, g) in zip(result.rows, QUIZ,
+                                                                                          strict=True)]
+    assert per_row["gold_bytes"] == result.gold_bytes()
+
+
+def test_a_shipped_task_keeps_one_list_and_its_record_fields(tiny_lm):
+    rows = [{"sentence": f"the fox {i} jumps", "label": i % 2, "idx": i} for i in range(4)]
+    result = evaluate_task(*tiny_lm, TASKS["sst2"], rows, 128)
+    assert all(r.choices is None and r.continuations is None for r in result.rows)
+    assert result.choices == ("negative", "positive") and not result.choices_per_row
+    assert "choices_per_row" not in result.summary() and "rows_by_choice_count" not in result.summary()
+
+
+def test_solved_examples_answer_with_their_own_choices(tmp_path, tiny_lm):
+    task = load_task_file(quiz_file(tmp_path))
+    pool = rows_of(task, "train")
+    assert [task.prompts["smallbench"].row_choices(r) for r in pool] == [tuple(c) for _, c, _ in SHOTS]
+    result = evaluate_task(*tiny_lm, task, rows_of(task), 128, fewshot=1, fewshot_pool=pool)
+    shots = {f"Q: {q}\nA: {c[g]}\n\n" for q, c, g in SHOTS}  # "quick" and "yes": each shot's own gold
+    for r, (question, _, _) in zip(result.rows, QUIZ, strict=True):
+        assert r.context[:-len(f"Q: {question}\nA:")] in shots

@@ -1,60 +1,45 @@
-"""--task-file FILE: our task-file format and lm-evaluation-harness's multiple_choice YAML, every
-field each reads, each lm-eval feature refused (one line naming the key), and the proof that
-lm-eval's own glue/sst2 and glue/rte files give the same scores as ``--prompts lm-eval``."""
+"""--task-file FILE (``suite.task_files`` and the rows it reads, ``suite.doc_prompts``): our task-file format
+and lm-evaluation-harness's multiple_choice YAML, every field each reads, each lm-eval feature refused
+(one line naming the key), choices that differ from row to row (from a field or lm-eval's Jinja) and the
+rows refused; and the proof that lm-eval's own glue/sst2, glue/rte and arc_easy files give what lm-eval
+gives (skipped without lm-evaluation-harness)."""
+
+from __future__ import annotations
 
 import glob
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
 import pytest
 
 from lmeval_fixtures import Registry
-from lmeval_fixtures.core.errors import DataError, DataUnavailable, RegistryError, TaskFileError, UsageError
-from lmeval_fixtures.models.model import Transformer
-from lmeval_fixtures.models.tokenizer import TextTokenizer
+from lmeval_fixtures.core.errors import DataError, DataUnavailable, TaskFileError, UsageError
 from lmeval_fixtures.suite.declarations import declare
 from lmeval_fixtures.suite.doc_prompts import DOC
-from lmeval_fixtures.suite.smallbench import evaluate_task
+from lmeval_fixtures.suite.smallbench import evaluate_task, fewshot_prefix
 from lmeval_fixtures.suite.sources import Hub
 from lmeval_fixtures.suite.task_files import load_task_file
 from lmeval_fixtures.suite.task_rows import load_task_rows
 from lmeval_fixtures.suite.tasks import TASKS
 
-from .conftest import make_tokenizer, tiny_config
-
-ROOT = Path(__file__).resolve().parents[1]
-REVIEWS = [("a charming and often affecting journey", "good"), ("dull and lifeless", "bad"),
-           ("the fox jumps over the dog", "good"), ("unflinchingly bleak", "bad")]
-
-
-def jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def rows_of(task, split=None):
-    return load_task_rows(task, split or task.split, None, Hub())[0]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    tok = make_tokenizer()
-    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=128)).eval()
-    model.init_weights(7)
-    return model, TextTokenizer.from_json(tok.to_str(), "test")
-
-
-# ------------------------------------------------------------------ our format
+from ..helpers import (
+    ARC_GOLD,
+    QUIZ,
+    REVIEWS,
+    ROOT,
+    arc_rows,
+    arc_task_file,
+    jsonl,
+    lmeval_task,
+    quiz_file,
+    rows_of,
+    write,
+)
 
 
 def test_our_format_reads_every_field(tmp_path):
@@ -87,13 +72,13 @@ def test_our_format_reads_every_field(tmp_path):
     assert [r["label"] for r in rows_of(task, "train")] == [1, 0]
 
 
-def test_solved_examples_use_the_target_delimiter(tmp_path, tiny):
+def test_solved_examples_use_the_target_delimiter(tmp_path, tiny_lm):
     jsonl(tmp_path / "v.jsonl", [{"text": t, "label": g} for t, g in REVIEWS])
     jsonl(tmp_path / "t.jsonl", [{"text": "great fun", "label": "good"}, {"text": "a bore", "label": "bad"}])
     path = write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\nfewshot_data: t.jsonl\ntemplate: '{text} ->'\n"
                                       "choices: [bad, good]\ntarget_delimiter: ' => '\n")
     task = load_task_file(path)
-    result = evaluate_task(*tiny, task, rows_of(task), 128, fewshot=1, fewshot_pool=rows_of(task, "train"))
+    result = evaluate_task(*tiny_lm, task, rows_of(task), 128, fewshot=1, fewshot_pool=rows_of(task, "train"))
     for row in result.rows:
         shot, rest = row.context.split("\n\n")
         assert shot in ("great fun -> => good", "a bore -> => bad") and rest.endswith(" ->")
@@ -117,7 +102,7 @@ def test_our_format_reads_tables_and_a_choice_field(tmp_path, suffix):
 
 
 def test_a_choice_field_that_differs_between_rows_gives_each_row_its_own(tmp_path):
-    """(tests/test_per_row_choices.py scores such tasks.)"""
+    """(test_smallbench.py scores such tasks.)"""
     jsonl(tmp_path / "v.jsonl", [{"q": "x", "options": ["a", "b"], "label": 0},
                                  {"q": "y", "options": ["a", "c", "d"], "label": "d"}])
     path = write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\ntemplate: '{q}'\nchoice_field: options\n")
@@ -126,6 +111,14 @@ def test_a_choice_field_that_differs_between_rows_gives_each_row_its_own(tmp_pat
     rows = rows_of(task)
     assert [task.prompts["smallbench"].row_choices(r) for r in rows] == [("a", "b"), ("a", "c", "d")]
     assert [r["label"] for r in rows] == [0, 2]
+
+
+def test_rows_that_all_give_the_same_choices_keep_one_list(tmp_path, tiny_lm):
+    same = [(q, ["yes", "no"], i % 2) for i, (q, _, _) in enumerate(QUIZ)]
+    task = load_task_file(quiz_file(tmp_path, same))
+    assert task.prompts["smallbench"].choices == ("yes", "no")
+    result = evaluate_task(*tiny_lm, task, rows_of(task), 128)
+    assert not result.choices_per_row and "choices_per_row" not in result.summary()
 
 
 @pytest.mark.parametrize(("lines", "message"), [
@@ -173,41 +166,30 @@ def test_bad_rows_fail_the_item_naming_file_and_row(tmp_path, row, message):
         rows_of(task, "train")
 
 
-# ------------------------------------------------------------------ lm-evaluation-harness's format
+@pytest.mark.parametrize(("rows", "message"), [
+    ([("a", ["x", "y"], 0), ("b", ["only"], 0)],
+     r"row 1: it has 1 choice \['only'\]; a row needs at least 2 to be scored"),
+    ([("a", ["x", "y"], 0), ("b", ["x", "y", "z"], 3)],
+     r"row 1: label_field 'answer' value 3 is not an index of the 3 choices"),
+    ([("a", ["x", "y", "z"], 2), ("b", ["x", "y"], 2)],
+     r"row 1: label_field 'answer' value 2 is not an index of the 2 choices"),
+    ([("a", ["x", "y"], "y"), ("b", ["p", "q"], "y")],
+     r"row 1: label_field 'answer' value 'y' is not one of the choices \['p', 'q'\]"),
+    ([("a", ["x", "y"], 0), ("b", [], 0)], r"row 1: choice_field 'options' must give a non-empty list"),
+])
+def test_a_row_that_cannot_be_scored_against_its_own_choices_fails_the_item(tmp_path, rows, message):
+    task = load_task_file(quiz_file(tmp_path, rows))  # start-up reads the file; the item names the row
+    with pytest.raises(DataError, match=rf"^task 'quiz': \S*quiz.jsonl {message}") as caught:
+        rows_of(task)
+    assert "\n" not in str(caught.value)
 
 
-def lmeval_task(tmp_path: Path, extra: str = "", base: str | None = None, rows: list[dict] | None = None) -> Path:
-    """A task file including a base file one folder down, as a local override of lm-eval's files does."""
-    jsonl(tmp_path / "local/validation.jsonl", rows or [{"sentence": t, "label": ["bad", "good"].index(g), "idx": i}
-                                                        for i, (t, g) in enumerate(REVIEWS)])
-    jsonl(tmp_path / "local/train.jsonl", [{"sentence": "great fun", "label": 1}, {"sentence": "a bore", "label": 0}])
-    write(tmp_path / "lm_eval_tasks/reviews/default.yaml", base if base is not None else "\n".join([
-        "tag: reviews_group",
-        "task: reviews",
-        "dataset_path: org/reviews",
-        "output_type: multiple_choice",
-        "training_split: train",
-        "validation_split: validation",
-        "doc_to_text: \"{{sentence | regex_replace(' +', ' ')}}\\nQuestion: good or bad?\\nAnswer:\"",
-        "doc_to_target: label",
-        "doc_to_choice: ['bad', 'good']",
-        "should_decontaminate: true",
-        "doc_to_decontamination_query: sentence",
-        "metric_list:",
-        "  - metric: acc",
-        "    aggregation: mean",
-        "    higher_is_better: true",
-        "metadata:",
-        "  version: 1.0",
-    ]) + "\n")
-    return write(tmp_path / "local/reviews.yaml", "\n".join([
-        "include: ../lm_eval_tasks/reviews/default.yaml",
-        "task: local_reviews",
-        "dataset_path: json",
-        "dataset_name: null",
-        "dataset_kwargs: {data_files: {validation: validation.jsonl, train: train.jsonl}}",
-        extra,
-    ]) + "\n")
+def test_a_bad_solved_example_names_the_fewshot_file(tmp_path):
+    task = load_task_file(quiz_file(tmp_path))
+    jsonl(tmp_path / "shots.jsonl", [{"q": "x", "options": ["a", "b"], "answer": 0},
+                                     {"q": "y", "options": ["a", "b"], "answer": "c"}])
+    with pytest.raises(DataError, match=r"shots.jsonl row 1: label_field 'answer' value 'c' is not one of the "):
+        rows_of(task, "train")
 
 
 def test_lmeval_format_reads_its_fields_through_an_include(tmp_path):
@@ -283,6 +265,52 @@ def test_lmeval_choices_read_from_each_row(tmp_path):
     rows = rows_of(task)
     assert [task.prompts["lm-eval"].row_choices(r) for r in rows] == [(t, "x") for t, _ in REVIEWS]
     assert [r["label"] for r in rows] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("target", [
+    '"{{choices.label.index(answerKey)}}"',  # arc_easy's own: renders digits, an index
+    '"{{choices.text[choices.label.index(answerKey)]}}"',  # renders the gold choice's text
+    "answer_text",  # a field holding the gold choice's text
+])
+def test_lmeval_jinja_choices_per_row(tmp_path, tiny_lm, target):
+    task = load_task_file(arc_task_file(tmp_path, target))
+    prompt = task.prompts["lm-eval"]
+    assert prompt.choices == () and task.split == "test"
+    rows = rows_of(task)
+    assert [r["label"] for r in rows] == ARC_GOLD
+    assert [prompt.row_choices(r) for r in rows] == [tuple(r["choices"]["text"]) for r in arc_rows()]
+    result = evaluate_task(*tiny_lm, task, rows, 128, prompt_set="lm-eval")
+    assert [len(r.loglikelihoods) for r in result.rows] == [3, 4, 5, 4]
+    assert [r.context for r in result.rows] == [f"Question: {r['question']}\nAnswer:" for r in arc_rows()]
+    assert result.summary()["rows_by_choice_count"] == {"3": 1, "4": 2, "5": 1}
+
+
+def test_lmeval_choices_from_a_list_of_fields(tmp_path):
+    """piqa's form: ``{{[sol1, sol2]}}`` reads the document, so every row has its own two."""
+    jsonl(tmp_path / "piqa.jsonl", [{"goal": "open a jar", "sol1": "twist the lid", "sol2": "eat the lid", "label": 0},
+                                    {"goal": "dry a towel", "sol1": "soak it", "sol2": "hang it up", "label": 1}])
+    path = write(tmp_path / "piqa.yaml", "\n".join([
+        "task: local_piqa", "dataset_path: json", "output_type: multiple_choice",
+        "dataset_kwargs: {data_files: {validation: piqa.jsonl}}", "validation_split: validation",
+        'doc_to_text: "Question: {{goal}}\\nAnswer:"', 'doc_to_choice: "{{[sol1, sol2]}}"', "doc_to_target: label",
+    ]) + "\n")
+    task = load_task_file(path)
+    rows = rows_of(task)
+    assert [task.prompts["lm-eval"].row_choices(r) for r in rows] == [("twist the lid", "eat the lid"),
+                                                                      ("soak it", "hang it up")]
+    assert [r["label"] for r in rows] == [0, 1]
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ('"{{choices.label.index(answerKey) + 2}}"', r"row 1: doc_to_target 5 is not an index of the 4 choices"),
+    ('"{{answerKey}}"', r"row 0: doc_to_target 'A' is not one of the choices \['the fox', 'the lobster', "
+                        r"'the actor'\]"),
+])
+def test_lmeval_gold_outside_a_rows_own_choices(tmp_path, target, message):
+    task = load_task_file(arc_task_file(tmp_path, target))
+    with pytest.raises(DataError, match=rf"^task 'local_arc': \S*arc.jsonl {message}") as caught:
+        rows_of(task)
+    assert "\n" not in str(caught.value)
 
 
 def test_jinja_runs_in_a_sandbox(tmp_path):
@@ -361,57 +389,6 @@ def test_includes_and_yaml_errors(tmp_path, top, message):
         load_task_file(path)
 
 
-# ------------------------------------------------------------------ the registry
-
-
-def test_shots_are_one_setting_per_run(tmp_path):
-    registry = declare(Registry.default(), [], [lmeval_task(tmp_path, "num_fewshot: 2")])
-    registry.check_fewshot(2)
-    with pytest.raises(RegistryError, match="task 'local_reviews' declares num_fewshot 2, but this run has "
-                                            "--fewshot 0; shots are one setting per run: pass --fewshot 2"):
-        registry.check_fewshot(0)
-    odd = declare(Registry.default(), [], [lmeval_task(tmp_path / "odd", 'fewshot_delimiter: "\\n###\\n"')])
-    odd.check_fewshot(1)  # any delimiter is applied with shots
-
-
-def test_the_fewshot_delimiter_ends_each_solved_example():
-    from lmeval_fixtures.suite.smallbench import fewshot_prefix
-    from lmeval_fixtures.suite.tasks import Prompt
-
-    prompt = Prompt("Q: {q}\nA:", ("no", "yes"), fewshot_delimiter="\n###\n")
-    pool = [{"q": "one", "label": 1, "idx": 0}, {"q": "two", "label": 0, "idx": 1}]
-    prefix = fewshot_prefix(prompt, pool, 2, 1234, "t", {"q": "three", "label": 0, "idx": 9})
-    examples = {"Q: one\nA: yes\n###\n", "Q: two\nA: no\n###\n"}
-    assert len(prefix) == sum(map(len, examples)) and all(e in prefix for e in examples)
-
-
-def test_a_task_file_clashing_or_badly_named_is_a_usage_error(tmp_path):
-    jsonl(tmp_path / "v.jsonl", [{"q": "x", "label": 0}])
-    for name, message in (("sst2", "task 'sst2' is already declared"), ("../x", "task '../x': use one plain name"),
-                          ("avg", "task 'avg': its figure key smallbench_avg_acc is already another figure's")):
-        path = write(tmp_path / f"{name.strip('./')}.yaml", f"name: '{name}'\ndata: v.jsonl\ntemplate: '{{q}}'\n"
-                                                             "choices: [a, b]\n")
-        with pytest.raises(UsageError, match=rf"^--task-file {path}: {message}"):
-            declare(Registry.default(), [], [path])
-
-
-def test_settings_check_the_task_files_exist(tmp_path, monkeypatch):
-    from lmeval_fixtures.evaluation.options import option_values
-    from lmeval_fixtures.evaluation.settings import settings_from_options
-
-    monkeypatch.chdir(tmp_path)
-    write(tmp_path / "here.yaml", "x: 1\n")
-    assert settings_from_options(option_values(task_file=["here.yaml"]), [], None, tmp_path).task_files == [
-        tmp_path / "here.yaml"]
-    with pytest.raises(UsageError, match="^--task-file gone.yaml: no such file$"):
-        settings_from_options(option_values(task_file=["gone.yaml"]), [], None, tmp_path)
-    with pytest.raises(UsageError, match="^ini lmeval_task_files here.yaml: no such file$"):
-        settings_from_options(option_values(), [], None, tmp_path, ini_task_files=["here.yaml"], ini_dir=tmp_path / "x")
-
-
-# ------------------------------------------------------------------ lm-eval's own glue YAMLs
-
-
 def lmeval_tasks_dir() -> Path | None:
     """lm-evaluation-harness's task folder: $LMEVAL_TASKS_DIR, an importable lm_eval, or the
     separate environment docs/crosscheck.md makes (../lmeval-venv)."""
@@ -435,7 +412,7 @@ def equivalence_rows(task: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("task", ["sst2", "rte"])
-def test_lm_evals_own_glue_yaml_scores_as_prompts_lm_eval(tmp_path, tiny, task):
+def test_lm_evals_own_glue_yaml_scores_as_prompts_lm_eval(tmp_path, tiny_lm, task):
     tasks_dir = lmeval_tasks_dir()
     source = tasks_dir / "glue" / task / "default.yaml" if tasks_dir else None
     if source is None or not source.is_file():
@@ -449,33 +426,87 @@ def test_lm_evals_own_glue_yaml_scores_as_prompts_lm_eval(tmp_path, tiny, task):
     ]) + "\n")
     declared = load_task_file(path)
     shipped_rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
-    ours = evaluate_task(*tiny, TASKS[task], shipped_rows, 128, prompt_set="lm-eval")
-    theirs = evaluate_task(*tiny, declared, rows_of(declared), 128, prompt_set="lm-eval")
+    ours = evaluate_task(*tiny_lm, TASKS[task], shipped_rows, 128, prompt_set="lm-eval")
+    theirs = evaluate_task(*tiny_lm, declared, rows_of(declared), 128, prompt_set="lm-eval")
     assert [r.context for r in theirs.rows] == [r.context for r in ours.rows]
     assert theirs.choices == ours.choices and [r.label for r in theirs.rows] == [r.label for r in ours.rows]
     assert [r.loglikelihoods for r in theirs.rows] == [r.loglikelihoods for r in ours.rows]
     assert (theirs.n, theirs.acc, theirs.acc_norm) == (ours.n, ours.acc, ours.acc_norm)
 
 
-# ------------------------------------------------------------------ end to end
+LMEVAL_SIDE = r"""
+import json, sys
+from lm_eval.api.task import ConfigurableTask
+from lm_eval.tasks._yaml_loader import load_yaml
+
+path, scores_file, out_file = sys.argv[1:4]
+config = load_yaml(path, resolve_func=False)
+for key in ("tag", "group", "task_list"):
+    config.pop(key, None)
+task = ConfigurableTask(config=config)
+scores = json.loads(open(scores_file).read())
+out = []
+for i, doc in enumerate(task.eval_docs):
+    context = task.fewshot_context(doc=doc, num_fewshot=0)
+    requests = task.construct_requests(doc=doc, ctx=context, metadata=(task.config.task, i, 1))
+    shot = "".join(m.to_text() for m in task.build_qa_turn(
+        q=task.doc_to_text(doc), c=task.doc_to_choice(doc), a=task.doc_to_target(doc),
+        tgt_delim=task.config.target_delimiter, few_delim=task.config.fewshot_delimiter))
+    metrics = task.process_results(doc, [(ll, False) for ll in scores[i]])
+    out.append({"requests": [list(r.arguments) for r in requests], "target": task.doc_to_target(doc),
+                "choices": task.doc_to_choice(doc), "shot": shot, "acc": metrics["acc"],
+                "acc_norm": metrics["acc_norm"]})
+open(out_file, "w").write(json.dumps(out))
+"""
 
 
-def test_task_files_reach_the_record_summary_and_average(pytester, offline):
-    from .test_gates import lay_out_suite
+def lmeval_python() -> str | None:
+    """A Python that imports lm_eval: this one, $LMEVAL_PYTHON, or ../lmeval-venv's (docs/crosscheck.md)."""
+    if importlib.util.find_spec("lm_eval") is not None:
+        return sys.executable
+    if os.environ.get("LMEVAL_PYTHON"):
+        return os.environ["LMEVAL_PYTHON"]
+    venv = ROOT.parent / "lmeval-venv/bin/python"
+    return str(venv) if venv.is_file() else None
 
-    suite = lay_out_suite(pytester)
-    jsonl(suite.path / "mine/v.jsonl", [{"text": t, "label": g} for t, g in REVIEWS])
-    write(suite.path / "mine/ours.yaml", "name: ours\nlabel: Ours\ndata: v.jsonl\ntemplate: 'Review: {text}'\n"
-                                         "choices: [bad, good]\n")
-    lmeval_task(suite.path / "theirs")
-    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "smallbench", "--run-id", "r",
-                             "--task-file", "mine/ours.yaml", "--task-file", "theirs/local/reviews.yaml")
-    result.assert_outcomes(passed=6)
-    record = json.loads((suite.path / "reports/r/a/metrics.json").read_text())
-    assert record["smallbench"]["ours"]["n"] == 4 and record["smallbench"]["local_reviews"]["n"] == 4
-    assert {"ours/ours.yaml", "ours/validation/v.jsonl", "local_reviews/reviews.yaml"} <= set(
-        record["data_fingerprints"])
-    accs = [record["smallbench"][t]["acc"] for t in ("sst2", "rte", "boolq", "mrpc", "ours", "local_reviews")]
-    assert record["smallbench_avg_acc"] == pytest.approx(sum(accs) / 6)
-    summary = (suite.path / "reports/r/a/summary.md").read_text()
-    assert "| ours | smallbench | 0 | 4 |" in summary and "| local_reviews | smallbench | 0 | 4 |" in summary
+
+def test_lm_evals_own_arc_easy_yaml_builds_what_lm_eval_builds(tmp_path, tiny_lm):
+    python = lmeval_python()
+    tasks_dir = lmeval_tasks_dir()
+    if tasks_dir is None and python is not None:
+        tasks_dir = Path(subprocess.run([python, "-c", "import lm_eval, os; print(os.path.dirname(lm_eval.__file__))"],
+                                        capture_output=True, text=True, check=True).stdout.strip()) / "tasks"
+    source = tasks_dir / "arc" / "arc_easy.yaml" if tasks_dir else None
+    if source is None or not source.is_file() or python is None:
+        pytest.skip("lm-evaluation-harness not found: set LMEVAL_PYTHON to a Python that imports lm_eval (and "
+                    "LMEVAL_TASKS_DIR to its lm_eval/tasks), install lm_eval here, or make ../lmeval-venv "
+                    "(docs/crosscheck.md)")
+    data = jsonl(tmp_path / "arc_easy.jsonl", arc_rows())
+    path = write(tmp_path / "arc_easy_local.yaml", "\n".join([  # lm-eval's own file, pointed at local rows
+        f"include: {source}", "task: local_arc_easy", "dataset_path: json", "dataset_name: null",
+        f"dataset_kwargs: {{data_files: {{test: {data}}}}}", "training_split: null", "validation_split: null",
+    ]) + "\n")
+    task = load_task_file(path)
+    prompt = task.prompts["lm-eval"]
+    rows = rows_of(task)
+    ours = evaluate_task(*tiny_lm, task, rows, 128, prompt_set="lm-eval")
+
+    scores = write(tmp_path / "scores.json", json.dumps([r.loglikelihoods for r in ours.rows]))
+    env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
+    done = subprocess.run([python, "-c", LMEVAL_SIDE, str(path), str(scores), str(tmp_path / "theirs.json")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads((tmp_path / "theirs.json").read_text())
+
+    assert len(theirs) == len(ours.rows) == len(arc_rows())
+    for r, row, lm in zip(ours.rows, rows, theirs, strict=True):
+        assert [[r.context, c] for c in ours.row_continuations(r)] == lm["requests"]  # contexts and continuations
+        assert list(ours.row_choices(r)) == lm["choices"] and r.label == lm["target"]  # arc's target: an index
+        assert prompt.context(row) + prompt.delimiter + prompt.row_choices(row)[row["label"]] \
+            + prompt.fewshot_delimiter == lm["shot"]  # a solved example, as lm-eval writes one
+    samples = ours.samples()
+    assert [float(s["correct"]) for s in samples] == [lm["acc"] for lm in theirs]
+    assert [float(s["correct_norm"]) for s in samples] == [lm["acc_norm"] for lm in theirs]  # per-row lengths
+    # a solved example drawn by the suite is the one lm-eval writes
+    pool = rows[:2]
+    assert fewshot_prefix(prompt, pool, 1, 1234, task.name, pool[0]) == theirs[1]["shot"]

@@ -1,4 +1,5 @@
-from lmeval_fixtures.engine.perplexity import Document
+"""WikiText read as lm-evaluation-harness reads it (``suite.wikitext``): articles and the detokenizer."""
+
 from lmeval_fixtures.suite.wikitext import split_wikitext_articles, wikitext_detokenize
 
 RAW = "\n".join([
@@ -21,9 +22,3 @@ def test_articles_start_at_top_level_headings_only():
 def test_detokenizer_matches_lm_eval_rules():
     text = ' = = Sub = = \n Body @-@ two , here ( in brackets ) and " quoted " 1 @,@ 000 , 3 @.@ 14 . The dog \'s '
     assert wikitext_detokenize(text) == ' == Sub ==\nBody-two, here (in brackets) and "quoted" 1,000, 3.14. The dog\'s '
-
-
-def test_words_and_bytes_are_counted_on_the_original():
-    doc = Document(text="naïve-word", original=" naïve @-@ word ")
-    assert doc.n_bytes == len(" naïve @-@ word ".encode())
-    assert doc.n_words == 5  # re.split(r"\s+") keeps the empty edges, as lm-evaluation-harness counts

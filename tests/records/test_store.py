@@ -1,0 +1,47 @@
+"""The run-folder store (``records.store``): an invalid record is never written, a failed write keeps the
+previous file, and a bad metrics.json is named by the commands that read it."""
+
+import pytest
+
+from lmeval_fixtures.cli.main import main as cli
+from lmeval_fixtures.core.errors import RecordInvalid
+
+from ..helpers import build, split_figures, write_report
+
+
+def test_invalid_records_are_refused_and_nothing_is_written(tmp_path):
+    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(1.0, tokens="many")}})])["a"]
+    with pytest.raises(RecordInvalid, match="tokens"):
+        write_report(record, tmp_path / "a")
+    assert not (tmp_path / "a" / "metrics.json").exists()
+
+
+def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
+    record = build([("a", "t::x", {"perplexity": {"validation": split_figures(1.0)}})])["a"]
+    metrics = write_report(record, tmp_path / "a")[0]
+    before = metrics.read_text()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    record["val_loss"] = 2.0
+    with pytest.raises(OSError, match="disk full"):
+        write_report(record, tmp_path / "a")
+    assert metrics.read_text() == before
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metrics.json", "summary.md"]
+
+
+@pytest.mark.parametrize("content, says", [
+    ("", "not a readable metrics.json"), ("[1, 2]", "a JSON list, not an object"),
+    ('{"run_id": "r"}', "not a valid metrics record"), ("{oops", "not a readable metrics.json"),
+])
+def test_compare_and_merge_name_a_bad_record_file(tmp_path, capsys, content, says):
+    bad = tmp_path / "run" / "x" / "metrics.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(content)
+    for command in (["compare", str(tmp_path / "run"), "--out", str(tmp_path)],
+                    ["merge", str(tmp_path / "out"), str(tmp_path / "run")]):
+        assert cli(command) == 2
+        err = capsys.readouterr().err
+        assert str(bad) in err and says in err and len(err.strip().splitlines()) == 1
