@@ -94,7 +94,7 @@ def profile_latency(
     parameter = next(model.parameters())
     vocab = vocab_size or getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab is None:
-        raise ValueError("pass vocab_size for a model without .config.vocab_size")
+        raise UsageError("pass vocab_size for a model without .config.vocab_size")
     ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed)).to(parameter.device)
     timings = time_rounds(lambda: model(ids), parameter.device, RoundPolicy(rounds, warmup, math.inf, rounds))
     return summarise_ms(timings) | {"batch": batch, "seq": seq}

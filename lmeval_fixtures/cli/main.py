@@ -176,7 +176,7 @@ def watch_folder(args: argparse.Namespace) -> int:
     for pair in args.set or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
+            raise CommandError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
         options[key.replace("-", "_")] = value
     for key in ("data_dir", "report_dir"):
         if getattr(args, key):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import UsageError
 from ..core.files import write_atomic
 from ..core.formatting import markdown_table, number
 from ..suite.figures import DOC_PPL, PER_DOCUMENT, Figure, sortable_keys
@@ -110,10 +111,10 @@ def _bolded(verdicts: dict[str, Verdict], figure: Figure, record: dict[str, Any]
 
 
 def sort_figure(figures: list[Figure], sort_by: str) -> Figure:
-    """The figure comparison.md is sorted by; a key that is not a scored figure is a ValueError."""
+    """The figure comparison.md is sorted by; a key that is not a scored figure is a usage error."""
     found = next((f for f in figures if f.key == sort_by and f.better is not None), None)
     if found is None:
-        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable_keys(figures))}")
+        raise UsageError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable_keys(figures))}")
     return found
 
 

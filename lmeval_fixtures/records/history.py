@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import RecordError
 from ..core.files import json_lines, special_file_message
 from ..core.formatting import number
 from ..suite.figures import Figure
@@ -91,25 +92,25 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     as they are; ``differences`` treats their settings as not recorded."""
     special = special_file_message(path)
     if special:
-        raise ValueError(special)
+        raise RecordError(special)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable history file ({exc})") from None
+        raise RecordError(f"{path}: not a readable history file ({exc})") from None
     lines = []
     for line_number, entry in json_lines(text, path, ValueError):
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}:{line_number}: not a history entry (a JSON {type(entry).__name__})")
+            raise RecordError(f"{path}:{line_number}: not a history entry (a JSON {type(entry).__name__})")
         missing = [key for key in ("run_id", "timestamp", "checkpoint") if not isinstance(entry.get(key), str)]
         if missing:
-            raise ValueError(f"{path}:{line_number}: history entry without {', '.join(missing)}")
+            raise RecordError(f"{path}:{line_number}: history entry without {', '.join(missing)}")
         for key, value in entry.items():
             if key in CONDITION_FIELDS:
                 problem = _condition_problem(key, value)
                 if problem:
-                    raise ValueError(f"{path}:{line_number}: {problem}")
+                    raise RecordError(f"{path}:{line_number}: {problem}")
             elif key not in IDENTITY_FIELDS and value is not None and not _is_number(value):
-                raise ValueError(f"{path}:{line_number}: {key} is {value!r}, not a number")
+                raise RecordError(f"{path}:{line_number}: {key} is {value!r}, not a number")
         lines.append(entry)
     return lines
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from ..core.errors import DataError
 from ..engine.projection import EngineCaches
 from ..engine.scoring import Progress, Request, ScoringStats, score_requests, scored_continuation
 from ..models.tokenizer import TextTokenizer
@@ -228,7 +229,7 @@ def fewshot_prefix(prompt: Prompt, pool: list[dict], k: int, seed: int, task: st
     drawn = [pool[i] for i in rng.sample(range(len(pool)), min(k + 1, len(pool)))]
     shots = [r for r in drawn if r is not row and r != row][:k]
     if len(shots) < k:
-        raise ValueError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(shots)}")
+        raise DataError(f"{task}: --fewshot {k} needs at least {k} examples besides the row, found {len(shots)}")
     # each solved example ends with the prompt's few-shot delimiter (lm-eval's ``fewshot_delimiter``,
     # a blank line by default); its answer is its gold among its own choices, as lm-eval writes a
     # shot's target through that shot's doc_to_choice
@@ -259,7 +260,7 @@ def evaluate_task(
     if max_samples is not None:
         rows = rows[:max_samples]
     if fewshot and not fewshot_pool:
-        raise ValueError(f"{task.name}: --fewshot {fewshot} needs the {task.fewshot_split} split")
+        raise DataError(f"{task.name}: --fewshot {fewshot} needs the {task.fewshot_split} split")
     continuations = prompt.continuations()
     requests = []
     own: list[tuple[tuple[str, ...], tuple[str, ...]] | None] = []  # per row: its own (choices, continuations)
