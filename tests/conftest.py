@@ -15,14 +15,11 @@ from tokenizers import Tokenizer
 from lmeval_fixtures.models.model import Transformer
 from lmeval_fixtures.models.tokenizer import TextTokenizer
 
-# Re-exported: older imports ``from .conftest import make_tokenizer`` keep working.
-from .helpers import (  # noqa: F401
+from .helpers import (
     MAIN,
-    SAMPLE_TEXT,
     STEP1,
     SUITE_PLUGIN,
     cache_model,
-    halve_baseline_bits_per_byte,
     make_tokenizer,
     tiny_config,
     write_hf_llama,

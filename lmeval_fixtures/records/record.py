@@ -20,9 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import RecordMergeError
 from ..core.schema import ORIGINAL_FIELDS, SCHEMA_VERSION, load_schema
-
-# FIGURE_SETTINGS lives beside the rule (alike.py); named here too for code that reads it off the record
-from .alike import FIGURE_SETTINGS as FIGURE_SETTINGS
 from .alike import differences, refusal
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ def _check_row(row: object, task: Task, where: str) -> dict:
     return row
 
 
-def read_task_file(path: Path, task: Task) -> tuple[list[dict], str]:
+def read_task_rows(path: Path, task: Task) -> tuple[list[dict], str]:
     """Rows of a local JSON Lines file, each checked; errors name the file and line."""
     text, sha = read_text_file(path)
     rows = [_check_row(row, task, f"{path}:{number}") for number, row in json_lines(text, path, DataError)]
@@ -51,7 +51,7 @@ def load_task_rows(task: Task, split: str, data_dir: Path | None,
     if data_dir is not None:
         path = data_dir / task.local_file(split)
         require_local(path, f"{task.local_file(split)} (see README, 'Data layout')")
-        rows, sha = read_task_file(path, task)
+        rows, sha = read_task_rows(path, task)
         return rows, DataSource(str(path), {task.local_file(split): sha})
     try:
         dataset = (hub or Hub()).load(*task.hub, split=split)

@@ -110,11 +110,12 @@ def test_work_runs_on_one_core_threads_in_slice_order():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_forked_child_starts_its_own_workers():
-    projection_threads.map_on_one_core(lambda a, b: a, [(0, 1)], 2)  # the parent's pool exists
+    pools = projection_threads.ThreadPools()  # a run's pools, shared by parent and (after fork) child
+    projection_threads.map_on_one_core(lambda a, b: a, [(0, 1)], 2, pools)  # the parent's pool exists
     pid = os.fork()
     if pid == 0:  # the child: the parent's threads did not come along; this must not hang
         try:
-            result = projection_threads.map_on_one_core(lambda a, b: a + b, [(1, 2), (3, 4)], 2)
+            result = projection_threads.map_on_one_core(lambda a, b: a + b, [(1, 2), (3, 4)], 2, pools)
             os._exit(0 if result == [3, 7] else 1)
         except BaseException:
             os._exit(2)

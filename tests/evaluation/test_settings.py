@@ -8,7 +8,7 @@ import pytest
 from lmeval_fixtures.core.errors import UsageError
 from lmeval_fixtures.evaluation.options import option_values
 from lmeval_fixtures.evaluation.settings import settings_from_options
-from lmeval_fixtures.records.record import FIGURE_SETTINGS
+from lmeval_fixtures.records.alike import FIGURE_SETTINGS
 
 from ..helpers import write
 

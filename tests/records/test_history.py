@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lmeval_fixtures.cli.main import main as cli
-from lmeval_fixtures.records.history import differences, read_history, trend
-from lmeval_fixtures.records.record import FIGURE_SETTINGS
+from lmeval_fixtures.records.alike import FIGURE_SETTINGS, differences
+from lmeval_fixtures.records.history import read_history, trend
 
 from ..helpers import DATA, SETTINGS, finished_run
 

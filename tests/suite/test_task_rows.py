@@ -3,7 +3,7 @@
 import pytest
 
 from lmeval_fixtures.core.errors import DataError
-from lmeval_fixtures.suite.task_rows import load_task_rows, read_task_file
+from lmeval_fixtures.suite.task_rows import load_task_rows, read_task_rows
 from lmeval_fixtures.suite.tasks import TASKS
 
 
@@ -23,7 +23,7 @@ def write_rows(path, lines):
 def test_bad_rows_are_named_by_file_and_line(tmp_path, lines, message):
     path = write_rows(tmp_path / "smallbench" / "sst2" / "validation.jsonl", lines)
     with pytest.raises(DataError, match=message):
-        read_task_file(path, TASKS["sst2"])
+        read_task_rows(path, TASKS["sst2"])
 
 
 def test_non_utf8_data_is_an_error(tmp_path):
