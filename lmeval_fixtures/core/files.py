@@ -67,6 +67,25 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def read_json_object(path: Path, error: type[Exception], what: str, missing_hint: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``, or ``error`` with one line naming the file and what is wrong: a
+    special file (refused unopened), a missing file (``missing_hint`` says what to do), bytes that
+    are not UTF-8 JSON, JSON that is not an object. One reader for every JSON file the suite is
+    handed (a checkpoint's config, a record, a baseline), so each refuses the same inputs alike."""
+    special = special_file_message(path)
+    if special:
+        raise error(special)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: {what} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: {what} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def require_regular(path: Path) -> None:
     """``special_file_message`` as a ``CheckpointError``."""
     message = special_file_message(path)

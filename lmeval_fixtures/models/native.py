@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from ..core.errors import CheckpointError
-from ..core.files import readable_by_umask, require_regular
+from ..core.files import read_json_object, readable_by_umask
 from .contract import REFUSED_PICKLE
 from .discovery import HF_MARKERS
 from .model import HEAD_KEY, ModelConfig, Transformer
@@ -31,16 +31,8 @@ from .tokenizer import TextTokenizer
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    require_regular(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (a .safetensors checkpoint needs config.json beside it)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot parse JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, CheckpointError, "checkpoint config",
+                            "a .safetensors checkpoint needs config.json beside it")
 
 
 def _config(raw: Any, source: Path) -> ModelConfig:

@@ -12,14 +12,13 @@ the one comparison.md's bold runs).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import BaselineError, RecordInvalid
-from ..core.files import special_file_message
+from ..core.files import read_json_object
 from ..core.formatting import number
 from ..core.schema import SCHEMA_VERSION, validate_record
 from ..suite.figures import ACC, RELATIVE, STDERR, TIMING, Figure
@@ -42,17 +41,9 @@ def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
     file = path / checkpoint / "metrics.json" if path.is_dir() else path
     if path.is_dir() and not file.is_file():
         return None
-    special = special_file_message(file)
-    if special:
-        raise BaselineError(special)
-    try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BaselineError(f"{file}: baseline not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BaselineError(f"{file}: baseline is not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
-        version = record.get("schema_version") if isinstance(record, dict) else None
+    record = read_json_object(file, BaselineError, "baseline")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        version = record.get("schema_version")
         raise BaselineError(f"{file}: baseline schema_version {version!r} is not {SCHEMA_VERSION}; "
                             "regenerate the baseline with this version")
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RecordsNotFound
-from ..core.files import special_file_message, write_atomic
+from ..core.files import read_json_object, special_file_message, write_atomic
 from ..core.schema import validate_record
 from ..suite.figures import Figure
 from ..suite.registry import Registry
@@ -38,15 +38,7 @@ def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
 
 def read_record(file: Path) -> dict[str, Any]:
     """A metrics.json that parses and validates, or ``RecordsNotFound`` naming the file and what is wrong."""
-    special = special_file_message(file)
-    if special:
-        raise RecordsNotFound(special)
-    try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordsNotFound(f"{file}: not a readable metrics.json ({exc})") from None
-    if not isinstance(record, dict):
-        raise RecordsNotFound(f"{file}: not a metrics record (a JSON {type(record).__name__}, not an object)")
+    record = read_json_object(file, RecordsNotFound, "metrics.json")
     try:
         validate_record(record)
     except ValueError as exc:

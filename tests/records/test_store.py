@@ -33,8 +33,8 @@ def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("content, says", [
-    ("", "not a readable metrics.json"), ("[1, 2]", "a JSON list, not an object"),
-    ('{"run_id": "r"}', "not a valid metrics record"), ("{oops", "not a readable metrics.json"),
+    ("", "metrics.json is not valid JSON"), ("[1, 2]", "a JSON list, not an object"),
+    ('{"run_id": "r"}', "not a valid metrics record"), ("{oops", "metrics.json is not valid JSON"),
 ])
 def test_compare_and_merge_name_a_bad_record_file(tmp_path, capsys, content, says):
     bad = tmp_path / "run" / "x" / "metrics.json"
