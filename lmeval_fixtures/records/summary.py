@@ -109,6 +109,17 @@ def per_row_choice_lines(bench: dict[str, Any]) -> list[str]:
 
 def render_summary(record: dict[str, Any], figures: list[Figure], registry: Registry,
                    plot_name: str | None = None) -> str:
+    """summary.md: one section per family, each saying what was measured or why it was not."""
+    parts = _header(record, figures)
+    parts += _model_section(record)
+    parts += _perplexity_sections(record, registry)
+    parts += _smallbench_section(record, figures, registry)
+    parts += _timing_section(record, plot_name)
+    parts += _gates_and_items(record)
+    return "\n".join(parts) + "\n"
+
+
+def _header(record: dict[str, Any], figures: list[Figure]) -> list[str]:
     ckpt = record["checkpoint"]
     env = record["environment"]
     parts = [
@@ -126,8 +137,11 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
     shown = [[f.label, figure_text(f, f.value(record))] for f in figures if f.headline and f.value(record) is not None]
     if shown:
         parts += ["", "## Headline figures", "", _table(["figure", "value"], shown)]
+    return parts
 
-    parts += ["", "## Model and parameter allocation", ""]
+
+def _model_section(record: dict[str, Any]) -> list[str]:
+    parts = ["", "## Model and parameter allocation", ""]
     if record["total_params"] is None:
         parts.append("_checkpoint not loaded_")
     else:
@@ -142,7 +156,11 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
             ["train loss (from checkpoint)", record["train_loss"]],
             ["train perplexity", record["train_perplexity"]],
         ]))
+    return parts
 
+
+def _perplexity_sections(record: dict[str, Any], registry: Registry) -> list[str]:
+    parts: list[str] = []
     for corpus in known_corpora(registry.corpora.values(), [record]):
         parts += ["", f"## Perplexity ({corpus.label})", ""]
         ppl = lookup(record, corpus.record_path("")[:-1]) or {}
@@ -153,8 +171,11 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
                 parts += ["", f"Missing split {', '.join(missing)}: " + _not_run("perplexity", record)]
         else:
             parts.append(_not_run("perplexity", record))
+    return parts
 
-    parts += ["", "## SmallBench", ""]
+
+def _smallbench_section(record: dict[str, Any], figures: list[Figure], registry: Registry) -> list[str]:
+    parts = ["", "## SmallBench", ""]
     bench = record.get("smallbench") or {}
     tasks = [t.name for t in known_tasks(registry.tasks.values(), [record])]
     if bench:
@@ -182,7 +203,11 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
             parts += ["", f"Not run: {', '.join(missing)} " + _not_run("smallbench", record)]
     else:
         parts.append(_not_run("smallbench", record))
-    parts += ["", "## Latency and throughput", ""]
+    return parts
+
+
+def _timing_section(record: dict[str, Any], plot_name: str | None) -> list[str]:
+    parts = ["", "## Latency and throughput", ""]
     latency = record.get("latency") or {}
     taken = {k: v for k, v in latency.items() if v.get("timing") == "taken"}
     if taken:
@@ -216,7 +241,11 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
                       f"{number(record['memory_reserved_mb'], 1)} MB reserved."]
     if not latency and not throughput:
         parts.append(_not_run("latency", record))
+    return parts
 
+
+def _gates_and_items(record: dict[str, Any]) -> list[str]:
+    parts: list[str] = []
     if record.get("gates"):
         parts += ["", "## Gates", ""]
         parts.append(_table(["gate", "verdict", "detail"], [
@@ -227,4 +256,4 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
         [f"`{node}`", item["outcome"], item.get("duration_s"), item.get("reason") or ""]
         for node, item in record["items"].items()
     ]) if record["items"] else "_no items ran_")
-    return "\n".join(parts) + "\n"
+    return parts
