@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..core.errors import UsageError
-from ..core.names import plain_name_problem, shape_name
+from ..core.names import parse_shape_name, plain_name_problem, shape_name
 from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, discover_checkpoints
 from ..models.loading import DTYPES
@@ -206,11 +206,12 @@ def plain_name(value: object, option: str) -> str:
 
 
 def parse_shape(text: str, option: str) -> tuple[int, int]:
-    """``BxS`` (batch x sequence) -> (B, S)."""
-    batch, sep, seq = text.strip().lower().partition("x")
-    if not sep or not batch.isdigit() or not seq.isdigit() or int(batch) < 1 or int(seq) < 1:
+    """``BxS`` (batch x sequence) as a person types it (any case, spaces around) -> (B, S), read by
+    the one shape-name rule (``core.names``), so an option names a shape exactly as a record keys it."""
+    shape = parse_shape_name(text.strip().lower())
+    if shape is None or min(shape) < 1:
         raise UsageError(f"{option} {text!r}: expected BATCHxSEQUENCE, e.g. 1x128")
-    return int(batch), int(seq)
+    return shape
 
 
 def parse_shapes(text: str, option: str) -> list[tuple[int, int]]:

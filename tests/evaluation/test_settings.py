@@ -65,3 +65,16 @@ def test_version_and_mps_are_offered():
         with pytest.raises(UsageError, match="--device mps: Apple's Metal"):
             resolve_device("mps")
         assert resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_shape_options_are_read_by_the_one_shape_name_rule():
+    from lmeval_fixtures.core.errors import UsageError
+    from lmeval_fixtures.core.names import shape_name
+    from lmeval_fixtures.evaluation.settings import parse_shapes
+
+    shapes = parse_shapes(" 1X128, 1x512 ,32x512,1x128", "--latency-shapes")
+    assert shapes == [(1, 128), (1, 512), (32, 512)]  # as typed, read once each, in order
+    assert [shape_name(*s) for s in shapes] == ["1x128", "1x512", "32x512"]  # the record's keys
+    for bad in ("01x128", "1x0", "0x8", "x128", "1x128x2", "1×128", ""):
+        with pytest.raises(UsageError, match="--latency-shapes"):
+            parse_shapes(bad, "--latency-shapes")
