@@ -13,7 +13,8 @@ from typing import Any
 
 _HOMES = {
     "evaluate": "api", "evaluate_perplexity": "api", "evaluate_smallbench": "api", "profile_latency": "api",
-    "reference_checkpoints": "api", "load_checkpoint": "models.loading", "Corpus": "suite.corpora",
+    "reference_checkpoints": "api",
+    "fetch_data": "suite.fetch_data", "load_checkpoint": "models.loading", "Corpus": "suite.corpora",
     "ModelConfig": "models.model", "Transformer": "models.model", "Registry": "suite.registry",
     "Prompt": "suite.tasks", "Task": "suite.tasks",
     # for a conftest's own corpus or task readers (docs/extending.md)
