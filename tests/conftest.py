@@ -15,13 +15,13 @@ from tokenizers import Tokenizer
 from lmeval_fixtures.models.model import Transformer
 from lmeval_fixtures.models.tokenizer import TextTokenizer
 
+from . import helpers
 from .helpers import (
     MAIN,
     STEP1,
     SUITE_PLUGIN,
     cache_model,
     make_tokenizer,
-    tiny_config,
     write_hf_llama,
     write_native_checkpoint,
     write_wikitext,
@@ -73,10 +73,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def tiny_lm() -> tuple[Transformer, TextTokenizer]:
     """A tiny random model with a 128-token context and its tokenizer, for scoring task rows."""
-    tok = make_tokenizer()
-    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=128)).eval()
-    model.init_weights(7)
-    return model, TextTokenizer.from_json(tok.to_str(), "test")
+    return helpers.tiny_lm(max_seq_len=128, seed=7)
 
 
 @pytest.fixture

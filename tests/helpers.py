@@ -23,6 +23,7 @@ from lmeval_fixtures.evaluation.run import Run
 from lmeval_fixtures.models.loading import load_checkpoint
 from lmeval_fixtures.models.model import ModelConfig, Transformer
 from lmeval_fixtures.models.native import save_checkpoint
+from lmeval_fixtures.models.tokenizer import TextTokenizer
 from lmeval_fixtures.records.store import write_checkpoint_report
 from lmeval_fixtures.suite.registry import Registry
 from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
@@ -53,6 +54,15 @@ def tiny_config(vocab_size: int, **overrides) -> ModelConfig:
     base = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=2, glu_expansion=2.0, max_seq_len=64)
     base.update(overrides)
     return ModelConfig(**base)
+
+
+def tiny_lm(max_seq_len: int, seed: int) -> tuple[Transformer, TextTokenizer]:
+    """A tiny random native model in eval mode (weights from ``seed``) and the test tokenizer,
+    ready for the scorers."""
+    tok = make_tokenizer()
+    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=max_seq_len)).eval()
+    model.init_weights(seed)
+    return model, TextTokenizer.from_json(tok.to_str(), "test")
 
 
 def write_native_checkpoint(folder: Path, name: str = "model", seed: int = 0, fmt: str = "safetensors",

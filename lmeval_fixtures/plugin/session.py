@@ -39,8 +39,6 @@ from ..suite.registry import Registry
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
 RUN_ID_INPUT = "lmeval_run_id"
 CHECKPOINT_PROPERTY = "lmeval_checkpoint"
-# Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
-# the perplexity splits take 10-15x as long as the other SmallBench tasks).
 GATED_FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
 # pytest-benchmark's round options, which the suite's timed items do not follow, and what does
 REPLACED_BENCHMARK_OPTIONS = MappingProxyType({
@@ -52,6 +50,8 @@ REPLACED_BENCHMARK_OPTIONS = MappingProxyType({
     "--benchmark-warmup-iterations": "--latency-warmup",
     "--benchmark-timer": "nothing (time.perf_counter, with the device synchronised around each round)",
 })
+# Relative cost of an item on a typical checkpoint (measured on the reference sweep: BoolQ and
+# the perplexity splits take 10-15x as long as the other SmallBench tasks).
 ITEM_COST = MappingProxyType({"perplexity": 10.0, "boolq": 12.0, "throughput": 2.0, "batch_scaling": 4.0,
                               "latency": 0.5})
 

@@ -1,15 +1,13 @@
-"""The metrics record: its schema, the fragments items contribute, how they merge, validation.
+"""The metrics record as a whole: an empty record, fragments merged in, records folded together, finalised.
 
-Items contribute *fragments* (small nested dicts) per checkpoint, made by the
-builders below (``identity``, ``perplexity``, ``smallbench``, ``latency``,
-``throughput``, ...), so no benchmark, the shipped ones or a user's, spells a
-schema key. Fragments merge in item-id order, so the record is the same whichever
-process produced which fragment, for any ``-n``. Figures live in the nested
-record; the original schema's flat fields (``val_perplexity``,
-``smallbench_sentiment_acc``, ``latency_batch1_seq128``, ...) are derived from it
-through the table of figures (``figures.py``) and are always present (``null``
-when not measured). JSON has no NaN, so non-finite figures become ``null`` and
-are listed under ``errors``.
+Fragments (``fragments.py``) merge in item-id order, so the record is the same whichever
+process produced which fragment, for any ``-n``. Figures live in the nested record; the
+original schema's flat fields (``val_perplexity``, ``smallbench_sentiment_acc``,
+``latency_batch1_seq128``, ...) are derived from it through the table of figures
+(``suite.figures``) and are always present (``null`` when not measured). JSON has no NaN,
+so non-finite figures become ``null`` and are listed under ``errors``. Two records fold
+together only when measured alike (``alike.differences``); the schema and validation are
+``core.schema``'s.
 """
 
 from __future__ import annotations

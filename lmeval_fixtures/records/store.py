@@ -1,5 +1,10 @@
-"""Writing metrics.json and summary.md: atomically, so an interrupted run never
-leaves a half-written file and earlier reports stay intact."""
+"""The run folder as files: a checkpoint's metrics.json, summary.md and samples written, records read back.
+
+Every file is written atomically (``core.files.write_atomic``), so an interrupted run never
+leaves a half-written file and earlier reports stay intact; every record read back is
+refused in one line unless it parses and validates (``read_record``), so ``compare``,
+``merge`` and ``--merge-into`` never fold in a file they cannot trust.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Perplexity corpora: their declaration, WikiText articles, its detokenizer, byte/word counts.
+"""Perplexity corpora: how one is declared (``Corpus``) and how its splits are named in figure keys.
 
-Everything here follows lm-evaluation-harness's ``wikitext`` task so that our
-figures and its figures agree on the same model: one document per article (the
-``EleutherAI/wikitext_document_level`` grouping), the WikiText detokenizer
-applied to the scored text, and words and bytes counted on the ORIGINAL article.
+A declaration is all a corpus needs: its reader returns the ORIGINAL documents (bytes and
+words are counted on them, as lm-evaluation-harness counts them), an optional detokenizer
+makes the text the model sees. WikiText-2, the shipped corpus, is read in ``wikitext.py``
+and declared in ``registry.py``; a scored document is ``engine.perplexity.Document``.
 """
 
 from __future__ import annotations

@@ -9,15 +9,12 @@ from lmeval_fixtures.engine.scoring import Request, encode_pair, score_requests,
 from lmeval_fixtures.models.model import Transformer
 from lmeval_fixtures.models.tokenizer import TextTokenizer
 
-from ..helpers import CONTEXTS, CONTINUATIONS, make_tokenizer, tiny_config
+from ..helpers import CONTEXTS, CONTINUATIONS, tiny_config, tiny_lm
 
 
 @pytest.fixture(scope="module")
 def engine():
-    tok = make_tokenizer()
-    tokenizer = TextTokenizer.from_json(tok.to_str(), "test")
-    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=32)).eval()
-    model.init_weights(5)
+    model, tokenizer = tiny_lm(max_seq_len=32, seed=5)
     requests = [Request(c, k) for c in CONTEXTS for k in CONTINUATIONS]
     return model, tokenizer, requests, score_requests_naively(model, tokenizer, requests, 32)
 

@@ -10,13 +10,11 @@ import math
 import pytest
 
 from lmeval_fixtures.engine.scoring import Request, score_requests_naively
-from lmeval_fixtures.models.model import Transformer
-from lmeval_fixtures.models.tokenizer import TextTokenizer
 from lmeval_fixtures.suite.smallbench import RowResult, evaluate_task, fewshot_prefix, stderr
 from lmeval_fixtures.suite.task_files import load_task_file
 from lmeval_fixtures.suite.tasks import TASKS
 
-from ..helpers import HAND_ROWS, QUIZ, SHOTS, make_tokenizer, quiz_file, rows_of, task_result, tiny_config
+from ..helpers import HAND_ROWS, QUIZ, SHOTS, quiz_file, rows_of, task_result, tiny_lm
 
 ROWS = [{"sentence": s, "label": i % 2, "idx": i} for i, s in enumerate([
     "a charming and often affecting journey", "unflinchingly bleak and desperate", "the fox jumps over the dog",
@@ -27,11 +25,7 @@ ROWS = [{"sentence": s, "label": i % 2, "idx": i} for i, s in enumerate([
 
 @pytest.fixture(scope="module")
 def tiny():
-    tok = make_tokenizer()
-    tokenizer = TextTokenizer.from_json(tok.to_str(), "test")
-    model = Transformer(tiny_config(tok.get_vocab_size(), max_seq_len=48)).eval()
-    model.init_weights(11)
-    return model, tokenizer
+    return tiny_lm(max_seq_len=48, seed=11)
 
 
 @pytest.mark.parametrize("prompt_set", ["smallbench", "lm-eval"])
