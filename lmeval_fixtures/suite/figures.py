@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.names import parse_shape_name, shape_name
 from ..core.numerics import safe_exp
-from ..core.schema import legacy_fields
+from ..core.schema import ORIGINAL_FIELDS, legacy_fields
 from .corpora import SPLIT_PREFIX, Corpus
 from .tasks import Task
 
@@ -147,10 +147,18 @@ def corpus_figures(corpus: Corpus, legacy_keys: set[str]) -> list[Figure]:
     return figures
 
 
+def task_figure_key(task: Task) -> str:
+    """``smallbench_<record_key>_acc`` for the original schema's four tasks, else
+    ``smallbench_<name>_acc``: a record alone (as ``merge`` and ``compare`` read it) names it."""
+    key = f"smallbench_{task.record_key}_acc"
+    return key if key in ORIGINAL_FIELDS else f"smallbench_{task.name}_acc"
+
+
 def task_figure(task: Task, legacy_keys: set[str]) -> Figure:
-    return Figure(task.figure_key, task.display, ("smallbench", task.name, "acc"), better="higher", digits=4,
+    key = task_figure_key(task)
+    return Figure(key, task.display, ("smallbench", task.name, "acc"), better="higher", digits=4,
                   column=True, gate=STDERR, same=TASK_SETTINGS, stderr_field="acc_stderr",
-                  legacy=task.figure_key in legacy_keys, task=task.name, history=True, paired=ACC)
+                  legacy=key in legacy_keys, task=task.name, history=True, paired=ACC)
 
 
 # The figures that still tell small models apart when each predicts one class for every row
@@ -169,7 +177,7 @@ SMALL_MODEL_METRICS = (
 def small_model_figures(task: Task) -> list[Figure]:
     """``smallbench_sentiment_margin``, ...: keyed like the task's accuracy (``smallbench_sentiment_acc``),
     kept out of comparison.md's main table (its per-task table shows them), scored ones in the history."""
-    base = task.figure_key.removesuffix("_acc")
+    base = task_figure_key(task).removesuffix("_acc")
     return [Figure(f"{base}_{suffix}", f"{task.display} {label}", ("smallbench", task.name, field), better=better,
                    digits=digits, same=TASK_SETTINGS, stderr_field=stderr_field, task=task.name,
                    history=better is not None, paired=paired)

@@ -95,15 +95,6 @@ class Task:
         return self.label or self.name
 
     @property
-    def figure_key(self) -> str:
-        """``smallbench_<record_key>_acc`` for the original schema's four tasks, else
-        ``smallbench_<name>_acc``: a record alone (as ``merge`` and ``compare`` read it) names it."""
-        from ..core.schema import ORIGINAL_FIELDS
-
-        key = f"smallbench_{self.record_key}_acc"
-        return key if key in ORIGINAL_FIELDS else f"smallbench_{self.name}_acc"
-
-    @property
     def n_labels(self) -> int:
         """How many choices the task scores; 0 when each row gives its own (``row_choices``)."""
         return len(next(iter(self.prompts.values())).choices)

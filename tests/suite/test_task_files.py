@@ -21,6 +21,7 @@ from lmeval_fixtures import Registry
 from lmeval_fixtures.core.errors import DataError, DataUnavailable, TaskFileError, UsageError
 from lmeval_fixtures.suite.declarations import declare
 from lmeval_fixtures.suite.doc_prompts import DOC
+from lmeval_fixtures.suite.figures import task_figure_key
 from lmeval_fixtures.suite.smallbench import evaluate_task, fewshot_prefix
 from lmeval_fixtures.suite.sources import Hub
 from lmeval_fixtures.suite.task_files import load_task_file
@@ -59,7 +60,7 @@ def test_our_format_reads_every_field(tmp_path):
     ]))
     task = load_task_file(path)
     assert (task.name, task.display, task.split, task.fewshot_split) == ("reviews", "My reviews", "validation", "train")
-    assert task.figure_key == "smallbench_reviews_acc" and task.num_fewshot is None
+    assert task_figure_key(task) == "smallbench_reviews_acc" and task.num_fewshot is None
     prompt = task.prompts["smallbench"]
     assert task.prompts["lm-eval"] is prompt  # one prompt serves every --prompts set
     assert prompt.choices == ("bad", "good") and prompt.continuations() == ["\nbad", "\ngood"]
