@@ -14,6 +14,9 @@ from typing import Any
 _HOMES = {
     "evaluate": "api", "evaluate_perplexity": "api", "evaluate_smallbench": "api", "profile_latency": "api",
     "reference_checkpoints": "api",
+    # a training loop's companion: figures over steps, and a typed metrics.json
+    "MetricsLogger": "records.metrics_logger", "TrackingBackend": "records.metrics_logger",
+    "MetricsRecord": "records.metrics_record",
     "fetch_data": "suite.fetch_data", "load_checkpoint": "models.loading", "Corpus": "suite.corpora",
     "ModelConfig": "models.model", "Transformer": "models.model", "Registry": "suite.registry",
     "Prompt": "suite.tasks", "Task": "suite.tasks",

@@ -12,6 +12,7 @@ BOS/EOS token is ``<|endoftext|>``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .evaluation.settings import REFERENCE_DIR, Settings, plain_name
 from .evaluation.startup import start_run
 from .models.discovery import CheckpointSpec, discover_checkpoints
 from .models.tokenizer import TokenizerLike, as_text_tokenizer
+from .records.metrics_logger import MetricsLogger
 from .suite.registry import Registry
 from .suite.smallbench import TaskResult, evaluate_task
 from .suite.tasks import TASKS, Task
@@ -103,6 +105,38 @@ def profile_latency(
 FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
 
 
+def evaluate_call(model: Any, name: str | None, families: Any, options: dict[str, Any]) -> list[str]:
+    """The call as the record's invocation holds it (summary.md's "command line"): what was evaluated
+    and every option with its value, so that the run can be made again."""
+    what = repr(str(model)) if isinstance(model, (str, Path)) else f"<in-memory {type(model).__name__}>"
+    named = {"name": name} if name is not None else {}
+    return ["lmeval_fixtures.evaluate", what, *(f"{key}={value!r}" for key, value in
+                                                (named | {"families": list(families)} | dict(sorted(options.items())))
+                                                .items())]
+
+
+def training_facts(training: Mapping[str, Any] | None, logger: MetricsLogger | None) -> dict[str, Any] | None:
+    """The training facts ``evaluate`` records, with their source; None to keep the checkpoint's own.
+    Checked before anything runs: numbers only (a record is JSON), and one source, not two."""
+    if training is not None and logger is not None:
+        raise UsageError("evaluate: pass training= or logger=, not both (the logger's figures are its training facts)")
+    if logger is not None:
+        if not isinstance(logger, MetricsLogger):
+            raise UsageError(f"logger: pass a lmeval_fixtures.MetricsLogger, not {type(logger).__name__}")
+        facts = logger.training_figures()
+        return facts | {"source": "MetricsLogger"} if facts else None
+    if training is None:
+        return None
+    if not isinstance(training, Mapping):
+        raise UsageError(f"training: pass a mapping of numbers by name, not {type(training).__name__}")
+    facts = {}
+    for key, value in training.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"training: {key!r}={value!r}; give numbers by name (train_loss=2.31, step=400)")
+        facts[key] = value
+    return facts | {"source": "evaluate(training=...)"} if facts else None
+
+
 def evaluate(
     model: torch.nn.Module | str | Path,
     tokenizer: TokenizerLike | Any | None = None,
@@ -111,6 +145,8 @@ def evaluate(
     families: tuple[str, ...] | list[str] = FAMILIES,
     registry: Registry | None = None,
     history: bool = True,
+    training: Mapping[str, Any] | None = None,
+    logger: MetricsLogger | None = None,
     **options: Any,
 ) -> Finished:
     """Evaluate one model and write the same ``metrics.json`` and ``summary.md`` as
@@ -127,7 +163,13 @@ def evaluate(
     An item that raises an exception the suite does not raise on purpose (a bug, not an
     ``LmevalError``) is recorded as an error; once the reports are written, that exception is
     raised again with its traceback.
+
+    ``training`` (numbers by name: ``train_loss``, ``step``, ``tokens_seen``...) or ``logger`` (a
+    ``MetricsLogger``: its last ``train_loss``, that step, its last ``tokens_seen``) become the
+    record's training facts, in place of those stored with the weights, with their source; the
+    train perplexity is exp(train loss), as everywhere.
     """
+    facts = training_facts(training, logger)
     families = [families] if isinstance(families, str) else families
     if not isinstance(families, (list, tuple)) or not families or not all(isinstance(f, str) for f in families):
         raise UsageError(f"families {families!r}: give one or more of {', '.join(FAMILIES)}")
@@ -156,12 +198,12 @@ def evaluate(
         return replace(settings, checkpoints=[CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)])
 
     context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
-                        args=["lmeval_fixtures.evaluate", *sorted(options)], registry=registry, complete=complete)
+                        args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
     settings, run = context.settings, context.run
     items_run = ItemRunner(context)
     try:
         for spec in settings.checkpoints:
-            loaded = items_run.load(spec, model if in_memory else None, tokenizer)
+            loaded = items_run.load(spec, model if in_memory else None, tokenizer, training=facts)
             if loaded is not None:
                 was_training = loaded.model.training
                 loaded.model.eval()

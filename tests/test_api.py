@@ -1,6 +1,7 @@
 """The library API (``lmeval_fixtures.api``): ``evaluate`` and the ``evaluate_*`` helpers on in-memory models
 and checkpoints, every option checked as the command line checks it, and the README's example as written."""
 
+import math
 import re
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from lmeval_fixtures import evaluate_perplexity, evaluate_smallbench, profile_latency
 from lmeval_fixtures.api import reference_checkpoints
+from lmeval_fixtures.core.errors import UsageError
 from lmeval_fixtures.models.loading import load_checkpoint
 from lmeval_fixtures.models.model import Transformer
 
@@ -154,3 +156,83 @@ def test_library_takes_an_in_memory_model_and_tokenizer(hf_folder):
 
 def test_reference_names_do_not_change():
     assert [spec.name for spec in reference_checkpoints()] == ["ref-e25", "ref-e35", "ref-e50"]
+
+
+def test_readme_training_loop_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's training loop as written: a tiny checkpoint and data made here, evaluate() every 3 steps."""
+    import json
+
+    from lmeval_fixtures.core.schema import validate_record
+
+    from .helpers import write_native_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    write_native_checkpoint(tmp_path / "runs/start", name="model")
+    write_wikitext(tmp_path / "data")
+    code = re.search(r"<!-- training-loop-example -->\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    history = [json.loads(line) for line in (tmp_path / "runs/eval/training.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in history] == [1, 2, 3, 3, 4, 5, 6, 6]  # six steps, two evaluations
+    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs/eval").glob("*/*/metrics.json")}
+    assert sorted(records) == ["step-3", "step-6"]
+    for name, step in (("step-3", 3), ("step-6", 6)):
+        record = records[name]
+        validate_record(record)
+        loss = next(line["figures"]["train_loss"] for line in history if line["step"] == step)
+        assert record["train_loss"] == loss  # the loop's loss, not the checkpoint's stored 5.5
+        assert record["checkpoint"]["training"] == {"train_loss": loss, "step": step, "source": "MetricsLogger"}
+        assert record["train_perplexity"] == pytest.approx(math.exp(loss))
+        evaluated = next(line["figures"] for line in history if line["step"] == step and "val_bits_per_byte"
+                         in line["figures"])
+        assert evaluated["val_bits_per_byte"] == record["val_bits_per_byte"]
+    summary = json.loads((tmp_path / "runs/eval/training-summary.json").read_text())
+    bpb = [records[n]["val_bits_per_byte"] for n in ("step-3", "step-6")]
+    assert summary["figures"]["val_bits_per_byte"]["best"] == min(bpb)
+    assert summary["figures"]["train_loss"]["count"] == 6
+    assert out.startswith(f"best val bits/byte {min(bpb):.3f} at step {3 if bpb[0] <= bpb[1] else 6}; step 6: "
+                          f"train loss {records['step-6']['train_loss']:.3f}")
+
+
+def test_evaluate_records_the_training_facts_it_is_given_and_says_where_they_came_from(tmp_path):
+    from lmeval_fixtures import MetricsLogger, evaluate
+
+    from .helpers import write_native_checkpoint
+
+    weights = write_native_checkpoint(tmp_path / "ckpt")  # stored: train_loss 5.5, step 10
+    options = dict(families=["perplexity"], data_dir=write_wikitext(tmp_path / "data"), max_eval_tokens=200,
+                   report_dir=tmp_path / "reports", history=False)
+    stored = evaluate(weights, name="stored", **options).records["stored"]
+    assert stored["train_loss"] == 5.5 and stored["checkpoint"]["training"]["step"] == 10
+    assert "source" not in stored["checkpoint"]["training"]
+    given = evaluate(weights, name="given", training={"train_loss": 2.0, "step": 40}, **options).records["given"]
+    assert given["train_loss"] == 2.0 and given["train_perplexity"] == pytest.approx(math.exp(2.0))
+    assert given["checkpoint"]["training"] == {"train_loss": 2.0, "step": 40, "source": "evaluate(training=...)"}
+    assert given["invocations"][-1]["args"][:3] == ["lmeval_fixtures.evaluate", repr(str(weights)), "name='given'"]
+    logger = MetricsLogger()
+    logger.log(7, lr=0.1)  # no train loss logged yet: the checkpoint's own facts stay
+    kept = evaluate(weights, name="kept", logger=logger, **options).records["kept"]
+    assert kept["train_loss"] == 5.5
+    logger.log(8, train_loss=float("nan"))  # a diverged loss is recorded as null and said so
+    diverged = evaluate(weights, name="diverged", logger=logger, **options).records["diverged"]
+    assert diverged["train_loss"] is None and "checkpoint.training.train_loss is nan (written as null)" in (
+        diverged["errors"])
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(training={"train_loss": "low"}), "training: 'train_loss'='low'; give numbers by name (train_loss=2.31, "
+                                           "step=400)"),
+    (dict(training=[("train_loss", 1.0)]), "training: pass a mapping of numbers by name, not list"),
+    (dict(logger={"train_loss": 1.0}), "logger: pass a lmeval_fixtures.MetricsLogger, not dict"),
+    (dict(training={"train_loss": 1.0}, logger="both"), "evaluate: pass training= or logger=, not both (the "
+                                                        "logger's figures are its training facts)"),
+])
+def test_evaluate_refuses_bad_training_facts_before_anything_runs(tmp_path, kwargs, says):
+    from lmeval_fixtures import evaluate
+
+    from .helpers import one_line
+
+    with pytest.raises(UsageError) as info:
+        evaluate(tmp_path / "nothing.safetensors", report_dir=tmp_path / "reports", **kwargs)
+    assert one_line(info) == says
+    assert not (tmp_path / "reports").exists()

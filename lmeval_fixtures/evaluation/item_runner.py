@@ -85,7 +85,10 @@ class ItemRunner:
         self.settings = context.settings
         self.unexpected: list[tuple[str, BaseException]] = []
 
-    def load(self, spec: CheckpointSpec, model: torch.nn.Module | None, tokenizer: Any) -> LoadedCheckpoint | None:
+    def load(self, spec: CheckpointSpec, model: torch.nn.Module | None, tokenizer: Any,
+             training: dict[str, Any] | None = None) -> LoadedCheckpoint | None:
+        """The checkpoint (or in-memory model) loaded and its identity recorded, with the caller's
+        ``training`` facts in place of the stored ones; None, and the failure recorded, when it cannot load."""
         try:
             loaded = self.inputs.checkpoint(spec) if model is None else in_memory_checkpoint(spec, model, tokenizer)
         except CheckpointError as exc:
@@ -93,7 +96,7 @@ class ItemRunner:
             self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, failure)])
             self.run.add_outcome(spec.name, fragments.IDENTITY_ITEM, "error", str(exc))
             return None
-        self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, fragments.identity(loaded))])
+        self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, fragments.identity(loaded, training=training))])
         return loaded
 
     def all(self, loaded: LoadedCheckpoint, families: tuple[str, ...] | list[str]) -> None:

@@ -43,18 +43,24 @@ def nest(path: Iterable[str], value: Any) -> Fragment:
     return value
 
 
-def identity(loaded: LoadedCheckpoint, worker: dict[str, Any] | None = None) -> Fragment:
-    """What a loaded checkpoint is: its identity, parameter allocation and training facts."""
+def identity(loaded: LoadedCheckpoint, worker: dict[str, Any] | None = None,
+             training: dict[str, Any] | None = None) -> Fragment:
+    """What a loaded checkpoint is: its identity, parameter allocation and training facts.
+
+    ``training`` (from ``evaluate(training=...)`` or a ``MetricsLogger``, with its ``source``)
+    replaces the facts stored with the weights: a training loop knows its last loss better
+    than a checkpoint written some steps before."""
     shape = loaded.allocation
+    checkpoint = loaded.identity if not training else loaded.identity | {"training": dict(training)}
     fragment = {
-        "checkpoint": loaded.identity,
+        "checkpoint": checkpoint,
         "total_params": shape.total_params,
         "embedding_params": shape.embedding_params,
         "non_embedding_params": shape.non_embedding_params,
         "embedding_ratio": shape.embedding_ratio,
         "d_model": shape.d_model, "d_ff": shape.d_ff, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
         "vocab_size": shape.vocab_size, "glu_expansion": shape.glu_expansion,
-        "train_loss": loaded.identity.get("training", {}).get("train_loss"),
+        "train_loss": checkpoint.get("training", {}).get("train_loss"),
     }
     if worker:  # which worker evaluated this checkpoint, with how many threads, on which device
         fragment["environment"] = {"workers": {worker["id"]: worker}}

@@ -12,6 +12,9 @@ other report (``core.formatting``).
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from typing import Any
 
 from ..core.formatting import COMPACT_FROM, markdown_table, number
@@ -115,6 +118,9 @@ def render_summary(record: dict[str, Any], figures: list[Figure], registry: Regi
     parts += _perplexity_sections(record, registry)
     parts += _smallbench_section(record, figures, registry)
     parts += _timing_section(record, plot_name)
+    parts += _training_section(record)
+    parts += _reproducibility_section(record)
+    parts += _configuration_section(record)
     parts += _gates_and_items(record)
     return "\n".join(parts) + "\n"
 
@@ -153,8 +159,6 @@ def _model_section(record: dict[str, Any]) -> list[str]:
             ["d_model", record["d_model"]], ["d_ff", record["d_ff"]],
             ["GLU expansion", record["glu_expansion"]], ["layers", record["n_layers"]],
             ["heads", record.get("n_heads")], ["vocabulary", record.get("vocab_size")],
-            ["train loss (from checkpoint)", record["train_loss"]],
-            ["train perplexity", record["train_perplexity"]],
         ]))
     return parts
 
@@ -242,6 +246,85 @@ def _timing_section(record: dict[str, Any], plot_name: str | None) -> list[str]:
     if not latency and not throughput:
         parts.append(_not_run("latency", record))
     return parts
+
+
+NOT_RECORDED = "not recorded"
+
+
+def training_source(record: dict[str, Any]) -> str | None:
+    """Where the record's train loss came from: what ``evaluate(training=...)`` or a ``MetricsLogger``
+    stated, else the checkpoint's own metadata; None when the record has no train loss."""
+    training = record.get("checkpoint", {}).get("training") or {}
+    if record.get("train_loss") is None and training.get("train_loss") is None:
+        return None
+    return training.get("source") or "checkpoint metadata"
+
+
+def _training_section(record: dict[str, Any]) -> list[str]:
+    """Train loss and perplexity with where they came from, then the other training facts recorded."""
+    parts = ["", "## Training", ""]
+    training = record.get("checkpoint", {}).get("training") or {}
+    source = training_source(record)
+    if source is None:
+        parts.append(f"Train loss: {NOT_RECORDED} (the checkpoint's metadata holds none; from a training loop, "
+                     "pass evaluate(..., training={'train_loss': ...}) or logger=).")
+        rows = []
+    else:
+        rows = [["train loss", record.get("train_loss")], ["train perplexity", record.get("train_perplexity")],
+                ["source", source]]
+    rows += [[key.replace("_", " "), str(value) if key in ("seed", "step") else value]  # identifiers, not amounts
+             for key, value in training.items() if key not in ("train_loss", "source")]
+    if rows:
+        parts += ([""] if source is None else []) + [_table(["field", "value"], rows)]
+    return parts
+
+
+def _recorded(value: Any) -> Any:
+    return NOT_RECORDED if value in (None, "", {}, []) else value
+
+
+def _reproducibility_section(record: dict[str, Any]) -> list[str]:
+    """What it takes to run this again: seed, code, device and dtype, library versions, data, command."""
+    env = record.get("environment") or {}
+    device = env.get("device")
+    if device and env.get("device_name"):
+        device = f"{device} ({env['device_name']})"
+    seed = record.get("seed")
+    rows = [["seed", _recorded(None if seed is None else str(seed))],
+            ["git commit", _recorded(record.get("git_commit"))], ["device", _recorded(device)],
+            ["dtype", _recorded(env.get("dtype"))], ["python", _recorded(env.get("python"))],
+            ["platform", _recorded(env.get("platform"))]]
+    libraries = env.get("libraries") or {"torch": env.get("torch")}
+    rows += [[name, _recorded(version)] for name, version in libraries.items()]
+    parts = ["", "## Reproducibility", "", _table(["field", "value"], rows), ""]
+    fingerprints = record.get("data_fingerprints") or {}
+    if fingerprints:
+        parts += ["Data fingerprints (sha256 of the data read):", "",
+                  _table(["data", "sha256"], [[name, f"`{digest}`"] for name, digest in fingerprints.items()])]
+    else:
+        parts.append(f"Data fingerprints: {NOT_RECORDED} (no data was read).")
+    commands = [shlex.join(str(arg) for arg in i.get("args") or []) for i in record.get("invocations") or []]
+    commands = [c for c in commands if c]
+    parts += [""] + ([f"Command line{'s' if len(commands) > 1 else ''} (arguments as recorded):", ""]
+                     + [_code_block(c, "") for c in commands] if commands else [f"Command line: {NOT_RECORDED}."])
+    return parts
+
+
+def _code_block(text: str, language: str) -> str:
+    """A fenced block whose fence is longer than any run of backticks in ``text``, so none ends it early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _configuration_section(record: dict[str, Any]) -> list[str]:
+    """The model's whole configuration as loaded, so a reader can rebuild it without the checkpoint."""
+    config = record.get("checkpoint", {}).get("config")
+    parts = ["", "## Full model configuration", ""]
+    if not config:
+        return parts + [f"_{NOT_RECORDED}_" + ("" if record.get("total_params") is not None
+                                                else " (checkpoint not loaded)")]
+    return parts + [_code_block(json.dumps(config, indent=2, sort_keys=True, default=str), "json")]
 
 
 def _gates_and_items(record: dict[str, Any]) -> list[str]:
