@@ -241,11 +241,12 @@ class MetricsLogger:
         first line this logger adds carries ``"resumed"`` (how many lines came before, and their
         last step)."""
         path = Path(path)
+        key = path.resolve()  # one file however it is spelled
         with run_folder_lock(path.parent):
             existing = _read_text(path)
-            done = self._written.get(path, 0)
+            done = self._written.get(key, 0)
             lines = [self._line(entry) for entry in self.entries[done:]]
-            if path not in self._written and existing.strip() and lines:
+            if key not in self._written and existing.strip() and lines:
                 earlier = [line for _, line in json_lines(existing, path, RecordError)]
                 last_step = earlier[-1].get("step") if earlier and isinstance(earlier[-1], dict) else None
                 lines[0] = self._line(self.entries[0], resumed={"after_lines": len(earlier), "last_step": last_step})
@@ -254,7 +255,7 @@ class MetricsLogger:
                 existing += "\n"
             write_atomic(path, existing + "".join(json.dumps(line) + "\n" for line in lines))
             if lines or not existing.strip():  # a file of others' lines stays unclaimed until we add one
-                self._written[path] = len(self.entries)
+                self._written[key] = len(self.entries)
         return path
 
     def save_summary(self, path: str | Path) -> Path:
@@ -283,7 +284,7 @@ class MetricsLogger:
                 raise RecordError(f"{path}:{number}: a figure that is not a number") from None
             logger.entries.append({"step": _step(line["step"], f"{path}:{number}"), "time": line.get("time"),
                                    "figures": figures})
-        logger._written[path] = len(logger.entries)
+        logger._written[path.resolve()] = len(logger.entries)
         logger.resumed_from = {"path": str(path), "after_lines": len(logger.entries)}
         return logger
 

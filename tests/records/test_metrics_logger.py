@@ -182,7 +182,7 @@ def test_history_is_written_atomically(tmp_path, monkeypatch):
     assert [line["step"] for line in read_lines(path)] == [1, 2]
 
 
-def test_a_restarted_run_continues_the_history_and_says_so(tmp_path):
+def test_a_restarted_run_continues_the_history_and_says_so(tmp_path, monkeypatch):
     path = tmp_path / "history.jsonl"
     first = MetricsLogger()
     for step, loss in [(0, 4.0), (10, 3.0), (20, 2.8)]:
@@ -205,7 +205,8 @@ def test_a_restarted_run_continues_the_history_and_says_so(tmp_path):
     assert third.resumed_from == {"path": str(path), "after_lines": 5}
     third.log(30, train_loss=NAN)
     third.log(35, train_loss=2.5)
-    third.save_history(path)
+    monkeypatch.chdir(tmp_path)
+    third.save_history("history.jsonl")  # the same file spelled otherwise: no line written twice
     lines = read_lines(path)
     assert [line["step"] for line in lines] == [0, 10, 20, 15, 25, 30, 35]
     assert "resumed" not in lines[5]
