@@ -30,6 +30,7 @@ from .evaluation.startup import start_run
 from .models.discovery import CheckpointSpec, discover_checkpoints
 from .models.tokenizer import TokenizerLike, as_text_tokenizer
 from .records.metrics_logger import MetricsLogger
+from .records.summary import EVALUATE_CALL
 from .suite.registry import Registry
 from .suite.smallbench import TaskResult, evaluate_task
 from .suite.tasks import TASKS, Task
@@ -110,9 +111,8 @@ def evaluate_call(model: Any, name: str | None, families: Any, options: dict[str
     and every option with its value, so that the run can be made again."""
     what = repr(str(model)) if isinstance(model, (str, Path)) else f"<in-memory {type(model).__name__}>"
     named = {"name": name} if name is not None else {}
-    return ["lmeval_fixtures.evaluate", what, *(f"{key}={value!r}" for key, value in
-                                                (named | {"families": list(families)} | dict(sorted(options.items())))
-                                                .items())]
+    keywords = named | {"families": list(families)} | dict(sorted(options.items()))
+    return [EVALUATE_CALL, what, *(f"{key}={value!r}" for key, value in keywords.items())]
 
 
 def training_facts(training: Mapping[str, Any] | None, logger: MetricsLogger | None) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import secrets
 import subprocess
+import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -14,6 +15,19 @@ import torch
 
 TRACKED_PACKAGES = ("lmeval-fixtures", "torch", "tokenizers", "safetensors", "datasets", "pytest",
                     "pytest-benchmark", "pytest-xdist", "jsonschema", "transformers")
+
+
+def process_command(argv: list[str] | None = None) -> list[str]:
+    """The command line this process was started with, as a person would type it again: the program
+    without its folder (``pytest``, ``lmeval-fixtures``, ``train.py``; ``python -m pytest`` for a
+    module run with -m), then its arguments. The suite's own arguments (``args``) say what pytest or
+    ``evaluate`` was handed; this says what the person ran (a training script calling ``evaluate``)."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or not argv[0]:
+        return ["python", *argv[1:]]
+    program = Path(argv[0])
+    name = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    return [name, *argv[1:]]
 
 
 def new_run_id(now: datetime) -> str:

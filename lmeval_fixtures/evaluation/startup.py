@@ -27,7 +27,7 @@ from .gating import Gates
 from .inputs import Inputs
 from .options import default
 from .run import Run
-from .run_info import run_metadata
+from .run_info import process_command, run_metadata
 from .settings import Settings, settings_from_options
 
 
@@ -99,6 +99,7 @@ def start_run(options: Any, *, report_root: Path, source_root: Path, args: list[
         metadata = run_metadata(source_root, settings.device, settings.dtype, settings.seed, settings.run_id,
                                 settings.experiment_name, settings.as_record())
         metadata["args"] = list(args)
+        metadata["command"] = process_command()
     run = Run(metadata, registry, settings.latency_shapes)
     figures = run.figures()
     if settings.compare_by not in sortable_keys(figures) and settings.compare_by != default("compare_by"):

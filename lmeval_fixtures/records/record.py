@@ -67,7 +67,7 @@ def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
         "settings": copy.deepcopy(run.get("settings", {})),
         "data_fingerprints": {}, "perplexity": {}, "items": {}, "errors": [], "complete": True,
         "invocations": [{"timestamp": run["timestamp"], "git_commit": run.get("git_commit"),
-                         "args": run.get("args", [])}],
+                         "args": run.get("args", [])} | ({"command": run["command"]} if run.get("command") else {})],
     })
     return record
 

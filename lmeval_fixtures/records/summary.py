@@ -249,6 +249,7 @@ def _timing_section(record: dict[str, Any], plot_name: str | None) -> list[str]:
 
 
 NOT_RECORDED = "not recorded"
+EVALUATE_CALL = "lmeval_fixtures.evaluate"  # an invocation's first argument when evaluate() made it
 
 
 def training_source(record: dict[str, Any]) -> str | None:
@@ -303,11 +304,28 @@ def _reproducibility_section(record: dict[str, Any]) -> list[str]:
                   _table(["data", "sha256"], [[name, f"`{digest}`"] for name, digest in fingerprints.items()])]
     else:
         parts.append(f"Data fingerprints: {NOT_RECORDED} (no data was read).")
-    commands = [shlex.join(str(arg) for arg in i.get("args") or []) for i in record.get("invocations") or []]
-    commands = [c for c in commands if c]
-    parts += [""] + ([f"Command line{'s' if len(commands) > 1 else ''} (arguments as recorded):", ""]
-                     + [_code_block(c, "") for c in commands] if commands else [f"Command line: {NOT_RECORDED}."])
+    blocks = [lines for lines in map(_invocation_lines, record.get("invocations") or []) if lines]
+    if not blocks:
+        return parts + ["", f"Command line: {NOT_RECORDED}."]
+    parts += ["", f"Command line{'s' if len(blocks) > 1 else ''} that produced the run:"]
+    for lines in blocks:
+        parts += ["", *lines]
     return parts
+
+
+def _invocation_lines(invocation: dict[str, Any]) -> list[str]:
+    """One invocation: the process's command line, then the suite's arguments where they say more
+    (``lmeval-fixtures run`` hands pytest its own; ``evaluate`` records the call with its options).
+    A record written before the command was recorded has the arguments only."""
+    command = [str(arg) for arg in invocation.get("command") or []]
+    args = [str(arg) for arg in invocation.get("args") or []]
+    # the program as run_info wrote it (``python -m pytest`` has spaces of its own), then quoted arguments
+    lines = [_code_block(f"{command[0]} {shlex.join(command[1:])}".rstrip(), "")] if command else []
+    if args and args != command[1:]:
+        call = f"{args[0]}({', '.join(args[1:])})" if args[0] == EVALUATE_CALL else shlex.join(args)
+        lines += ([""] if lines else []) + [("Arguments to the suite:" if command else "Arguments (as recorded):"),
+                                           "", _code_block(call, "")]
+    return lines
 
 
 def _code_block(text: str, language: str) -> str:

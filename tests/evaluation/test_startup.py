@@ -122,3 +122,29 @@ def test_two_inputs_do_not_share_the_scoring_engines_caches(tmp_path):
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["/usr/bin/pytest", "benchmarks", "-n", "2"], ["pytest", "benchmarks", "-n", "2"]),
+    (["/venv/lib/python3.11/site-packages/pytest/__main__.py", "-q"], ["python -m pytest", "-q"]),
+    (["train.py", "--lr", "3e-4"], ["train.py", "--lr", "3e-4"]),
+    ([""], ["python"]), ([], ["python"]),  # an interactive interpreter, an embedding program
+])
+def test_the_command_line_is_recorded_as_a_person_would_type_it_again(argv, command):
+    from lmeval_fixtures.evaluation.run_info import process_command
+
+    assert process_command(argv) == command
+
+
+def test_a_run_records_its_command_line_in_the_invocation(tmp_path, monkeypatch):
+    from lmeval_fixtures import evaluate
+
+    monkeypatch.setattr("sys.argv", ["/home/me/train.py", "--steps", "6"])
+    done = evaluate(write_native_checkpoint(tmp_path / "ck"), name="a", families=["perplexity"],
+                    data_dir=write_wikitext(tmp_path / "data"), max_eval_tokens=100, report_dir=tmp_path / "r",
+                    history=False)
+    invocation = done.records["a"]["invocations"][-1]
+    assert invocation["command"] == ["train.py", "--steps", "6"]
+    assert invocation["args"][0] == "lmeval_fixtures.evaluate" and "max_eval_tokens=100" in invocation["args"]
+    summary = (tmp_path / "r" / done.records["a"]["run_id"] / "a" / "summary.md").read_text()
+    assert "```\ntrain.py --steps 6\n```\n\nArguments to the suite:\n\n```\nlmeval_fixtures.evaluate(" in summary

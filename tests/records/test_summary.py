@@ -87,8 +87,8 @@ def test_a_full_run_has_training_reproducibility_and_configuration_sections_afte
     for row in ["| seed | 1234 |", "| git commit | d0ac4776ea5c93d6ed11b82081cc629eaa154ce1 |", "| device | cpu |",
                 "| dtype | float32 |", "| python | 3.11.7 |", "| torch | 2.13.0+cpu |", "| tokenizers | 0.23.3 |",
                 "| wikitext-2-raw/test.txt | `173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08` |",
-                "```\nbenchmarks --data-dir ../shared/data --max-eval-tokens 20000 --max-samples 200 -p no:xdist "
-                "-p no:cacheprovider --update-baseline ci\n```"]:
+                "Arguments (as recorded):\n\n```\nbenchmarks --data-dir ../shared/data --max-eval-tokens 20000 "
+                "--max-samples 200 -p no:xdist -p no:cacheprovider --update-baseline ci\n```"]:
         assert row in reproducibility, row
     config = section(text, "## Full model configuration")
     block = config.split("```json\n", 1)[1].split("\n```", 1)[0]
@@ -125,3 +125,15 @@ def test_training_facts_given_by_the_loop_say_so_and_a_config_with_backticks_kee
 def section(text: str, heading: str) -> str:
     """The text of one ``## `` section of summary.md."""
     return text.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_command_line_and_the_suites_arguments_of_each_invocation():
+    record = build([("a", "t::x", {})], run=RUN | {"command": ["python -m pytest", "benchmarks", "-k", "a b"],
+                                                    "args": ["benchmarks", "-k", "a b"]})["a"]
+    record["invocations"].append({"timestamp": "t", "command": ["train.py", "--lr", "3e-4"],
+                                  "args": ["lmeval_fixtures.evaluate", "<in-memory Transformer>", "name='step-3'"]})
+    text = section(render_summary(record, FIGURES, Registry.default()), "## Reproducibility")
+    assert ("Command lines that produced the run:\n\n```\npython -m pytest benchmarks -k 'a b'\n```\n\n"
+            "```\ntrain.py --lr 3e-4\n```\n\nArguments to the suite:\n\n"
+            "```\nlmeval_fixtures.evaluate(<in-memory Transformer>, name='step-3')\n```") in text
+    assert "Arguments to the suite" not in text.split("train.py")[0]  # pytest's arguments are the command's
