@@ -139,6 +139,7 @@ class MetricsLogger:
         self.registry = registry or Registry.default()
         self.entries: list[dict[str, Any]] = []  # {"step", "time", "figures"} per call, in order
         self._table_directions: dict[str, str] = {}
+        self._table_read = False
         self._written: dict[Path, int] = {}  # per history file: how many entries it already holds
         self.resumed_from: dict[str, Any] | None = None
 
@@ -160,7 +161,7 @@ class MetricsLogger:
             raise UsageError("MetricsLogger.log: no figures given (log(step, train_loss=..., record=...))")
         self.entries.append({"step": step, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              "figures": logged})
-        for backend in self.backends:
+        for backend in self.backends:  # a backend that raises does so after the call is recorded here
             backend.log(step, dict(logged))
         return logged
 
@@ -188,9 +189,10 @@ class MetricsLogger:
         """"lower", "higher" or None: ``directions=``, else the figure table, else the name rule."""
         if name in self.directions:
             return self.directions[name]
-        if name not in self._table_directions:
-            known = {f.key: f.better for f in self.registry.figure_table() if f.better is not None}
-            self._table_directions.update(known)
+        if not self._table_read:  # once: the registry's figures (a record's own were added as logged)
+            self._table_directions.update({f.key: f.better for f in self.registry.figure_table()
+                                           if f.better is not None})
+            self._table_read = True
         return self._table_directions.get(name) or direction_by_name(name)
 
     def stats(self) -> dict[str, FigureStats]:

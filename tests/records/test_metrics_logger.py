@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from lmeval_fixtures import MetricsLogger, TrackingBackend
+from lmeval_fixtures import MetricsLogger, MetricsRecord, TrackingBackend
 from lmeval_fixtures.core.errors import RecordError, UsageError
 from lmeval_fixtures.records.metrics_logger import direction_by_name
 
@@ -99,6 +99,8 @@ def test_a_record_is_flattened_to_its_scored_figures():
     assert figures == {"train_loss": 3.5, "val_loss": 2.0, "val_perplexity": 4.0, "val_bits_per_byte": 1.0,
                        "val_word_perplexity": 9.0}  # nulls and descriptions (params, train ppl) left out
     assert logger.stats()["val_bits_per_byte"].better == "lower"
+    typed = MetricsLogger().log(100, record=MetricsRecord.from_json(record))  # the typed view flattens alike
+    assert typed == {k: v for k, v in figures.items() if k != "train_loss"}
     with pytest.raises(UsageError) as info:
         logger.log(101, val_loss=1.0, record=record)
     assert one_line(info) == "MetricsLogger.log: val_loss given both as a figure and in the record"
