@@ -12,6 +12,9 @@
                               measured as the latest was
     watch DIR [--interval S] [--metric KEY] [--families F,...] [--set KEY=VALUE]
                               evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
+    list [--json] [--task-file FILE] [--corpus NAME=SOURCE]
+                              tasks (prompt sets, figure keys, the names each is accepted by),
+                              corpora and splits, families, reference checkpoints and their paths
     fetch-data DIR [--overwrite]
                               the local data layout (what --data-dir reads), from the Hugging Face hub
 
@@ -98,9 +101,15 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
 
     if not path.exists():
         raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
+    from ..suite.figures import resolve_figure_key
+    from ..suite.registry import Registry
+
     lines = read_history(path)
-    if metric not in metrics_in(lines):
-        raise CommandError(f"--metric {metric}: {path} holds {', '.join(metrics_in(lines)) or 'no figures'}")
+    held = metrics_in(lines)
+    # one name per figure: a task's other names (smallbench_sst2_acc, SST-2) mean its key
+    metric = metric if metric in held else resolve_figure_key(metric, Registry.default().figure_table()) or metric
+    if metric not in held:
+        raise CommandError(f"--metric {metric}: {path} holds {', '.join(held) or 'no figures'}")
     names = checkpoints or sorted({line["checkpoint"] for line in lines})
     for name in names:
         found = trend(lines, name, metric, previous)
@@ -110,6 +119,16 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
         for note in found.notes:
             print(note)
         print(found.verdict)
+    return 0
+
+
+def show_listing(task_files: list[Path], corpora: list[str], as_json: bool) -> int:
+    import json
+
+    from .listing import list_suite, render_listing
+
+    found = list_suite(task_files, corpora)
+    print(json.dumps(found, indent=2) if as_json else render_listing(found), end="\n" if as_json else "")
     return 0
 
 
@@ -240,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     watch_cmd.add_argument("--report-dir", metavar="DIR", help="as the pytest option (default: reports)")
     watch_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                            help="any other option by its name, e.g. --set max_eval_tokens=20000; repeatable")
+    list_cmd = commands.add_parser("list", help="tasks, corpora, families and reference checkpoints (as "
+                                   "lm_eval --tasks list)")
+    list_cmd.add_argument("--json", action="store_true", help="the listing as one JSON object")
+    list_cmd.add_argument("--task-file", type=Path, action="append", default=[], metavar="FILE",
+                          help="a task file declared as the pytest option declares it; repeatable")
+    list_cmd.add_argument("--corpus", action="append", default=[], metavar="NAME=SOURCE",
+                          help="a corpus declared as the pytest option declares it; repeatable")
     fetch_cmd = commands.add_parser("fetch-data", help="write the local data layout from the Hugging Face hub")
     fetch_cmd.add_argument("dest", type=Path, metavar="DIR",
                            help="folder to write the data layout into (then pass it as --data-dir)")
@@ -256,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "watch":
             return watch_folder(args)
+        if args.command == "list":
+            return show_listing(args.task_file, args.corpus, args.json)
         if args.command == "history":
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
         if args.command == "export-hf":

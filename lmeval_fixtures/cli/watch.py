@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.files import write_atomic
 from ..models.discovery import CheckpointSpec, discover_checkpoints
+from ..suite.figures import resolve_figure_key
 from ..suite.registry import Registry
 
 Signature = tuple[tuple[str, int, int], ...]
@@ -93,8 +94,8 @@ class Watcher:
     def write_trend(self, run_folder: Path | None) -> list[Path]:
         if run_folder is None:
             return []
-        figures = {f.key: f for f in Registry.default().figure_table(list(self.records.values()))}
-        figure = figures.get(self.metric)
+        table = Registry.default().figure_table(list(self.records.values()))
+        figure = {f.key: f for f in table}.get(resolve_figure_key(self.metric, table) or self.metric)
         rows = []
         for name, record in self.records.items():
             value = figure.value(record) if figure else record.get(self.metric)

@@ -26,7 +26,7 @@ from ..records.history import append_history
 from ..records.record import deep_merge, empty_record, finalise, merge_records
 from ..records.store import read_run_folder, write_checkpoint_report
 from ..records.summary import headline
-from ..suite.figures import Figure, sortable_keys
+from ..suite.figures import Figure, resolve_figure_key, sortable_keys
 from ..suite.registry import Registry
 
 Samples = dict[str, list[dict[str, Any]]]
@@ -217,7 +217,8 @@ class Run:
             done.records[name] = built
             done.headlines.append(headline(built, figures))
         written = list(done.records.values())
-        if len(written) > 1 and not any(f.key == compare_by and f.better is not None for f in figures):
+        sort_key = resolve_figure_key(compare_by, figures)
+        if len(written) > 1 and not any(f.key == sort_key and f.better is not None for f in figures):
             done.errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: cannot sort by "
                                f"{compare_by!r}; choose one of {', '.join(sortable_keys(figures))}")
         elif len(written) > 1:
