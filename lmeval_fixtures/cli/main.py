@@ -12,6 +12,9 @@
                               measured as the latest was
     watch DIR [--interval S] [--metric KEY] [--families F,...] [--set KEY=VALUE]
                               evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
+    track RECORD_OR_DIR... --to wandb|tensorboard[:DIR]
+                              each record of earlier runs logged as one run of an experiment
+                              tracker (the track extra; WANDB_MODE=offline logs offline)
     list [--json] [--task-file FILE] [--corpus NAME=SOURCE]
                               tasks (prompt sets, figure keys, the names each is accepted by),
                               corpora and splits, families, reference checkpoints and their paths
@@ -120,6 +123,22 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
             print(note)
         print(found.verdict)
     return 0
+
+
+def track(paths: list[Path], to: str) -> list[str]:
+    """Records of earlier runs, each logged as one run of the tracker ``to`` names (``records.tracking``)."""
+    from ..records.store import find_records
+    from ..records.tracking import TrackSpec, track_records
+    from ..suite.registry import Registry
+
+    spec = TrackSpec.parse(to, "--to")
+    records = [record for _, record in find_records(paths)]
+    try:
+        return track_records(records, Registry.default().figure_table(records), spec)
+    except LmevalError:
+        raise
+    except Exception as exc:  # the tracker's own failures (no login, no network), in one line
+        raise CommandError(f"--to {to}: could not log the run: {type(exc).__name__}: {exc}") from None
 
 
 def show_listing(task_files: list[Path], corpora: list[str], as_json: bool) -> int:
@@ -259,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     watch_cmd.add_argument("--report-dir", metavar="DIR", help="as the pytest option (default: reports)")
     watch_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                            help="any other option by its name, e.g. --set max_eval_tokens=20000; repeatable")
+    track_cmd = commands.add_parser("track", help="log records of earlier runs to W&B or TensorBoard")
+    track_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
+                           help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
+    track_cmd.add_argument("--to", required=True, metavar="BACKEND[:DIR]",
+                           help="wandb or tensorboard, optionally :DIR for its files (default: wandb's ./wandb, "
+                                "tensorboard's ./runs)")
     list_cmd = commands.add_parser("list", help="tasks, corpora, families and reference checkpoints (as "
                                    "lm_eval --tasks list)")
     list_cmd.add_argument("--json", action="store_true", help="the listing as one JSON object")
@@ -290,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             written = export(args.checkpoint, args.out, args.force)
         elif args.command == "merge":
             written = merge(args.out, args.shards, args.compare_by)
+        elif args.command == "track":
+            written = track(args.records, args.to)
         elif args.command == "fetch-data":
             written = fetch(args.dest, args.overwrite)
         else:

@@ -133,6 +133,9 @@ OPTIONS: tuple[Option, ...] = (
            default=False),
     Option("--cache-max-mb", "size bound of the cache folder; least recently used entries go first "
            "(default: 2048)", default=2048, type=int, metavar="MB"),
+    Option("--track", "log each checkpoint's record as one run of an experiment tracker: wandb (WANDB_MODE=offline "
+           "to log offline) or tensorboard, optionally :DIR for its files (default: wandb's ./wandb, tensorboard's "
+           "./runs); needs the track extra", metavar="BACKEND[:DIR]"),
     Option("--merge-into", "merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
            "timings taken with -p no:xdist after an -n auto run", metavar="RUN_DIR"),
 )

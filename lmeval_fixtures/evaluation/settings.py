@@ -20,6 +20,7 @@ from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, discover_checkpoints
 from ..models.loading import DTYPES
 from ..records.gates import GatePolicy
+from ..records.tracking import TrackSpec
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
 
@@ -78,6 +79,7 @@ class Settings:
     extra: dict[str, object] = field(default_factory=dict)
     corpora: list[CorpusSpec] = field(default_factory=list)  # --corpus, parsed; declared into the registry
     task_files: list[Path] = field(default_factory=list)  # --task-file; read when the registry is built
+    track: TrackSpec | None = None  # --track: the tracker each record is logged to at the end
 
     @property
     def latency_policy(self) -> RoundPolicy:
@@ -274,6 +276,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         cache_max_mb=int(positive_or_none("--cache-max-mb", option.cache_max_mb)),
         corpora=_corpora(option.corpus, ini_corpora, ini_dir),
         task_files=_task_files(option.task_file, ini_task_files, ini_dir),
+        track=TrackSpec.parse(option.track) if option.track else None,
     )
 
 

@@ -313,7 +313,8 @@ class SuitePlugin:
             settings.merge_into or settings.report_dir / self.run.run_id,
             history=None if settings.merge_into else settings.report_dir / "history.jsonl",
             compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id)
+            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id,
+            track=settings.track)
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         records = list(self.finished.records.values())
