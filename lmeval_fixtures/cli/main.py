@@ -12,6 +12,9 @@
                               measured as the latest was
     watch DIR [--interval S] [--metric KEY] [--families F,...] [--set KEY=VALUE]
                               evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
+    export-lmeval RECORD_OR_DIR... [--out DIR]
+                              each record (and its --log-samples samples) in lm-evaluation-harness's
+                              layout: DIR/<checkpoint>/results_<date>.json, samples_<task>_<date>.jsonl
     track RECORD_OR_DIR... --to wandb|tensorboard[:DIR]
                               each record of earlier runs logged as one run of an experiment
                               tracker (the track extra; WANDB_MODE=offline logs offline)
@@ -123,6 +126,17 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
             print(note)
         print(found.verdict)
     return 0
+
+
+def export_lmeval(paths: list[Path], out: Path) -> list[Path]:
+    """Records of earlier runs in lm-evaluation-harness's results and samples layout (``records.lmeval_export``)."""
+    from ..records.lmeval_export import export_lmeval as export_one
+    from ..records.store import find_records, read_samples
+
+    written = []
+    for file, record in find_records(paths):
+        written += export_one(record, read_samples(file.parent), out)
+    return written
 
 
 def track(paths: list[Path], to: str) -> list[str]:
@@ -278,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     watch_cmd.add_argument("--report-dir", metavar="DIR", help="as the pytest option (default: reports)")
     watch_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                            help="any other option by its name, e.g. --set max_eval_tokens=20000; repeatable")
+    lmeval_cmd = commands.add_parser("export-lmeval", help="write records in lm-evaluation-harness's results and "
+                                     "samples layout")
+    lmeval_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
+                            help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
+    lmeval_cmd.add_argument("--out", type=Path, default=Path("lmeval-results"),
+                            help="folder for <checkpoint>/results_<date>.json (default: %(default)s)")
     track_cmd = commands.add_parser("track", help="log records of earlier runs to W&B or TensorBoard")
     track_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
                            help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
@@ -315,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             written = export(args.checkpoint, args.out, args.force)
         elif args.command == "merge":
             written = merge(args.out, args.shards, args.compare_by)
+        elif args.command == "export-lmeval":
+            written = export_lmeval(args.records, args.out)
         elif args.command == "track":
             written = track(args.records, args.to)
         elif args.command == "fetch-data":
