@@ -67,6 +67,17 @@ def _timing_blocked(config: pytest.Config) -> str | None:
     return timing_unavailable(under_xdist=under_xdist, benchmark_disabled=disabled)
 
 
+def _check_benchmark_histogram(config: pytest.Config) -> None:
+    """pytest-benchmark's ``--benchmark-histogram`` draws with pygal (its ``histogram`` extra), imported only
+    when the run ends: without it a whole run ended in an ImportError traceback. Said at start-up instead."""
+    import importlib.util
+
+    if config.getoption("benchmark_histogram", None) and not all(
+            importlib.util.find_spec(name) for name in ("pygal", "pygaljs")):
+        raise pytest.UsageError("--benchmark-histogram needs pygal and pygaljs: pip install "
+                                "'lmeval-fixtures[histogram]' (or leave the option out)")
+
+
 class SuitePlugin:
     """The run of one pytest process, and the hooks that feed it."""
 
@@ -93,6 +104,7 @@ class SuitePlugin:
         self.timing_blocked = _timing_blocked(config)
         if not self.is_worker:
             _warn_replaced_benchmark_options(config)
+            _check_benchmark_histogram(config)
         self.finished: Finished | None = None
         self.shard_line: str | None = None
         self._sigterm: Any = None
@@ -303,6 +315,14 @@ class SuitePlugin:
         return next((n for n in names if params == n or params.startswith(n + "-")), None)
 
     # ------------------------------------------------------------ the end
+
+    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+        """pytest-benchmark's JSON holds the items timed through its fixture; batch scaling times several batch
+        sizes in one item, so its points join the JSON here, under ``lmeval_batch_scaling`` by checkpoint."""
+        scaling = {name: record["batch_scaling"] for name, record in self.run.records().items()
+                   if record.get("batch_scaling")}
+        if scaling:
+            output_json["lmeval_batch_scaling"] = scaling
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         options = self.config.option
