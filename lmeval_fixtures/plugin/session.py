@@ -34,6 +34,7 @@ from ..evaluation.sharding import ShardItem, partition, shard_costs
 from ..evaluation.startup import IniDefaults, start_run
 from ..models.discovery import CheckpointSpec
 from ..records.results_table import STEP_SUMMARY_ENV, append_step_summary, render_text
+from ..suite.figures import resolve_figure_key, task_figure_key
 from ..suite.registry import Registry
 
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
@@ -178,6 +179,16 @@ class SuitePlugin:
         if "latency_shape" in names:
             shapes = self.settings.latency_shapes
             metafunc.parametrize("latency_shape", shapes, ids=[shape_name(b, s) for b, s in shapes])
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """One task, one name in every place: ``-k`` selects a task's item by any name its figures are asked
+        for by (``SST-2``, ``smallbench_sst2_acc``, ``smallbench_sentiment_acc``), not only by its id."""
+        task = getattr(item, "callspec", None) and item.callspec.params.get("smallbench_task")
+        if task is not None:
+            key = task_figure_key(task)
+            item.extra_keyword_matches.update(
+                name for name in (task.display, key, f"smallbench_{task.name}_acc") if
+                resolve_figure_key(name, self.figures) == key)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
