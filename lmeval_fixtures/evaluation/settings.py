@@ -23,6 +23,7 @@ from ..records.gates import GatePolicy
 from ..records.tracking import TrackSpec
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
+from .options import AUTO, default
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 # fewest timed rounds of a measurement, whatever --timing-budget says (enough for a spread)
@@ -156,6 +157,19 @@ def positive_or_none(name: str, value: int | None) -> int | None:
     return value
 
 
+# --batch-tokens auto: where an accelerator starts halving (a million tokens), and what a CPU takes instead. On a
+# CPU, running short of memory is rarely an exception torch can catch (the kernel stops the process), so
+# "the largest that fits, found by trying" is only tried where an out-of-memory error is raised.
+AUTO_BATCH_TOKENS = 1 << 20
+
+
+def batch_tokens_for(value: int | str, device: str) -> int:
+    """``--batch-tokens`` as a number for ``device`` (``auto``: see ``AUTO_BATCH_TOKENS``)."""
+    if value == AUTO:
+        return int(default("batch_tokens")) if device == "cpu" else AUTO_BATCH_TOKENS
+    return int(positive_or_none("--batch-tokens", value))
+
+
 def non_negative(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{name} must be a finite number >= 0, got {value}")
@@ -244,7 +258,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         max_eval_tokens=positive_or_none("--max-eval-tokens", option.max_eval_tokens),
         ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
         detokenize=option.detokenize == "on",
-        batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
+        batch_tokens=batch_tokens_for(option.batch_tokens, device),
         run_id=run_id(option.run_id),
         experiment_name=option.experiment_name,
         prompts=option.prompts,
