@@ -112,6 +112,13 @@ Opener = Callable[[str, Mapping[str, Any], "Path | None"], Any]
 OPENERS: dict[str, Opener] = {"wandb": WandbBackend, "tensorboard": TensorBoardBackend}
 
 
+def open_backend(spec: TrackSpec | str, name: str, config: Mapping[str, Any] | None = None) -> Any:
+    """A tracker run named ``name`` (``--track``'s grammar, or a parsed ``TrackSpec``), ready for ``log`` and
+    ``close``: what a training loop's logger (``records.metrics_logger``) forwards to."""
+    spec = TrackSpec.parse(spec) if isinstance(spec, str) else spec
+    return OPENERS[spec.backend](name, dict(config or {}), spec.folder)
+
+
 def run_config(record: dict[str, Any]) -> dict[str, Any]:
     """What a tracker shows beside the figures: the run, the checkpoint, and the settings it was measured with."""
     checkpoint = record.get("checkpoint") or {}
@@ -124,7 +131,7 @@ def track_records(records: Iterable[dict[str, Any]], figures: list[Figure], spec
     logged = []
     for record in records:
         name = f"{record.get('run_id')}/{(record.get('checkpoint') or {}).get('name')}"
-        backend = OPENERS[spec.backend](name, run_config(record), spec.folder)
+        backend = open_backend(spec, name, run_config(record))
         try:
             backend.log(training_step(record) or 0, tracked_figures(record, figures))
         finally:

@@ -53,6 +53,19 @@ def wandb_records(path: Path):
             pending = b""
 
 
+def transaction_log(path: Path, wait_s: float = 60.0) -> list:
+    """The run's records once its log is whole (its ``exit`` record written): W&B's service process writes
+    the log behind the run, and flushes it on a timer (about 15 s) or at exit."""
+    import time
+
+    give_up = time.monotonic() + wait_s
+    while True:
+        records = list(wandb_records(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > give_up:
+            return records
+        time.sleep(0.2)
+
+
 def test_a_wandb_offline_run_made_from_one_record(run_folder, tmp_path, monkeypatch, capsys):
     pytest.importorskip("wandb")
     for variable, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": tmp_path / "cfg",
@@ -61,7 +74,7 @@ def test_a_wandb_offline_run_made_from_one_record(run_folder, tmp_path, monkeypa
     assert cli(["track", str(run_folder), "--to", f"wandb:{tmp_path / 'wb'}"]) == 0
     assert capsys.readouterr().out == f"r1/{CHECKPOINT}\n"
     [log] = (tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb")  # one record, one run
-    records = list(wandb_records(log))
+    records = transaction_log(log)
     [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert (run.display_name, run.project, run.job_type) == (f"r1/{CHECKPOINT}", "lmeval-fixtures", "eval")
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
@@ -105,3 +118,31 @@ def test_a_bad_track_value_is_a_usage_error(text, says):
 def test_track_spec_reads_a_folder():
     assert TrackSpec.parse("tensorboard:runs/tb") == TrackSpec("tensorboard", Path("runs/tb"))
     assert TrackSpec.parse("wandb") == TrackSpec("wandb", None)
+
+
+@pytest.mark.parametrize("backend", ["wandb", "tensorboard"])
+def test_every_backend_has_the_tracking_backend_protocol_s_two_methods(backend):
+    """``log(step, figures)`` and ``close()``: what H28's ``TrackingBackend`` protocol (``records.metrics_logger``)
+    asks, so a training loop's logger forwards to these same objects."""
+    import inspect
+
+    from lmeval_fixtures.records.tracking import OPENERS
+
+    opener = OPENERS[backend]
+    assert list(inspect.signature(opener.log).parameters) == ["self", "step", "figures"]
+    assert list(inspect.signature(opener.close).parameters) == ["self"]
+
+
+def test_open_backend_logs_a_training_loop_s_figures_step_by_step(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lmeval_fixtures.records.tracking import open_backend
+
+    backend = open_backend(f"tensorboard:{tmp_path}", "loop", {"lr": 0.1})
+    for step, value in ((100, 3.0), (200, 2.5)):
+        backend.log(step, {"val_bits_per_byte": value})
+    backend.close()
+    events = EventAccumulator(str(tmp_path / "loop"))
+    events.Reload()
+    assert [(s.step, s.value) for s in events.Scalars("val_bits_per_byte")] == [(100, 3.0), (200, 2.5)]
