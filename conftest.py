@@ -1,8 +1,8 @@
-"""Makes the plugin available in a source checkout that was not pip-installed.
+"""Loads the plugin for runs in this checkout (``pytest benchmarks``, ``pytest tests``).
 
-When the package is installed, its ``pytest11`` entry point (named after the
-module, ``lmeval_fixtures.plugin``) has already registered the plugin, and
-pytest skips a second registration of the same name.
+The package has no ``pytest11`` entry point: installing it changes no other project's
+pytest run, so each place that uses the plugin loads it (docs/design.md, "What a run does",
+step 0); in this checkout, this file does.
 """
 
 pytest_plugins = ["lmeval_fixtures.plugin"]

@@ -217,6 +217,7 @@ def evaluate(
         context.close()
     finished = run.finish(settings.report_dir / run.run_id,
                           history=settings.report_dir / "history.jsonl" if history else None,
-                          compare_by=settings.compare_by, baseline=settings.update_baseline, run_id=run.run_id)
+                          compare_by=settings.compare_by, baseline=settings.update_baseline, run_id=run.run_id,
+                          track=settings.track)
     items_run.raise_unexpected(finished)  # a bug in an item: its traceback, after the others' reports
     return finished

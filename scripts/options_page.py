@@ -65,7 +65,10 @@ BENCHMARK_NOTE = """\
 
 pytest-benchmark's own options (`--benchmark-json`, `--benchmark-autosave`, `--benchmark-compare`,
 `--benchmark-compare-fail`, `--benchmark-group-by`, `--benchmark-skip`, `--benchmark-only`, ...) work on the
-timed items, batch scaling included. Its JSON names each benchmark's parameters readably
+timed items (`--benchmark-skip` and `--benchmark-only` select batch scaling too). Batch scaling times
+several batch sizes in one item, outside the fixture: its points are in the JSON under
+`lmeval_batch_scaling` (by checkpoint), not in `benchmarks`. `--benchmark-histogram` needs the `histogram`
+extra (pygal; said at start-up without it). The JSON names each benchmark's parameters readably
 (`{"checkpoint_spec": "ref-e35", "latency_shape": "1x128"}`), groups them by shape (`latency 1x128`,
 `throughput 32x512`: a batch-1 latency is never ranked against a batch-32 throughput) and adds `extra_info`
 (tokens per second, batch, sequence, peak RSS, CUDA allocated/reserved). Its round options do not apply,

@@ -236,3 +236,24 @@ def test_evaluate_refuses_bad_training_facts_before_anything_runs(tmp_path, kwar
         evaluate(tmp_path / "nothing.safetensors", report_dir=tmp_path / "reports", **kwargs)
     assert one_line(info) == says
     assert not (tmp_path / "reports").exists()
+def test_evaluate_with_track_logs_each_record_it_measured(tmp_path):
+    """``track=`` (``--track``): every door ends in ``Run.finish``, which logs each record this invocation
+    measured as one tracker run, after the reports are written."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lmeval_fixtures import evaluate
+
+    from .helpers import write_wikitext
+
+    tokenizer = make_tokenizer()
+    model = Transformer(tiny_config(tokenizer.get_vocab_size()))
+    model.init_weights(0)
+    done = evaluate(model, tokenizer, name="step-20", families=["perplexity"], run_id="tracked",
+                    data_dir=write_wikitext(tmp_path / "data"), report_dir=tmp_path / "reports",
+                    track=f"tensorboard:{tmp_path / 'tb'}", history=False)
+    assert done.tracked == ["tracked/step-20"] and not done.errors
+    events = EventAccumulator(str(tmp_path / "tb" / "tracked" / "step-20"))
+    events.Reload()
+    [scalar] = events.Scalars("val_bits_per_byte")
+    assert scalar.step == 20 and scalar.value == pytest.approx(done.records["step-20"]["val_bits_per_byte"])

@@ -12,6 +12,15 @@
                               measured as the latest was
     watch DIR [--interval S] [--metric KEY] [--families F,...] [--set KEY=VALUE]
                               evaluate each new checkpoint in DIR as training writes it; Ctrl-C stops
+    export-lmeval RECORD_OR_DIR... [--out DIR]
+                              each record (and its --log-samples samples) in lm-evaluation-harness's
+                              layout: DIR/<checkpoint>/results_<date>.json, samples_<task>_<date>.jsonl
+    track RECORD_OR_DIR... --to wandb|tensorboard[:DIR]
+                              each record of earlier runs logged as one run of an experiment
+                              tracker (the track extra; WANDB_MODE=offline logs offline)
+    list [--json] [--task-file FILE] [--corpus NAME=SOURCE]
+                              tasks (prompt sets, figure keys, the names each is accepted by),
+                              corpora and splits, families, reference checkpoints and their paths
     fetch-data DIR [--overwrite]
                               the local data layout (what --data-dir reads), from the Hugging Face hub
 
@@ -98,9 +107,15 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
 
     if not path.exists():
         raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
+    from ..suite.figures import resolve_figure_key
+    from ..suite.registry import Registry
+
     lines = read_history(path)
-    if metric not in metrics_in(lines):
-        raise CommandError(f"--metric {metric}: {path} holds {', '.join(metrics_in(lines)) or 'no figures'}")
+    held = metrics_in(lines)
+    # one name per figure: a task's other names (smallbench_sst2_acc, SST-2) mean its key
+    metric = metric if metric in held else resolve_figure_key(metric, Registry.default().figure_table()) or metric
+    if metric not in held:
+        raise CommandError(f"--metric {metric}: {path} holds {', '.join(held) or 'no figures'}")
     names = checkpoints or sorted({line["checkpoint"] for line in lines})
     for name in names:
         found = trend(lines, name, metric, previous)
@@ -110,6 +125,43 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
         for note in found.notes:
             print(note)
         print(found.verdict)
+    return 0
+
+
+def export_lmeval(paths: list[Path], out: Path) -> list[Path]:
+    """Records of earlier runs in lm-evaluation-harness's results and samples layout (``records.lmeval_export``)."""
+    from ..records.lmeval_export import export_lmeval as export_one
+    from ..records.store import find_records, read_samples
+
+    written = []
+    for file, record in find_records(paths):
+        written += export_one(record, read_samples(file.parent), out)
+    return written
+
+
+def track(paths: list[Path], to: str) -> list[str]:
+    """Records of earlier runs, each logged as one run of the tracker ``to`` names (``records.tracking``)."""
+    from ..records.store import find_records
+    from ..records.tracking import TrackSpec, track_records
+    from ..suite.registry import Registry
+
+    spec = TrackSpec.parse(to, "--to")
+    records = [record for _, record in find_records(paths)]
+    try:
+        return track_records(records, Registry.default().figure_table(records), spec)
+    except LmevalError:
+        raise
+    except Exception as exc:  # the tracker's own failures (no login, no network), in one line
+        raise CommandError(f"--to {to}: could not log the run: {type(exc).__name__}: {exc}") from None
+
+
+def show_listing(task_files: list[Path], corpora: list[str], as_json: bool) -> int:
+    import json
+
+    from .listing import list_suite, render_listing
+
+    found = list_suite(task_files, corpora)
+    print(json.dumps(found, indent=2) if as_json else render_listing(found), end="\n" if as_json else "")
     return 0
 
 
@@ -240,6 +292,25 @@ def build_parser() -> argparse.ArgumentParser:
     watch_cmd.add_argument("--report-dir", metavar="DIR", help="as the pytest option (default: reports)")
     watch_cmd.add_argument("--set", action="append", metavar="KEY=VALUE",
                            help="any other option by its name, e.g. --set max_eval_tokens=20000; repeatable")
+    lmeval_cmd = commands.add_parser("export-lmeval", help="write records in lm-evaluation-harness's results and "
+                                     "samples layout")
+    lmeval_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
+                            help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
+    lmeval_cmd.add_argument("--out", type=Path, default=Path("lmeval-results"),
+                            help="folder for <checkpoint>/results_<date>.json (default: %(default)s)")
+    track_cmd = commands.add_parser("track", help="log records of earlier runs to W&B or TensorBoard")
+    track_cmd.add_argument("records", type=Path, nargs="+", metavar="RECORD_OR_DIR",
+                           help="a metrics.json, or a folder holding them (a run folder, or a checkpoint's)")
+    track_cmd.add_argument("--to", required=True, metavar="BACKEND[:DIR]",
+                           help="wandb or tensorboard, optionally :DIR for its files (default: wandb's ./wandb, "
+                                "tensorboard's ./runs)")
+    list_cmd = commands.add_parser("list", help="tasks, corpora, families and reference checkpoints (as "
+                                   "lm_eval --tasks list)")
+    list_cmd.add_argument("--json", action="store_true", help="the listing as one JSON object")
+    list_cmd.add_argument("--task-file", type=Path, action="append", default=[], metavar="FILE",
+                          help="a task file declared as the pytest option declares it; repeatable")
+    list_cmd.add_argument("--corpus", action="append", default=[], metavar="NAME=SOURCE",
+                          help="a corpus declared as the pytest option declares it; repeatable")
     fetch_cmd = commands.add_parser("fetch-data", help="write the local data layout from the Hugging Face hub")
     fetch_cmd.add_argument("dest", type=Path, metavar="DIR",
                            help="folder to write the data layout into (then pass it as --data-dir)")
@@ -256,12 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "watch":
             return watch_folder(args)
+        if args.command == "list":
+            return show_listing(args.task_file, args.corpus, args.json)
         if args.command == "history":
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
         if args.command == "export-hf":
             written = export(args.checkpoint, args.out, args.force)
         elif args.command == "merge":
             written = merge(args.out, args.shards, args.compare_by)
+        elif args.command == "export-lmeval":
+            written = export_lmeval(args.records, args.out)
+        elif args.command == "track":
+            written = track(args.records, args.to)
         elif args.command == "fetch-data":
             written = fetch(args.dest, args.overwrite)
         else:

@@ -13,7 +13,6 @@ on the next start.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from typing import Any
 
 from ..core.files import write_atomic
 from ..models.discovery import CheckpointSpec, discover_checkpoints
+from ..records.tracking import training_step
+from ..suite.figures import resolve_figure_key
 from ..suite.registry import Registry
 
 Signature = tuple[tuple[str, int, int], ...]
@@ -41,15 +42,6 @@ def files_signature(path: Path) -> Signature:
             continue
         signature.append((str(file), stat.st_size, stat.st_mtime_ns))
     return tuple(signature)
-
-
-def training_step(record: dict[str, Any]) -> int | None:
-    """The step a checkpoint was saved at: its training metadata, else the last number in its name."""
-    step = (record.get("checkpoint", {}).get("training") or {}).get("step")
-    if isinstance(step, (int, float)):
-        return int(step)
-    numbers = re.findall(r"\d+", record.get("checkpoint", {}).get("name", ""))
-    return int(numbers[-1]) if numbers else None
 
 
 @dataclass
@@ -93,8 +85,8 @@ class Watcher:
     def write_trend(self, run_folder: Path | None) -> list[Path]:
         if run_folder is None:
             return []
-        figures = {f.key: f for f in Registry.default().figure_table(list(self.records.values()))}
-        figure = figures.get(self.metric)
+        table = Registry.default().figure_table(list(self.records.values()))
+        figure = {f.key: f for f in table}.get(resolve_figure_key(self.metric, table) or self.metric)
         rows = []
         for name, record in self.records.items():
             value = figure.value(record) if figure else record.get(self.metric)

@@ -123,26 +123,10 @@ def write_atomic(path: Path, text: str) -> None:
 @contextlib.contextmanager
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder while its records are read and written, so two
-    invocations with the same run id (shards, or runs at once) merge instead of overwriting."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a", encoding="utf-8") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: msvcrt's byte-range lock (retried for about 10 s, then an OSError)
-            fcntl = None
-        if fcntl is None:
-            import msvcrt
+    invocations with the same run id (shards, or runs at once) merge instead of overwriting.
+    ``filelock`` (flock on POSIX, msvcrt on Windows; a dependency of torch) rather than our own."""
+    from filelock import FileLock
 
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".lock"):
+        yield

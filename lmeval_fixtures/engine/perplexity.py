@@ -20,6 +20,7 @@ import torch
 from ..core.numerics import safe_exp
 from ..models.tokenizer import TextTokenizer
 from .batching import length_batches
+from .memory_fit import largest_fitting
 from .projection import EngineCaches, model_device, split_forward, target_logprobs
 
 
@@ -200,7 +201,8 @@ def score_documents(
 
     Windows from all documents are sorted by length and cut into batches of at most
     ``batch_tokens`` input tokens (``batching.length_batches``); right padding never
-    changes a result because attention is causal and only real positions are scored.
+    changes a result because attention is causal and only real positions are scored. A budget
+    that runs out of memory is halved until one fits (``memory_fit.largest_fitting``).
     ``caches``: what scoring keeps between calls (``projection.EngineCaches``: encodings, chunk
     choosers, threads), a run's; without, this call's own.
     """
@@ -211,31 +213,36 @@ def score_documents(
     windows.sort(key=lambda w: (-w.length, w.document, w.start))
     hidden_fn, head_fn = split_forward(model)
     device = model_device(model)
-    doc_nll = torch.zeros(len(token_lists), dtype=torch.float64)
-    top1 = top5 = 0  # next-token accuracy counts, from the same pass
 
-    for indices in length_batches([w.length for w in windows], batch_tokens):
-        batch = windows[indices.start:indices.stop]
-        width = batch[0].length
-        index = indices.stop
-        inputs = torch.zeros((len(batch), width + 1), dtype=torch.long)
-        scored = torch.zeros((len(batch), width), dtype=torch.bool)
-        owner = torch.empty((len(batch), width), dtype=torch.long)
-        for row, w in enumerate(batch):
-            inputs[row, : w.length + 1] = streams[w.document][w.start : w.start + w.length + 1]
-            scored[row, w.length - w.n_scored : w.length] = True
-            owner[row] = w.document
-        features = hidden_fn(inputs[:, :-1].to(device))
-        targets = inputs[:, 1:]
-        if not bool(scored.all()):  # project only the scored positions onto the vocabulary
-            features, targets, owner = features[scored.to(device)], targets[scored], owner[scored]
-        logprobs, _, rank = target_logprobs(head_fn, features.reshape(-1, features.shape[-1]),
-                                            targets.reshape(-1).to(device), with_rank=True, caches=caches)
-        doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
-        top1 += int((rank == 0).sum())
-        top5 += int((rank < 5).sum())
-        if progress is not None:
-            progress(index, len(windows))
+    def score_windows(budget: int) -> tuple[torch.Tensor, int, int]:
+        doc_nll = torch.zeros(len(token_lists), dtype=torch.float64)
+        top1 = top5 = 0  # next-token accuracy counts, from the same pass
+        for indices in length_batches([w.length for w in windows], budget):
+            batch = windows[indices.start:indices.stop]
+            width = batch[0].length
+            index = indices.stop
+            inputs = torch.zeros((len(batch), width + 1), dtype=torch.long)
+            scored = torch.zeros((len(batch), width), dtype=torch.bool)
+            owner = torch.empty((len(batch), width), dtype=torch.long)
+            for row, w in enumerate(batch):
+                inputs[row, : w.length + 1] = streams[w.document][w.start : w.start + w.length + 1]
+                scored[row, w.length - w.n_scored : w.length] = True
+                owner[row] = w.document
+            features = hidden_fn(inputs[:, :-1].to(device))
+            targets = inputs[:, 1:]
+            if not bool(scored.all()):  # project only the scored positions onto the vocabulary
+                features, targets, owner = features[scored.to(device)], targets[scored], owner[scored]
+            logprobs, _, rank = target_logprobs(head_fn, features.reshape(-1, features.shape[-1]),
+                                                targets.reshape(-1).to(device), with_rank=True, caches=caches)
+            doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
+            top1 += int((rank == 0).sum())
+            top5 += int((rank < 5).sum())
+            if progress is not None:
+                progress(index, len(windows))
+        return doc_nll, top1, top5
+
+    # out of memory: every window again at half the budget, until it fits (memory_fit)
+    (doc_nll, top1, top5), _ = largest_fitting(score_windows, batch_tokens)
 
     per_document = [(doc_nll[i].item(), len(ids), *counts[i]) for i, ids in enumerate(token_lists)]
     return PerplexityResult(

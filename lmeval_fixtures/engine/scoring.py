@@ -30,6 +30,7 @@ import torch
 
 from ..models.tokenizer import TextTokenizer
 from .batching import length_batches
+from .memory_fit import largest_fitting
 from .projection import EngineCaches, model_device, split_forward, target_logprobs
 
 Progress = Callable[[int, int], None]
@@ -58,6 +59,7 @@ class ScoringStats:
     separate_encodings: int = 0  # joins where the continuation came back empty
     truncated_contexts: int = 0
     batch_shapes: list[tuple[int, int]] = field(default_factory=list)  # (rows, width) of each forward
+    batch_tokens: int = 0  # the token budget the batches were cut to: the one asked for, or less if it did not fit
 
 
 @dataclass
@@ -164,10 +166,27 @@ def score_requests(
     caches: EngineCaches | None = None,
 ) -> tuple[list[Score], ScoringStats]:
     """Score every request; results do not depend on batch size or order beyond float rounding.
+    A budget that runs out of memory is halved until one fits (``memory_fit.largest_fitting``);
+    ``stats.batch_tokens`` says which did.
     ``caches``: what scoring keeps between calls (``projection.EngineCaches``), a run's; without,
     this call's own."""
     caches = caches if caches is not None else EngineCaches()
     stats = ScoringStats(requests=len(requests))
+    rows = _packed_rows(tokenizer, requests, max_len, stats)
+    # out of memory: the whole call again at half the budget, until it fits (memory_fit)
+    return largest_fitting(lambda budget: _score_rows(model, rows, len(requests), budget, stats, progress, caches),
+                           batch_tokens)[0]
+
+
+@dataclass(frozen=True)
+class _PackedRows:
+    laid_out: list[tuple[_Row, list[int], list[int], list[int]]]  # longest first
+    continuations: list[tuple[int, ...]]
+
+
+def _packed_rows(tokenizer: TextTokenizer, requests: Sequence[Request], max_len: int,
+                 stats: ScoringStats) -> _PackedRows:
+    """Each distinct (truncated) context once, its requests' continuations packed after it."""
     encoded: list[_Encoded] = []
     pairs = encode_pairs(tokenizer, [(r.context, r.continuation) for r in requests])
     for context, continuation, separate in pairs:
@@ -183,11 +202,19 @@ def score_requests(
     laid_out = [(row, *row.layout(continuations)) for row in rows.values()]
     laid_out.sort(key=lambda r: (-len(r[1]), r[1]))  # longest first; ties in a fixed order
     stats.contexts = len(laid_out)
+    return _PackedRows(laid_out, continuations)
 
+
+def _score_rows(model: torch.nn.Module, rows: _PackedRows, n_requests: int, batch_tokens: int, stats: ScoringStats,
+                progress: Progress | None, caches: EngineCaches) -> tuple[list[Score], ScoringStats]:
+    """The forward passes of ``score_requests`` at one token budget (its batch counts start from zero)."""
+    laid_out, continuations = rows.laid_out, rows.continuations
+    stats.batch_tokens, stats.batches, stats.input_tokens, stats.padded_tokens = batch_tokens, 0, 0, 0
+    stats.batch_shapes = []
     hidden_fn, head_fn = split_forward(model)
     device = model_device(model)
-    logprobs = torch.zeros(len(requests), dtype=torch.float64)
-    misses = torch.zeros(len(requests), dtype=torch.long)  # non-greedy tokens per request
+    logprobs = torch.zeros(n_requests, dtype=torch.float64)
+    misses = torch.zeros(n_requests, dtype=torch.long)  # non-greedy tokens per request
     done = 0
     for indices in length_batches([len(r[1]) for r in laid_out], batch_tokens):
         batch = laid_out[indices.start:indices.stop]
@@ -230,9 +257,9 @@ def score_requests(
         misses.index_add_(0, owner, (~token_greedy).long().cpu())
         done += sum(len(row.requests) for row, *_ in batch)
         if progress is not None:
-            progress(done, len(requests))
+            progress(done, n_requests)
 
-    scores = [Score(logprobs[i].item(), bool(misses[i] == 0), len(continuations[i])) for i in range(len(requests))]
+    scores = [Score(logprobs[i].item(), bool(misses[i] == 0), len(continuations[i])) for i in range(n_requests)]
     return scores, stats
 
 

@@ -113,11 +113,6 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 @dataclass(frozen=True)
 class RoundPolicy:
     """How many timed rounds a measurement takes: as many as fit ``budget_s`` seconds (judged by

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 
 from ..core.names import shape_name
+from ..engine.memory_fit import is_out_of_memory
 from ..engine.perplexity import PerplexityResult, score_documents
 from ..engine.projection import EngineCaches
-from ..engine.timing import MemoryWatch, RoundPolicy, is_out_of_memory, summarise_ms, time_rounds
+from ..engine.timing import MemoryWatch, RoundPolicy, summarise_ms, time_rounds
 from ..models.loading import LoadedCheckpoint
 from ..records import fragments
 from ..records.alike import FIGURE_SETTINGS

@@ -50,6 +50,18 @@ class Option:
         return {k: v for k, v in spec.items() if v is not None or k == "default"}
 
 
+AUTO = "auto"
+
+
+def token_budget(text: str | int) -> int | str:
+    """``--batch-tokens``: a whole number, or ``auto`` (``settings`` turns it into a number for the device)."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return AUTO
+    if isinstance(text, float):
+        raise ValueError(text)
+    return int(text)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("--checkpoint", "checkpoint file (.safetensors with config.json beside it, or .pt) or a folder of them; "
            "repeatable. Default: the embedded reference checkpoints", metavar="PATH", action="append"),
@@ -67,8 +79,10 @@ OPTIONS: tuple[Option, ...] = (
            "lm-evaluation-harness; smaller values give lower, non-comparable figures)", type=int, metavar="N"),
     Option("--detokenize", "apply the corpus detokenizer (WikiText's) before scoring (default: on, as "
            "lm-evaluation-harness)", default="on", choices=("on", "off")),
-    Option("--batch-tokens", "token budget of one forward batch (default: 16384)", default=16384, type=int,
-           metavar="N"),
+    Option("--batch-tokens", "token budget of one forward batch, or auto: on a GPU the largest that fits, found by "
+           "halving 1048576 (on CPU: 16384, as the kernel, not torch, stops a process short of memory); any budget "
+           "that runs out of memory is halved until one fits, the call scored again at it (default: 16384)",
+           default=16384, type=token_budget, metavar="N|auto"),
     Option("--prompts", "SmallBench prompt set: the house prompts or lm-evaluation-harness's (default: smallbench)",
            default="smallbench", choices=PROMPT_SETS),
     Option("--corpus", "a perplexity corpus of your own beside WikiText-2: NAME=PATH[:FIELD] (a text file, documents "
@@ -133,6 +147,9 @@ OPTIONS: tuple[Option, ...] = (
            default=False),
     Option("--cache-max-mb", "size bound of the cache folder; least recently used entries go first "
            "(default: 2048)", default=2048, type=int, metavar="MB"),
+    Option("--track", "log each checkpoint's record as one run of an experiment tracker: wandb (WANDB_MODE=offline "
+           "to log offline) or tensorboard, optionally :DIR for its files (default: wandb's ./wandb, tensorboard's "
+           "./runs); needs the track extra", metavar="BACKEND[:DIR]"),
     Option("--merge-into", "merge this run's records into an earlier run's report folder (reports/<run_id>), e.g. "
            "timings taken with -p no:xdist after an -n auto run", metavar="RUN_DIR"),
 )

@@ -26,7 +26,8 @@ from ..records.history import append_history
 from ..records.record import deep_merge, empty_record, finalise, merge_records
 from ..records.store import read_run_folder, write_checkpoint_report
 from ..records.summary import headline
-from ..suite.figures import Figure, sortable_keys
+from ..records.tracking import TrackSpec, track_records
+from ..suite.figures import Figure, resolve_figure_key, sortable_keys
 from ..suite.registry import Registry
 
 Samples = dict[str, list[dict[str, Any]]]
@@ -40,6 +41,8 @@ class Finished:
     paths: list[Path] = field(default_factory=list)
     headlines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    measured: list[str] = field(default_factory=list)  # the checkpoints this invocation measured (not folded in)
+    tracked: list[str] = field(default_factory=list)  # the runs logged to --track's tracker
 
 
 class Run:
@@ -139,7 +142,7 @@ class Run:
         return bool(self.outcomes or self.fragments)
 
     def finish(self, out: Path, *, compare_by: str, history: Path | None = None, interrupted: bool = False,
-               baseline: Path | None = None, run_id: str | None = None) -> Finished:
+               baseline: Path | None = None, run_id: str | None = None, track: TrackSpec | None = None) -> Finished:
         """Write every checkpoint's report into ``out/<checkpoint>/``, the comparison when there
         are several, one history line per checkpoint (when ``history`` is given), and, when
         ``baseline`` is given and every item passed, the records as that baseline folder.
@@ -171,7 +174,21 @@ class Run:
             return Finished(errors=[f"lmeval-fixtures: could not write the reports into {out}: {exc}"])
         if baseline is not None and done.records:
             self._write_baseline(out, baseline, done)
+        if track is not None and done.measured:
+            self._track(track, done)
         return done
+
+    def _track(self, track: TrackSpec, done: Finished) -> None:
+        """Each record this invocation measured, one run of the tracker (a shard's records once, by the shard that
+        measured them). After the reports: a tracker that fails loses none of them."""
+        records = [done.records[name] for name in done.measured]
+        try:
+            done.tracked = track_records(records, self.figures(records), track)
+        except LmevalError as exc:  # MissingExtra: the tracker's library is not installed
+            done.errors.append(f"lmeval-fixtures: --track {track.backend}: {exc}")
+        except Exception as exc:  # the tracker's own failures (no login, no network): not ours, but said
+            done.errors.append(f"lmeval-fixtures: --track {track.backend}: could not log the run: "
+                               f"{type(exc).__name__}: {exc}")
 
     def _write_baseline(self, out: Path, target: Path, done: Finished) -> None:
         unsound = sorted(f"{item} ({outcome['outcome']})" for outcomes in self.outcomes.values()
@@ -217,7 +234,8 @@ class Run:
             done.records[name] = built
             done.headlines.append(headline(built, figures))
         written = list(done.records.values())
-        if len(written) > 1 and not any(f.key == compare_by and f.better is not None for f in figures):
+        sort_key = resolve_figure_key(compare_by, figures)
+        if len(written) > 1 and not any(f.key == sort_key and f.better is not None for f in figures):
             done.errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: cannot sort by "
                                f"{compare_by!r}; choose one of {', '.join(sortable_keys(figures))}")
         elif len(written) > 1:
@@ -227,6 +245,7 @@ class Run:
             except (OSError, LmevalError) as exc:
                 done.errors.append(f"lmeval-fixtures: could not write {out / 'comparison.md'}: {exc}")
         measured = [built for name, built in done.records.items() if name in fresh]
+        done.measured = [name for name in done.records if name in fresh]
         if measured and history is not None:  # a record folded in from an earlier invocation has its line
             try:
                 append_history(history, measured, figures)

@@ -20,8 +20,10 @@ from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, discover_checkpoints
 from ..models.loading import DTYPES
 from ..records.gates import GatePolicy
+from ..records.tracking import TrackSpec
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
+from .options import AUTO, default
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 # fewest timed rounds of a measurement, whatever --timing-budget says (enough for a spread)
@@ -78,6 +80,7 @@ class Settings:
     extra: dict[str, object] = field(default_factory=dict)
     corpora: list[CorpusSpec] = field(default_factory=list)  # --corpus, parsed; declared into the registry
     task_files: list[Path] = field(default_factory=list)  # --task-file; read when the registry is built
+    track: TrackSpec | None = None  # --track: the tracker each record is logged to at the end
 
     @property
     def latency_policy(self) -> RoundPolicy:
@@ -152,6 +155,19 @@ def positive_or_none(name: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise UsageError(f"{name} must be a positive integer, got {value}")
     return value
+
+
+# --batch-tokens auto: where an accelerator starts halving (a million tokens), and what a CPU takes instead. On a
+# CPU, running short of memory is rarely an exception torch can catch (the kernel stops the process), so
+# "the largest that fits, found by trying" is only tried where an out-of-memory error is raised.
+AUTO_BATCH_TOKENS = 1 << 20
+
+
+def batch_tokens_for(value: int | str, device: str) -> int:
+    """``--batch-tokens`` as a number for ``device`` (``auto``: see ``AUTO_BATCH_TOKENS``)."""
+    if value == AUTO:
+        return int(default("batch_tokens")) if device == "cpu" else AUTO_BATCH_TOKENS
+    return int(positive_or_none("--batch-tokens", value))
 
 
 def non_negative(name: str, value: float) -> float:
@@ -242,7 +258,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         max_eval_tokens=positive_or_none("--max-eval-tokens", option.max_eval_tokens),
         ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
         detokenize=option.detokenize == "on",
-        batch_tokens=positive_or_none("--batch-tokens", option.batch_tokens),
+        batch_tokens=batch_tokens_for(option.batch_tokens, device),
         run_id=run_id(option.run_id),
         experiment_name=option.experiment_name,
         prompts=option.prompts,
@@ -274,6 +290,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         cache_max_mb=int(positive_or_none("--cache-max-mb", option.cache_max_mb)),
         corpora=_corpora(option.corpus, ini_corpora, ini_dir),
         task_files=_task_files(option.task_file, ini_task_files, ini_dir),
+        track=TrackSpec.parse(option.track) if option.track else None,
     )
 
 

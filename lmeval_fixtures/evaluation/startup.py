@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.errors import UsageError
 from ..suite.declarations import declare
-from ..suite.figures import Figure, sortable_keys
+from ..suite.figures import Figure, resolve_figure_key, sortable_keys
 from ..suite.registry import Registry
 from .gating import Gates
 from .inputs import Inputs
@@ -102,7 +102,8 @@ def start_run(options: Any, *, report_root: Path, source_root: Path, args: list[
         metadata["command"] = process_command()
     run = Run(metadata, registry, settings.latency_shapes)
     figures = run.figures()
-    if settings.compare_by not in sortable_keys(figures) and settings.compare_by != default("compare_by"):
+    sort_key = resolve_figure_key(settings.compare_by, figures)  # a key, or another name of one
+    if sort_key not in sortable_keys(figures) and settings.compare_by != default("compare_by"):
         raise UsageError(f"--compare-by {settings.compare_by}: not a figure of this run; choose one of "
                          f"{', '.join(sortable_keys(figures))}")
     inputs = Inputs(settings, run_id=worker_run_id if is_worker else run.run_id)

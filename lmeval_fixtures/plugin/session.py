@@ -34,6 +34,7 @@ from ..evaluation.sharding import ShardItem, partition, shard_costs
 from ..evaluation.startup import IniDefaults, start_run
 from ..models.discovery import CheckpointSpec
 from ..records.results_table import STEP_SUMMARY_ENV, append_step_summary, render_text
+from ..suite.figures import resolve_figure_key, task_figure_key
 from ..suite.registry import Registry
 
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
@@ -67,6 +68,17 @@ def _timing_blocked(config: pytest.Config) -> str | None:
     return timing_unavailable(under_xdist=under_xdist, benchmark_disabled=disabled)
 
 
+def _check_benchmark_histogram(config: pytest.Config) -> None:
+    """pytest-benchmark's ``--benchmark-histogram`` draws with pygal (its ``histogram`` extra), imported only
+    when the run ends: without it a whole run ended in an ImportError traceback. Said at start-up instead."""
+    import importlib.util
+
+    if config.getoption("benchmark_histogram", None) and not all(
+            importlib.util.find_spec(name) for name in ("pygal", "pygaljs")):
+        raise pytest.UsageError("--benchmark-histogram needs pygal and pygaljs: pip install "
+                                "'lmeval-fixtures[histogram]' (or leave the option out)")
+
+
 class SuitePlugin:
     """The run of one pytest process, and the hooks that feed it."""
 
@@ -93,6 +105,7 @@ class SuitePlugin:
         self.timing_blocked = _timing_blocked(config)
         if not self.is_worker:
             _warn_replaced_benchmark_options(config)
+            _check_benchmark_histogram(config)
         self.finished: Finished | None = None
         self.shard_line: str | None = None
         self._sigterm: Any = None
@@ -166,6 +179,16 @@ class SuitePlugin:
         if "latency_shape" in names:
             shapes = self.settings.latency_shapes
             metafunc.parametrize("latency_shape", shapes, ids=[shape_name(b, s) for b, s in shapes])
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """One task, one name in every place: ``-k`` selects a task's item by any name its figures are asked
+        for by (``SST-2``, ``smallbench_sst2_acc``, ``smallbench_sentiment_acc``), not only by its id."""
+        task = getattr(item, "callspec", None) and item.callspec.params.get("smallbench_task")
+        if task is not None:
+            key = task_figure_key(task)
+            item.extra_keyword_matches.update(
+                name for name in (task.display, key, f"smallbench_{task.name}_acc") if
+                resolve_figure_key(name, self.figures) == key)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -304,6 +327,14 @@ class SuitePlugin:
 
     # ------------------------------------------------------------ the end
 
+    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+        """pytest-benchmark's JSON holds the items timed through its fixture; batch scaling times several batch
+        sizes in one item, so its points join the JSON here, under ``lmeval_batch_scaling`` by checkpoint."""
+        scaling = {name: record["batch_scaling"] for name, record in self.run.records().items()
+                   if record.get("batch_scaling")}
+        if scaling:
+            output_json["lmeval_batch_scaling"] = scaling
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         options = self.config.option
         if self.is_worker or any(getattr(options, name, False) for name in ("collectonly", "setuponly", "setupplan")):
@@ -313,7 +344,8 @@ class SuitePlugin:
             settings.merge_into or settings.report_dir / self.run.run_id,
             history=None if settings.merge_into else settings.report_dir / "history.jsonl",
             compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id)
+            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id,
+            track=settings.track)
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         records = list(self.finished.records.values())

@@ -24,7 +24,7 @@ from typing import Any
 from ..core.errors import UsageError
 from ..core.files import write_atomic
 from ..core.formatting import markdown_table, number
-from ..suite.figures import DOC_PPL, PER_DOCUMENT, Figure, sortable_keys
+from ..suite.figures import DOC_PPL, PER_DOCUMENT, Figure, resolve_figure_key, sortable_keys
 from .alike import FIGURE_SETTINGS, differences, figure_settings, shown
 from .codecs import decode_per_document
 from .paired import RESAMPLES, SEED, PairedResult, Unpaired, paired_accuracy, paired_bits_per_byte, paired_test
@@ -111,8 +111,10 @@ def _bolded(verdicts: dict[str, Verdict], figure: Figure, record: dict[str, Any]
 
 
 def sort_figure(figures: list[Figure], sort_by: str) -> Figure:
-    """The figure comparison.md is sorted by; a key that is not a scored figure is a usage error."""
-    found = next((f for f in figures if f.key == sort_by and f.better is not None), None)
+    """The figure comparison.md is sorted by (its key or an alias: ``resolve_figure_key``); a name
+    that is not a scored figure is a usage error."""
+    key = resolve_figure_key(sort_by, figures)
+    found = next((f for f in figures if f.key == key and f.better is not None), None)
     if found is None:
         raise UsageError(f"cannot sort by {sort_by!r}; choose one of {', '.join(sortable_keys(figures))}")
     return found
@@ -299,7 +301,7 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
     groups = comparable_groups(records)
     runs = sorted({r["run_id"] for r in records})
     parts = [f"# Comparison of {len(records)} checkpoints", "",
-             f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({order.better} is better); "
+             f"Run(s): {', '.join(runs)}. Sorted by `{order.key}` ({order.better} is better); "
              "the best value of each column is in bold (none where all agree), a SmallBench value only where "
              "a paired test finds it apart from the runner-up (see Best against runner-up); accuracies and "
              "margins carry their standard error.", ""]

@@ -86,8 +86,7 @@ def perplexity(corpus: Corpus, split: str, result: PerplexityResult, *, detokeni
     figures["per_document"] = encode_per_document(result.per_document)
     fragment = nest(corpus.record_path(split), figures) | {"data_fingerprints": dict(fingerprints)}
     if log_samples:
-        name = f"perplexity-{split}" if corpus.legacy else f"perplexity-{corpus.name}-{split}"
-        fragment[SAMPLES_KEY] = {name: result.samples()}
+        fragment[SAMPLES_KEY] = {perplexity_samples_name(corpus, split): result.samples()}
     return fragment
 
 
@@ -98,7 +97,7 @@ def smallbench(task: Task, result: TaskResult, fingerprints: dict[str, str],
     figures = result.summary() | {"per_row": encode_per_row(result.per_row())}
     fragment: Fragment = {"smallbench": {task.name: figures}, "data_fingerprints": dict(fingerprints)}
     if log_samples:
-        fragment[SAMPLES_KEY] = {f"smallbench-{task.name}": result.samples(log_samples)}
+        fragment[SAMPLES_KEY] = {smallbench_samples_name(task.name): result.samples(log_samples)}
     return fragment
 
 
@@ -127,6 +126,16 @@ def timing_not_taken(family: str, reason: str, shape: tuple[int, int] | None = N
 
 def gate_verdicts(gates: list[Gate]) -> Fragment:
     return {"gates": {g.name: {"ok": g.ok, "message": g.message} for g in gates}}
+
+
+def perplexity_samples_name(corpus: Corpus, split: str) -> str:
+    """The example set (``samples-<name>.jsonl``) of a corpus split's per-document values."""
+    return f"perplexity-{split}" if corpus.legacy else f"perplexity-{corpus.name}-{split}"
+
+
+def smallbench_samples_name(task: str) -> str:
+    """The example set (``samples-<name>.jsonl``) of a task's per-row values."""
+    return f"smallbench-{task}"
 
 
 def samples_of(fragment: Fragment) -> dict[str, list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ corpora) and the latency shapes, so a new task or corpus needs no edit here.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -250,3 +251,45 @@ def by_key(figures: Iterable[Figure]) -> dict[str, Figure]:
 def sortable_keys(figures: Iterable[Figure]) -> list[str]:
     """Keys a comparison can be sorted by: the scored figures of its tables."""
     return sorted(f.key for f in figures if f.better is not None and (f.column or f.task))
+
+
+def _folded(name: str) -> str:
+    """A name as a person may spell it: case, ``-``, ``_`` and spaces do not count (``SST-2`` is ``sst2``)."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def figure_aliases(figures: Iterable[Figure], fold: bool = True) -> dict[str, str]:
+    """Every name a figure may be asked for by (folded by ``_folded`` unless ``fold`` is false) -> its key.
+
+    A task is known by three names (``sst2``, its label ``SST-2``, its record key ``sentiment``),
+    and its figures' keys use the record key (``smallbench_sentiment_acc``) where the original
+    schema does. Any of the names may stand in a key (``smallbench_sst2_acc``), and a task's name
+    or label alone means its accuracy. A name that two figures could claim is left out, so an
+    alias never picks one of two figures silently."""
+    figures = list(figures)
+    spell = _folded if fold else str
+    claims: dict[str, set[str]] = {}
+    for acc in (f for f in figures if f.task and f.stderr_field == "acc_stderr"):
+        base = acc.key.removesuffix("_acc")
+        names = {acc.task, acc.label, base.removeprefix("smallbench_")}
+        for name in names:
+            claims.setdefault(spell(name), set()).add(acc.key)
+        for figure in (f for f in figures if f.task == acc.task and f.key.startswith(base + "_")):
+            suffix = figure.key.removeprefix(base)
+            for name in names:
+                claims.setdefault(spell(f"smallbench_{name}{suffix}"), set()).add(figure.key)
+    aliases = {alias: keys.pop() for alias, keys in claims.items() if len(keys) == 1}
+    for figure in figures:  # a key as it is written always means itself
+        aliases[spell(figure.key)] = figure.key
+    return aliases
+
+
+def resolve_figure_key(name: str, figures: Iterable[Figure]) -> str | None:
+    """The key of the figure ``name`` means, or None: its key; else a name as written
+    (``figure_aliases``); else a name spelt otherwise (case, ``-`` and ``_`` aside)."""
+    figures = list(figures)
+    if not isinstance(name, str):
+        return None
+    if any(f.key == name for f in figures):
+        return name
+    return figure_aliases(figures, fold=False).get(name) or figure_aliases(figures).get(_folded(name))

@@ -199,6 +199,7 @@ class TaskResult:
             "input_tokens": self.stats.input_tokens, "padded_tokens": self.stats.padded_tokens,
             "separate_encodings": self.stats.separate_encodings,
             "truncated_contexts": self.stats.truncated_contexts,
+            "batch_tokens": self.stats.batch_tokens,  # less than --batch-tokens when that ran out of memory
             "seconds": round(self.seconds, 3),
         } | self.small_model_figures() | self.row_choice_figures()
 

@@ -121,3 +121,10 @@ def test_fetch_data_failures_are_one_line_and_exit_2(tmp_path, capsys, fake_fetc
     assert cli(["fetch-data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f"lmeval-fixtures fetch-data: {error}\n"
+
+
+@pytest.mark.parametrize("alias", ["VAL_BITS_PER_BYTE", "val-bits-per-byte"])
+def test_compare_by_takes_a_figure_by_another_spelling(tmp_path, alias):
+    run = finished_run(tmp_path, "r", {"a": 2.0, "b": 1.9})
+    assert cli(["compare", str(run), "--out", str(tmp_path / "cmp"), "--compare-by", alias]) == 0
+    assert "Sorted by `val_bits_per_byte`" in (tmp_path / "cmp/comparison.md").read_text()

@@ -98,6 +98,10 @@ def test_benchmark_json_has_readable_params_groups_and_extra_info(timed):
     extra = benches["test_throughput[a]"]["extra_info"]
     assert extra["tokens_per_sec"] == pytest.approx(2 * 16 / benches["test_throughput[a]"]["stats"]["mean"])
     assert extra["peak_rss_mb"] > 0
+    # batch scaling, timed outside the fixture, is in the JSON too (the README says --benchmark-json holds it)
+    scaling = json.loads((timed.path / "bench.json").read_text())["lmeval_batch_scaling"]["a"]
+    assert [p["batch"] for p in scaling["points"]] == [1, 2] and scaling["seq"] == 16
+    assert all(p["tokens_per_sec"] > 0 for p in scaling["points"])
 
 
 @pytest.mark.parametrize(("flag", "passed", "skipped"), [("--benchmark-skip", 0, 4), ("--benchmark-only", 4, 0)])

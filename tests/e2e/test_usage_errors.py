@@ -68,3 +68,28 @@ def test_bad_shard_is_a_usage_error(two_models):
     result = two_models.runpytest("--shard", "3/2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--shard 3/2: expected I/N with 1 <= I <= N*"])
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--track", "mlflow"], "*--track mlflow: choose wandb or tensorboard*"),
+    (["--track", "tensorboard:"], "*--track tensorboard:: name a folder after the colon*"),
+])
+def test_a_bad_track_value_is_a_usage_error_at_start_up(suite, args, line):
+    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([line])
+    assert "Traceback" not in result.stderr.str() and not (suite.path / "reports").exists()
+
+
+def test_benchmark_histogram_without_pygal_is_one_line_at_start_up(suite, monkeypatch):
+    """pytest-benchmark imports pygal only when the run ends: the run measured everything, then ended in an
+    ImportError traceback. Without the histogram extra it is now a usage error before any item runs."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pygal" else real(name, *a))
+    result = suite.runpytest("--checkpoint", "ck", "--data-dir", "data", "--benchmark-histogram")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == ("ERROR: --benchmark-histogram needs pygal and pygaljs: pip install "
+                                      "'lmeval-fixtures[histogram]' (or leave the option out)")
+    assert "Traceback" not in result.stderr.str() and not (suite.path / "reports").exists()

@@ -7,7 +7,7 @@ import numpy
 import pytest
 import torch
 
-from lmeval_fixtures.engine import timing
+from lmeval_fixtures.engine import memory_fit, timing
 from lmeval_fixtures.engine.timing import MemoryWatch, RoundPolicy, percentile, summarise_ms, synchronised
 
 
@@ -46,8 +46,8 @@ def test_memory_watch_reads_this_block_on_linux():
 
 
 def test_out_of_memory_is_recognised():
-    assert timing.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate"))
-    assert not timing.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert memory_fit.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate"))
+    assert not memory_fit.is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 @pytest.mark.parametrize(("round_s", "budget", "rounds"), [

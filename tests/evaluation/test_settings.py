@@ -78,3 +78,35 @@ def test_shape_options_are_read_by_the_one_shape_name_rule():
     for bad in ("01x128", "1x0", "0x8", "x128", "1x128x2", "1×128", ""):
         with pytest.raises(UsageError, match="--latency-shapes"):
             parse_shapes(bad, "--latency-shapes")
+
+
+@pytest.mark.parametrize("given, device, budget", [
+    ("auto", "cpu", 16384), ("AUTO", "cpu", 16384), ("auto", "cuda:0", 1 << 20), ("auto", "mps", 1 << 20),
+    (4096, "cpu", 4096), ("512", "cuda:0", 512),
+])
+def test_batch_tokens_auto_is_the_largest_budget_tried_where_out_of_memory_is_an_exception(given, device, budget):
+    """``--batch-tokens auto`` (lm-eval's ``--batch_size auto``): a GPU starts from a million tokens and halves on
+    out-of-memory (``engine.memory_fit``); a CPU keeps the default, since the kernel, not torch, stops a process
+    short of memory there."""
+    from lmeval_fixtures.evaluation.settings import batch_tokens_for
+
+    assert batch_tokens_for(option_values(batch_tokens=given).batch_tokens, device) == budget
+
+
+@pytest.mark.parametrize("given", ["automatic", "0", "-5", 2.5, True])
+def test_a_bad_batch_tokens_is_a_usage_error(tmp_path, given):
+    with pytest.raises(UsageError, match="--batch-tokens"):
+        settings_from_options(option_values(batch_tokens=given), [], None, tmp_path)
+
+
+def test_batch_tokens_auto_from_the_command_line(tmp_path):
+    import argparse
+
+    from lmeval_fixtures.evaluation.options import OPTIONS
+
+    parser = argparse.ArgumentParser()
+    for option in OPTIONS:
+        parser.add_argument(option.flag, **option.argparse_kwargs())
+    assert settings_from_options(parser.parse_args(["--batch-tokens", "auto"]), [], None, tmp_path).batch_tokens == \
+        16384  # this machine has no GPU run: cpu
+    assert settings_from_options(parser.parse_args(["--batch-tokens", "300"]), [], None, tmp_path).batch_tokens == 300

@@ -119,3 +119,19 @@ def test_history_refuses_a_non_finite_value(tmp_path, capsys):
     path.write_text('{"run_id": "r", "timestamp": "t", "checkpoint": "a", "val_bits_per_byte": NaN}\n')
     assert cli(["history", "--file", str(path)]) == 2
     assert ":1: val_bits_per_byte is nan, not a number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("asked", ["smallbench_sst2_acc", "SST-2", "sst2", "smallbench_sentiment_acc"])
+def test_history_takes_any_name_of_a_task(tmp_path, capsys, asked):
+    """One task, three names (issue 27): ``history --metric smallbench_sst2_acc`` was refused."""
+    lines = [line(f"r{i}", 2.0) | {"smallbench_sentiment_acc": acc} for i, acc in enumerate((0.5, 0.6, 0.7), 1)]
+    history = write_lines(tmp_path / "history.jsonl", lines)
+    assert cli(["history", "--file", str(history), "--metric", asked]) == 0
+    out = capsys.readouterr().out
+    assert "== a: smallbench_sentiment_acc" in out and "latest 0.7 is" in out
+
+
+def test_history_still_refuses_a_name_of_no_figure(tmp_path, capsys):
+    history = write_lines(tmp_path / "history.jsonl", [line("r1", 2.0)])
+    assert cli(["history", "--file", str(history), "--metric", "smallbench_sst3_acc"]) == 2
+    assert "--metric smallbench_sst3_acc: " in capsys.readouterr().err
