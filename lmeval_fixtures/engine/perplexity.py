@@ -183,6 +183,16 @@ def _doc_tokens(
     return token_lists, counts, truncated
 
 
+def running_figures(nll: float, scored_tokens: int, bytes_per_token: float) -> dict[str, float]:
+    """Bits per byte and token perplexity over the windows scored so far, for the progress line:
+    perplexity exactly (their tokens), bits per byte with the corpus's mean bytes per token for
+    the bytes those windows cover (exact once every window is scored, an estimate before)."""
+    if scored_tokens == 0:
+        return {}
+    bits = _ratio(nll, math.log(2) * scored_tokens * bytes_per_token)
+    return {"bpb": bits, "ppl": safe_exp(nll / scored_tokens)}
+
+
 @torch.inference_mode()
 def score_documents(
     model: torch.nn.Module,
@@ -195,6 +205,7 @@ def score_documents(
     max_eval_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     caches: EngineCaches | None = None,
+    live: Callable[[dict[str, float]], None] | None = None,
 ) -> PerplexityResult:
     """Score ``documents`` and return summed NLL with token, byte and word counts.
 
@@ -202,10 +213,13 @@ def score_documents(
     ``batch_tokens`` input tokens (``batching.length_batches``); right padding never
     changes a result because attention is causal and only real positions are scored.
     ``caches``: what scoring keeps between calls (``projection.EngineCaches``: encodings, chunk
-    choosers, threads), a run's; without, this call's own.
+    choosers, threads), a run's; without, this call's own. ``live``: given the running figures
+    after each batch (``running_figures``), before ``progress``.
     """
     caches = caches if caches is not None else EngineCaches()
     token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens, caches)
+    bytes_per_token = sum(b for b, _ in counts) / max(1, sum(len(ids) for ids in token_lists))
+    scored_tokens = 0
     streams = [torch.tensor([tokenizer.bos_token_id] + ids, dtype=torch.long) for ids in token_lists]
     windows = [w for i, ids in enumerate(token_lists) for w in plan_windows(len(ids), max_len, stride, i)]
     windows.sort(key=lambda w: (-w.length, w.document, w.start))
@@ -234,6 +248,9 @@ def score_documents(
         doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
         top1 += int((rank == 0).sum())
         top5 += int((rank < 5).sum())
+        scored_tokens += sum(w.n_scored for w in batch)
+        if live is not None:
+            live(running_figures(float(doc_nll.sum()), scored_tokens, bytes_per_token))
         if progress is not None:
             progress(index, len(windows))
 

@@ -162,10 +162,12 @@ def score_requests(
     batch_tokens: int = 16384,
     progress: Progress | None = None,
     caches: EngineCaches | None = None,
+    scored: Callable[[list[int], list[float]], None] | None = None,
 ) -> tuple[list[Score], ScoringStats]:
     """Score every request; results do not depend on batch size or order beyond float rounding.
     ``caches``: what scoring keeps between calls (``projection.EngineCaches``), a run's; without,
-    this call's own."""
+    this call's own. ``scored(indices, logprobs)``: after each batch, the requests it finished
+    and their summed log-likelihoods (running figures), before ``progress``."""
     caches = caches if caches is not None else EngineCaches()
     stats = ScoringStats(requests=len(requests))
     encoded: list[_Encoded] = []
@@ -229,6 +231,9 @@ def score_requests(
         logprobs.index_add_(0, owner, token_logprob.double().cpu())
         misses.index_add_(0, owner, (~token_greedy).long().cpu())
         done += sum(len(row.requests) for row, *_ in batch)
+        if scored is not None:
+            finished = [index for row, *_ in batch for index in row.requests]
+            scored(finished, logprobs[finished].tolist())
         if progress is not None:
             progress(done, len(requests))
 

@@ -17,6 +17,7 @@ short names only after the project's conftests have added theirs.
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Generator
 from pathlib import Path
 from types import MappingProxyType
@@ -43,6 +44,10 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup(GROUP, "language-model checkpoint benchmarks (each option is also --lmeval-NAME)")
+    groups = getattr(parser, "_groups", None)
+    if isinstance(groups, list) and group in groups:  # --help shows the suite's options first, not at line 435
+        groups.remove(group)
+        groups.insert(0, group)
     for option in OPTIONS:
         group.addoption(_prefixed(option.flag), dest=DEST_PREFIX + option.dest, **option.argparse_kwargs())
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
@@ -64,7 +69,25 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     if getattr(parser, PENDING_SHORT_NAMES, False):
         setattr(parser, PENDING_SHORT_NAMES, False)
         _add_short_names(parser)
+    _refuse_misspelt_options(parser, args)
     return result
+
+
+def _refuse_misspelt_options(parser: pytest.Parser, args: list[str]) -> None:
+    """``--chekpoint x`` is a usage error naming the option meant, before pytest reads ``x`` as a
+    path to collect. Every option is known by now (the project's start-up conftests have added theirs);
+    an unknown name close to none of the suite's is left to pytest's own error."""
+    known = _names_taken(parser)
+    ours = sorted(known & {flag for o in OPTIONS for flag in (o.flag, _prefixed(o.flag))})
+    for arg in args:
+        if arg == "--":
+            return
+        name = arg.partition("=")[0] if isinstance(arg, str) else ""
+        if not name.startswith("--") or name in known:
+            continue
+        close = difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
+        if close:
+            raise pytest.UsageError(f"{name}: no such option; did you mean {close[0]}?")
 
 
 def _prefixed(flag: str) -> str:
