@@ -212,6 +212,7 @@ class ProgressLine:
                  f" {done:,}/{total:,} {self.unit}{shown} ({pace})",
                  f" {done:,}/{total:,}{shown} ({pace})",
                  f" {done}/{total}{' ' + figures[0] if figures else ''} {pace.replace(', ', ' ')}",
+                 f"{' ' + figures[0] if figures else ''} {pace.replace(', ', ' ')}",
                  f" {pace.replace(', ', ' ')}"]
         fitting = next((form for form in forms if len(form) <= room), forms[-1])
         return fitting[:max(0, room)]

@@ -43,11 +43,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    group = parser.getgroup(GROUP, "language-model checkpoint benchmarks (each option is also --lmeval-NAME)")
-    groups = getattr(parser, "_groups", None)
-    if isinstance(groups, list) and group in groups:  # --help shows the suite's options first, not at line 435
-        groups.remove(group)
-        groups.insert(0, group)
+    group = parser.getgroup(GROUP, "language-model checkpoint benchmarks (each option is also --lmeval-NAME)",
+                            after="general")
+    _lead_help(parser, group)
     for option in OPTIONS:
         group.addoption(_prefixed(option.flag), dest=DEST_PREFIX + option.dest, **option.argparse_kwargs())
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
@@ -88,6 +86,24 @@ def _refuse_misspelt_options(parser: pytest.Parser, args: list[str]) -> None:
         close = difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
         if close:
             raise pytest.UsageError(f"{name}: no such option; did you mean {close[0]}?")
+
+
+def _lead_help(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
+    """The suite's group first in ``--help`` (before pytest's "general", not at line 435 of 724).
+    pytest offers only ``after=`` a named group (used above, the fallback); its own getgroup orders
+    the help by its parser's group lists, which are moved here where they are as pytest 9 keeps them."""
+    groups = getattr(parser, "_groups", None)
+    argparser = getattr(parser, "optparser", None)
+    shown = getattr(argparser, "_action_groups", None)
+    arggroup = getattr(group, "_arggroup", None)
+    if not (isinstance(groups, list) and isinstance(shown, list) and group in groups and arggroup in shown):
+        return
+    groups.remove(group)
+    groups.insert(0, group)
+    shown.remove(arggroup)
+    others = [getattr(other, "_arggroup", None) for other in groups[1:]]
+    first = next((i for i, shown_group in enumerate(shown) if shown_group in others), len(shown))
+    shown.insert(first, arggroup)
 
 
 def _prefixed(flag: str) -> str:
