@@ -259,7 +259,8 @@ class RunningAccuracy:
             self.values.setdefault(row, {})[index - self.spans[row][0]] = value
             self.pending[row] -= 1
             if self.pending[row] == 0:
-                values = [self.values.pop(row)[i] for i in range(self.spans[row][1] - self.spans[row][0])]
+                got = self.values.pop(row)
+                values = [got[i] for i in range(self.spans[row][1] - self.spans[row][0])]
                 self.rows += 1
                 self.correct += RowResult(row, self.labels[row], values, []).prediction() == self.labels[row]
         if self.rows:
