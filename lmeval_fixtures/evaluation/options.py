@@ -57,7 +57,8 @@ OPTIONS: tuple[Option, ...] = (
            action="append"),
     Option("--data-dir", "local data in the layout of the README (default: $LMEVAL_DATA_DIR, else the Hugging Face "
            "hub)", metavar="DIR"),
-    Option("--report-dir", "where reports/<run_id>/<checkpoint>/ go (default: reports)", metavar="DIR"),
+    Option("--report-dir", "where <run_id>/<checkpoint>/ reports and history.jsonl go (default: reports in the "
+           "folder the run is started from, whatever the other options' paths)", metavar="DIR"),
     Option("--run-id", "name of this run's report folder (default: UTC time + random)", metavar="ID"),
     Option("--experiment-name", "recorded as experiment_name", metavar="NAME"),
     Option("--device", "cpu, cuda, cuda:N, mps or auto (default: cpu)", default="cpu", metavar="DEVICE"),
