@@ -146,7 +146,7 @@ class _Recorder:
         self.ini: list[tuple[str, str, str, Any]] = []
         self.group_title = ""
 
-    def getgroup(self, name: str, description: str = "") -> _Recorder:
+    def getgroup(self, name: str, description: str = "", after: str | None = None) -> _Recorder:
         self.group_title = self.group_title or description
         return self
 

@@ -14,7 +14,7 @@ from ..evaluation import items
 def test_perplexity(checkpoint, corpus_data, record_metric, eval_run, gates, progress):
     show = progress(f"{checkpoint.name} {corpus_data.corpus.name} {corpus_data.split}", "windows")
     result = items.perplexity(checkpoint, corpus_data, eval_run.settings, show, eval_run.inputs.cache,
-                              eval_run.inputs.engine)
+                              eval_run.inputs.engine, live=show.live if show else None)
     record_metric(checkpoint, result.fragment)
     assert not result.problems, result.failure
     gates.enforce(checkpoint, result.fragment)

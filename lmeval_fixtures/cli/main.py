@@ -212,10 +212,29 @@ RUN_PREFIX = ("-p", "lmeval_fixtures.plugin", "-p", "no:cacheprovider", "--pyarg
 
 def run_suite(pytest_args: list[str]) -> int:
     """The packaged items under pytest, with every pytest and suite option passed through; the
-    reports go to ./reports (the installed package is never written to, nor its .pytest_cache)."""
+    reports go to ./reports (the installed package is never written to, nor its .pytest_cache).
+    The rootdir is this folder unless ``--rootdir`` is given: pytest would otherwise guess it from
+    the values of the suite's options (``--checkpoint /abs/x`` makes it ``/``)."""
     import pytest
 
-    return int(pytest.main([*RUN_PREFIX, *pytest_args]))
+    if any(arg in ("-h", "--help") for arg in pytest_args):
+        print(suite_options_help())
+    rootdir = [] if any(str(a).startswith("--rootdir") for a in pytest_args) else [f"--rootdir={Path.cwd()}"]
+    return int(pytest.main([*RUN_PREFIX, *rootdir, *pytest_args]))
+
+
+def suite_options_help() -> str:
+    """The suite's options, shown before pytest's own help (which runs to hundreds of lines)."""
+    from ..evaluation.options import OPTIONS
+
+    parser = argparse.ArgumentParser(
+        prog="lmeval-fixtures run", add_help=False, usage="%(prog)s [SUITE OPTIONS] [PYTEST OPTIONS]",
+        description="The benchmark items shipped in the package, under pytest. The suite's options come first; "
+                    "pytest's own follow (reports go to ./reports unless --report-dir is given).")
+    group = parser.add_argument_group("suite options (each is also --lmeval-NAME)")
+    for option in OPTIONS:
+        group.add_argument(option.flag, **{k: v for k, v in option.argparse_kwargs().items() if k != "type"})
+    return parser.format_help() + "\npytest's options:\n"
 
 
 def watch_folder(args: argparse.Namespace) -> int:
@@ -253,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", add_help=False, help="run the benchmark items shipped in the package (any pytest "
-                        "or suite option after it; `run --help` is pytest's help)")
+                        "or suite option after it; `run --help` lists the suite's options, then pytest's)")
     merge_cmd = commands.add_parser("merge", help="join shard reports into one")
     merge_cmd.add_argument("out", type=Path, metavar="OUT", help="run folder to write (or to fold the shards into)")
     merge_cmd.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR",

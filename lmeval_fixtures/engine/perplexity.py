@@ -184,6 +184,16 @@ def _doc_tokens(
     return token_lists, counts, truncated
 
 
+def running_figures(nll: float, scored_tokens: int, bytes_per_token: float) -> dict[str, float]:
+    """Bits per byte and token perplexity over the windows scored so far, for the progress line:
+    perplexity exactly (their tokens), bits per byte with the corpus's mean bytes per token for
+    the bytes those windows cover (exact once every window is scored, an estimate before)."""
+    if scored_tokens == 0:
+        return {}
+    bits = _ratio(nll, math.log(2) * scored_tokens * bytes_per_token)
+    return {"bpb": bits, "ppl": safe_exp(nll / scored_tokens)}
+
+
 @torch.inference_mode()
 def score_documents(
     model: torch.nn.Module,
@@ -196,6 +206,7 @@ def score_documents(
     max_eval_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     caches: EngineCaches | None = None,
+    live: Callable[[dict[str, float]], None] | None = None,
 ) -> PerplexityResult:
     """Score ``documents`` and return summed NLL with token, byte and word counts.
 
@@ -204,10 +215,12 @@ def score_documents(
     changes a result because attention is causal and only real positions are scored. A budget
     that runs out of memory is halved until one fits (``memory_fit.largest_fitting``).
     ``caches``: what scoring keeps between calls (``projection.EngineCaches``: encodings, chunk
-    choosers, threads), a run's; without, this call's own.
+    choosers, threads), a run's; without, this call's own. ``live``: given the running figures
+    after each batch (``running_figures``), before ``progress``.
     """
     caches = caches if caches is not None else EngineCaches()
     token_lists, counts, truncated = _doc_tokens(tokenizer, documents, max_eval_tokens, caches)
+    bytes_per_token = sum(b for b, _ in counts) / max(1, sum(len(ids) for ids in token_lists))
     streams = [torch.tensor([tokenizer.bos_token_id] + ids, dtype=torch.long) for ids in token_lists]
     windows = [w for i, ids in enumerate(token_lists) for w in plan_windows(len(ids), max_len, stride, i)]
     windows.sort(key=lambda w: (-w.length, w.document, w.start))
@@ -217,6 +230,7 @@ def score_documents(
     def score_windows(budget: int) -> tuple[torch.Tensor, int, int]:
         doc_nll = torch.zeros(len(token_lists), dtype=torch.float64)
         top1 = top5 = 0  # next-token accuracy counts, from the same pass
+        scored_tokens = 0  # for the live figures; a retry at half the budget starts them again
         for indices in length_batches([w.length for w in windows], budget):
             batch = windows[indices.start:indices.stop]
             width = batch[0].length
@@ -237,6 +251,9 @@ def score_documents(
             doc_nll.index_add_(0, owner.reshape(-1), -logprobs.double().cpu())
             top1 += int((rank == 0).sum())
             top5 += int((rank < 5).sum())
+            scored_tokens += sum(w.n_scored for w in batch)
+            if live is not None:
+                live(running_figures(float(doc_nll.sum()), scored_tokens, bytes_per_token))
             if progress is not None:
                 progress(index, len(windows))
         return doc_nll, top1, top5

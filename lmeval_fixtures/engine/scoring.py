@@ -164,17 +164,20 @@ def score_requests(
     batch_tokens: int = 16384,
     progress: Progress | None = None,
     caches: EngineCaches | None = None,
+    scored: Callable[[list[int], list[float]], None] | None = None,
 ) -> tuple[list[Score], ScoringStats]:
     """Score every request; results do not depend on batch size or order beyond float rounding.
     A budget that runs out of memory is halved until one fits (``memory_fit.largest_fitting``);
     ``stats.batch_tokens`` says which did.
     ``caches``: what scoring keeps between calls (``projection.EngineCaches``), a run's; without,
-    this call's own."""
+    this call's own. ``scored(indices, logprobs)``: after each batch, the requests it finished
+    and their summed log-likelihoods (running figures), before ``progress``."""
     caches = caches if caches is not None else EngineCaches()
     stats = ScoringStats(requests=len(requests))
     rows = _packed_rows(tokenizer, requests, max_len, stats)
     # out of memory: the whole call again at half the budget, until it fits (memory_fit)
-    return largest_fitting(lambda budget: _score_rows(model, rows, len(requests), budget, stats, progress, caches),
+    return largest_fitting(lambda budget: _score_rows(model, rows, len(requests), budget, stats, progress, caches,
+                                                       scored),
                            batch_tokens)[0]
 
 
@@ -206,7 +209,8 @@ def _packed_rows(tokenizer: TextTokenizer, requests: Sequence[Request], max_len:
 
 
 def _score_rows(model: torch.nn.Module, rows: _PackedRows, n_requests: int, batch_tokens: int, stats: ScoringStats,
-                progress: Progress | None, caches: EngineCaches) -> tuple[list[Score], ScoringStats]:
+                progress: Progress | None, caches: EngineCaches,
+                scored: Callable[[list[int], list[float]], None] | None) -> tuple[list[Score], ScoringStats]:
     """The forward passes of ``score_requests`` at one token budget (its batch counts start from zero)."""
     laid_out, continuations = rows.laid_out, rows.continuations
     stats.batch_tokens, stats.batches, stats.input_tokens, stats.padded_tokens = batch_tokens, 0, 0, 0
@@ -256,6 +260,9 @@ def _score_rows(model: torch.nn.Module, rows: _PackedRows, n_requests: int, batc
         logprobs.index_add_(0, owner, token_logprob.double().cpu())
         misses.index_add_(0, owner, (~token_greedy).long().cpu())
         done += sum(len(row.requests) for row, *_ in batch)
+        if scored is not None:
+            finished = [index for row, *_ in batch for index in row.requests]
+            scored(finished, logprobs[finished].tolist())
         if progress is not None:
             progress(done, n_requests)
 

@@ -9,6 +9,7 @@ so every queued kernel is counted. pytest-benchmark does the statistics.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import time
@@ -21,6 +22,12 @@ import torch
 
 from ..core.numerics import quantile
 
+# A timing is noisy when its rounds spread this much (interquartile range over median), or its
+# standard deviation exceeds NOISY_STDDEV of its mean (a few rounds far out, as on a busy machine):
+# docs/metrics.md, "Timings that admit their noise". A noisy timing is flagged, gates do not judge it
+# and comparison.md does not bold it.
+NOISY_SPREAD = 0.25
+NOISY_STDDEV = 0.5
 CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
 
@@ -57,14 +64,49 @@ def percentile(data: list[float], q: float) -> float:
     return quantile(data, q / 100)
 
 
-def summarise_ms(data_seconds: list[float]) -> dict[str, float | int]:
+def summarise_ms(data_seconds: list[float]) -> dict[str, Any]:
+    """Statistics of the rounds in ms, with their spread (``iqr_ms``) and ``noisy``: why the
+    timing cannot be trusted (``timing_noise``), or None."""
     ms = [t * 1000 for t in data_seconds]
-    return {
+    stats: dict[str, Any] = {
         "mean_ms": statistics.fmean(ms), "median_ms": statistics.median(ms),
         "p95_ms": percentile(ms, 95), "p99_ms": percentile(ms, 99),
         "stddev_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        "iqr_ms": percentile(ms, 75) - percentile(ms, 25),
         "min_ms": min(ms), "max_ms": max(ms), "rounds": len(ms),
     }
+    return stats | {"noisy": timing_noise(stats)}
+
+
+def timing_noise(stats: dict[str, Any]) -> str | None:
+    """Why a timing's rounds are too spread to be trusted, or None: the interquartile range above
+    NOISY_SPREAD of the median, or the standard deviation above NOISY_STDDEV of the mean. Reads
+    only the statistics, so a record written before ``noisy`` existed is judged the same way."""
+    median, iqr = stats.get("median_ms"), stats.get("iqr_ms")
+    mean, stddev = stats.get("mean_ms"), stats.get("stddev_ms")
+    if median and iqr is not None and iqr / median > NOISY_SPREAD:
+        return f"noisy: rounds spread {iqr / median:.2f} of the median (IQR/median above {NOISY_SPREAD})"
+    if mean and stddev is not None and stddev / mean > NOISY_STDDEV:
+        return f"noisy: standard deviation {stddev / mean:.2f} of the mean (above {NOISY_STDDEV})"
+    return None
+
+
+def machine_load() -> dict[str, Any]:
+    """The 1-minute load average and the cores it is shared by (None where the system has none):
+    recorded before and after each timing, so a reader sees how busy the machine was."""
+    try:
+        load: float | None = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        load = None
+    return {"load": load, "cpus": os.cpu_count()}
+
+
+def with_load(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``'s statistics with the machine's load before and after it."""
+    before = machine_load()
+    stats = measure()
+    after = machine_load()
+    return stats | {"load_before": before["load"], "load_after": after["load"], "cpus": after["cpus"]}
 
 
 class MemoryWatch:
@@ -189,13 +231,18 @@ def benchmark_forward(pedantic: Callable[..., Any], timings: Callable[[], list[f
     report), draining the device before each round and inside it. The warm-up runs here,
     not in pedantic, because its duration decides the number of rounds."""
     forward = synchronised(lambda: model(ids), ids.device)
-    with torch.inference_mode():
-        rounds = policy.rounds(warm_up(forward, device_sync(ids.device), policy.warmup))
-        pedantic(forward, setup=device_sync(ids.device), rounds=rounds, warmup_rounds=0, iterations=1)
-    return describe(summarise_ms(list(timings())), ids.device, policy)
+
+    def measure() -> dict[str, Any]:
+        with torch.inference_mode():
+            rounds = policy.rounds(warm_up(forward, device_sync(ids.device), policy.warmup))
+            pedantic(forward, setup=device_sync(ids.device), rounds=rounds, warmup_rounds=0, iterations=1)
+        return summarise_ms(list(timings()))
+
+    return describe(with_load(measure), ids.device, policy)
 
 
 @torch.inference_mode()
 def plain_forward_timer(model: torch.nn.Module, ids: torch.Tensor, policy: RoundPolicy) -> dict[str, Any]:
     """The same statistics without pytest-benchmark (the library API's timer)."""
-    return describe(summarise_ms(time_rounds(lambda: model(ids), ids.device, policy)), ids.device, policy)
+    return describe(with_load(lambda: summarise_ms(time_rounds(lambda: model(ids), ids.device, policy))), ids.device,
+                    policy)

@@ -33,6 +33,7 @@ from .settings import Settings
 # times model(ids): (model, ids, round policy) -> statistics in ms (timing.summarise_ms plus "timer")
 ForwardTimer = Callable[[torch.nn.Module, torch.Tensor, RoundPolicy], dict[str, Any]]
 Progress = Callable[[int, int], None]
+LiveFigures = Callable[[dict[str, float]], None]  # running figures (bits per byte, accuracy) while an item scores
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,11 @@ def _cached(cache: ResultCache | None, key: CacheKey | None, item: str) -> fragm
 
 
 def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, progress: Progress | None = None,
-               cache: ResultCache | None = None, engine: EngineCaches | None = None) -> ItemResult:
+               cache: ResultCache | None = None, engine: EngineCaches | None = None,
+               live: LiveFigures | None = None) -> ItemResult:
     """A cached entry (same weights, tokenizer, texts and settings) is returned as it was
     recorded, with no result object; ``cache`` in the fragment says from which run. ``engine``:
-    the run's scoring caches (``Inputs.engine``)."""
+    the run's scoring caches (``Inputs.engine``); ``live``: the running figures while it scores."""
     item = f"perplexity:{data.corpus.name}:{data.split}"
     key = None if cache is None else cache_key(
         loaded, settings, item, texts_digest([d.text for d in data.documents]), files=data.source.fingerprints,
@@ -92,7 +94,7 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
     start = time.perf_counter()
     result = score_documents(loaded.model, loaded.tokenizer, data.documents, loaded.max_seq_len,
                              stride=settings.ppl_stride, batch_tokens=settings.batch_tokens,
-                             max_eval_tokens=settings.max_eval_tokens, progress=progress, caches=engine)
+                             max_eval_tokens=settings.max_eval_tokens, progress=progress, caches=engine, live=live)
     seconds = time.perf_counter() - start
     fragment = fragments.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
                                  max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
@@ -113,7 +115,8 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
 
 
 def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, progress: Progress | None = None,
-               cache: ResultCache | None = None, engine: EngineCaches | None = None) -> ItemResult:
+               cache: ResultCache | None = None, engine: EngineCaches | None = None,
+               live: LiveFigures | None = None) -> ItemResult:
     item = f"smallbench:{data.task.name}"
     # the rows digested are the rows scored, each with its label and, where a task file's rows give
     # their own choices, those choices (row["choices"]); the task's repr holds its prompts and choices
@@ -127,6 +130,7 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
         loaded.model, loaded.tokenizer, data.task, data.rows, loaded.max_seq_len,
         prompt_set=settings.prompts, fewshot=settings.fewshot, fewshot_pool=data.fewshot_pool, seed=settings.seed,
         max_samples=settings.max_samples, batch_tokens=settings.batch_tokens, progress=progress, caches=engine,
+        live=live,
     )
     fragment = fragments.smallbench(data.task, result, data.source.fingerprints, settings.log_samples)
     problems = []

@@ -63,16 +63,19 @@ def token_budget(text: str | int) -> int | str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--checkpoint", "checkpoint file (.safetensors with config.json beside it, or .pt) or a folder of them; "
-           "repeatable. Default: the embedded reference checkpoints", metavar="PATH", action="append"),
+    Option("--checkpoint", "a native checkpoint (.safetensors with config.json beside it, or .pt), a Hugging Face "
+           "causal-LM folder (config.json + weights), a hub model id OWNER/NAME[@REVISION] (hf extra), or a folder "
+           "of checkpoints; repeatable. Default: the embedded reference checkpoints", metavar="PATH_OR_HUB_ID",
+           action="append"),
     Option("--data-dir", "local data in the layout of the README (default: $LMEVAL_DATA_DIR, else the Hugging Face "
            "hub)", metavar="DIR"),
-    Option("--report-dir", "where reports/<run_id>/<checkpoint>/ go (default: reports)", metavar="DIR"),
+    Option("--report-dir", "where <run_id>/<checkpoint>/ reports and history.jsonl go (default: reports in the "
+           "folder the run is started from, whatever the other options' paths)", metavar="DIR"),
     Option("--run-id", "name of this run's report folder (default: UTC time + random)", metavar="ID"),
     Option("--experiment-name", "recorded as experiment_name", metavar="NAME"),
-    Option("--device", "cpu, cuda, cuda:N, mps or auto (default: cpu)", default="cpu"),
+    Option("--device", "cpu, cuda, cuda:N, mps or auto (default: cpu)", default="cpu", metavar="DEVICE"),
     Option("--dtype", "model dtype (default: float32)", default="float32", choices=DTYPE_NAMES),
-    Option("--seed", "seed for anything sampled (default: 1234)", default=1234, type=int),
+    Option("--seed", "seed for anything sampled (default: 1234)", default=1234, type=int, metavar="N"),
     Option("--max-eval-tokens", "score at most N tokens per perplexity split (a quick run; recorded)", type=int,
            metavar="N"),
     Option("--ppl-stride", "perplexity window stride (default: the context length, disjoint windows as "

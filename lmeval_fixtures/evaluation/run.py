@@ -43,6 +43,7 @@ class Finished:
     errors: list[str] = field(default_factory=list)
     measured: list[str] = field(default_factory=list)  # the checkpoints this invocation measured (not folded in)
     tracked: list[str] = field(default_factory=list)  # the runs logged to --track's tracker
+    nothing_measured: str | None = None  # why nothing was written: every item skipped (the first reason)
 
 
 class Run:
@@ -141,6 +142,16 @@ class Run:
         """Whether any item reported (``--collect-only``, ``--fixtures`` or an empty selection run none)."""
         return bool(self.outcomes or self.fragments)
 
+    def nothing_measured(self) -> str | None:
+        """When items reported and every one skipped (no --data-dir and no hub, say): a one-line
+        reason naming the first skip; None when anything passed, failed or errored."""
+        outcomes = [outcome for items in self.outcomes.values() for outcome in items.values()]
+        if not outcomes or any(outcome["outcome"] != "skipped" for outcome in outcomes):
+            return None
+        first = next((o["reason"] for o in outcomes if o.get("reason")), None) or "no reason given"
+        return (f"lmeval-fixtures: every selected item ({len(outcomes)}) skipped, so nothing was measured and no "
+                f"report or history line was written; the first reason: {first}")
+
     def finish(self, out: Path, *, compare_by: str, history: Path | None = None, interrupted: bool = False,
                baseline: Path | None = None, run_id: str | None = None, track: TrackSpec | None = None) -> Finished:
         """Write every checkpoint's report into ``out/<checkpoint>/``, the comparison when there
@@ -154,12 +165,17 @@ class Run:
         ``OSError``: a full disk, a folder in the way) is listed in ``errors`` and the others
         are still written: nothing already computed is lost to one bad record or one full
         disk. Any other exception is a bug and propagates with its traceback.
-        Nothing is written when no item ran. ``run_id``: the run the folder must belong to (a
+        Nothing is written when no item ran, nor when every item skipped (``nothing_measured``
+        says why: a report and a history line of a run that measured nothing would read as a
+        result). ``run_id``: the run the folder must belong to (a
         folder holding another run is refused, not relabelled); None to fold into any run
         (``--merge-into``).
         """
         if not self.ran() and not self.earlier:
             return Finished()
+        why = self.nothing_measured()
+        if why is not None:
+            return Finished(nothing_measured=why)
         try:
             with run_folder_lock(out):
                 earlier_records, unreadable = read_run_folder(out)

@@ -8,10 +8,12 @@ line; it computes nothing itself.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -140,7 +142,8 @@ def gates(eval_run: SuitePlugin, record_metric: Callable[..., None]) -> GateKeep
 
 
 class ProgressLine:
-    """``done/total``, rate and time left of one item, redrawn in place on pytest's terminal.
+    """``done/total``, the running figures, rate and time left of one item, redrawn in place on
+    pytest's terminal.
 
     Written with capture suspended (as pytest's own live logging does), so it shows under
     normal output capture, not only with ``-s``. It goes after what pytest has written on
@@ -148,19 +151,37 @@ class ProgressLine:
     restored after, straight to the terminal rather than through pytest's writer, so pytest's
     own bookkeeping of the line (where ``[ 50%]`` goes) is untouched; it is erased when the
     item finishes.
+
+    The rate is taken over the last ``RECENT_S`` seconds of work, not since the start: the first
+    seconds (tokenising, the first and longest batches) would otherwise decide the estimate for
+    the whole item. Where the line does not fit, the label goes first, then the unit, then the
+    figures; the rate and time left stay.
     """
 
     SAVE, RESTORE_AND_CLEAR = "\x1b7", "\x1b8\x1b[K"
+    RECENT_S = 30.0
+    FIGURE_FORMATS = MappingProxyType({"bpb": "bpb {:.4g}", "ppl": "ppl {:.4g}", "acc": "acc {:.3f}"})
 
-    def __init__(self, writer: Any, capture: Any, label: str, unit: str, stream: Any = None) -> None:
+    def __init__(self, writer: Any, capture: Any, label: str, unit: str, stream: Any = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.writer, self.capture, self.label, self.unit = writer, capture, label, unit
         self.stream = stream
-        self.start = time.perf_counter()
+        self.clock = clock or time.perf_counter
+        self.start = self.clock()
         self.last = 0.0
         self.shown = False
+        self.recent: collections.deque[tuple[float, int]] = collections.deque()
+        self.figures: dict[str, float] = {}
+
+    def live(self, figures: dict[str, float]) -> None:
+        """The running figures (bits per byte, perplexity, accuracy), shown at the next redraw."""
+        self.figures = dict(figures)
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
+        now = self.clock()
+        self.recent.append((now, done))
+        while len(self.recent) > 2 and now - self.recent[1][0] >= self.RECENT_S:
+            self.recent.popleft()
         if done < total and now - self.last < 0.5:
             return
         self.last = now
@@ -168,13 +189,33 @@ class ProgressLine:
             if self.shown:
                 self._write(self.RESTORE_AND_CLEAR)
             return
-        rate = done / max(now - self.start, 1e-9)
-        left = f", {format_seconds((total - done) / rate)} left" if done else ""
-        text = f" {self.label}: {done:,}/{total:,} {self.unit} ({rate:,.1f}/s{left})"
         room = self.writer.fullwidth - self.writer.width_of_current_line - 1
-        text = text[:max(0, room)]
+        text = self.text(done, total, now, room)
         self._write((self.RESTORE_AND_CLEAR if self.shown else self.SAVE) + text)
         self.shown = True
+
+    def rate(self, now: float) -> float:
+        """Units per second over the recent work (since the start while there is only one reading)."""
+        (then, before), (_, done) = self.recent[0], self.recent[-1]
+        if len(self.recent) < 2 or now - then <= 0:
+            return done / max(now - self.start, 1e-9)
+        return (done - before) / (now - then)
+
+    def text(self, done: int, total: int, now: float, room: int) -> str:
+        """The longest form of the line that fits ``room`` columns, the rate kept to the last."""
+        rate = self.rate(now)
+        left = f", {format_seconds((total - done) / rate)} left" if done and rate > 0 else ""
+        pace = f"{rate:,.1f}/s{left}"
+        figures = [self.FIGURE_FORMATS.get(k, k + " {:.4g}").format(v) for k, v in self.figures.items()]
+        shown = f" {', '.join(figures)}" if figures else ""
+        forms = [f" {self.label}: {done:,}/{total:,} {self.unit}{shown} ({pace})",
+                 f" {done:,}/{total:,} {self.unit}{shown} ({pace})",
+                 f" {done:,}/{total:,}{shown} ({pace})",
+                 f" {done}/{total}{' ' + figures[0] if figures else ''} {pace.replace(', ', ' ')}",
+                 f"{' ' + figures[0] if figures else ''} {pace.replace(', ', ' ')}",
+                 f" {pace.replace(', ', ' ')}"]
+        fitting = next((form for form in forms if len(form) <= room), forms[-1])
+        return fitting[:max(0, room)]
 
     def _write(self, text: str) -> None:
         suspended = self.capture.global_and_fixture_disabled() if self.capture else contextlib.nullcontext()

@@ -17,6 +17,7 @@ short names only after the project's conftests have added theirs.
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Generator
 from pathlib import Path
 from types import MappingProxyType
@@ -42,7 +43,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    group = parser.getgroup(GROUP, "language-model checkpoint benchmarks (each option is also --lmeval-NAME)")
+    group = parser.getgroup(GROUP, "language-model checkpoint benchmarks (each option is also --lmeval-NAME)",
+                            after="general")
+    _lead_help(parser, group)
     for option in OPTIONS:
         group.addoption(_prefixed(option.flag), dest=DEST_PREFIX + option.dest, **option.argparse_kwargs())
     parser.addini("lmeval_checkpoints", "checkpoints to evaluate when --checkpoint is not given", type="paths")
@@ -64,7 +67,43 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     if getattr(parser, PENDING_SHORT_NAMES, False):
         setattr(parser, PENDING_SHORT_NAMES, False)
         _add_short_names(parser)
+    _refuse_misspelt_options(parser, args)
     return result
+
+
+def _refuse_misspelt_options(parser: pytest.Parser, args: list[str]) -> None:
+    """``--chekpoint x`` is a usage error naming the option meant, before pytest reads ``x`` as a
+    path to collect. Every option is known by now (the project's start-up conftests have added theirs);
+    an unknown name close to none of the suite's is left to pytest's own error."""
+    known = _names_taken(parser)
+    ours = sorted(known & {flag for o in OPTIONS for flag in (o.flag, _prefixed(o.flag))})
+    for arg in args:
+        if arg == "--":
+            return
+        name = arg.partition("=")[0] if isinstance(arg, str) else ""
+        if not name.startswith("--") or name in known:
+            continue
+        close = difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
+        if close:
+            raise pytest.UsageError(f"{name}: no such option; did you mean {close[0]}?")
+
+
+def _lead_help(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
+    """The suite's group first in ``--help`` (before pytest's "general", not at line 435 of 724).
+    pytest offers only ``after=`` a named group (used above, the fallback); its own getgroup orders
+    the help by its parser's group lists, which are moved here where they are as pytest 9 keeps them."""
+    groups = getattr(parser, "_groups", None)
+    argparser = getattr(parser, "optparser", None)
+    shown = getattr(argparser, "_action_groups", None)
+    arggroup = getattr(group, "_arggroup", None)
+    if not (isinstance(groups, list) and isinstance(shown, list) and group in groups and arggroup in shown):
+        return
+    groups.remove(group)
+    groups.insert(0, group)
+    shown.remove(arggroup)
+    others = [getattr(other, "_arggroup", None) for other in groups[1:]]
+    first = next((i for i, shown_group in enumerate(shown) if shown_group in others), len(shown))
+    shown.insert(first, arggroup)
 
 
 def _prefixed(flag: str) -> str:

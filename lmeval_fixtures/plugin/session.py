@@ -34,6 +34,8 @@ from ..evaluation.sharding import ShardItem, partition, shard_costs
 from ..evaluation.startup import IniDefaults, start_run
 from ..models.discovery import CheckpointSpec
 from ..records.results_table import STEP_SUMMARY_ENV, append_step_summary, render_text
+from ..records.summary import cache_hits
+from ..records.timing_noise import noisy_timings
 from ..suite.figures import resolve_figure_key, task_figure_key
 from ..suite.registry import Registry
 
@@ -88,7 +90,7 @@ class SuitePlugin:
         self._declared: set[int] = set()
         ini = config.getini
         self.context = start_run(
-            _suite_options(config), report_root=_report_root(config), source_root=config.rootpath,
+            _suite_options(config), report_root=_invocation_folder(config), source_root=_invocation_folder(config),
             args=list(config.invocation_params.args),
             ini=IniDefaults(checkpoints=[str(p) for p in ini("lmeval_checkpoints")],
                             data_dir=ini("lmeval_data_dir") or None, corpora=ini("lmeval_corpora"),
@@ -348,6 +350,8 @@ class SuitePlugin:
             track=settings.track)
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        if self.finished.nothing_measured and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run that measured nothing must not pass
         records = list(self.finished.records.values())
         try:
             append_step_summary(records, self.run.figures(records), self.run.run_id, self.finished.paths,
@@ -357,18 +361,35 @@ class SuitePlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         done = self.finished
+        if done is not None and done.nothing_measured:
+            terminalreporter.section("lmeval-fixtures results")
+            terminalreporter.line(done.nothing_measured, red=True)
         if done is None or (not done.paths and not done.errors):
             return
         terminalreporter.section("lmeval-fixtures results")
         records = list(done.records.values())
         for line in render_text(records, self.run.figures(records)):
             terminalreporter.line(line)
+        for line in notices(done.records):
+            terminalreporter.line(line, yellow=True)
         terminalreporter.line("")
         for path in done.paths:
             relative = os.path.relpath(path)
             terminalreporter.line(relative if not relative.startswith("../..") else str(path))
         for error in done.errors:
             terminalreporter.line(error, red=True)
+
+
+def notices(records: dict[str, dict[str, Any]]) -> list[str]:
+    """What the results table alone would hide: items the result cache gave, timings that are noise."""
+    lines = []
+    for name, record in records.items():
+        cached = cache_hits(record)
+        if cached:
+            lines.append(f"{name}: {len(cached)} item(s) from the result cache, not recomputed (--refresh "
+                         f"recomputes): {', '.join(cached)}")
+        lines += [f"{name}: {key} {why}" for key, why in noisy_timings(record).items()]
+    return lines
 
 
 def _warn_replaced_benchmark_options(config: pytest.Config) -> None:
@@ -381,12 +402,12 @@ def _warn_replaced_benchmark_options(config: pytest.Config) -> None:
                 f"{flag} does not apply to lmeval-fixtures' timed items; use {instead}"), stacklevel=2)
 
 
-def _report_root(config: pytest.Config) -> Path:
-    """Where ``reports/`` goes by default: the rootdir, unless that is this installed package
-    (``--pyargs lmeval_fixtures.benchmarks`` from anywhere), where the invocation folder is."""
-    package = Path(__file__).resolve().parents[1]
-    root = Path(config.rootpath).resolve()
-    return Path(config.invocation_params.dir) if root == package or package in root.parents else root
+def _invocation_folder(config: pytest.Config) -> Path:
+    """Where ``reports/`` goes by default and whose repository names the code: the folder pytest was
+    started in. Not the rootdir: before the suite's options are known, pytest reads the value of
+    ``--checkpoint /abs/x`` or ``--data-dir ../d`` as a path and guesses its rootdir from it (``/``,
+    the data folder, ``..``), so the rootdir says nothing about where the user is."""
+    return Path(config.invocation_params.dir)
 
 
 def _suite_options(config: pytest.Config) -> SimpleNamespace:

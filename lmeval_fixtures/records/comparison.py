@@ -12,7 +12,9 @@ point of accuracy is often noise: a SmallBench figure (a figure of the table wit
 records hold (``record.PerRow``), finds the best value apart from the runner-up's at
 the 0.05 level; each such verdict is listed under the tables. A corpus split's bits per
 byte and perplexity follow the same rule on per-document values, and, in records
-written before those were kept, bold their best value as before; timings always do.
+written before those were kept, bold their best value as before. A timing is bolded only
+where it stands out of both timings' noise at the same 0.05 level (``timing_noise.stands_out``)
+and neither is flagged noisy (``timing_noise.noisy_timings``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from typing import Any
 from ..core.errors import UsageError
 from ..core.files import write_atomic
 from ..core.formatting import markdown_table, number
-from ..suite.figures import DOC_PPL, PER_DOCUMENT, Figure, resolve_figure_key, sortable_keys
+from ..suite.figures import DOC_PPL, PER_DOCUMENT, TIMING, Figure, resolve_figure_key, sortable_keys
 from .alike import FIGURE_SETTINGS, differences, figure_settings, shown
 from .codecs import decode_per_document
 from .paired import RESAMPLES, SEED, PairedResult, Unpaired, paired_accuracy, paired_bits_per_byte, paired_test
 from .plots import plot_comparison
 from .summary import per_row_choice_lines
+from .timing_noise import noisy_timings, stands_out
 
 
 def row_labels(records: list[dict[str, Any]]) -> list[str]:
@@ -81,6 +84,8 @@ def verdict(figure: Figure, records: list[dict[str, Any]], label: dict[int, str]
         return Verdict(figure, None, None, None, False, "all equal" if values else "not measured")
     ranked = sorted(present, key=lambda r: figure.value(r) if figure.lower_is_better else -figure.value(r))
     best, runner = ranked[0], ranked[1]
+    if figure.gate == TIMING:
+        return _timing_verdict(figure, best, runner, label)
     if figure.paired is None:
         return Verdict(figure, best, runner, None, True, "best value")
     if figure.paired in PER_DOCUMENT and any(decode_per_document(figure.entry(r)) is None for r in (best, runner)):
@@ -98,6 +103,17 @@ def verdict(figure: Figure, records: list[dict[str, Any]], label: dict[int, str]
     favours_best = result.difference < 0 if figure.lower_is_better else result.difference > 0
     bold = result.significant and favours_best
     return Verdict(figure, best, runner, result, bold, "significant" if bold else "not significant")
+
+
+def _timing_verdict(figure: Figure, best: dict[str, Any], runner: dict[str, Any], label: dict[int, str]) -> Verdict:
+    """A timing's best value is bolded only where it stands out of both timings' noise (at the 0.05
+    level, as the paired tests of the other figures), and neither timing is flagged noisy."""
+    noisy = [label[id(r)] for r in (best, runner) if figure.key in noisy_timings(r)]
+    if noisy:
+        return Verdict(figure, best, runner, None, False, f"noisy timing ({', '.join(noisy)})")
+    if not stands_out(figure.value(best), figure.entry(best), figure.value(runner), figure.entry(runner)):
+        return Verdict(figure, best, runner, None, False, "within the two timings' noise at the 0.05 level")
+    return Verdict(figure, best, runner, None, True, "stands out of the two timings' noise at the 0.05 level")
 
 
 def _bolded(verdicts: dict[str, Verdict], figure: Figure, record: dict[str, Any]) -> bool:
@@ -286,9 +302,12 @@ def _group_tables(records: list[dict[str, Any]], figures: list[Figure], order: F
     shown_figures = [f for f in figures if (f.column or f.task) and (comparable or not f.tokenizer_dependent)
                      and any(f.value(r) is not None for r in records)]
     verdicts = {f.key: verdict(f, records, label) for f in shown_figures}
+    timed = [v for v in verdicts.values() if v.figure.gate == TIMING and v.best is not None]
+    timing_lines = ["", f"{heading} Timings, best against runner-up", ""] + [
+        _verdict_line(v, label) for v in timed] if timed else []
     return (_ranked_table(records, figures, order, label, verdicts)
             + _task_table(records, figures, order, label, verdicts, heading)
-            + _verdict_lines(verdicts, label, heading))
+            + _verdict_lines(verdicts, label, heading) + timing_lines)
 
 
 def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort_by: str,

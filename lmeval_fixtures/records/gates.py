@@ -24,6 +24,7 @@ from ..core.schema import SCHEMA_VERSION, validate_record
 from ..suite.figures import ACC, RELATIVE, STDERR, TIMING, Figure
 from .alike import Difference, differences, refusal
 from .paired import QUANTITY, Unpaired, paired_test
+from .timing_noise import noisy_timings
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], ba
     if figure.gate == STDERR:
         return accuracy_vs_baseline(figure.key, value, figure.stderr(fragment), theirs, policy.acc_tolerance_se,
                                     source)
+    noisy = noisy_timings(fragment).get(figure.key) or noisy_timings(baseline).get(figure.key)
+    if noisy:  # a timing taken on a busy machine says nothing either way: said, not judged
+        which = "this run's" if figure.key in noisy_timings(fragment) else f"the baseline's ({source})"
+        return Gate(figure.key, True, f"{figure.key}: not judged: {which} timing is {noisy}")
     compare = lower_is_better if figure.lower_is_better else higher_is_better
     return compare(figure.key, value, theirs, policy.latency_tolerance, source)
 

@@ -20,6 +20,7 @@ from typing import Any
 from ..core.formatting import COMPACT_FROM, markdown_table, number
 from ..suite.figures import Figure, known_corpora, known_tasks, lookup
 from ..suite.registry import Registry
+from .timing_noise import noisy_timings
 
 
 def figure_text(figure: Figure, value: Any) -> str:
@@ -219,6 +220,11 @@ def _timing_section(record: dict[str, Any], plot_name: str | None) -> list[str]:
             [shape, s["mean_ms"], s["median_ms"], s["p95_ms"], s["p99_ms"], s["stddev_ms"], s["min_ms"], s["rounds"],
              s.get("peak_rss_mb")] for shape, s in taken.items()]))
         parts += ["", f"Timer: {next(iter(taken.values()))['timer']}."]
+        loads = [f"{shape} {s['load_before']} to {s['load_after']}" for shape, s in taken.items()
+                 if s.get("load_before") is not None and s.get("load_after") is not None]
+        if loads:
+            parts += ["", f"Machine load (1-minute average, {next(iter(taken.values())).get('cpus')} cores) around "
+                          f"each timing: {'; '.join(loads)}."]
     for shape, s in latency.items():
         if s.get("timing") != "taken":
             parts += ["", f"Latency {shape}: not taken ({s.get('reason')})."]
@@ -245,6 +251,10 @@ def _timing_section(record: dict[str, Any], plot_name: str | None) -> list[str]:
                       f"{number(record['memory_reserved_mb'], 1)} MB reserved."]
     if not latency and not throughput:
         parts.append(_not_run("latency", record))
+    noisy = noisy_timings(record)
+    if noisy:
+        parts += ["", "**Noisy timings** (gates do not judge them; comparison.md does not bold them):", ""]
+        parts += [f"- {key}: {why}" for key, why in noisy.items()]
     return parts
 
 
@@ -345,6 +355,11 @@ def _configuration_section(record: dict[str, Any]) -> list[str]:
     return parts + [_code_block(json.dumps(config, indent=2, sort_keys=True, default=str), "json")]
 
 
+def cache_hits(record: dict[str, Any]) -> dict[str, str]:
+    """Item -> the run whose figures the result cache gave it, for every item not recomputed."""
+    return {item: str(hit.get("from_run")) for item, hit in sorted((record.get("cache") or {}).items())}
+
+
 def _gates_and_items(record: dict[str, Any]) -> list[str]:
     parts: list[str] = []
     if record.get("gates"):
@@ -353,6 +368,10 @@ def _gates_and_items(record: dict[str, Any]) -> list[str]:
             [name, "pass" if g["ok"] else "**FAIL**", g["message"]] for name, g in record["gates"].items()]))
 
     parts += ["", "## Items", ""]
+    cached = cache_hits(record)
+    if cached:
+        parts += [f"Taken from the result cache, not recomputed (`--refresh` recomputes): "
+                  f"{', '.join(f'{item} (run {run})' for item, run in cached.items())}.", ""]
     parts.append(_table(["item", "outcome", "seconds", "reason"], [
         [f"`{node}`", item["outcome"], item.get("duration_s"), item.get("reason") or ""]
         for node, item in record["items"].items()

@@ -37,6 +37,7 @@ import hashlib
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,6 +239,35 @@ def fewshot_prefix(prompt: Prompt, pool: list[dict], k: int, seed: int, task: st
                    + prompt.fewshot_delimiter for s in shots)
 
 
+class RunningAccuracy:
+    """Accuracy over the rows scored so far, for the progress line: a row counts once every one of
+    its choices (requests ``spans[row]``) is scored, predicted as ``RowResult.prediction`` does
+    (the first maximum of the summed log-likelihoods). Exact once every row is in."""
+
+    def __init__(self, spans: list[tuple[int, int]], labels: list[int],
+                 live: Callable[[dict[str, float]], None]) -> None:
+        self.live = live
+        self.labels = labels
+        self.row_of = {index: row for row, (start, end) in enumerate(spans) for index in range(start, end)}
+        self.pending = {row: end - start for row, (start, end) in enumerate(spans)}
+        self.values: dict[int, dict[int, float]] = {}
+        self.spans = spans
+        self.rows = self.correct = 0
+
+    def scored(self, indices: list[int], logprobs: list[float]) -> None:
+        for index, value in zip(indices, logprobs, strict=True):
+            row = self.row_of[index]
+            self.values.setdefault(row, {})[index - self.spans[row][0]] = value
+            self.pending[row] -= 1
+            if self.pending[row] == 0:
+                got = self.values.pop(row)
+                values = [got[i] for i in range(self.spans[row][1] - self.spans[row][0])]
+                self.rows += 1
+                self.correct += RowResult(row, self.labels[row], values, []).prediction() == self.labels[row]
+        if self.rows:
+            self.live({"acc": self.correct / self.rows})
+
+
 def evaluate_task(
     model: torch.nn.Module,
     tokenizer: TextTokenizer,
@@ -253,10 +283,12 @@ def evaluate_task(
     batch_tokens: int = 16384,
     progress: Progress | None = None,
     caches: EngineCaches | None = None,
+    live: Callable[[dict[str, float]], None] | None = None,
 ) -> TaskResult:
     """Score every choice of every row (the first ``max_samples`` rows when given): the task's
     choices, or a row's own where it gives them (``Prompt.row_choices``). ``caches``: the scoring
-    engine's (``projection.EngineCaches``), a run's; without, this call's own."""
+    engine's (``projection.EngineCaches``), a run's; without, this call's own. ``live``: the
+    running accuracy over the rows whose every choice is scored, after each batch."""
     prompt = task.prompts[prompt_set]
     if max_samples is not None:
         rows = rows[:max_samples]
@@ -275,9 +307,14 @@ def evaluate_task(
             scored = tuple(prompt.delimiter + c for c in choices)
             own.append((tuple(choices), scored))
             requests += [Request(context, c) for c in scored]
+    spans, first = [], 0
+    for mine in own:
+        spans.append((first, first + (len(continuations) if mine is None else len(mine[1]))))
+        first = spans[-1][1]
+    running = RunningAccuracy(spans, [row["label"] for row in rows], live) if live is not None else None
     start = time.perf_counter()
     scores, stats = score_requests(model, tokenizer, requests, max_len, batch_tokens=batch_tokens, progress=progress,
-                                   caches=caches)
+                                   caches=caches, scored=running.scored if running is not None else None)
     seconds = time.perf_counter() - start
     results, start = [], 0
     for i, (row, mine) in enumerate(zip(rows, own, strict=True)):

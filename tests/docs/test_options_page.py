@@ -42,7 +42,7 @@ def test_check_fails_on_a_stale_page(options_page: ModuleType, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     stale = tmp_path / "options.md"
     current = options_page.render()
-    stale.write_text(current.replace("| `--seed SEED` |", "| `--seed S` |"), encoding="utf-8")
+    stale.write_text(current.replace("| `--seed N` |", "| `--seed S` |"), encoding="utf-8")
     assert stale.read_text(encoding="utf-8") != current
     assert options_page.main(["--check", "--page", str(stale)]) == 1
     assert "stale" in capsys.readouterr().err

@@ -5,6 +5,7 @@ the sweep once at balanced cost."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,6 +127,40 @@ def test_selection_is_applied_before_the_split(pytester, offline, count):
     assert total == 3  # sst2, rte, mrpc: -m and -k chose them first, then the shards split them
 
 
+def _shard_step(index: int, checkpoints: str) -> tuple[str, dict[str, str]]:
+    """The sweep's shard step as GitHub runs it: its script with the ``${{ }}`` expressions filled in
+    for matrix index ``index`` and the workflow input ``checkpoints``, and its step environment."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep-shards.yml").read_text())
+    step = next(s for s in workflow["jobs"]["shard"]["steps"] if "pytest benchmarks" in s.get("run", ""))
+
+    def expand(text: str) -> str:
+        text = text.replace("${{ matrix.index }}", str(index)).replace("${{ env.RUN_ID }}", "sweep-1")
+        text = re.sub(r"\$\{\{ github\.event\.inputs\.checkpoints && format\('([^']*)\{0\}', "
+                      r"github\.event\.inputs\.checkpoints\) \|\| '' \}\}",
+                      lambda m: m.group(1) + checkpoints if checkpoints else "", text)
+        return text.replace("${{ github.event.inputs.checkpoints }}", checkpoints)
+
+    return expand(step["run"]), {k: expand(str(v)) for k, v in (step.get("env") or {}).items()}
+
+
+def test_the_sweep_passes_each_space_separated_checkpoint_as_its_own_option(tmp_path):
+    script, env = _shard_step(1, "runs/a.safetensors owner/model@main  runs/c.pt")
+    shown = subprocess.run(["bash", "-c", 'pytest() { printf "%s\\n" "$@"; }\n' + script], cwd=tmp_path,
+                           env=env | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    args = shown.stdout.splitlines()
+    given = [args[i + 1] for i, arg in enumerate(args) if arg == "--checkpoint"]
+    assert given == ["runs/a.safetensors", "owner/model@main", "runs/c.pt"]
+    assert not {"runs/a.safetensors", "owner/model@main", "runs/c.pt"} & {
+        arg for i, arg in enumerate(args) if i == 0 or args[i - 1] != "--checkpoint"}  # none left as a path
+    script, env = _shard_step(1, "")
+    shown = subprocess.run(["bash", "-c", 'pytest() { printf "%s\\n" "$@"; }\n' + script], cwd=tmp_path,
+                           env=env | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert "--checkpoint" not in shown.stdout.splitlines() and "" not in shown.stdout.splitlines()
+
+
 def test_the_matrix_workflows_shards_cover_the_sweep_once_and_its_merge_parses(tmp_path, monkeypatch):
     import shlex
 
@@ -136,16 +171,14 @@ def test_the_matrix_workflows_shards_cover_the_sweep_once_and_its_merge_parses(t
     monkeypatch.delenv("PYTEST_PLUGINS")
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep-shards.yml").read_text())
     count = len(workflow["jobs"]["shard"]["strategy"]["matrix"]["index"])
-    step = next(s for s in workflow["jobs"]["shard"]["steps"] if "pytest benchmarks" in s.get("run", ""))
     seen: list[str] = []
     for index in range(1, count + 1):
-        text = step["run"].replace("${{ matrix.index }}", str(index)).replace("${{ env.RUN_ID }}", "sweep-1")
-        text = re.sub(r"\$\{\{ github\.event\.inputs\.checkpoints.*?\}\}", "", text)
-        command = shlex.split(text)
-        command[command.index("--data-dir") + 1] = str(tmp_path)
-        command[command.index("--cache-dir") + 1] = str(tmp_path / "cache")
-        done = subprocess.run([sys.executable, "-m", *command, "--collect-only", "-q", "-p", "no:cacheprovider"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        script, env = _shard_step(index, "")
+        script = script.replace("lmeval-data", str(tmp_path)).replace("lmeval-cache", str(tmp_path / "cache"))
+        python = shlex.quote(sys.executable)
+        pytest_here = f'pytest() {{ {python} -m pytest "$@" --collect-only -q -p no:cacheprovider; }}\n'
+        done = subprocess.run(["bash", "-c", pytest_here + script], cwd=ROOT, env=os.environ | env,
+                              capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         seen += [line for line in done.stdout.splitlines() if "::" in line]
     assert len(seen) == len(set(seen)) == 30  # every item of the reference sweep, in exactly one shard

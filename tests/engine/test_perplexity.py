@@ -128,3 +128,19 @@ def test_bits_per_byte_invariants(loss, tokens, n_bytes):
             2 ** result.bits_per_byte, rel=1e-9)
     # bits/byte = token loss in bits x tokens per byte
     assert result.bits_per_byte == pytest.approx(loss / 0.6931471805599453 * tokens / n_bytes, rel=1e-9)
+
+
+def test_running_figures_over_the_windows_done_end_at_the_result(setup):
+    """The progress line's live figures: perplexity over the windows scored so far (their summed NLL over
+    their tokens, recomputed here window by window from the reference), ending exactly at the result."""
+    model, tokenizer, docs = setup
+    seen: list[dict[str, float]] = []
+    result = score_documents(model, tokenizer, docs, 32, batch_tokens=40, live=seen.append)
+    assert len(seen) > 3  # one reading per batch
+    assert seen[-1]["ppl"] == pytest.approx(result.token_perplexity, rel=1e-9)
+    assert seen[-1]["bpb"] == pytest.approx(result.bits_per_byte, rel=1e-9)
+    # the first batch holds the longest windows: full 32-token windows of the long document, whose NLL the
+    # reference gives for its first window alone (a document of exactly 32 tokens)
+    first_window = tokenizer.encode(docs[0].text)[:32]
+    nll = reference_nll(model, first_window, tokenizer.bos_token_id, 32, 32)
+    assert seen[0]["ppl"] == pytest.approx(math.exp(nll / 32), rel=1e-5)

@@ -44,3 +44,20 @@ def test_records_do_not_depend_on_fragment_order_or_sharding(items, random):
             worker.record(*fragment)
         controller.absorb(json.loads(json.dumps(worker.take_pending())))
     assert controller.records() == whole
+
+
+def test_a_run_whose_every_item_skipped_writes_nothing_and_says_why(tmp_path):
+    run = Run(dict(RUN))
+    run.add_outcome("a", "test_perplexity[a-validation]", "skipped", "WikiText-2: no --data-dir and no hub", 0.1)
+    run.add_outcome("a", "test_smallbench[a-sst2]", "skipped", "SST-2: no --data-dir and no hub", 0.1)
+    done = run.finish(tmp_path / "reports" / "r1", history=tmp_path / "reports" / "history.jsonl",
+                      compare_by="val_bits_per_byte", run_id="r1")
+    assert done.nothing_measured == ("lmeval-fixtures: every selected item (2) skipped, so nothing was measured and "
+                                     "no report or history line was written; the first reason: WikiText-2: no "
+                                     "--data-dir and no hub")
+    assert not done.paths and not done.errors and not (tmp_path / "reports").exists()
+    run.add_outcome("a", "test_latency[a-1x128]", "failed", "timer broken", 0.1)  # anything not skipped: reported
+    assert run.nothing_measured() is None
+    done = run.finish(tmp_path / "reports" / "r1", history=tmp_path / "reports" / "history.jsonl",
+                      compare_by="val_bits_per_byte", run_id="r1")
+    assert done.nothing_measured is None and (tmp_path / "reports" / "history.jsonl").is_file()

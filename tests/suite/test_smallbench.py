@@ -190,3 +190,23 @@ def test_solved_examples_answer_with_their_own_choices(tmp_path, tiny_lm):
     shots = {f"Q: {q}\nA: {c[g]}\n\n" for q, c, g in SHOTS}  # "quick" and "yes": each shot's own gold
     for r, (question, _, _) in zip(result.rows, QUIZ, strict=True):
         assert r.context[:-len(f"Q: {question}\nA:")] in shots
+
+
+def test_running_accuracy_counts_a_row_once_every_choice_is_scored():
+    from lmeval_fixtures.suite.smallbench import RunningAccuracy
+
+    seen: list[dict[str, float]] = []
+    running = RunningAccuracy([(0, 2), (2, 5), (5, 7)], [0, 2, 1], seen.append)
+    running.scored([0, 2], [-1.0, -4.0])  # no row complete yet: nothing to show
+    assert seen == []
+    running.scored([1, 3], [-2.0, -3.0])  # row 0: -1 > -2 predicts 0, right
+    assert seen[-1] == {"acc": 1.0}
+    running.scored([4, 5, 6], [-3.0, -1.0, -1.0])  # row 1: -4, -3, -3 ties to choice 1 (first maximum), wrong;
+    assert seen[-1] == {"acc": 1 / 3}                # row 2: a tie predicts 0, wrong
+
+
+def test_running_accuracy_ends_at_the_tasks_accuracy(tiny):
+    model, tokenizer = tiny
+    seen: list[dict[str, float]] = []
+    result = evaluate_task(model, tokenizer, TASKS["sst2"], ROWS, 48, batch_tokens=40, live=seen.append)
+    assert len(seen) > 1 and seen[-1]["acc"] == result.acc
