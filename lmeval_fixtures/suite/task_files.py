@@ -24,7 +24,8 @@ from typing import Any
 
 from ..core.errors import DataError, RowError, TaskFileError
 from .doc_prompts import DocPrompt, FormatRules, JinjaRules, TaskFileRows, choice_list, table_builder
-from .doc_prompts import template_problem as jinja_problem
+from .jinja_sandbox import TemplateLimit, render
+from .jinja_sandbox import template_problem as jinja_problem
 from .sources import read_text_file
 from .tasks import FEWSHOT_DELIMITER, PROMPT_SETS, Task
 
@@ -371,7 +372,10 @@ class _LmEvalFile(_File):
         if not isinstance(choice, str):
             raise self.fail("doc_to_choice", "missing (a multiple_choice task needs its choices)" if choice is None
                             else f"expected a list, a template or a field name, got {choice!r}")
-        return JinjaRules(text, choice, target), _fixed_choices(choice)
+        try:
+            return JinjaRules(text, choice, target), _fixed_choices(choice)
+        except TemplateLimit as exc:  # a template that reads no field over a limit: said at start-up
+            raise self.fail("doc_to_choice", str(exc)) from None
 
     def num_fewshot(self) -> int | None:
         value = self.config.get("num_fewshot")
@@ -382,14 +386,15 @@ class _LmEvalFile(_File):
 
 def _fixed_choices(source: str) -> tuple[str, ...] | None:
     """The choices of a template that reads no field (``{{['no', 'yes']}}``), else None: they
-    then come from the rows. A plain field name is read from the rows too."""
-    from .doc_prompts import render
-
+    then come from the rows. A plain field name is read from the rows too. ``TemplateLimit``
+    when rendering it runs past a limit: no row can change that."""
     if "{" not in source:
         return None
     try:
         value = ast.literal_eval(render(source, {}))
-    except (RowError, SyntaxError, ValueError):
+    except TemplateLimit:
+        raise
+    except (RowError, SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     try:
         return tuple(choice_list(value, "doc_to_choice"))
