@@ -23,7 +23,7 @@ from typing import Any
 
 from ..core.errors import UsageError
 from ..core.files import write_atomic
-from ..core.formatting import markdown_table, number
+from ..core.formatting import code_span, markdown_table, markdown_text, number
 from ..suite.figures import DOC_PPL, PER_DOCUMENT, Figure, sortable_keys
 from .alike import FIGURE_SETTINGS, differences, figure_settings, shown
 from .codecs import decode_per_document
@@ -295,11 +295,12 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
     bold. Records measured otherwise (``comparable_groups``) are not ranked together: each group
     gets its own table, titled by what sets it apart, under a sentence that says why."""
     order = sort_figure(figures, sort_by)
-    label = {id(r): name for r, name in zip(records, row_labels(records), strict=True)}
+    label = {id(r): markdown_text(name) for r, name in zip(records, row_labels(records), strict=True)}
     groups = comparable_groups(records)
     runs = sorted({r["run_id"] for r in records})
     parts = [f"# Comparison of {len(records)} checkpoints", "",
-             f"Run(s): {', '.join(runs)}. Sorted by `{sort_by}` ({order.better} is better); "
+             f"Run(s): {', '.join(map(markdown_text, runs))}. Sorted by {code_span(sort_by)} "
+             f"({order.better} is better); "
              "the best value of each column is in bold (none where all agree), a SmallBench value only where "
              "a paired test finds it apart from the runner-up (see Best against runner-up); accuracies and "
              "margins carry their standard error.", ""]
@@ -346,6 +347,7 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
     compared, with the reason. ``samples`` is keyed by ``row_labels(records)``."""
     labelled = dict(zip(row_labels(records), records, strict=True))
     names = sorted(labelled)
+    shown = {name: markdown_text(name) for name in names}  # as Markdown text: a name cannot format the line
     by_name = labelled
     group_of = {id(r): index for index, group in enumerate(comparable_groups(records), start=1) for r in group}
     sets = sorted({key for name in names for key in samples.get(name, {})})
@@ -360,25 +362,27 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
                 if groups[0] != groups[1]:
                     why = [str(d) for d in differences(by_name[b], by_name[a])] or [
                         f"group {groups[0]} vs group {groups[1]}"]
-                    lines.append(f"- {key}, {a} vs {b}: not compared (measured otherwise: {'; '.join(why)})")
+                    lines.append(f"- {key}, {shown[a]} vs {shown[b]}: not compared (measured otherwise: "
+                                 f"{'; '.join(why)})")
                     continue
                 if key.startswith("smallbench-"):
                     if [r["idx"] for r in rows_a] != [r["idx"] for r in rows_b]:
-                        lines.append(f"- {key}, {a} vs {b}: not compared (different rows)")
+                        lines.append(f"- {key}, {shown[a]} vs {shown[b]}: not compared (different rows)")
                         continue
                     result = paired_accuracy([r["correct"] for r in rows_a], [r["correct"] for r in rows_b],
                                              resamples=resamples, seed=seed)
                     lines.append(f"- {key.removeprefix('smallbench-')} (n={result.n}): "
-                                 + _paired_sentence("acc", a, b, result))
+                                 + _paired_sentence("acc", shown[a], shown[b], result))
                 else:
                     try:
                         result = paired_bits_per_byte([(r["nll"], r["bytes"]) for r in rows_a],
                                                       [(r["nll"], r["bytes"]) for r in rows_b],
                                                       resamples=resamples, seed=seed)
                     except ValueError as exc:
-                        lines.append(f"- {key}, {a} vs {b}: not compared ({exc})")
+                        lines.append(f"- {key}, {shown[a]} vs {shown[b]}: not compared ({exc})")
                         continue
-                    lines.append(f"- {key} ({result.n} documents): " + _paired_sentence("bpb", a, b, result))
+                    lines.append(f"- {key} ({result.n} documents): "
+                                 + _paired_sentence("bpb", shown[a], shown[b], result))
     if not lines:
         return ""
     return ("\n## Paired comparison\n\n"

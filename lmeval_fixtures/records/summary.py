@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.formatting import COMPACT_FROM, markdown_table, number
+from ..core.formatting import COMPACT_FROM, code_span, markdown_table, markdown_text, number, visible
 from ..suite.figures import Figure, known_corpora, known_tasks, lookup
 from ..suite.registry import Registry
 
@@ -31,7 +31,7 @@ def headline(record: dict[str, Any], figures: list[Figure]) -> str:
     chosen = [f for f in present if f.headline] or [f for f in present if f.column]
     shown = [f"{f.label} {figure_text(f, f.value(record))}" for f in chosen]
     status = "" if not record["errors"] else f"  [{len(record['errors'])} error(s): see summary.md]"
-    return f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}"
+    return visible(f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}")
 
 
 def _fmt(value: Any) -> str:
@@ -81,7 +81,8 @@ def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
             continue
         declared = registry.tasks.get(task)
         prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
-        choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
+        known = prompt and index is not None and index < len(prompt.choices)
+        choice = (f' "{markdown_text(prompt.choices[index])}"' if known
                   else f" choice {index}" if index is not None else "")
         lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {number(s['n'])} rows): "
                      f"its accuracy {_fmt(s['acc'])} is that class's share of the rows.")
@@ -123,16 +124,16 @@ def _header(record: dict[str, Any], figures: list[Figure]) -> list[str]:
     ckpt = record["checkpoint"]
     env = record["environment"]
     parts = [
-        f"# {ckpt['name']}: lmeval-fixtures summary",
+        f"# {markdown_text(ckpt['name'])}: lmeval-fixtures summary",
         "",
-        f"Run `{record['run_id']}` at {record['timestamp']}, code {record['git_commit'] or 'unknown'}, "
+        f"Run {code_span(record['run_id'])} at {record['timestamp']}, code {record['git_commit'] or 'unknown'}, "
         f"device {env['device']}, dtype {env['dtype']}, torch {env['torch']}."
         + ("" if record["complete"] else " **Incomplete run: only what finished is reported.**"),
         "",
-        f"Checkpoint: `{ckpt['path']}` (sha256 `{(ckpt.get('sha256') or '—')[:16]}`).",
+        f"Checkpoint: {code_span(ckpt['path'])} (sha256 {code_span((ckpt.get('sha256') or '—')[:16])}).",
     ]
     if record["errors"]:
-        parts += ["", "## Errors", ""] + [f"- {e}" for e in record["errors"]]
+        parts += ["", "## Errors", ""] + [f"- {markdown_text(e)}" for e in record["errors"]]
 
     shown = [[f.label, figure_text(f, f.value(record))] for f in figures if f.headline and f.value(record) is not None]
     if shown:
@@ -162,7 +163,7 @@ def _model_section(record: dict[str, Any]) -> list[str]:
 def _perplexity_sections(record: dict[str, Any], registry: Registry) -> list[str]:
     parts: list[str] = []
     for corpus in known_corpora(registry.corpora.values(), [record]):
-        parts += ["", f"## Perplexity ({corpus.label})", ""]
+        parts += ["", f"## Perplexity ({markdown_text(corpus.label)})", ""]
         ppl = lookup(record, corpus.record_path("")[:-1]) or {}
         if ppl:
             parts += _perplexity_table(ppl, corpus.splits)
@@ -253,7 +254,7 @@ def _gates_and_items(record: dict[str, Any]) -> list[str]:
 
     parts += ["", "## Items", ""]
     parts.append(_table(["item", "outcome", "seconds", "reason"], [
-        [f"`{node}`", item["outcome"], item.get("duration_s"), item.get("reason") or ""]
+        [code_span(node), item["outcome"], item.get("duration_s"), item.get("reason") or ""]
         for node, item in record["items"].items()
     ]) if record["items"] else "_no items ran_")
     return parts
