@@ -1,6 +1,7 @@
-"""A property over task-file YAML and templates (hypothesis): whatever a task file says, reading it and
-its rows ends (a SIGALRM guard of a generous minute per input turns a hang into a failure) with a task and
-rows, or with one line from the suite's error family naming the file; never any other exception."""
+"""A property over task-file YAML and templates (hypothesis): whatever a task file says, reading it, its rows
+and scoring them ends (a SIGALRM guard of a generous minute per input turns a hang into a failure) with a
+figure (an accuracy in [0, 1]) or with one line from the suite's error family naming the file; never any
+other exception."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import signal
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lmeval_fixtures.core.errors import DataError, LmevalError, TaskFileError
+from lmeval_fixtures.suite.smallbench import evaluate_task
 from lmeval_fixtures.suite.task_files import load_task_file
 
-from ..helpers import lmeval_task, rows_of, write
+from ..helpers import lmeval_task, rows_of, tiny_lm, write
+
+MODEL = tiny_lm(max_seq_len=128, seed=7)  # one tiny model scores every input that reads
 
 GUARD_SECONDS = 60
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,24 +45,31 @@ def read_all(path: Path) -> None:
             task = load_task_file(path)
         except TaskFileError as exc:
             assert "\n" not in str(exc) and str(exc).startswith(str(path.parent)), str(exc)
+            event("one line at start-up")
             return
         try:
-            rows_of(task)
+            rows = rows_of(task)
         except DataError as exc:
             assert "\n" not in str(exc) and "row " in str(exc) or str(path.parent) in str(exc), str(exc)
+            event("one line naming a row")
+            return
         except LmevalError as exc:  # e.g. a split the file does not have
             assert "\n" not in str(exc), str(exc)
+            return
+        accuracy = evaluate_task(*MODEL, task, rows, 128, prompt_set="lm-eval").summary()["acc"]
+        assert 0.0 <= accuracy <= 1.0
+        event("a figure")
 
 
 # ---- YAML: keys the readers know, values that nest, alias and tag, and raw YAML punctuation ----------------
 
 KEYS = ["task", "include", "doc_to_text", "doc_to_choice", "doc_to_target", "dataset_path", "output_type",
         "dataset_kwargs", "validation_split", "metric_list", "num_fewshot", "name", "data", "template", "choices",
-        "process_docs", "tag", "x"]
+        "process_docs", "tag", "metadata", "task_alias", "x"]
 SCALARS = st.sampled_from(["json", "multiple_choice", "validation", "t.yaml", "v.jsonl", "'{{ sentence }}'",
                            "!function u.f", "0", "-1", "1e999", "null", "~", "''", "[]", "{}", "*a", "&a x",
                            "&a [1, *a]", "'{{ 9**(9**9) }}'", "|", ">", "!!binary aGk=", "!!python/name:os.system",
-                           ".inf", "2001-01-01", "? [a]", "<<: *a"])
+                           ".inf", "2001-01-01", "? [a]", "<<: *a", "'{{ sentence }} ok'", "label", "1"])
 
 
 def values(depth: int) -> st.SearchStrategy[str]:
@@ -80,13 +91,16 @@ DOCUMENTS = st.one_of(
 
 
 @FUZZ
-@given(DOCUMENTS, st.sampled_from(["", "include: inc.yaml\n"]))
-def test_any_task_file_yaml_ends_with_a_task_or_one_line(document, include):
+@given(DOCUMENTS, st.sampled_from(["alone", "included", "over a task that reads"]))
+def test_any_task_file_yaml_ends_with_a_figure_or_one_line(document, how):
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
+        if how == "over a task that reads":  # its keys replace a working lm-eval task's
+            read_all(lmeval_task(base, document))
+            return
         write(base / "inc.yaml", document)
         write(base / "v.jsonl", '{"sentence": "a b", "label": 0}\n')
-        read_all(write(base / "t.yaml", include + (document if not include else "task: t\n")))
+        read_all(write(base / "t.yaml", document if how == "alone" else "include: inc.yaml\ntask: t\n"))
 
 
 # ---- templates: Jinja built from the pieces that cost (loops, powers, repetition, filters, regexes) --------
