@@ -53,7 +53,7 @@ def test_a_task_file_asking_for_unbounded_work_is_one_line_at_start_up(suite, la
 
 @pytest.mark.parametrize(("template", "line"), [
     ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}{{ sentence }}",
-     "doc_to_text: the template ran more than 100,000 loop iterations and calls (the limit per render)"),
+     "doc_to_text: the template ran * (the limit per render)"),  # steps or time, whichever comes first
     ("{{ [1/0] }}", "doc_to_text: ZeroDivisionError: division by zero"),
     ("{{ (sentence ~ '!') | regex_replace('(aa|a)+$', '') }}", "doc_to_text: regex_replace('(aa|a)+$') ran longer"),
 ])

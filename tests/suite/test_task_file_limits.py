@@ -164,13 +164,15 @@ def test_a_task_file_that_is_not_a_file_says_what_it_is(tmp_path, top, message):
         load_task_file(path)
 
 
+# whichever bound a loop meets first on a loaded machine: MAX_STEPS, or MAX_RENDER_SECONDS
+STEPS_OR_TIME = "the template ran "
 START_UP = [  # a template that reads no field is rendered (or read) at start-up: its limit is said then
     ('doc_to_choice: "{{ 9**(9**9) }}"', "doc_to_choice: the template computes a number of more than 4096 bits"),
     ('doc_to_choice: "{{ [2**99999] }}"', "doc_to_choice: the template computes a number of more than 4096 bits"),
     ('doc_to_choice: "{{ [\'a\' * 10**9] }}"', f"doc_to_choice: the template builds a text or list longer than "
                                               f"{MAX_TEXT:,}"),
     ('doc_to_choice: "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"',
-     f"doc_to_choice: the template ran more than {MAX_STEPS:,} loop iterations and calls"),
+     "doc_to_choice: " + STEPS_OR_TIME),
     ('doc_to_text: "{% include \'other.yaml\' %}"', "doc_to_text: Jinja syntax error on line 1: {% include %} is not "
                                                    "supported (a task file's template cannot read other files)"),
     ('doc_to_text: "{% import \'m\' as m %}{{ sentence }}"', "doc_to_text: Jinja syntax error on line 1: {% import %}"),
@@ -192,10 +194,9 @@ PER_ROW = [  # (doc_to_text, what the row's one line says after "row 0: doc_to_t
     ("{{ [1/0] }}", "ZeroDivisionError: division by zero"),
     ("{{ sentence ~ (1 // 0) }}", "ZeroDivisionError"),
     ("{{ range(10**6) | list }}", "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE"),
-    ("{% for i in range(99999) %}{% for c in sentence %}{% endfor %}{% endfor %}",
-     f"the template ran more than {MAX_STEPS:,} loop iterations and calls (the limit per render)"),
+    ("{% for i in range(99999) %}{% for c in sentence %}{% endfor %}{% endfor %}", STEPS_OR_TIME),
     ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(label + 40) }}",
-     f"the template ran more than {MAX_STEPS:,} loop iterations and calls"),
+     STEPS_OR_TIME),
     ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(label) }}", "RecursionError"),
     ("{{ sentence ** (label + 9**9) }}", "TypeError"),
     ("{{ (label + 9) ** (9**9) }}", "the template computes a number of more than 4096 bits (the limit)"),
@@ -268,3 +269,23 @@ def test_ordinary_templates_render_as_jinja_does(template, doc, expected):
     plain = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
     plain.filters["regex_replace"] = lambda text, pattern, repl, count=0: re.sub(pattern, repl, text, count=count)
     assert render(template, doc) == plain.from_string(template).render(doc) == expected
+
+
+@pytest.mark.parametrize("template", [
+    "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+    "{% for c in x %}{% for d in x %}{% for e in x %}{{ c }}{% endfor %}{% endfor %}{% endfor %}",
+])
+def test_each_bound_of_a_render_on_its_own(monkeypatch, template):
+    """The step bound with time to spare, and the time bound with steps to spare: each stops the render."""
+    from lmeval_fixtures.suite import jinja_sandbox
+
+    doc = {"x": "a" * 100}
+    monkeypatch.setattr(jinja_sandbox, "MAX_RENDER_SECONDS", 600.0)
+    with pytest.raises(DataError, match=f"^the template ran more than {MAX_STEPS:,} loop iterations and calls "
+                                        r"\(the limit per render\)$"):
+        render(template, doc)
+    monkeypatch.setattr(jinja_sandbox, "MAX_STEPS", 10**12)
+    monkeypatch.setattr(jinja_sandbox, "MAX_RENDER_SECONDS", 0.05)
+    with pytest.raises(DataError, match=r"^the template ran longer than 0.05 s \(the limit per render\)$"):
+        render(template, doc)
