@@ -39,12 +39,15 @@ def _loader() -> type:
         """The safe loader whose composer stops at ``MAX_NESTING`` before Python's recursion does."""
 
         depth = 0
+        key = ""  # the top-level key whose value is being read, for the message
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             self.depth += 1
+            if self.depth == 2 and isinstance(index, yaml.ScalarNode):
+                self.key = f"{index.value}: "
             try:
                 if self.depth > MAX_NESTING:
-                    raise _Bound(f"nested deeper than {MAX_NESTING} levels (the limit)")
+                    raise _Bound(f"{self.key}nested deeper than {MAX_NESTING} levels (the limit)")
                 return super().compose_node(parent, index)
             finally:
                 self.depth -= 1
@@ -65,10 +68,24 @@ def _children(node: Any) -> list[Any]:
 
 def check_expansion(root: Any) -> None:
     """Refuse a composed document whose aliases, expanded, make it recursive, deeper than
-    ``MAX_NESTING`` or larger than ``MAX_NODES``. Each node is measured once (an alias reuses
-    its anchor's measure), without recursion, so the check itself is bounded by the file's size."""
+    ``MAX_NESTING`` or larger than ``MAX_NODES``, naming the top-level key at fault where one is.
+    Each node is measured once (an alias reuses its anchor's measure), without recursion, so the
+    check itself is bounded by the file's size."""
+    import yaml
+
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            try:
+                _measure(value, size, depth)
+            except _Bound as exc:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "a key"
+                raise _Bound(f"{name}: {exc}") from None
+    _measure(root, size, depth)
+
+
+def _measure(root: Any, size: dict[int, int], depth: dict[int, int]) -> None:
     on_path: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
