@@ -137,7 +137,7 @@ def templates(depth: int) -> st.SearchStrategy[str]:
 
 @FUZZ
 @given(st.sampled_from(["doc_to_text", "doc_to_choice", "doc_to_target"]), templates(2))
-def test_any_template_ends_with_rows_or_one_line(key, template):
+def test_any_template_ends_with_a_figure_or_one_line(key, template):
     with tempfile.TemporaryDirectory() as folder:
         quoted = template.replace("\\", "\\\\").replace('"', '\\"')
         path = lmeval_task(Path(folder), f'{key}: "{quoted}"',
