@@ -170,7 +170,7 @@ def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: F
     comparable = shared_tokenizer(records)
     columns = [f for f in figures if f.column and (comparable or not f.tokenizer_dependent)
                and any(f.value(r) is not None for r in records)]
-    header = ["checkpoint"] + [f.label for f in columns]
+    header = ["checkpoint"] + [markdown_text(f.label) for f in columns]  # a task file's label is free text
     lines = []
     if not comparable:
         lines += ["**Tokenizers differ between these checkpoints: token perplexity is not comparable and is "
@@ -217,12 +217,13 @@ def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Fig
         for record in ordered:
             if all(f.value(record) is None for f in columns):
                 continue
-            cells = [columns[0].label, label[id(record)]]
+            cells = [markdown_text(columns[0].label), label[id(record)]]
             cells += [_cell(record, by_field[name], by_field[name].key in verdicts
                             and _bolded(verdicts, by_field[name], record))
                       if name in by_field else number(None) for name in fields]
             rows.append(cells)
-    return lines + markdown_table(["task", "checkpoint", *(names[f] for f in fields)], rows).splitlines()
+    return lines + markdown_table(["task", "checkpoint", *(markdown_text(names[f]) for f in fields)],
+                                  rows).splitlines()
 
 
 def _per_row_choice_tasks(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -135,7 +135,8 @@ def _header(record: dict[str, Any], figures: list[Figure]) -> list[str]:
     if record["errors"]:
         parts += ["", "## Errors", ""] + [f"- {markdown_text(e)}" for e in record["errors"]]
 
-    shown = [[f.label, figure_text(f, f.value(record))] for f in figures if f.headline and f.value(record) is not None]
+    shown = [[markdown_text(f.label), figure_text(f, f.value(record))] for f in figures
+             if f.headline and f.value(record) is not None]
     if shown:
         parts += ["", "## Headline figures", "", _table(["figure", "value"], shown)]
     return parts
