@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import CommandError, LmevalError
+from ..core.formatting import visible
 
 # Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
 # and each command imports what it needs when it runs.
@@ -119,12 +120,12 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
     names = checkpoints or sorted({line["checkpoint"] for line in lines})
     for name in names:
         found = trend(lines, name, metric, previous)
-        print(f"== {name}: {metric}")
+        print(visible(f"== {name}: {metric}"))  # names and notes from a file: shown, never acting on the terminal
         for row in found.rows:
-            print("  " + row)
+            print("  " + visible(row))
         for note in found.notes:
-            print(note)
-        print(found.verdict)
+            print(visible(note))
+        print(visible(found.verdict))
     return 0
 
 

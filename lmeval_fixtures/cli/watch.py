@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import write_atomic
+from ..core.formatting import markdown_table, markdown_text, number
 from ..models.discovery import CheckpointSpec, discover_checkpoints
 from ..records.tracking import training_step
 from ..suite.figures import resolve_figure_key
@@ -93,8 +94,9 @@ class Watcher:
             rows.append((training_step(record), name, value))
         rows.sort(key=lambda r: (r[0] is None, r[0] or 0, r[1]))
         label = figure.label if figure else self.metric
-        lines = [f"# {label} against training step", "", f"| step | checkpoint | {label} |", "|--:|---|--:|"]
-        lines += [f"| {'—' if s is None else s} | {n} | {'—' if v is None else f'{v:.6g}'} |" for s, n, v in rows]
+        cells = [("—" if s is None else str(s), markdown_text(n), number(v, significant=6)) for s, n, v in rows]
+        table = markdown_table(["step", "checkpoint", markdown_text(label)], cells, right=(0, 2))  # names escaped
+        lines = [f"# {markdown_text(label)} against training step", "", table]
         written = [run_folder / "trend.md"]
         write_atomic(written[0], "\n".join(lines) + "\n")
         points = [(s, v) for s, _, v in rows if s is not None and isinstance(v, (int, float))]

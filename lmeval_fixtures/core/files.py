@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -28,10 +29,21 @@ def readable_by_umask(path: Path) -> None:
     os.chmod(path, default_file_mode())
 
 
+_JSON_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def json_line_texts(text: str) -> list[str]:
+    """The lines of a JSON Lines text, cut only at "\\n", "\\r\\n" and "\\r": JSON strings cannot
+    hold those raw, but they may hold three other characters ``str.splitlines`` cuts at (U+2028,
+    U+2029, U+0085), so a reader cutting there breaks a valid line in two. A
+    UTF-8 byte-order mark before the first line is not part of it."""
+    return _JSON_LINE_END.split(text.removeprefix("\ufeff"))
+
+
 def json_lines(text: str, where: Path, error: type[Exception]) -> Iterator[tuple[int, Any]]:
     """(line number, value) of each non-blank JSON Lines line; a bad line raises ``error``
     naming ``where`` and the line."""
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(json_line_texts(text), start=1):
         if line.strip():
             try:
                 yield number, json.loads(line)

@@ -15,6 +15,8 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from .names import ACTING_CHARACTERS
+
 MISSING = "—"  # how a figure that was not measured reads
 COMPACT_FROM = 1e6  # descriptive tables (summary.md's fields) show floats from here on in 4 significant digits
 
@@ -49,12 +51,44 @@ def number(value: Any, digits: int = 4, *, significant: int | None = None, signe
 
 _PIPE = re.compile(r"(\\*)\|")
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Markdown's punctuation that formats or links, as entities: they hold no "|" or "\\" that a table could
+# split at or double, and render as the character. "_" only where it can begin or end emphasis.
+_MARKDOWN_SPECIAL = re.compile(r"[&<>\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def visible(text: Any) -> str:
+    """``text`` with every character that would act rather than show (``names.ACTING_CHARACTERS``) written as its
+    escape (``\\x1b``, ``\\n``, ``\\u202e``): a name printed to a terminal cannot move the cursor,
+    colour the screen, start a new line or reverse what follows it."""
+    def escape(found: re.Match[str]) -> str:
+        char = found.group()
+        return _NAMED_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+    return ACTING_CHARACTERS.sub(escape, str(text))
+
+
+def markdown_text(text: Any) -> str:
+    """A name (checkpoint, task, corpus, run) as literal Markdown text: ``visible``, then every
+    character Markdown would read as formatting, a link, HTML or a table's edge written as its
+    entity, so ``a|b``, ``*x*`` or ``<b>`` read as written, in a table cell or a sentence."""
+    return _MARKDOWN_SPECIAL.sub(lambda found: f"&#{ord(found.group())};", visible(text))
+
+
+def code_span(text: Any) -> str:
+    """``text`` (``visible``) as a Markdown code span: fenced by one more backtick than its longest
+    run, so a backtick in a path cannot end the span early."""
+    shown = visible(text)
+    longest = max((len(run) for run in re.findall(r"`+", shown)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if shown.startswith("`") or shown.endswith("`") else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
 
 
 def table_cell(text: Any) -> str:
     """One cell's text that cannot break its table: ``|`` escaped (a backslash already before it
-    doubled, so it stays a backslash) and each line end written as ``<br>``."""
-    text = _LINE_END.sub("<br>", str(text))
+    doubled, so it stays a backslash), each line end written as ``<br>`` and every other character
+    that would act rather than show made ``visible``."""
+    text = visible(_LINE_END.sub("<br>", str(text)))
     return _PIPE.sub(lambda found: found.group(1) * 2 + "\\|", text)
 
 

@@ -8,6 +8,17 @@ import re
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # Names the report folder already uses for itself: a run or baseline of that name would replace them.
 RESERVED = frozenset({"baselines", "history.jsonl"})
+# Characters that act on a terminal or a reader instead of showing: C0 and C1 controls (ESC starts an ANSI
+# sequence, CR rewrites a line, LF starts one), DEL, line and paragraph separators, bidirectional overrides
+# and marks (text that reads in another order than it is stored), and a zero-width no-break space.
+ACTING_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def name_from_file(text: str) -> str:
+    """A checkpoint's name taken from a file or folder name, each ``ACTING_CHARACTERS`` replaced by
+    ``_``: the name becomes a report folder, a test id and a line on the terminal, where a newline
+    or an escape sequence in it would split or rewrite what a reader sees."""
+    return ACTING_CHARACTERS.sub("_", text)
 
 
 def plain_name_problem(value: object, reserved: bool = False) -> str | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.names import name_from_file
 from .hf_models import HubModel, parse_hub_id
 from .model import REQUIRED_FIELDS, ModelConfig
 
@@ -53,7 +54,8 @@ def _base_and_folders(path: Path) -> tuple[str, list[str]]:
 
     The file stem, or the folder name for a folder; a generic stem (``model``) takes its
     folder's name instead, and ``.``, ``..`` or ``/`` the resolved folder's, so that every
-    name is one valid path component (names become report folders).
+    name is one valid path component (names become report folders) with no character that acts
+    rather than shows (``core.names.name_from_file``).
     """
     absolute = resolved(path)
     base = path.stem if path.is_file() or path.suffix in NATIVE_SUFFIXES else path.name
@@ -62,7 +64,7 @@ def _base_and_folders(path: Path) -> tuple[str, list[str]]:
         base = absolute.name
     if base in GENERIC_STEMS and folders:
         base, folders = folders[0], folders[1:]
-    return base or "root", folders
+    return name_from_file(base or "root"), [name_from_file(folder) for folder in folders]
 
 
 def checkpoint_name(path: Path) -> str:

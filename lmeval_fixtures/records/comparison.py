@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.errors import UsageError
 from ..core.files import write_atomic
-from ..core.formatting import markdown_table, number
+from ..core.formatting import code_span, markdown_table, markdown_text, number
 from ..suite.figures import DOC_PPL, PER_DOCUMENT, TIMING, Figure, resolve_figure_key, sortable_keys
 from .alike import FIGURE_SETTINGS, differences, figure_settings, shown
 from .codecs import decode_per_document
@@ -188,7 +188,7 @@ def _ranked_table(records: list[dict[str, Any]], figures: list[Figure], order: F
     comparable = shared_tokenizer(records)
     columns = [f for f in figures if f.column and (comparable or not f.tokenizer_dependent)
                and any(f.value(r) is not None for r in records)]
-    header = ["checkpoint"] + [f.label for f in columns]
+    header = ["checkpoint"] + [markdown_text(f.label) for f in columns]  # a task file's label is free text
     lines = []
     if not comparable:
         lines += ["**Tokenizers differ between these checkpoints: token perplexity is not comparable and is "
@@ -235,12 +235,13 @@ def _task_table(records: list[dict[str, Any]], figures: list[Figure], order: Fig
         for record in ordered:
             if all(f.value(record) is None for f in columns):
                 continue
-            cells = [columns[0].label, label[id(record)]]
+            cells = [markdown_text(columns[0].label), label[id(record)]]
             cells += [_cell(record, by_field[name], by_field[name].key in verdicts
                             and _bolded(verdicts, by_field[name], record))
                       if name in by_field else number(None) for name in fields]
             rows.append(cells)
-    return lines + markdown_table(["task", "checkpoint", *(names[f] for f in fields)], rows).splitlines()
+    return lines + markdown_table(["task", "checkpoint", *(markdown_text(names[f]) for f in fields)],
+                                  rows).splitlines()
 
 
 def _per_row_choice_tasks(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -316,11 +317,12 @@ def render_comparison(records: list[dict[str, Any]], figures: list[Figure], sort
     bold. Records measured otherwise (``comparable_groups``) are not ranked together: each group
     gets its own table, titled by what sets it apart, under a sentence that says why."""
     order = sort_figure(figures, sort_by)
-    label = {id(r): name for r, name in zip(records, row_labels(records), strict=True)}
+    label = {id(r): markdown_text(name) for r, name in zip(records, row_labels(records), strict=True)}
     groups = comparable_groups(records)
     runs = sorted({r["run_id"] for r in records})
     parts = [f"# Comparison of {len(records)} checkpoints", "",
-             f"Run(s): {', '.join(runs)}. Sorted by `{order.key}` ({order.better} is better); "
+             f"Run(s): {', '.join(map(markdown_text, runs))}. Sorted by {code_span(order.key)} "
+             f"({order.better} is better); "
              "the best value of each column is in bold (none where all agree), a SmallBench value only where "
              "a paired test finds it apart from the runner-up (see Best against runner-up); accuracies and "
              "margins carry their standard error.", ""]
@@ -367,6 +369,7 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
     compared, with the reason. ``samples`` is keyed by ``row_labels(records)``."""
     labelled = dict(zip(row_labels(records), records, strict=True))
     names = sorted(labelled)
+    shown = {name: markdown_text(name) for name in names}  # as Markdown text: a name cannot format the line
     by_name = labelled
     group_of = {id(r): index for index, group in enumerate(comparable_groups(records), start=1) for r in group}
     sets = sorted({key for name in names for key in samples.get(name, {})})
@@ -381,25 +384,27 @@ def render_paired(records: list[dict[str, Any]], samples: dict[str, dict[str, li
                 if groups[0] != groups[1]:
                     why = [str(d) for d in differences(by_name[b], by_name[a])] or [
                         f"group {groups[0]} vs group {groups[1]}"]
-                    lines.append(f"- {key}, {a} vs {b}: not compared (measured otherwise: {'; '.join(why)})")
+                    lines.append(f"- {key}, {shown[a]} vs {shown[b]}: not compared (measured otherwise: "
+                                 f"{'; '.join(why)})")
                     continue
                 if key.startswith("smallbench-"):
                     if [r["idx"] for r in rows_a] != [r["idx"] for r in rows_b]:
-                        lines.append(f"- {key}, {a} vs {b}: not compared (different rows)")
+                        lines.append(f"- {key}, {shown[a]} vs {shown[b]}: not compared (different rows)")
                         continue
                     result = paired_accuracy([r["correct"] for r in rows_a], [r["correct"] for r in rows_b],
                                              resamples=resamples, seed=seed)
                     lines.append(f"- {key.removeprefix('smallbench-')} (n={result.n}): "
-                                 + _paired_sentence("acc", a, b, result))
+                                 + _paired_sentence("acc", shown[a], shown[b], result))
                 else:
                     try:
                         result = paired_bits_per_byte([(r["nll"], r["bytes"]) for r in rows_a],
                                                       [(r["nll"], r["bytes"]) for r in rows_b],
                                                       resamples=resamples, seed=seed)
                     except ValueError as exc:
-                        lines.append(f"- {key}, {a} vs {b}: not compared ({exc})")
+                        lines.append(f"- {key}, {shown[a]} vs {shown[b]}: not compared ({exc})")
                         continue
-                    lines.append(f"- {key} ({result.n} documents): " + _paired_sentence("bpb", a, b, result))
+                    lines.append(f"- {key} ({result.n} documents): "
+                                 + _paired_sentence("bpb", shown[a], shown[b], result))
     if not lines:
         return ""
     return ("\n## Paired comparison\n\n"

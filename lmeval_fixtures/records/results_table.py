@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..core.formatting import markdown_table, number
+from ..core.formatting import code_span, markdown_table, markdown_text, number, visible
 from ..suite.figures import Figure
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -48,7 +48,7 @@ def render_text(records: list[dict[str, Any]], figures: list[Figure]) -> list[st
         return []
     gated = any(row[4] for row in rows)
     header = HEADER if gated else HEADER[:4]
-    shown = [row[:len(header)] for row in rows]
+    shown = [tuple(visible(c) for c in row[:len(header)]) for row in rows]  # a name cannot act on the terminal
     previous = None
     for i, row in enumerate(shown):
         if row[0] == previous:
@@ -65,7 +65,8 @@ def render_text(records: list[dict[str, Any]], figures: list[Figure]) -> list[st
 
 
 def render_markdown(records: list[dict[str, Any]], figures: list[Figure]) -> str:
-    return markdown_table(HEADER, result_rows(records, figures), right=(2, 3))
+    rows = [(markdown_text(name), markdown_text(label), *rest) for name, label, *rest in result_rows(records, figures)]
+    return markdown_table(HEADER, rows, right=(2, 3))
 
 
 def append_step_summary(records: list[dict[str, Any]], figures: list[Figure], run_id: str,
@@ -77,14 +78,15 @@ def append_step_summary(records: list[dict[str, Any]], figures: list[Figure], ru
         return None
     failed = [(r["checkpoint"]["name"], g["message"]) for r in records
               for g in (r.get("gates") or {}).values() if not g["ok"]]
-    parts = [f"## lmeval-fixtures: run `{run_id}`", "", render_markdown(records, figures), ""]
+    parts = [f"## lmeval-fixtures: run {code_span(run_id)}", "", render_markdown(records, figures), ""]
     if failed:
-        parts += ["**Failed gates**", ""] + [f"- {name}: {message}" for name, message in failed] + [""]
+        parts += ["**Failed gates**", ""]
+        parts += [f"- {markdown_text(name)}: {markdown_text(message)}" for name, message in failed] + [""]
     if errors:
-        parts += ["**Errors**", ""] + [f"- {error}" for error in errors] + [""]
+        parts += ["**Errors**", ""] + [f"- {markdown_text(error)}" for error in errors] + [""]
     reports = [p for p in paths if p.name in ("summary.md", "comparison.md")]
     if reports:
-        parts += ["Reports: " + ", ".join(f"`{p}`" for p in reports), ""]
+        parts += ["Reports: " + ", ".join(code_span(p) for p in reports), ""]
     path = Path(target)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("\n".join(parts) + "\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RecordsNotFound
-from ..core.files import read_json_object, special_file_message, write_atomic
+from ..core.files import json_line_texts, read_json_object, special_file_message, write_atomic
 from ..core.schema import validate_record
 from ..suite.figures import Figure
 from ..suite.registry import Registry
@@ -36,7 +36,7 @@ def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
     """The per-example sets written beside a metrics.json (empty when none were logged)."""
     found = {}
     for path in sorted(folder.glob("samples-*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in json_line_texts(path.read_text(encoding="utf-8")) if line.strip()]
         found[path.stem.removeprefix("samples-")] = rows
     return found
 

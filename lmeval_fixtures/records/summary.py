@@ -17,7 +17,7 @@ import re
 import shlex
 from typing import Any
 
-from ..core.formatting import COMPACT_FROM, markdown_table, number
+from ..core.formatting import COMPACT_FROM, code_span, markdown_table, markdown_text, number, visible
 from ..suite.figures import Figure, known_corpora, known_tasks, lookup
 from ..suite.registry import Registry
 from .timing_noise import noisy_timings
@@ -35,7 +35,7 @@ def headline(record: dict[str, Any], figures: list[Figure]) -> str:
     chosen = [f for f in present if f.headline] or [f for f in present if f.column]
     shown = [f"{f.label} {figure_text(f, f.value(record))}" for f in chosen]
     status = "" if not record["errors"] else f"  [{len(record['errors'])} error(s): see summary.md]"
-    return f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}"
+    return visible(f"{record['checkpoint']['name']}: {', '.join(shown) or 'no figures'}{status}")
 
 
 def _fmt(value: Any) -> str:
@@ -85,7 +85,8 @@ def _single_class_lines(bench: dict[str, Any], registry: Registry) -> list[str]:
             continue
         declared = registry.tasks.get(task)
         prompt = declared.prompts.get(s.get("prompt_set", "")) if declared else None
-        choice = (f' "{prompt.choices[index]}"' if prompt and index is not None and index < len(prompt.choices)
+        known = prompt and index is not None and index < len(prompt.choices)
+        choice = (f' "{markdown_text(prompt.choices[index])}"' if known
                   else f" choice {index}" if index is not None else "")
         lines.append(f"- {task} predicts one class for every row ({choice.strip()} on all {number(s['n'])} rows): "
                      f"its accuracy {_fmt(s['acc'])} is that class's share of the rows.")
@@ -130,18 +131,19 @@ def _header(record: dict[str, Any], figures: list[Figure]) -> list[str]:
     ckpt = record["checkpoint"]
     env = record["environment"]
     parts = [
-        f"# {ckpt['name']}: lmeval-fixtures summary",
+        f"# {markdown_text(ckpt['name'])}: lmeval-fixtures summary",
         "",
-        f"Run `{record['run_id']}` at {record['timestamp']}, code {record['git_commit'] or 'unknown'}, "
+        f"Run {code_span(record['run_id'])} at {record['timestamp']}, code {record['git_commit'] or 'unknown'}, "
         f"device {env['device']}, dtype {env['dtype']}, torch {env['torch']}."
         + ("" if record["complete"] else " **Incomplete run: only what finished is reported.**"),
         "",
-        f"Checkpoint: `{ckpt['path']}` (sha256 `{(ckpt.get('sha256') or '—')[:16]}`).",
+        f"Checkpoint: {code_span(ckpt['path'])} (sha256 {code_span((ckpt.get('sha256') or '—')[:16])}).",
     ]
     if record["errors"]:
-        parts += ["", "## Errors", ""] + [f"- {e}" for e in record["errors"]]
+        parts += ["", "## Errors", ""] + [f"- {markdown_text(e)}" for e in record["errors"]]
 
-    shown = [[f.label, figure_text(f, f.value(record))] for f in figures if f.headline and f.value(record) is not None]
+    shown = [[markdown_text(f.label), figure_text(f, f.value(record))] for f in figures
+             if f.headline and f.value(record) is not None]
     if shown:
         parts += ["", "## Headline figures", "", _table(["figure", "value"], shown)]
     return parts
@@ -167,7 +169,7 @@ def _model_section(record: dict[str, Any]) -> list[str]:
 def _perplexity_sections(record: dict[str, Any], registry: Registry) -> list[str]:
     parts: list[str] = []
     for corpus in known_corpora(registry.corpora.values(), [record]):
-        parts += ["", f"## Perplexity ({corpus.label})", ""]
+        parts += ["", f"## Perplexity ({markdown_text(corpus.label)})", ""]
         ppl = lookup(record, corpus.record_path("")[:-1]) or {}
         if ppl:
             parts += _perplexity_table(ppl, corpus.splits)
@@ -373,7 +375,7 @@ def _gates_and_items(record: dict[str, Any]) -> list[str]:
         parts += [f"Taken from the result cache, not recomputed (`--refresh` recomputes): "
                   f"{', '.join(f'{item} (run {run})' for item, run in cached.items())}.", ""]
     parts.append(_table(["item", "outcome", "seconds", "reason"], [
-        [f"`{node}`", item["outcome"], item.get("duration_s"), item.get("reason") or ""]
+        [code_span(node), item["outcome"], item.get("duration_s"), item.get("reason") or ""]
         for node, item in record["items"].items()
     ]) if record["items"] else "_no items ran_")
     return parts

@@ -34,7 +34,7 @@ from .sources import (
     TABLE_BUILDERS,
     DataSource,
     Hub,
-    normalise_line_ends,
+    normalise_text,
     read_table,
     read_text_file,
     split_documents,
@@ -64,7 +64,7 @@ class LocalSource:
         source = DataSource(str(self.path))
         if self.kind == TEXT:
             text, source.fingerprints[key] = read_text_file(self.path)
-            documents = split_documents(normalise_line_ends(text, self.path, source.notes), self.option or "blank")
+            documents = split_documents(normalise_text(text, self.path, source.notes), self.option or "blank")
         elif self.kind == JSONL:
             documents = self._jsonl(source, key)
         elif self.kind == TABLE:
@@ -107,12 +107,18 @@ class LocalSource:
         would otherwise put thousands of entries into every metrics.json."""
         manifest = []
         documents = []
+        normalised: list[str] = []  # one note per file would put thousands into the record: counted instead
         for path in _text_files(self.path):
             text, sha = read_text_file(path)
-            documents.append(normalise_line_ends(text, path, source.notes))
+            notes: list[str] = []
+            documents.append(normalise_text(text, path, notes))
+            normalised += notes[:1]
             manifest.append(f"{sha}  {path.name}\n")
         source.fingerprints[key] = hashlib.sha256("".join(manifest).encode()).hexdigest()
         source.notes.append(f"{self.path.name}/: {len(manifest)} .txt files, one document each, in name order")
+        if normalised:
+            source.notes.append(f"{self.path.name}/: {len(normalised)} file(s) read as their text, "
+                                f"e.g. {normalised[0]}")
         return _kept(documents, source, self.path.name)
 
 

@@ -11,15 +11,14 @@ few-shot answer are read through them. Two ways to render, one per task-file for
 - ``FormatRules``: our format, ``{field}`` as ``str.format`` (the suite's own ``Prompt``);
 - ``JinjaRules``: lm-evaluation-harness's ``doc_to_text`` / ``doc_to_choice`` / ``doc_to_target``,
   rendered as its ``utils.apply_template`` renders them (Jinja, undefined names an error,
-  trailing newlines kept, its ``regex_replace`` filter), in Jinja's sandbox (a task file is
-  data and never runs code), with its rules for a plain field name, digits and lists.
+  trailing newlines kept, its ``regex_replace`` filter), in a bounded Jinja sandbox (a task file
+  is data: it never runs code, and every render ends within limits; ``suite.jinja_sandbox``),
+  with its rules for a plain field name, digits and lists.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
-import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 
 from ..core.errors import DataError, DataUnavailable, RowError
 from ..core.files import sha256_file
+from .jinja_sandbox import render
 from .sources import TABLE_BUILDERS, DataSource, Hub, read_table
 from .tasks import Prompt
 
@@ -96,45 +96,12 @@ class FormatRules:
         return _gold_index(doc[self.label_field], choices, f"label_field {self.label_field!r} value")
 
 
-def _regex_replace(text: str, pattern: str, repl: str, count: int = 0) -> str:
-    """lm-evaluation-harness's own Jinja filter."""
-    return re.sub(pattern, repl, text, count=count)
-
-
-@functools.cache
-def _environment() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    environment = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-    environment.filters["regex_replace"] = _regex_replace
-    return environment
-
-
-@functools.lru_cache(maxsize=256)
-def compile_template(source: str) -> Any:
-    """A Jinja template, compiled once per source text (lm-eval compiles it on every call)."""
-    return _environment().from_string(source)
-
-
-def render(source: str, doc: dict[str, Any]) -> str:
-    from jinja2 import TemplateError
-
+def render_key(key: str, source: str, doc: dict[str, Any]) -> str:
+    """``source`` (the task file's ``key``) rendered over ``doc``; its ``RowError`` names the key."""
     try:
-        return compile_template(source).render(**doc)
-    except TemplateError as exc:
-        raise RowError(f"{type(exc).__name__}: {exc}") from None
-
-
-def template_problem(source: str) -> str | None:
-    """Why ``source`` is not a Jinja template (one line naming where), or None."""
-    from jinja2 import TemplateSyntaxError
-
-    try:
-        compile_template(source)
-    except TemplateSyntaxError as exc:
-        return f"Jinja syntax error on line {exc.lineno}: {exc.message}"
-    return None
+        return render(source, doc)
+    except RowError as exc:
+        raise type(exc)(f"{key}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -153,7 +120,7 @@ class JinjaRules:
         if self.doc_to_text in doc:
             value = doc[self.doc_to_text]
         else:
-            value = render(self.doc_to_text, doc)
+            value = render_key("doc_to_text", self.doc_to_text, doc)
             if value.isdigit():
                 raise RowError(f"doc_to_text renders the number {value}, which lm-eval reads as the index of a "
                                "context among several (multiple inputs, as winogrande): not supported")
@@ -166,7 +133,7 @@ class JinjaRules:
             return None
         if self.doc_to_choice in doc:
             return choice_list(doc[self.doc_to_choice], f"doc_to_choice field {self.doc_to_choice!r}")
-        rendered = render(self.doc_to_choice, doc)
+        rendered = render_key("doc_to_choice", self.doc_to_choice, doc)
         try:
             value = ast.literal_eval(rendered)
         except (SyntaxError, ValueError):
@@ -179,7 +146,7 @@ class JinjaRules:
             if target in doc:
                 target = doc[target]
             else:
-                rendered = render(target, doc)
+                rendered = render_key("doc_to_target", target, doc)
                 target = rendered
                 if rendered.isdigit():
                     try:
@@ -273,7 +240,8 @@ class TaskFileRows:
                     check_row_choices(choices)
                 gold = self.rules.gold(doc, choices)
             except RowError as exc:
-                raise DataError(f"task {self.task!r}: {source.description} row {i}: {exc}") from None
+                where = f"task {self.task!r} ({self.origin.name}): {source.description} row {i}"
+                raise DataError(f"{where}: {exc}") from None
             idx = doc.get("idx")
             row = {"idx": idx if isinstance(idx, int) and not isinstance(idx, bool) else i, "label": gold, DOC: doc}
             if own is not None:  # the document gives its choices: the row is scored against these

@@ -33,6 +33,28 @@ class DataSource:
     notes: list[str] = field(default_factory=list)  # how the text was read, when not as it is on disk
 
 
+BYTE_ORDER_MARK = "\ufeff"
+
+
+def normalise_text(text: str, path: Path, notes: list[str]) -> str:
+    """A text file read as its text, whatever bytes that carry no text it was saved with: a
+    UTF-8 byte-order mark at the start (an encoding signature, not a character of the text), the
+    line-end convention (CRLF, lone CR; ``normalise_line_ends``), and whether the last line has its
+    line end (a line is text ended by a line end; the reference WikiText files end theirs). Every
+    character of the text is kept as it is: spaces, tabs, a U+FEFF after the start, and
+    composed or decomposed accents (the tokenizer and the byte count see those) are text. The
+    record says what was normalised (``notes``, a split's ``data_notes``) and fingerprints the
+    file's own bytes."""
+    if text.startswith(BYTE_ORDER_MARK):
+        text = text[len(BYTE_ORDER_MARK):]
+        notes.append(f"{path.name}: a UTF-8 byte-order mark at the start read as nothing")
+    text = normalise_line_ends(text, path, notes)
+    if text and not text.endswith("\n"):
+        notes.append(f"{path.name}: no line end after the last line; read as if it had one")
+        text += "\n"
+    return text
+
+
 def normalise_line_ends(text: str, path: Path, notes: list[str]) -> str:
     """Text files are read as the hub's copies are meant: lines end in "\\n". A file saved with
     Windows line ends (or old Mac ones) would otherwise score different text in silence (the
@@ -117,7 +139,7 @@ def text_files(pattern: str) -> Callable[[str, Path | None, Hub], tuple[list[str
         require_local(path, name)
         text, sha = read_text_file(path)
         source = DataSource(str(path), {name: sha})
-        documents = split_documents(normalise_line_ends(text, path, source.notes), "blank")
+        documents = split_documents(normalise_text(text, path, source.notes), "blank")
         if not documents:
             raise DataError(f"{path}: no documents (documents are separated by blank lines)")
         return documents, source

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import DataError, RowError, TaskFileError
+from ..core.files import special_file_message
 from .doc_prompts import DocPrompt, FormatRules, JinjaRules, TaskFileRows, choice_list, table_builder
-from .doc_prompts import template_problem as jinja_problem
+from .jinja_sandbox import TemplateLimit, render
+from .jinja_sandbox import template_problem as jinja_problem
 from .sources import read_text_file
+from .task_yaml import MAX_BYTES, Function, load_yaml
 from .tasks import FEWSHOT_DELIMITER, PROMPT_SETS, Task
 
 OURS = {
@@ -64,70 +67,98 @@ WHY_NOT = {  # lm-eval keys we refuse, and why
 }
 
 
-class _Function:
-    """lm-eval's ``!function module.name`` tag, kept as a marker: refused, never imported."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
+MAX_INCLUDED_FILES = 64  # files one task file reads through include (lm-eval's chains are two or three deep)
+MAX_INCLUDE_DEPTH = 16  # files in one chain of includes
 
 
-def _yaml_loader() -> type:
-    import yaml
+class _Includes:
+    """The files one task file reads: each parsed once (a file included from many places is not
+    read again), their number and the depth of a chain bounded, so a file that fans out or
+    chains includes ends with one line instead of reading for ever."""
 
-    class Loader(yaml.SafeLoader):
-        pass
+    def __init__(self) -> None:
+        self.fingerprints: dict[Path, str] = {}
+        self.parsed: dict[Path, dict[str, Any]] = {}
 
-    Loader.add_constructor("!function", lambda loader, node: _Function(str(loader.construct_scalar(node))))
-    return Loader
+    def read(self, path: Path, ancestors: tuple[Path, ...] = ()) -> dict[str, Any]:
+        """The mapping of ``path``; its ``include`` files merged below it as lm-eval merges them
+        (the includer's keys win). Each key's file is kept under ``_origins``."""
+        if path in ancestors:
+            raise TaskFileError(f"{ancestors[-1]}: include: {path} includes itself (a cycle)")
+        if path in self.parsed:
+            return dict(self.parsed[path])
+        if len(ancestors) >= MAX_INCLUDE_DEPTH:
+            raise TaskFileError(f"{ancestors[-1]}: include: a chain of more than {MAX_INCLUDE_DEPTH} included files "
+                                "(the limit)")
+        if len(self.fingerprints) >= MAX_INCLUDED_FILES:
+            raise TaskFileError(f"{ancestors[-1]}: include: more than {MAX_INCLUDED_FILES} files included in all "
+                                "(the limit)")
+        config = self.parse(path)
+        origins = {key: path for key in config}
+        includes = config.pop("include", None)
+        if includes is None:
+            merged = config | {"_origins": origins}
+        else:
+            merged, merged_origins = {}, {}
+            for include in includes if isinstance(includes, list) else [includes]:
+                included = self.read(self.target(path, include), (*ancestors, path))
+                included.pop("task_list", None)
+                merged_origins.update(included.pop("_origins"))
+                merged.update(included)
+            origins.pop("include")
+            merged = merged | config | {"_origins": merged_origins | origins}
+        self.parsed[path] = merged
+        return dict(merged)
 
+    def parse(self, path: Path) -> dict[str, Any]:
+        special = special_file_message(path)
+        if special:
+            raise TaskFileError(special)
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                raise TaskFileError(f"{path}: {path.stat().st_size:,} bytes; a task file may hold at most "
+                                    f"{MAX_BYTES:,} (the limit)")
+            text, self.fingerprints[path] = read_text_file(path)
+        except (OSError, DataError) as exc:
+            raise TaskFileError(f"{path}: cannot be read ({exc})") from None
+        config = load_yaml(text, path)
+        if not isinstance(config, dict):
+            raise TaskFileError(f"{path}: expected a mapping of keys, got {type(config).__name__}")
+        if not all(isinstance(key, str) for key in config):
+            key = next(k for k in config if not isinstance(k, str))
+            raise TaskFileError(f"{path}: {key!r}: keys must be text")
+        return config
 
-def _read_yaml(path: Path, ancestors: tuple[Path, ...], fingerprints: dict[Path, str]) -> dict[str, Any]:
-    """The mapping of ``path``; its ``include`` files merged below it as lm-eval merges them
-    (the includer's keys win). Each key's file is kept under ``_origins``."""
-    import yaml
-
-    if path in ancestors:
-        raise TaskFileError(f"{ancestors[-1]}: include: {path} includes itself (a cycle)")
-    try:
-        text, fingerprints[path] = read_text_file(path)
-    except (OSError, DataError) as exc:
-        raise TaskFileError(f"{path}: cannot be read ({exc})") from None
-    try:
-        config = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader that also knows !function)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" on line {mark.line + 1}" if mark is not None else ""
-        raise TaskFileError(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', None) or exc})") from None
-    if not isinstance(config, dict):
-        raise TaskFileError(f"{path}: expected a mapping of keys, got {type(config).__name__}")
-    origins = {key: path for key in config}
-    includes = config.pop("include", None)
-    if includes is None:
-        return config | {"_origins": origins}
-    merged: dict[str, Any] = {}
-    merged_origins: dict[str, Path] = {}
-    for include in includes if isinstance(includes, list) else [includes]:
-        if not isinstance(include, str):
+    @staticmethod
+    def target(path: Path, include: Any) -> Path:
+        """The file an ``include`` names, relative to the including file: a regular file that exists."""
+        if not isinstance(include, str) or not include:
             raise TaskFileError(f"{path}: include: expected a file name, got {include!r}")
         target = Path(include) if Path(include).is_absolute() else path.parent / include
+        special = special_file_message(target)
+        if special:
+            raise TaskFileError(f"{path}: include: {special}")
+        if target.is_dir():
+            raise TaskFileError(f"{path}: include: {include} is a folder; name a YAML file")
         if not target.is_file():
             raise TaskFileError(f"{path}: include: {include} does not exist")
-        included = _read_yaml(target.resolve(), (*ancestors, path), fingerprints)
-        included.pop("task_list", None)
-        merged_origins.update(included.pop("_origins"))
-        merged.update(included)
-    origins.pop("include")
-    return merged | config | {"_origins": merged_origins | origins}
+        return target.resolve()
 
 
 def load_task_file(path: Path) -> Task:
     """The ``Task`` a task file declares; ``TaskFileError`` (one line naming the file and key)
     when it cannot be read, uses a feature we do not run, or names data that is not there."""
     path = path.expanduser().resolve()
+    special = special_file_message(path)
+    if special:
+        raise TaskFileError(special)
+    if path.is_dir():
+        raise TaskFileError(f"{path}: a folder; name the task's YAML file")
     if not path.is_file():
         raise TaskFileError(f"{path}: no such file")
-    fingerprints: dict[Path, str] = {}
-    config = _read_yaml(path, (), fingerprints)
+    includes = _Includes()
+    config = includes.read(path)
+    fingerprints = includes.fingerprints
     origins: dict[str, Path] = config.pop("_origins")
     for key, value in config.items():
         function = _function_in(value)
@@ -145,8 +176,8 @@ def _definition_key(task: str, path: Path, root: bool) -> str:
     return f"{task}/{path.name}" if root else f"{task}/include/{path.parent.name}/{path.name}"
 
 
-def _function_in(value: Any) -> _Function | None:
-    if isinstance(value, _Function):
+def _function_in(value: Any) -> Function | None:
+    if isinstance(value, Function):
         return value
     if isinstance(value, dict):
         value = list(value.values())
@@ -371,7 +402,10 @@ class _LmEvalFile(_File):
         if not isinstance(choice, str):
             raise self.fail("doc_to_choice", "missing (a multiple_choice task needs its choices)" if choice is None
                             else f"expected a list, a template or a field name, got {choice!r}")
-        return JinjaRules(text, choice, target), _fixed_choices(choice)
+        try:
+            return JinjaRules(text, choice, target), _fixed_choices(choice)
+        except TemplateLimit as exc:  # a template that reads no field over a limit: said at start-up
+            raise self.fail("doc_to_choice", str(exc)) from None
 
     def num_fewshot(self) -> int | None:
         value = self.config.get("num_fewshot")
@@ -382,14 +416,15 @@ class _LmEvalFile(_File):
 
 def _fixed_choices(source: str) -> tuple[str, ...] | None:
     """The choices of a template that reads no field (``{{['no', 'yes']}}``), else None: they
-    then come from the rows. A plain field name is read from the rows too."""
-    from .doc_prompts import render
-
+    then come from the rows. A plain field name is read from the rows too. ``TemplateLimit``
+    when rendering it runs past a limit: no row can change that."""
     if "{" not in source:
         return None
     try:
         value = ast.literal_eval(render(source, {}))
-    except (RowError, SyntaxError, ValueError):
+    except TemplateLimit:
+        raise
+    except (RowError, SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     try:
         return tuple(choice_list(value, "doc_to_choice"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core.errors import DataUnavailable
 from ..engine.perplexity import Document
-from .sources import DATA_DIR_ENV, DataSource, Hub, normalise_line_ends, read_text_file, require_local
+from .sources import DATA_DIR_ENV, DataSource, Hub, normalise_text, read_text_file, require_local
 
 
 def _is_article_heading(line: str) -> bool:
@@ -86,7 +86,7 @@ def load_wikitext_articles(split: str, data_dir: Path | None, hub: Hub | None = 
         require_local(path, f"wikitext-2-raw/{split}.txt (see README, 'Data layout')")
         text, sha = read_text_file(path)
         source = DataSource(str(path), {f"wikitext-2-raw/{split}.txt": sha})
-        return split_wikitext_articles(normalise_line_ends(text, path, source.notes)), source
+        return split_wikitext_articles(normalise_text(text, path, source.notes)), source
     try:
         dataset = (hub or Hub()).load(*WIKITEXT_HUB, split=split)
     except DataUnavailable as exc:

@@ -1,10 +1,15 @@
 """``core.files`` (and the timing reader) without the POSIX-only modules: the package imports and a missing
-/proc gives no reading rather than a crash; the run-folder lock (``filelock``) keeps a second holder out."""
+/proc gives no reading rather than a crash; the run-folder lock (``filelock``) keeps a second holder out; JSON Lines
+cut only where JSON can end a line."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 WITHOUT_POSIX = '''
 import sys
@@ -46,3 +51,27 @@ def test_the_run_folder_lock_keeps_another_process_out_until_released(tmp_path):
     with run_folder_lock(tmp_path):
         assert other_process() == "kept out"
     assert other_process() == "got in"
+
+
+LINE_LIKE = ["\u2028", "\u2029", "\x85"]  # str.splitlines cuts at these; JSON strings hold them raw
+
+
+@pytest.mark.parametrize("char", LINE_LIKE)
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+def test_json_lines_cut_only_where_json_can_end_a_line(char, line_end):
+    from lmeval_fixtures.core.files import json_lines
+
+    values = [{"text": f"a{char}b"}, {"text": f"{char}", "n": 1}, {"text": f"ends{char}"}, [f"x{char}{char}y"]]
+    text = line_end.join(json.dumps(v, ensure_ascii=False) for v in values) + line_end
+    assert char in text  # written raw, as ensure_ascii=False writes it
+    assert list(json_lines(text, Path("r.jsonl"), ValueError)) == list(enumerate(values, start=1))
+    bad = text + "{oops" + line_end
+    with pytest.raises(ValueError, match=r"^r.jsonl:5: invalid JSON"):  # the line numbers stay JSON's lines
+        list(json_lines(bad, Path("r.jsonl"), ValueError))
+
+
+def test_json_lines_after_a_byte_order_mark():
+    from lmeval_fixtures.core.files import json_lines
+
+    assert list(json_lines('\ufeff{"a": 1}\n\n{"b": "\ufeff"}\n', Path("r.jsonl"), ValueError)) == [
+        (1, {"a": 1}), (3, {"b": "\ufeff"})]  # only the mark before the first line is not text

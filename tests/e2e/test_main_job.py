@@ -52,21 +52,28 @@ def test_an_article_many_windows_long_is_scored_in_full(ppl_suite):
     assert split["windows"] > 50 and split["tokens"] > 50 * 64
 
 
-def test_crlf_line_ends_score_as_the_text_is_meant(pytester, offline):
+def test_bytes_that_carry_no_text_score_as_the_text_is_meant(pytester, offline):
+    """CRLF line ends, a UTF-8 byte-order mark, a last line without its line end: the same figures."""
     pytester.makepyfile(test_perplexity=BENCHMARK)
+    changes = {"crlf": lambda b: b.replace(b"\n", b"\r\n"), "bom": lambda b: b"\xef\xbb\xbf" + b,
+               "eof": lambda b: b.rstrip(b"\n")}
     write_wikitext(pytester.path / "lf")
-    write_wikitext(pytester.path / "crlf")
-    for split in ("validation", "test"):
-        path = pytester.path / "crlf/wikitext-2-raw" / f"{split}.txt"
-        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    for run, change in changes.items():
+        write_wikitext(pytester.path / run)
+        for split in ("validation", "test"):
+            path = pytester.path / run / "wikitext-2-raw" / f"{split}.txt"
+            path.write_bytes(change(path.read_bytes()))
     write_native_checkpoint(pytester.path / "ck" / "a", seed=3)
-    for run in ("lf", "crlf"):
+    for run in ("lf", *changes):
         pytester.runpytest("--checkpoint", "ck", "--data-dir", run, "--run-id", run).assert_outcomes(passed=2)
-    lf, crlf = (json.loads((pytester.path / f"reports/{r}/a/metrics.json").read_text()) for r in ("lf", "crlf"))
-    assert crlf["val_perplexity"] == lf["val_perplexity"] and math.isfinite(lf["val_perplexity"])
-    assert crlf["perplexity"]["test"]["bytes"] == lf["perplexity"]["test"]["bytes"]
-    assert "CRLF" in crlf["perplexity"]["validation"]["data_notes"][0] and "data_notes" not in lf["perplexity"]["test"]
-    assert crlf["data_fingerprints"] != lf["data_fingerprints"]  # a different file, honestly fingerprinted
+    lf = json.loads((pytester.path / "reports/lf/a/metrics.json").read_text())
+    assert math.isfinite(lf["val_perplexity"]) and "data_notes" not in lf["perplexity"]["test"]
+    for run, says in (("crlf", "CRLF"), ("bom", "byte-order mark"), ("eof", "no line end after the last line")):
+        other = json.loads((pytester.path / f"reports/{run}/a/metrics.json").read_text())
+        assert other["val_perplexity"] == lf["val_perplexity"]
+        assert other["perplexity"]["test"]["bytes"] == lf["perplexity"]["test"]["bytes"]
+        assert says in other["perplexity"]["validation"]["data_notes"][0]
+        assert other["data_fingerprints"] != lf["data_fingerprints"]  # a different file, honestly fingerprinted
 
 
 def test_the_same_checkpoint_named_twice_is_evaluated_once(suite):

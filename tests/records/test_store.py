@@ -45,3 +45,16 @@ def test_compare_and_merge_name_a_bad_record_file(tmp_path, capsys, content, say
         assert cli(command) == 2
         err = capsys.readouterr().err
         assert str(bad) in err and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_samples_whose_text_holds_line_separators_read_back_whole(tmp_path):
+    """A samples file written by another tool with ensure_ascii=False holds U+2028, U+2029 and U+0085 raw;
+    JSON allows them in strings, so each line stays one row."""
+    import json
+
+    from lmeval_fixtures.records.store import read_samples
+
+    rows = [{"context": "a\u2028b", "i": 0}, {"context": "\u2029", "i": 1}, {"context": "c\x85", "i": 2}]
+    (tmp_path / "samples-smallbench-x.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    assert read_samples(tmp_path) == {"smallbench-x": rows}

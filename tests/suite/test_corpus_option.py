@@ -58,7 +58,8 @@ def test_a_folder_of_text_files_is_one_document_per_file(tmp_path):
     spec = parse_corpus("d=docs", tmp_path)
     documents, source = read(spec)
     assert spec.corpus().splits == ("test",)
-    assert documents == [DOCS[1], DOCS[0], DOCS[2]]  # by file name: a, b, c
+    # by file name: a, b, c; each file's last line read as ended (sources.normalise_text), as a saved file's is
+    assert documents == [DOCS[1] + "\n", DOCS[0] + "\n", DOCS[2] + "\n"]
     manifest = "".join(f"{hashlib.sha256(t.encode()).hexdigest()}  {n}\n"
                        for n, t in (("a.txt", DOCS[1]), ("b.txt", DOCS[0]), ("c.TXT", DOCS[2])))
     assert source.fingerprints == {"d/test/docs/": hashlib.sha256(manifest.encode()).hexdigest()}

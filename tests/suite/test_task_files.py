@@ -161,7 +161,7 @@ def test_our_format_refuses_what_cannot_work_naming_the_key(tmp_path, lines, mes
 def test_bad_rows_fail_the_item_naming_file_and_row(tmp_path, row, message):
     jsonl(tmp_path / "v.jsonl", [row])
     task = load_task_file(write(tmp_path / "t.yaml", "name: t\ndata: v.jsonl\ntemplate: '{q}'\nchoices: [a, b]\n"))
-    with pytest.raises(DataError, match=rf"task 't': \S*v.jsonl {message}"):
+    with pytest.raises(DataError, match=rf"task 't' \(t.yaml\): \S*v.jsonl {message}"):
         rows_of(task)
     with pytest.raises(DataUnavailable, match="names no train data .*fewshot_data in our format"):
         rows_of(task, "train")
@@ -180,7 +180,7 @@ def test_bad_rows_fail_the_item_naming_file_and_row(tmp_path, row, message):
 ])
 def test_a_row_that_cannot_be_scored_against_its_own_choices_fails_the_item(tmp_path, rows, message):
     task = load_task_file(quiz_file(tmp_path, rows))  # start-up reads the file; the item names the row
-    with pytest.raises(DataError, match=rf"^task 'quiz': \S*quiz.jsonl {message}") as caught:
+    with pytest.raises(DataError, match=rf"^task 'quiz' \(\S+.yaml\): \S*quiz.jsonl {message}") as caught:
         rows_of(task)
     assert "\n" not in str(caught.value)
 
@@ -257,7 +257,8 @@ def test_lmeval_doc_to_text_may_name_a_field(tmp_path):
 ])
 def test_lmeval_rows_that_cannot_be_scored(tmp_path, extra, message):
     path = lmeval_task(tmp_path, extra)
-    with pytest.raises(DataError, match=r"task 'local_reviews': \S+validation.jsonl row 0: " + message):
+    where = r"task 'local_reviews' \(reviews.yaml\): \S+validation.jsonl row 0: "
+    with pytest.raises(DataError, match=where + message):
         rows_of(load_task_file(path))
 
 
@@ -309,7 +310,7 @@ def test_lmeval_choices_from_a_list_of_fields(tmp_path):
 ])
 def test_lmeval_gold_outside_a_rows_own_choices(tmp_path, target, message):
     task = load_task_file(arc_task_file(tmp_path, target))
-    with pytest.raises(DataError, match=rf"^task 'local_arc': \S*arc.jsonl {message}") as caught:
+    with pytest.raises(DataError, match=rf"^task 'local_arc' \(\S+.yaml\): \S*arc.jsonl {message}") as caught:
         rows_of(task)
     assert "\n" not in str(caught.value)
 
@@ -317,7 +318,7 @@ def test_lmeval_gold_outside_a_rows_own_choices(tmp_path, target, message):
 def test_jinja_runs_in_a_sandbox(tmp_path):
     escape = "doc_to_text: \"{{ sentence.__class__.__mro__[1].__subclasses__() }}\""
     task = load_task_file(lmeval_task(tmp_path, escape))
-    with pytest.raises(DataError, match=r"row 0: SecurityError: access to attribute '__class__'"):
+    with pytest.raises(DataError, match=r"row 0: doc_to_text: SecurityError: access to attribute '__class__'"):
         rows_of(task)
 
 
