@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+# imported here, before any pytester run: pytester drops the modules an in-process run imported, and a
+# second import of datasets registers its Arrow extension types again (ArrowKeyError in a later run)
+import datasets  # noqa: F401
 import pytest
 from tokenizers import Tokenizer
 
