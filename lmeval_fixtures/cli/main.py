@@ -33,9 +33,12 @@ from ..core.errors import CommandError, LmevalError
 
 # Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
 # and each command imports what it needs when it runs.
-from ..evaluation.options import default
+from ..evaluation.options import Range, default
 
 DISTRIBUTION = "lmeval-fixtures"
+# the numeric options of the commands, checked before a command starts (as a run's options are)
+PREVIOUS = Range(1, 10**6)
+INTERVAL = Range(0, 86400, whole=False, open_low=True)
 
 
 def package_version() -> str:
@@ -225,11 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     history_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
                              help="a figure of the history file (default: %(default)s)")
     history_cmd.add_argument("--previous", type=int, default=5, metavar="N",
-                             help="runs the latest is compared with (default: %(default)s)")
+                             help=f"runs the latest is compared with, {PREVIOUS.text()} (default: %(default)s)")
     watch_cmd = commands.add_parser("watch", help="evaluate each new checkpoint in a folder as training writes it")
     watch_cmd.add_argument("dir", type=Path, metavar="DIR", help="the folder training saves checkpoints into")
     watch_cmd.add_argument("--interval", type=float, default=30.0, metavar="S",
-                           help="seconds between polls; a checkpoint is read once unchanged for one (default: 30)")
+                           help=f"seconds between polls, {INTERVAL.text()}; a checkpoint is read once unchanged for "
+                                "one (default: 30)")
     watch_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
                            help="figure of trend.md / trend.png against training step (default: %(default)s)")
     watch_cmd.add_argument("--families", default="perplexity,smallbench", metavar="F,...",
@@ -255,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "watch":
+            INTERVAL.check("--interval", args.interval)
             return watch_folder(args)
         if args.command == "history":
+            PREVIOUS.check("--previous", args.previous)
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
         if args.command == "export-hf":
             written = export(args.checkpoint, args.out, args.force)

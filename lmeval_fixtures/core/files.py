@@ -59,6 +59,19 @@ def special_file_message(path: Path) -> str | None:
     return f"{path}: not a regular file ({kind}); copy its content to a regular file and pass that"
 
 
+def output_folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be made a folder to write into (it, or a folder above it, is a file or
+    a special file), else None: asked before writing, so that the answer names the path and what
+    to do rather than the operating system's "File exists" or "Not a directory"."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return None
+        if os.path.lexists(candidate):
+            what = "" if candidate == path else f", so {path} cannot be made a folder"
+            return f"{candidate}: exists and is not a folder{what}; pass a new or existing folder"
+    return None
+
+
 def default_file_mode() -> int:
     """The permissions ``open`` gives a new file under the user's umask (mkstemp and some writers
     make files private, so a CI artifact step or a colleague could not read them)."""
