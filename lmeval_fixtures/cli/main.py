@@ -57,9 +57,12 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     from ..core.errors import RecordMergeError
     from ..evaluation.run import Run
     from ..records.alike import differences, refusal
-    from ..records.store import find_records, read_samples
+    from ..records.store import find_records, read_samples, run_folder_problem
     from ..suite.registry import Registry
 
+    problem = run_folder_problem(out)
+    if problem:
+        raise CommandError(f"OUT {problem}")
     found = find_records(shards)
     run_ids = sorted({str(record.get("run_id")) for _, record in found})
     if len(run_ids) > 1:
@@ -76,6 +79,8 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
     done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
+    for warning in done.warnings:
+        print(warning, file=sys.stderr)
     if done.errors:
         raise CommandError("; ".join(done.errors))
     return done.paths

@@ -92,7 +92,9 @@ def read_json_object(path: Path, error: type[Exception], what: str, missing_hint
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:  # a folder in its place, no permission: not a question of JSON
+        raise error(f"{path}: {what} cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise error(f"{path}: {what} is a JSON {type(value).__name__}, not an object")
@@ -133,12 +135,64 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def open_for_append(path: Path) -> int:
+    """A descriptor of the regular file ``path`` opened for appending (and reading its end; made when
+    missing). A FIFO,
+    device or socket in its place is refused with ``special_file_message`` as an ``OSError``, and
+    never waited on: the open does not block, and what was opened is checked before it is used."""
+    message = special_file_message(path)
+    if message:
+        raise OSError(message)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), default_file_mode())
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the check and the open
+        os.close(fd)
+        raise OSError(special_file_message(path) or f"{path}: not a regular file")
+    return fd
+
+
+def append_whole(path: Path, text: str) -> None:
+    """Append ``text`` (whole lines) to ``path`` whole or not at all: under an exclusive lock, after
+    a line end when the file's last line was left unfinished (by a writer that died), and cut back
+    to its former size when the write fails part-way (a full disk), so no reader ever meets half a
+    line of ours and a later append never continues someone else's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_for_append(path)
+    try:
+        _lock(fd)
+        size = os.fstat(fd).st_size
+        data = text.encode("utf-8")
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends of one write each; no advisory lock
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 @contextlib.contextmanager
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder while its records are read and written, so two
-    invocations with the same run id (shards, or runs at once) merge instead of overwriting."""
+    invocations with the same run id (shards, or runs at once) merge instead of overwriting.
+    A FIFO or device named ``.lock`` is refused in one line (``open_for_append``), never waited on."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a", encoding="utf-8") as handle:
+    lock = folder / ".lock"
+    special = special_file_message(lock)
+    if special:  # ours to make: the remedy is to remove it, not to copy it
+        raise OSError(special.partition(";")[0] + "; remove it (the run folder's lock file is made again)")
+    with os.fdopen(open_for_append(lock), "a", encoding="utf-8") as handle:
         try:
             import fcntl
         except ImportError:  # Windows: msvcrt's byte-range lock (retried for about 10 s, then an OSError)

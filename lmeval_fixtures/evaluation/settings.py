@@ -20,6 +20,7 @@ from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, checkpoint_problem, discover_checkpoints
 from ..models.loading import DTYPES
 from ..records.gates import GatePolicy
+from ..records.store import run_folder_problem
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
 from .options import LARGEST_SHAPE, OPTIONS, SHARDS_MOST
@@ -257,7 +258,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
         throughput_rounds=int(option.throughput_rounds),
         timing_budget=option.timing_budget,
-        merge_into=_existing("--merge-into", option.merge_into),
+        merge_into=_run_folder("--merge-into", option.merge_into),
         latency_tolerance=option.latency_tolerance,
         shard=_shard(option.shard),
         threads=option.threads,
@@ -309,6 +310,14 @@ def _shard(value: str | None) -> tuple[int, int] | None:
             or int(count) > SHARDS_MOST):
         raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N <= {SHARDS_MOST:,}, e.g. 2/4")
     return int(index), int(count)
+
+
+def _run_folder(name: str, value: str | None) -> Path | None:
+    folder = _existing(name, value)
+    problem = folder and run_folder_problem(folder)
+    if problem:
+        raise UsageError(f"{name} {problem}")
+    return folder
 
 
 def _existing(name: str, value: str | None) -> Path | None:

@@ -316,7 +316,7 @@ class SuitePlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         done = self.finished
-        if done is None or (not done.paths and not done.errors):
+        if done is None or (not done.paths and not done.errors and not done.warnings):
             return
         terminalreporter.section("lmeval-fixtures results")
         records = list(done.records.values())
@@ -326,6 +326,8 @@ class SuitePlugin:
         for path in done.paths:
             relative = os.path.relpath(path)
             terminalreporter.line(relative if not relative.startswith("../..") else str(path))
+        for warning in done.warnings:
+            terminalreporter.line(warning, yellow=True)
         for error in done.errors:
             terminalreporter.line(error, red=True)
 
