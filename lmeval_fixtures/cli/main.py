@@ -174,32 +174,88 @@ def run_suite(pytest_args: list[str]) -> int:
     return int(pytest.main([*RUN_PREFIX, *pytest_args]))
 
 
+# what --set may not name: watch decides these itself, or has an option of its own for them
+WATCH_OWN = {"checkpoint": "watch evaluates each checkpoint that appears in DIR",
+             "run_id": "use watch's --run-id", "shard": "watch evaluates every item of each checkpoint"}
+ON = ("true", "1", "yes", "on")
+OFF = ("false", "0", "no", "off")
+
+
+def set_options(pairs: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as the options ``evaluate`` takes, read as the command line reads
+    them: every option by its name (``max_eval_tokens`` or ``max-eval-tokens``); an on/off option
+    by ``true``/``false`` (``on``/``off``, ``yes``/``no``, ``1``/``0``); a repeatable option
+    (``corpus``, ``task_file``) by repeating it; ``--log-samples`` alone as ``log_samples=``. The
+    values are then checked as a run checks them (``watch_settings``)."""
+    from ..evaluation.options import OPTIONS
+
+    declared = {option.dest: option for option in OPTIONS}
+    options = dict(given)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().removeprefix("--").replace("-", "_")
+        if not sep or not key:
+            raise CommandError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
+        if key in WATCH_OWN:
+            raise CommandError(f"--set {key}: {WATCH_OWN[key]}")
+        option = declared.get(key)
+        if option is None:
+            known = ", ".join(sorted(set(declared) - set(WATCH_OWN)))
+            raise CommandError(f"--set {key}: no such option; known: {known}")
+        if key in given or (key in options and option.action != "append"):
+            raise CommandError(f"--set {key}: given twice (watch's --{key.replace('_', '-')} or an earlier --set)")
+        if option.action == "store_true":
+            if value.lower() not in ON + OFF:
+                raise CommandError(f"--set {key}={value}: {option.flag} is on or off; give {key}=true or {key}=false")
+            options[key] = value.lower() in ON
+        elif option.action == "append":
+            options.setdefault(key, []).append(value)
+        elif option.nargs == "?" and value == "":
+            options[key] = option.const
+        else:
+            options[key] = value
+    return options
+
+
+def watch_settings(options: dict[str, Any], run_id: str | None) -> None:
+    """Check every option of a watch as a run checks them, before the first poll: a bad value is
+    one line now, not a failure at the first checkpoint an hour into training."""
+    from ..evaluation.options import option_values
+    from ..evaluation.settings import REFERENCE_DIR, settings_from_options
+
+    values = option_values(**{k: v for k, v in options.items() if k != "families"})
+    values.checkpoint = [str(REFERENCE_DIR)]  # stands in for the checkpoints that will appear
+    values.run_id = run_id
+    settings_from_options(values, [], None, Path.cwd())
+
+
 def watch_folder(args: argparse.Namespace) -> int:
     import signal
     import time
 
     from .watch import watch
 
-    options: dict[str, Any] = {"families": [f for f in args.families.split(",") if f]}
-    for pair in args.set or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
-        options[key.replace("-", "_")] = value
-    for key in ("data_dir", "report_dir"):
-        if getattr(args, key):
-            options[key] = getattr(args, key)
+    given: dict[str, Any] = {key: getattr(args, key) for key in ("data_dir", "report_dir") if getattr(args, key)}
+    options = set_options(args.set or [], given)
+    families = [f for f in args.families.split(",") if f]
+    from ..api import FAMILIES
+
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise CommandError(f"--families {args.families}: choose among {', '.join(FAMILIES)}")
+    watch_settings(options, args.run_id)
+    options["families"] = families
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        watch(args.dir, run_id=args.run_id or time.strftime("watch-%Y%m%dT%H%M%SZ", time.gmtime()),
-              metric=args.metric, interval=args.interval, options=options)
+        watcher = watch(args.dir, run_id=args.run_id or time.strftime("watch-%Y%m%dT%H%M%SZ", time.gmtime()),
+                        metric=args.metric, interval=args.interval, options=options)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    return 2 if watcher.gone else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
