@@ -116,3 +116,20 @@ def test_merge_into_a_checkpoints_folder_is_refused_in_one_line(two_models, caps
     assert capsys.readouterr().err == (f"lmeval-fixtures merge: OUT {target}: a checkpoint's report folder (it holds "
                                        "metrics.json), not a run folder; pass the run folder above it, reports/r\n")
     assert sorted(p.relative_to(two_models.path) for p in (two_models.path / "reports").rglob("*")) == before
+
+
+@pytest.mark.parametrize("how", ["a folder", "invalid JSON"])
+def test_another_checkpoints_unreadable_record_costs_only_that_checkpoint(two_models, how):
+    two_models.runpytest(*RUN)
+    record = two_models.path / "reports/r/b/metrics.json"
+    record.unlink()
+    if how == "a folder":
+        record.mkdir()
+    else:
+        record.write_text('{"run_id": ')
+    result = two_models.runpytest("--checkpoint", "ck/a", *RUN[2:])
+    assert result.ret == pytest.ExitCode.OK
+    says = "cannot be read (Is a directory)" if how == "a folder" else "is not valid JSON ("
+    result.stdout.fnmatch_lines([f"lmeval-fixtures: */reports/r/b left as it is, and out of comparison.md: "
+                                 f"*/reports/r/b/metrics.json: metrics.json {says}*"])
+    assert json.loads((two_models.path / "reports/r/a/metrics.json").read_text())["val_bits_per_byte"] is not None
