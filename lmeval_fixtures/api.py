@@ -26,7 +26,7 @@ from .evaluation.item_runner import ItemRunner
 from .evaluation.options import default, option_values
 from .evaluation.run import Finished
 from .evaluation.settings import REFERENCE_DIR, Settings, plain_name
-from .evaluation.startup import start_run
+from .evaluation.startup import finish_run, start_run
 from .models.discovery import CheckpointSpec, discover_checkpoints
 from .models.tokenizer import TokenizerLike, as_text_tokenizer
 from .records.metrics_logger import MetricsLogger
@@ -104,6 +104,33 @@ def profile_latency(
 
 
 FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
+# options of a pytest run that mean nothing for one model evaluated in one process: refused by name
+# rather than ignored (a record claiming ``shard: 1/2`` for a run of every item would be false)
+REFUSED_OPTIONS = {
+    "shard": "evaluate() runs every item of its model in this process; a shard is a part of a pytest run "
+             "(pytest benchmarks --shard I/N, then lmeval-fixtures merge)",
+    "checkpoint": "pass the checkpoint (or the in-memory model) as evaluate's first argument",
+}
+
+
+def where_it_is(model: torch.nn.Module, options: dict[str, Any]) -> dict[str, str]:
+    """An in-memory model is evaluated on its own device and in its own dtype, and recorded so; a
+    ``device=`` or ``dtype=`` that names another is refused (move or cast the model first), never
+    recorded while the model ran elsewhere."""
+    from .models.loading import DTYPES
+
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return {}
+    device = parameter.device.type if parameter.device.index is None else str(parameter.device)
+    dtype = next((name for name, value in DTYPES.items() if value == parameter.dtype), str(parameter.dtype))
+    for key, actual in (("device", device), ("dtype", dtype)):
+        given = options.get(key)
+        if given not in (None, "auto", actual) and not (key == "device" and given == "cuda" and
+                                                         actual.startswith("cuda")):
+            raise UsageError(f"{key} {given!r}: the in-memory model is on {device} in {dtype}; move it there "
+                             f"(model.to(...)) or leave {key}= out")
+    return {"device": device, "dtype": dtype}
 
 
 def evaluate_call(model: Any, name: str | None, families: Any, options: dict[str, Any]) -> list[str]:
@@ -182,6 +209,9 @@ def evaluate(
     if in_memory and (tokenizer is None or isinstance(tokenizer, (str, Path))):
         raise UsageError("tokenizer: an in-memory model needs its tokenizer object (a tokenizers.Tokenizer, a "
                          "Hugging Face fast tokenizer or lmeval_fixtures' TextTokenizer)")
+    refused = sorted(set(options) & REFUSED_OPTIONS.keys())
+    if refused:
+        raise UsageError(f"{refused[0]}: {REFUSED_OPTIONS[refused[0]]}")
     values = option_values(**options)
     if not in_memory:
         values.checkpoint = [str(model)]
@@ -189,8 +219,8 @@ def evaluate(
     def complete(settings: Settings) -> Settings:
         """The checkpoint an in-memory model or ``name`` stands for."""
         if in_memory:
-            return replace(settings, checkpoints=[CheckpointSpec(plain_name(name or "model", "name"),
-                                                                 Path("(in memory)"))])
+            return replace(settings, **where_it_is(model, options),
+                           checkpoints=[CheckpointSpec(plain_name(name or "model", "name"), Path("(in memory)"))])
         if name is None:
             return settings
         if len(settings.checkpoints) != 1:
@@ -201,6 +231,9 @@ def evaluate(
                         args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
     settings, run = context.settings, context.run
     items_run = ItemRunner(context)
+    threads = torch.get_num_threads()
+    if settings.threads:  # as a pytest run: this many intra-op threads, for this call only
+        torch.set_num_threads(settings.threads)
     try:
         for spec in settings.checkpoints:
             loaded = items_run.load(spec, model if in_memory else None, tokenizer, training=facts)
@@ -214,10 +247,8 @@ def evaluate(
                     if not in_memory:
                         context.inputs.release(spec)
     finally:
+        torch.set_num_threads(threads)
         context.close()
-    finished = run.finish(settings.report_dir / run.run_id,
-                          history=settings.report_dir / "history.jsonl" if history else None,
-                          compare_by=settings.compare_by, baseline=settings.update_baseline, run_id=run.run_id,
-                          track=settings.track)
+    finished = finish_run(run, settings, history=history)
     items_run.raise_unexpected(finished)  # a bug in an item: its traceback, after the others' reports
     return finished

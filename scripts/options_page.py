@@ -131,6 +131,8 @@ def option_rows(options: Sequence[Option], more: dict[str, str]) -> list[list[st
         what = option.help if option.help.endswith(".") else option.help + "."
         if option.choices:
             what += f" Choices: {', '.join(f'`{c}`' for c in option.choices)}."
+        if option.bounds:
+            what += f" Range: {option.bounds.text()}."
         if option.flag in more:
             page = more[option.flag]
             what += f" More: [{page.split('#')[0].removesuffix('.md')}]({page})."

@@ -43,9 +43,12 @@ from ..core.formatting import visible
 
 # Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
 # and each command imports what it needs when it runs.
-from ..evaluation.options import default
+from ..evaluation.options import Range, default
 
 DISTRIBUTION = "lmeval-fixtures"
+# the numeric options of the commands, checked before a command starts (as a run's options are)
+PREVIOUS = Range(1, 10**6)
+INTERVAL = Range(0, 86400, whole=False, open_low=True)
 
 
 def package_version() -> str:
@@ -64,9 +67,12 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     from ..core.errors import RecordMergeError
     from ..evaluation.run import Run
     from ..records.alike import differences, refusal
-    from ..records.store import find_records, read_samples
+    from ..records.store import find_records, read_samples, run_folder_problem
     from ..suite.registry import Registry
 
+    problem = run_folder_problem(out)
+    if problem:
+        raise CommandError(f"OUT {problem}")
     found = find_records(shards)
     run_ids = sorted({str(record.get("run_id")) for _, record in found})
     if len(run_ids) > 1:
@@ -83,6 +89,8 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
     done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
+    for warning in done.warnings:
+        print(warning, file=sys.stderr)
     if done.errors:
         raise CommandError("; ".join(done.errors))
     return done.paths
@@ -238,32 +246,88 @@ def suite_options_help() -> str:
     return parser.format_help() + "\npytest's options:\n"
 
 
+# what --set may not name: watch decides these itself, or has an option of its own for them
+WATCH_OWN = {"checkpoint": "watch evaluates each checkpoint that appears in DIR",
+             "run_id": "use watch's --run-id", "shard": "watch evaluates every item of each checkpoint"}
+ON = ("true", "1", "yes", "on")
+OFF = ("false", "0", "no", "off")
+
+
+def set_options(pairs: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as the options ``evaluate`` takes, read as the command line reads
+    them: every option by its name (``max_eval_tokens`` or ``max-eval-tokens``); an on/off option
+    by ``true``/``false`` (``on``/``off``, ``yes``/``no``, ``1``/``0``); a repeatable option
+    (``corpus``, ``task_file``) by repeating it; ``--log-samples`` alone as ``log_samples=``. The
+    values are then checked as a run checks them (``watch_settings``)."""
+    from ..evaluation.options import OPTIONS
+
+    declared = {option.dest: option for option in OPTIONS}
+    options = dict(given)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().removeprefix("--").replace("-", "_")
+        if not sep or not key:
+            raise CommandError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
+        if key in WATCH_OWN:
+            raise CommandError(f"--set {key}: {WATCH_OWN[key]}")
+        option = declared.get(key)
+        if option is None:
+            known = ", ".join(sorted(set(declared) - set(WATCH_OWN)))
+            raise CommandError(f"--set {key}: no such option; known: {known}")
+        if key in given or (key in options and option.action != "append"):
+            raise CommandError(f"--set {key}: given twice (watch's --{key.replace('_', '-')} or an earlier --set)")
+        if option.action == "store_true":
+            if value.lower() not in ON + OFF:
+                raise CommandError(f"--set {key}={value}: {option.flag} is on or off; give {key}=true or {key}=false")
+            options[key] = value.lower() in ON
+        elif option.action == "append":
+            options.setdefault(key, []).append(value)
+        elif option.nargs == "?" and value == "":
+            options[key] = option.const
+        else:
+            options[key] = value
+    return options
+
+
+def watch_settings(options: dict[str, Any], run_id: str | None) -> None:
+    """Check every option of a watch as a run checks them, before the first poll: a bad value is
+    one line now, not a failure at the first checkpoint an hour into training."""
+    from ..evaluation.options import option_values
+    from ..evaluation.settings import REFERENCE_DIR, settings_from_options
+
+    values = option_values(**{k: v for k, v in options.items() if k != "families"})
+    values.checkpoint = [str(REFERENCE_DIR)]  # stands in for the checkpoints that will appear
+    values.run_id = run_id
+    settings_from_options(values, [], None, Path.cwd())
+
+
 def watch_folder(args: argparse.Namespace) -> int:
     import signal
     import time
 
     from .watch import watch
 
-    options: dict[str, Any] = {"families": [f for f in args.families.split(",") if f]}
-    for pair in args.set or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--set {pair!r}: expected KEY=VALUE, e.g. max_eval_tokens=20000")
-        options[key.replace("-", "_")] = value
-    for key in ("data_dir", "report_dir"):
-        if getattr(args, key):
-            options[key] = getattr(args, key)
+    given: dict[str, Any] = {key: getattr(args, key) for key in ("data_dir", "report_dir") if getattr(args, key)}
+    options = set_options(args.set or [], given)
+    families = [f for f in args.families.split(",") if f]
+    from ..api import FAMILIES
+
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise CommandError(f"--families {args.families}: choose among {', '.join(FAMILIES)}")
+    watch_settings(options, args.run_id)
+    options["families"] = families
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        watch(args.dir, run_id=args.run_id or time.strftime("watch-%Y%m%dT%H%M%SZ", time.gmtime()),
-              metric=args.metric, interval=args.interval, options=options)
+        watcher = watch(args.dir, run_id=args.run_id or time.strftime("watch-%Y%m%dT%H%M%SZ", time.gmtime()),
+                        metric=args.metric, interval=args.interval, options=options)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    return 2 if watcher.gone else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,11 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     history_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
                              help="a figure of the history file (default: %(default)s)")
     history_cmd.add_argument("--previous", type=int, default=5, metavar="N",
-                             help="runs the latest is compared with (default: %(default)s)")
+                             help=f"runs the latest is compared with, {PREVIOUS.text()} (default: %(default)s)")
     watch_cmd = commands.add_parser("watch", help="evaluate each new checkpoint in a folder as training writes it")
     watch_cmd.add_argument("dir", type=Path, metavar="DIR", help="the folder training saves checkpoints into")
     watch_cmd.add_argument("--interval", type=float, default=30.0, metavar="S",
-                           help="seconds between polls; a checkpoint is read once unchanged for one (default: 30)")
+                           help=f"seconds between polls, {INTERVAL.text()}; a checkpoint is read once unchanged for "
+                                "one (default: 30)")
     watch_cmd.add_argument("--metric", default=default("compare_by"), metavar="KEY",
                            help="figure of trend.md / trend.png against training step (default: %(default)s)")
     watch_cmd.add_argument("--families", default="perplexity,smallbench", metavar="F,...",
@@ -346,10 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "watch":
+            INTERVAL.check("--interval", args.interval)
             return watch_folder(args)
         if args.command == "list":
             return show_listing(args.task_file, args.corpus, args.json)
         if args.command == "history":
+            PREVIOUS.check("--previous", args.previous)
             return show_history(args.file, args.checkpoint, args.metric, args.previous)
         if args.command == "export-hf":
             written = export(args.checkpoint, args.out, args.force)

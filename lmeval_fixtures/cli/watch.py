@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import LmevalError
 from ..core.files import write_atomic
 from ..core.formatting import markdown_table, markdown_text, number
 from ..models.discovery import CheckpointSpec, discover_checkpoints
+from ..records.fragments import IDENTITY_ITEM
 from ..records.tracking import training_step
 from ..suite.figures import resolve_figure_key
 from ..suite.registry import Registry
@@ -45,47 +47,88 @@ def files_signature(path: Path) -> Signature:
     return tuple(signature)
 
 
+def load_failure(record: dict[str, Any]) -> str | None:
+    """Why a checkpoint's record holds no figures because the checkpoint could not be loaded, else None."""
+    outcome = (record.get("items") or {}).get(IDENTITY_ITEM) or {}
+    if outcome.get("outcome") != "error":
+        return None
+    return outcome.get("reason") or "load failed"
+
+
 @dataclass
 class Watcher:
-    """One watched folder. ``evaluate`` is ``lmeval_fixtures.evaluate`` (a parameter so tests can count calls)."""
+    """One watched folder. ``evaluate`` is ``lmeval_fixtures.evaluate`` (a parameter so tests can count calls).
+
+    A checkpoint is done once its reports are written, at the signature its files had then. Its
+    files changing afterwards (overwritten in place, or a write that was still going on when it
+    could not be loaded) make it ready again, and it is evaluated again under a new name (the old
+    record kept). An evaluation that wrote nothing (refused, or its reports could not be written)
+    leaves it not done, to be tried again once its files change."""
 
     folder: Path
     run_id: str
     metric: str
     options: dict[str, Any]
     evaluate: Callable[..., Any]
+    report: Callable[[str], None] = print
     seen: dict[str, Signature] = field(default_factory=dict)  # path -> signature at the last poll
     done: dict[str, str] = field(default_factory=dict)  # path -> checkpoint name, once evaluated
+    tried: dict[str, Signature] = field(default_factory=dict)  # path -> signature at its last evaluation
+    names: set[str] = field(default_factory=set)  # every name given in this run (old records are kept)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluated: int = 0  # evaluations whose reports were written
+    gone: bool = False  # the watched folder disappeared
 
     def poll(self) -> list[CheckpointSpec]:
-        """Checkpoints whose files did not change since the last poll and are not yet evaluated."""
+        """Checkpoints whose files did not change since the last poll and that were not evaluated
+        (or tried) at these very files."""
         ready = []
         for spec in discover_checkpoints([self.folder]):
             key = str(spec.path)
-            if key in self.done or not spec.path.exists():
+            if not spec.path.exists():
                 continue
             signature = files_signature(spec.path)
-            if signature and self.seen.get(key) == signature:
+            if signature and self.seen.get(key) == signature and self.tried.get(key) != signature:
                 ready.append(spec)
             self.seen[key] = signature
         return ready
 
     def evaluate_one(self, spec: CheckpointSpec) -> list[Path]:
-        name = spec.name
-        taken = set(self.done.values())
-        suffix = 2
-        while name in taken:  # a later file's name never replaces an earlier checkpoint's record
+        """Evaluate one ready checkpoint; every path written, and every failure reported in a line."""
+        key = str(spec.path)
+        self.tried[key] = self.seen[key]
+        name, suffix = spec.name, 2
+        while name in self.names:  # a later file's (or a re-evaluation's) name never replaces an earlier record
             name, suffix = f"{spec.name}-{suffix}", suffix + 1
-        finished = self.evaluate(spec.path, name=name, run_id=self.run_id, **self.options)
-        self.done[str(spec.path)] = name
-        self.records.update(finished.records)
-        return list(finished.paths) + self.write_trend(Path(finished.paths[0]).parent.parent if finished.paths
-                                                       else None)
-
-    def write_trend(self, run_folder: Path | None) -> list[Path]:
-        if run_folder is None:
+        if key in self.done:
+            self.report(f"  {self.done[key]} changed since it was evaluated: evaluated again as {name} "
+                        "(the earlier record kept)")
+        try:
+            finished = self.evaluate(spec.path, name=name, run_id=self.run_id, **self.options)
+        except LmevalError as exc:  # refused before anything was written: tried again when its files change
+            self.report(f"  not evaluated: {exc}; tried again when its files change")
             return []
+        for line in [*finished.warnings, *finished.errors]:
+            self.report(f"  {line}")
+        if not finished.paths or name not in finished.records:
+            self.report(f"  {name}: no report written; tried again when its files change")
+            return list(finished.paths)
+        failure = load_failure(finished.records[name])
+        if failure:  # a file still being written, or not readable yet: not done, tried again when it changes
+            self.report(f"  {name}: could not be loaded ({failure}); evaluated again when its files change")
+        else:
+            self.done[key] = name
+            self.evaluated += 1
+        self.names.add(name)
+        self.records.update(finished.records)
+        run_folder = Path(finished.paths[0]).parent.parent
+        try:
+            return list(finished.paths) + self.write_trend(run_folder)
+        except OSError as exc:
+            self.report(f"  could not write the trend into {run_folder}: {exc}")
+            return list(finished.paths)
+
+    def write_trend(self, run_folder: Path) -> list[Path]:
         table = Registry.default().figure_table(list(self.records.values()))
         figure = {f.key: f for f in table}.get(resolve_figure_key(self.metric, table) or self.metric)
         rows = []
@@ -123,22 +166,29 @@ def _plot_trend(points: list[tuple[int, float]], label: str, path: Path) -> Path
 
 
 def watch(folder: Path, *, run_id: str, metric: str, interval: float, options: dict[str, Any],
-          evaluate: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep,
+          evaluate: Callable[..., Any] | None = None, sleep: Callable[[float], None] | None = None,
           report: Callable[[str], None] = print) -> Watcher:
-    """Polls ``folder`` every ``interval`` seconds until Ctrl-C; returns the watcher (what it evaluated)."""
+    """Polls ``folder`` every ``interval`` seconds until Ctrl-C, or until the folder is gone (said in
+    a line; ``Watcher.gone`` is then set); returns the watcher (what it evaluated)."""
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a folder to watch")
     if evaluate is None:
         from ..api import evaluate
-    watcher = Watcher(folder, run_id, metric, options, evaluate)
+    sleep = sleep or time.sleep  # looked up now, so that a test's stand-in applies
+    watcher = Watcher(folder, run_id, metric, options, evaluate, report)
     report(f"watching {folder} every {interval:g} s (run {run_id}); Ctrl-C stops")
     try:
         while True:
+            if not folder.is_dir():
+                watcher.gone = True
+                report(f"stopped: {folder} is gone (moved or deleted); {watcher.evaluated} checkpoint(s) "
+                       f"evaluated into run {run_id}")
+                return watcher
             for spec in watcher.poll():
                 report(f"evaluating {spec.path}")
                 for path in watcher.evaluate_one(spec):
                     report(f"  {path}")
             sleep(interval)
     except KeyboardInterrupt:
-        report(f"stopped: {len(watcher.done)} checkpoint(s) evaluated into run {run_id}")
+        report(f"stopped: {watcher.evaluated} checkpoint(s) evaluated into run {run_id}")
     return watcher

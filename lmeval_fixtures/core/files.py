@@ -71,6 +71,19 @@ def special_file_message(path: Path) -> str | None:
     return f"{path}: not a regular file ({kind}); copy its content to a regular file and pass that"
 
 
+def output_folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be made a folder to write into (it, or a folder above it, is a file or
+    a special file), else None: asked before writing, so that the answer names the path and what
+    to do rather than the operating system's "File exists" or "Not a directory"."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return None
+        if os.path.lexists(candidate):
+            what = "" if candidate == path else f", so {path} cannot be made a folder"
+            return f"{candidate}: exists and is not a folder{what}; pass a new or existing folder"
+    return None
+
+
 def default_file_mode() -> int:
     """The permissions ``open`` gives a new file under the user's umask (mkstemp and some writers
     make files private, so a CI artifact step or a colleague could not read them)."""
@@ -91,7 +104,9 @@ def read_json_object(path: Path, error: type[Exception], what: str, missing_hint
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:  # a folder in its place, no permission: not a question of JSON
+        raise error(f"{path}: {what} cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise error(f"{path}: {what} is a JSON {type(value).__name__}, not an object")
@@ -132,13 +147,65 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def open_for_append(path: Path) -> int:
+    """A descriptor of the regular file ``path`` opened for appending (and reading its end; made when
+    missing). A FIFO,
+    device or socket in its place is refused with ``special_file_message`` as an ``OSError``, and
+    never waited on: the open does not block, and what was opened is checked before it is used."""
+    message = special_file_message(path)
+    if message:
+        raise OSError(message)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), default_file_mode())
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the check and the open
+        os.close(fd)
+        raise OSError(special_file_message(path) or f"{path}: not a regular file")
+    return fd
+
+
+def append_whole(path: Path, text: str) -> None:
+    """Append ``text`` (whole lines) to ``path`` whole or not at all: under an exclusive lock, after
+    a line end when the file's last line was left unfinished (by a writer that died), and cut back
+    to its former size when the write fails part-way (a full disk), so no reader ever meets half a
+    line of ours and a later append never continues someone else's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_for_append(path)
+    try:
+        _lock(fd)
+        size = os.fstat(fd).st_size
+        data = text.encode("utf-8")
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends of one write each; no advisory lock
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 @contextlib.contextmanager
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder while its records are read and written, so two
     invocations with the same run id (shards, or runs at once) merge instead of overwriting.
-    ``filelock`` (flock on POSIX, msvcrt on Windows; a dependency of torch) rather than our own."""
+    ``filelock`` (flock on POSIX, msvcrt on Windows; a dependency of torch) rather than our own. A FIFO
+    or device named ``.lock`` is refused in one line, never opened or waited on."""
     from filelock import FileLock
 
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder / ".lock"):
+    lock = folder / ".lock"
+    special = special_file_message(lock)
+    if special:  # ours to make: the remedy is to remove it, not to copy it
+        raise OSError(special.partition(";")[0] + "; remove it (the run folder's lock file is made again)")
+    with FileLock(lock):
         yield

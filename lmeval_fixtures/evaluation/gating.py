@@ -19,6 +19,20 @@ from ..suite.figures import Figure
 from .inputs import Inputs
 from .settings import Settings
 
+# every family a baseline gates: one of their items that skips under --baseline measured nothing to gate
+GATED_FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
+
+
+def skip_refusal(settings: Settings, families: set[str] | list[str] | tuple[str, ...]) -> str | None:
+    """Why a skip of an item of ``families`` must fail instead (the same rule under pytest and
+    ``evaluate()``), else None: under --strict-skips every skip; with --baseline, a gated item's
+    (a CI gate that measured nothing must not pass)."""
+    if settings.strict_skips:
+        return "skipped under --strict-skips"
+    if settings.baseline is not None and set(families) & set(GATED_FAMILIES):
+        return "--baseline given, but this gated item skipped"
+    return None
+
 
 class ItemFailed(Exception):
     """An item whose figures are unsound or regressed (or that cannot be gated): recorded as

@@ -26,13 +26,19 @@ from ..models.hf_adapter import is_hf_causal_lm
 from ..models.loading import LoadedCheckpoint
 from ..records import fragments
 from . import items
-from .gating import ItemFailed
+from .gating import ItemFailed, skip_refusal
 from .run import Finished
 from .startup import RunContext
 
 
 class Skip(Exception):
-    """An item that cannot run here (no data, too long a sequence); recorded as skipped."""
+    """An item that cannot run here (no data, too long a sequence); recorded as skipped.
+    ``at_setup``: raised where pytest's fixture would skip (missing data), so that a skip the run
+    refuses is an "error" there, as pytest records a failed set-up, and "failed" in the body."""
+
+    def __init__(self, reason: str, at_setup: bool = False) -> None:
+        super().__init__(reason)
+        self.at_setup = at_setup
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -103,30 +109,31 @@ class ItemRunner:
         settings, name, inputs = self.settings, loaded.name, self.inputs
         if "latency" in families:
             for batch, seq in settings.latency_shapes:
-                self.item(loaded, f"test_latency.py::test_latency[{name}-{shape_name(batch, seq)}]",
+                self.item(loaded, "latency", f"test_latency.py::test_latency[{name}-{shape_name(batch, seq)}]",
                           lambda b=batch, s=seq: self._timed(loaded, s, lambda: items.latency(
                               loaded, b, s, settings, plain_forward_timer)))
         if "perplexity" in families:
             for corpus in self.context.registry.corpora.values():
                 for split in corpus.splits:
                     label = split if corpus.legacy else f"{corpus.name}-{split}"
-                    self.item(loaded, f"test_perplexity.py::test_perplexity[{name}-{label}]",
+                    self.item(loaded, "perplexity", f"test_perplexity.py::test_perplexity[{name}-{label}]",
                               lambda c=corpus, s=split: items.perplexity(
                                   loaded, self._corpus(loaded, c, s), settings, None, inputs.cache, inputs.engine))
         if "smallbench" in families:
             for task in self.context.registry.tasks.values():
-                self.item(loaded, f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
+                self.item(loaded, "smallbench", f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
                           lambda t=task: items.smallbench(loaded, self._data(lambda: inputs.task_data(t)),
                                                           settings, None, inputs.cache, inputs.engine))
         if "throughput" in families:
             seq = settings.throughput_shape[1]
-            self.item(loaded, f"test_latency.py::test_throughput[{name}]",
+            self.item(loaded, "throughput", f"test_latency.py::test_throughput[{name}]",
                       lambda: self._timed(loaded, seq, lambda: items.throughput(loaded, settings, plain_forward_timer)))
-            self.item(loaded, f"test_latency.py::test_batch_scaling[{name}]",
+            self.item(loaded, "throughput", f"test_latency.py::test_batch_scaling[{name}]",
                       lambda: self._timed(loaded, seq, lambda: items.batch_scaling(loaded, settings)))
 
-    def item(self, loaded: LoadedCheckpoint, item_id: str, body: Callable[[], items.ItemResult]) -> None:
-        """Run one item: record its fragment, then its gates; the outcome says how it ended."""
+    def item(self, loaded: LoadedCheckpoint, family: str, item_id: str, body: Callable[[], items.ItemResult]) -> None:
+        """Run one item of ``family`` (its pytest marker): record its fragment, then its gates; the
+        outcome says how it ended. A skip that the run's rule refuses (``gating.skip_refusal``) fails."""
         item_id = f"evaluate::{item_id}"
         self.run.expect(loaded.name, item_id)
         start = time.perf_counter()
@@ -139,7 +146,9 @@ class ItemRunner:
             self.context.gates.enforce(loaded.name, result.fragment,
                                        lambda verdicts: self.run.absorb([(loaded.name, item_id, verdicts)]))
         except Skip as exc:
-            outcome, reason = "skipped", str(exc)
+            refused = skip_refusal(self.settings, [family])
+            outcome = "skipped" if not refused else "error" if exc.at_setup else "failed"
+            reason = f"{refused}: {exc}" if refused else str(exc)
         except (ItemFailed, LmevalError) as exc:  # unsound figures, a regression, bad data: one line
             outcome, reason = "failed", str(exc)
         except Exception as exc:  # a bug: the other items still run; raised again after the reports
@@ -173,7 +182,7 @@ class ItemRunner:
         try:
             return load()
         except DataUnavailable as exc:
-            raise Skip(str(exc)) from None
+            raise Skip(str(exc), at_setup=True) from None
 
     @staticmethod
     def _timed(loaded: LoadedCheckpoint, seq: int, body: Callable[[], items.ItemResult]) -> items.ItemResult:

@@ -8,6 +8,7 @@ the values; the library API takes each option's ``dest`` as a keyword.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,52 @@ FLAG_PREFIX = "--lmeval-"
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric option accepts, both ends included unless ``open_low``; ``high`` None
+    means any finite value above ``low``. Every numeric option has one, checked at start-up, so
+    that a value no run can use (a seed of 2**70, a billion shards, a NaN tolerance) is one line
+    naming the option instead of a traceback deep inside an item."""
+
+    low: float
+    high: float | None = None
+    whole: bool = True
+    open_low: bool = False
+
+    def text(self) -> str:
+        """How the range reads in a message and on the options page."""
+        if self.whole:
+            if self.high is None:
+                return "a positive integer" if self.low == 1 else f"an integer >= {self.low:,}"
+            return f"an integer from {self.low:,} to {self.high:,}"
+        if self.high is None:
+            return f"a finite number {'>' if self.open_low else '>='} {self.low:g}"
+        return f"between {self.low:g} and {self.high:g}" + (" (exclusive)" if self.open_low else "")
+
+    def holds(self, value: float) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.whole and not float(value).is_integer():
+            return False
+        if not math.isfinite(value) or value < self.low or (self.open_low and value == self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_low else value <= self.high)
+
+    def check(self, name: str, value: float | None) -> float | None:
+        """``value`` (None passes: the option was not given), or a ``UsageError`` naming ``name``."""
+        if value is not None and not self.holds(value):
+            raise UsageError(f"{name} must be {self.text()}, got {value}")
+        return value
+
+
+# bounds shared by several options; each documented on the options page
+COUNT = Range(1, 10**9)
+LARGEST_SHAPE = 2**20  # a batch or a sequence length: the largest context a native config may declare
+SHARDS_MOST = 10_000
+SEED = Range(0, 2**32 - 1)  # what every random generator accepts (numpy's too)
+TOLERANCE = Range(0, None, whole=False)
+
+
+@dataclass(frozen=True)
 class Option:
     """One command-line option, declared once: the pytest plugin adds it, the library API
     takes its ``dest`` as a keyword, and its default is the default everywhere."""
@@ -38,6 +85,7 @@ class Option:
     action: str | None = None
     nargs: str | None = None
     const: Any = None
+    bounds: Range | None = None  # a numeric option's accepted values
 
     @property
     def dest(self) -> str:
@@ -75,17 +123,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("--experiment-name", "recorded as experiment_name", metavar="NAME"),
     Option("--device", "cpu, cuda, cuda:N, mps or auto (default: cpu)", default="cpu", metavar="DEVICE"),
     Option("--dtype", "model dtype (default: float32)", default="float32", choices=DTYPE_NAMES),
-    Option("--seed", "seed for anything sampled (default: 1234)", default=1234, type=int, metavar="N"),
+    Option("--seed", "seed for anything sampled (default: 1234)", default=1234, type=int, metavar="N", bounds=SEED),
     Option("--max-eval-tokens", "score at most N tokens per perplexity split (a quick run; recorded)", type=int,
-           metavar="N"),
+           metavar="N", bounds=Range(1, 10**12)),
     Option("--ppl-stride", "perplexity window stride (default: the context length, disjoint windows as "
-           "lm-evaluation-harness; smaller values give lower, non-comparable figures)", type=int, metavar="N"),
+           "lm-evaluation-harness; smaller values give lower, non-comparable figures)", type=int, metavar="N",
+           bounds=Range(1, LARGEST_SHAPE)),
     Option("--detokenize", "apply the corpus detokenizer (WikiText's) before scoring (default: on, as "
            "lm-evaluation-harness)", default="on", choices=("on", "off")),
     Option("--batch-tokens", "token budget of one forward batch, or auto: on a GPU the largest that fits, found by "
            "halving 1048576 (on CPU: 16384, as the kernel, not torch, stops a process short of memory); any budget "
            "that runs out of memory is halved until one fits, the call scored again at it (default: 16384)",
-           default=16384, type=token_budget, metavar="N|auto"),
+           default=16384, type=token_budget, metavar="N|auto", bounds=Range(1, 2**31)),
     Option("--prompts", "SmallBench prompt set: the house prompts or lm-evaluation-harness's (default: smallbench)",
            default="smallbench", choices=PROMPT_SETS),
     Option("--corpus", "a perplexity corpus of your own beside WikiText-2: NAME=PATH[:FIELD] (a text file, documents "
@@ -95,43 +144,49 @@ OPTIONS: tuple[Option, ...] = (
     Option("--task-file", "a multiple-choice task declared in a YAML file (ours, or lm-evaluation-harness's "
            "multiple_choice task YAML over local files); repeatable. Ini: lmeval_task_files", metavar="FILE",
            action="append"),
-    Option("--max-samples", "evaluate the first N rows of each task (recorded)", type=int, metavar="N"),
+    Option("--max-samples", "evaluate the first N rows of each task (recorded)", type=int, metavar="N", bounds=COUNT),
     Option("--fewshot", "K labelled examples from the train split before each row, drawn with --seed (default: 0)",
-           default=0, type=int, metavar="K"),
+           default=0, type=int, metavar="K", bounds=Range(0, 1024)),
     Option("--baseline", "metrics.json, or a folder of <checkpoint>/metrics.json, to gate against (a checkpoint "
            "without a baseline record is not gated)", metavar="PATH"),
     Option("--ppl-tolerance", "allowed relative rise of perplexity and bits per byte over the baseline "
-           "(default: 0.01)", default=0.01, type=float, metavar="REL"),
+           "(default: 0.01)", default=0.01, type=float, metavar="REL", bounds=TOLERANCE),
     Option("--acc-tolerance-se", "allowed accuracy drop below the baseline, in standard errors (default: 2)",
-           default=2.0, type=float, metavar="K"),
+           default=2.0, type=float, metavar="K", bounds=TOLERANCE),
     Option("--gate", "how a figure is compared with --baseline: threshold (the tolerances below) or paired (fails "
            "only when this run is significantly worse on the same rows or documents: exact McNemar for accuracy, a "
            "paired bootstrap for bits per byte and perplexity; the baseline must hold per-row values, as "
            "--update-baseline writes them) (default: threshold)", default="threshold",
            choices=("threshold", "paired")),
     Option("--gate-alpha", "significance level of --gate paired (default: 0.05)", default=0.05, type=float,
-           metavar="A"),
-    Option("--min-acc", "accuracy floor for every SmallBench task", type=float, metavar="P"),
-    Option("--latency-shapes", "latency shapes, batch x sequence (default: 1x128,1x512)", default="1x128,1x512",
+           metavar="A", bounds=Range(0, 1, whole=False, open_low=True)),
+    Option("--min-acc", "accuracy floor for every SmallBench task", type=float, metavar="P",
+           bounds=Range(0, 1, whole=False)),
+    Option("--latency-shapes", f"latency shapes, batch x sequence, each from 1 to {LARGEST_SHAPE:,} "
+           "(default: 1x128,1x512)",
+           default="1x128,1x512",
            metavar="BxS,..."),
     Option("--latency-rounds", "most timed rounds per shape, within --timing-budget (default: 20)", default=20,
-           type=int, metavar="N"),
-    Option("--latency-warmup", "untimed warm-up rounds (default: 3)", default=3, type=int, metavar="N"),
+           type=int, metavar="N", bounds=Range(1, 10**6)),
+    Option("--latency-warmup", "untimed warm-up rounds (default: 3)", default=3, type=int, metavar="N",
+           bounds=Range(0, 10**6)),
     Option("--throughput-shape", "throughput batch x sequence; the batch is halved until it fits (default: 32x512)",
            default="32x512", metavar="BxS"),
     Option("--batch-sweep", "batch sizes of the batch-scaling item, at the throughput sequence length; it stops at "
            "the first that does not fit (default: 1,4,16,64)", default="1,4,16,64", metavar="B,..."),
     Option("--throughput-rounds", "most timed rounds of throughput and of each batch size, within "
-           "--timing-budget (default: 5)", default=5, type=int, metavar="N"),
+           "--timing-budget (default: 5)", default=5, type=int, metavar="N", bounds=Range(1, 10**6)),
     Option("--timing-budget", "seconds of timed rounds per measurement (a latency shape, the throughput shape, each "
            "batch size of the sweep), judged by the last warm-up round: at least 5 latency or 2 throughput rounds, "
-           "at most --latency-rounds / --throughput-rounds (default: 1.0)", default=1.0, type=float, metavar="S"),
+           "at most --latency-rounds / --throughput-rounds (default: 1.0)", default=1.0, type=float, metavar="S",
+           bounds=Range(0, 86400, whole=False)),
     Option("--latency-tolerance", "allowed relative rise of mean latency (and fall of throughput) against the "
-           "baseline, same device and dtype only (default: 0.25)", default=0.25, type=float, metavar="REL"),
+           "baseline, same device and dtype only (default: 0.25)", default=0.25, type=float, metavar="REL",
+           bounds=TOLERANCE),
     Option("--threads", "intra-op CPU threads in every process (default: all cores, divided among xdist workers); "
-           "the same N for -n 0 and -n 2 gives bit-identical float sums", type=int, metavar="N"),
-    Option("--shard", "run only the I-th of N deterministic parts of the collected items (1-based; join the parts "
-           "with `lmeval-fixtures merge`)", metavar="I/N"),
+           "the same N for -n 0 and -n 2 gives bit-identical float sums", type=int, metavar="N", bounds=Range(1, 4096)),
+    Option("--shard", f"run only the I-th of N deterministic parts of the collected items (1-based, N at most "
+           f"{SHARDS_MOST:,}; join the parts with `lmeval-fixtures merge`)", metavar="I/N"),
     Option("--compare-by", "sort column of comparison.md: a figure key such as val_bits_per_byte, "
            "smallbench_avg_acc or latency_batch1_seq128 (default: val_bits_per_byte)", default="val_bits_per_byte",
            metavar="KEY"),
@@ -149,7 +204,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--refresh", "recompute every evaluation item and overwrite its cache entry", action="store_true",
            default=False),
     Option("--cache-max-mb", "size bound of the cache folder; least recently used entries go first "
-           "(default: 2048)", default=2048, type=int, metavar="MB"),
+           "(default: 2048)", default=2048, type=int, metavar="MB", bounds=Range(1, 10**9)),
     Option("--track", "log each checkpoint's record as one run of an experiment tracker: wandb (WANDB_MODE=offline "
            "to log offline) or tensorboard, optionally :DIR for its files (default: wandb's ./wandb, tensorboard's "
            "./runs); needs the track extra", metavar="BACKEND[:DIR]"),

@@ -35,7 +35,8 @@ Samples = dict[str, list[dict[str, Any]]]
 
 @dataclass
 class Finished:
-    """What ``Run.finish`` wrote, the one-line headline per checkpoint, and every failure to write."""
+    """What ``Run.finish`` wrote, the one-line headline per checkpoint, every failure to write, and
+    the neighbours it could not read (another checkpoint's unreadable files: named, left as they are)."""
 
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     paths: list[Path] = field(default_factory=list)
@@ -44,6 +45,7 @@ class Finished:
     measured: list[str] = field(default_factory=list)  # the checkpoints this invocation measured (not folded in)
     tracked: list[str] = field(default_factory=list)  # the runs logged to --track's tracker
     nothing_measured: str | None = None  # why nothing was written: every item skipped (the first reason)
+    warnings: list[str] = field(default_factory=list)  # files of other checkpoints left alone, each named
 
 
 class Run:
@@ -227,6 +229,9 @@ class Run:
         for name, problem in unreadable.items():
             if name in fresh:
                 fresh[name]["errors"].append(f"an earlier metrics.json in this run folder was replaced: {problem}")
+            else:
+                done.warnings.append(f"lmeval-fixtures: {out / name} left as it is, and out of comparison.md: "
+                                     f"{problem}")
         combined: dict[str, tuple[dict[str, Any], Samples]] = {}
         for name in sorted(set(fresh) | set(self.earlier)):
             samples = self.samples(name)

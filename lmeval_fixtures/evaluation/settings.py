@@ -5,7 +5,6 @@ Kept free of pytest so that scripts build the same object from their own argumen
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +14,17 @@ from typing import Any
 import torch
 
 from ..core.errors import UsageError
+from ..core.files import output_folder_problem
 from ..core.names import parse_shape_name, plain_name_problem, shape_name
 from ..engine.timing import RoundPolicy
-from ..models.discovery import CheckpointSpec, discover_checkpoints
+from ..models.discovery import CheckpointSpec, checkpoint_problem, discover_checkpoints
 from ..models.loading import DTYPES
 from ..records.gates import GatePolicy
+from ..records.store import run_folder_problem
 from ..records.tracking import TrackSpec
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
-from .options import AUTO, default
+from .options import AUTO, LARGEST_SHAPE, OPTIONS, SHARDS_MOST, default
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 # fewest timed rounds of a measurement, whatever --timing-budget says (enough for a spread)
@@ -151,12 +152,6 @@ def check_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
-def positive_or_none(name: str, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
-    return value
-
-
 # --batch-tokens auto: where an accelerator starts halving (a million tokens), and what a CPU takes instead. On a
 # CPU, running short of memory is rarely an exception torch can catch (the kernel stops the process), so
 # "the largest that fits, found by trying" is only tried where an out-of-memory error is raised.
@@ -164,22 +159,20 @@ AUTO_BATCH_TOKENS = 1 << 20
 
 
 def batch_tokens_for(value: int | str, device: str) -> int:
-    """``--batch-tokens`` as a number for ``device`` (``auto``: see ``AUTO_BATCH_TOKENS``)."""
+    """``--batch-tokens`` as a number for ``device`` (``auto``: see ``AUTO_BATCH_TOKENS``; a number was
+    checked against its range by ``check_ranges``)."""
     if value == AUTO:
         return int(default("batch_tokens")) if device == "cpu" else AUTO_BATCH_TOKENS
-    return int(positive_or_none("--batch-tokens", value))
+    return int(value)
 
 
-def non_negative(name: str, value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{name} must be a finite number >= 0, got {value}")
-    return value
-
-
-def fraction_or_none(name: str, value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
-        raise UsageError(f"{name} must be between 0 and 1, got {value}")
-    return value
+def check_ranges(option: Any) -> None:
+    """Every numeric option within its documented range (``options.Range``), before anything uses it
+    (``auto``, where an option takes it, is not a number to check)."""
+    for declared in OPTIONS:
+        value = getattr(option, declared.dest)
+        if declared.bounds is not None and value != AUTO:
+            declared.bounds.check(declared.flag, value)
 
 
 def run_id(value: str | None) -> str | None:
@@ -225,8 +218,8 @@ def parse_shape(text: str, option: str) -> tuple[int, int]:
     """``BxS`` (batch x sequence) as a person types it (any case, spaces around) -> (B, S), read by
     the one shape-name rule (``core.names``), so an option names a shape exactly as a record keys it."""
     shape = parse_shape_name(text.strip().lower())
-    if shape is None or min(shape) < 1:
-        raise UsageError(f"{option} {text!r}: expected BATCHxSEQUENCE, e.g. 1x128")
+    if shape is None or min(shape) < 1 or max(shape) > LARGEST_SHAPE:
+        raise UsageError(f"{option} {text!r}: expected BATCHxSEQUENCE, each from 1 to {LARGEST_SHAPE:,}, e.g. 1x128")
     return shape
 
 
@@ -245,9 +238,18 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
     ``ini_corpora`` and ``ini_task_files`` apply when the options are not given (as the ini's
     checkpoints do); their relative paths are relative to ``ini_dir``, the ini file's folder.
     ``ini_strict_skips`` (the ini's ``lmeval_strict_skips``) turns --strict-skips on too."""
+    check_ranges(option)
     paths = option.checkpoint or ini_checkpoints or [str(REFERENCE_DIR)]
+    for value in paths:
+        problem = checkpoint_problem(value)
+        if problem:
+            raise UsageError(f"{'--checkpoint' if option.checkpoint else 'ini lmeval_checkpoints'} {problem}")
     device = resolve_device(option.device)
     report_dir = Path(option.report_dir) if option.report_dir else rootpath / "reports"
+    for name, folder in (("--report-dir", report_dir), ("--cache-dir", option.cache_dir)):
+        problem = folder and output_folder_problem(Path(folder))
+        if problem:
+            raise UsageError(f"{name} {problem}")
     return Settings(
         checkpoints=discover_checkpoints(paths),
         data_dir=data_dir(option.data_dir, ini_data_dir),
@@ -255,29 +257,29 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         device=device,
         dtype=check_dtype(option.dtype, device),
         seed=option.seed,
-        max_eval_tokens=positive_or_none("--max-eval-tokens", option.max_eval_tokens),
-        ppl_stride=positive_or_none("--ppl-stride", option.ppl_stride),
+        max_eval_tokens=option.max_eval_tokens,
+        ppl_stride=option.ppl_stride,
         detokenize=option.detokenize == "on",
         batch_tokens=batch_tokens_for(option.batch_tokens, device),
         run_id=run_id(option.run_id),
         experiment_name=option.experiment_name,
         prompts=option.prompts,
-        max_samples=positive_or_none("--max-samples", option.max_samples),
-        fewshot=int(non_negative("--fewshot", option.fewshot)),
+        max_samples=option.max_samples,
+        fewshot=int(option.fewshot),
         baseline=_existing("--baseline", option.baseline),
-        ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
-        acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
-        min_acc=fraction_or_none("--min-acc", option.min_acc),
+        ppl_tolerance=option.ppl_tolerance,
+        acc_tolerance_se=option.acc_tolerance_se,
+        min_acc=option.min_acc,
         latency_shapes=parse_shapes(option.latency_shapes, "--latency-shapes"),
-        latency_rounds=int(positive_or_none("--latency-rounds", option.latency_rounds)),
-        latency_warmup=int(non_negative("--latency-warmup", option.latency_warmup)),
+        latency_rounds=int(option.latency_rounds),
+        latency_warmup=int(option.latency_warmup),
         throughput_shape=parse_shape(option.throughput_shape, "--throughput-shape"),
-        throughput_rounds=int(positive_or_none("--throughput-rounds", option.throughput_rounds)),
-        timing_budget=non_negative("--timing-budget", option.timing_budget),
-        merge_into=_existing("--merge-into", option.merge_into),
-        latency_tolerance=non_negative("--latency-tolerance", option.latency_tolerance),
+        throughput_rounds=int(option.throughput_rounds),
+        timing_budget=option.timing_budget,
+        merge_into=_run_folder("--merge-into", option.merge_into),
+        latency_tolerance=option.latency_tolerance,
         shard=_shard(option.shard),
-        threads=positive_or_none("--threads", option.threads),
+        threads=option.threads,
         batch_sweep=_batch_sizes(option.batch_sweep),
         compare_by=option.compare_by,
         log_samples=option.log_samples,
@@ -286,8 +288,8 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         cache_dir=None if option.no_cache else (Path(option.cache_dir) if option.cache_dir else report_dir / ".cache"),
         refresh=bool(option.refresh),
         gate=option.gate,
-        gate_alpha=_open_fraction("--gate-alpha", option.gate_alpha),
-        cache_max_mb=int(positive_or_none("--cache-max-mb", option.cache_max_mb)),
+        gate_alpha=option.gate_alpha,
+        cache_max_mb=int(option.cache_max_mb),
         corpora=_corpora(option.corpus, ini_corpora, ini_dir),
         task_files=_task_files(option.task_file, ini_task_files, ini_dir),
         track=TrackSpec.parse(option.track) if option.track else None,
@@ -312,16 +314,10 @@ def _task_files(given: list[str] | None, ini: list[str] | None, ini_dir: Path | 
     return paths
 
 
-def _open_fraction(name: str, value: float) -> float:
-    if not (math.isfinite(value) and 0 < value < 1):
-        raise UsageError(f"{name} must be between 0 and 1 (exclusive), got {value}")
-    return value
-
-
 def _batch_sizes(value: str) -> list[int]:
     parts = [p.strip() for p in value.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise UsageError(f"--batch-sweep {value}: expected positive batch sizes, e.g. 1,4,16,64")
+    if not parts or not all(p.isdigit() and 0 < int(p) <= LARGEST_SHAPE for p in parts):
+        raise UsageError(f"--batch-sweep {value}: expected batch sizes from 1 to {LARGEST_SHAPE:,}, e.g. 1,4,16,64")
     return sorted({int(p) for p in parts})
 
 
@@ -329,9 +325,18 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     index, sep, count = value.partition("/")
-    if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
-        raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N, e.g. 2/4")
+    if (not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count)
+            or int(count) > SHARDS_MOST):
+        raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N <= {SHARDS_MOST:,}, e.g. 2/4")
     return int(index), int(count)
+
+
+def _run_folder(name: str, value: str | None) -> Path | None:
+    folder = _existing(name, value)
+    problem = folder and run_folder_problem(folder)
+    if problem:
+        raise UsageError(f"{name} {problem}")
+    return folder
 
 
 def _existing(name: str, value: str | None) -> Path | None:

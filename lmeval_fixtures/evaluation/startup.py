@@ -26,7 +26,7 @@ from ..suite.registry import Registry
 from .gating import Gates
 from .inputs import Inputs
 from .options import default
-from .run import Run
+from .run import Finished, Run
 from .run_info import process_command, run_metadata
 from .settings import Settings, settings_from_options
 
@@ -108,3 +108,14 @@ def start_run(options: Any, *, report_root: Path, source_root: Path, args: list[
                          f"{', '.join(sortable_keys(figures))}")
     inputs = Inputs(settings, run_id=worker_run_id if is_worker else run.run_id)
     return RunContext(settings, registry, run, figures, inputs, Gates(inputs, figures, settings))
+
+
+def finish_run(run: Run, settings: Settings, *, interrupted: bool = False, history: bool = True) -> Finished:
+    """The end of a run, written once for the pytest plugin and ``evaluate()``: the reports into
+    ``<report-dir>/<run id>`` with a history line each, or, with --merge-into, into that folder
+    (any run's, no history line: the lines were written when it ran)."""
+    merge_into = settings.merge_into
+    return run.finish(merge_into or settings.report_dir / run.run_id,
+                      history=None if merge_into or not history else settings.report_dir / "history.jsonl",
+                      compare_by=settings.compare_by, interrupted=interrupted, baseline=settings.update_baseline,
+                      run_id=None if merge_into else run.run_id, track=settings.track)

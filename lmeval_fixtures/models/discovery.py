@@ -213,12 +213,30 @@ def _native_files(folder: Path) -> list[Path]:
 
 
 def hub_model_of(value: str | Path) -> HubModel | None:
-    """``value`` as a Hugging Face hub model, or None. A value that exists as a local path (a
-    broken link included) is always that path; one that does not is a hub model when it has
-    the shape of one (``hf_models.parse_hub_id``), and otherwise keeps its "no such file" error."""
+    """``value`` as a Hugging Face hub model, or None: the one rule of path against hub id.
+
+    A value that exists as a local path (a broken link included) is always that path. One that
+    does not is a hub model only when it has the shape of one (``hf_models.parse_hub_id``:
+    ``OWNER/NAME[@REVISION]``) and cannot be a local path: its first part (``OWNER``) is not a
+    folder here. So ``runs/step100`` beside a ``runs/`` folder is a mistyped path, never a model
+    id; ``./x/y``, ``/x/y`` and ``~/x`` cannot have the hub's shape at all."""
     if os.path.lexists(value):
         return None
-    return parse_hub_id(value)
+    hub = parse_hub_id(value)
+    if hub is None or os.path.isdir(hub.owner):
+        return None
+    return hub
+
+
+def checkpoint_problem(value: str | Path) -> str | None:
+    """Why ``value`` cannot be a checkpoint at all (neither an existing path nor a hub model id), or
+    None. Asked at start-up, so that a typo is one line before any report or history line is written."""
+    if os.path.lexists(value) or hub_model_of(value) is not None:
+        return None
+    hub = parse_hub_id(value)
+    if hub is not None:  # the shape of a hub id, but OWNER/ is a folder here: a path
+        return f"{value}: no such file or folder ({hub.owner}/ is a folder here, so this names a path in it)"
+    return f"{value}: no such file or folder"
 
 
 def discover_checkpoints(paths: list[str | Path]) -> list[CheckpointSpec]:

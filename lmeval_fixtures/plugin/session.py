@@ -27,11 +27,12 @@ import pytest
 from ..core.errors import RegistryError, UsageError
 from ..core.names import shape_name
 from ..engine.timing import timing_unavailable
+from ..evaluation.gating import skip_refusal
 from ..evaluation.options import DEST_PREFIX, OPTIONS
 from ..evaluation.run import Finished
 from ..evaluation.settings import Settings
 from ..evaluation.sharding import ShardItem, partition, shard_costs
-from ..evaluation.startup import IniDefaults, start_run
+from ..evaluation.startup import IniDefaults, finish_run, start_run
 from ..models.discovery import CheckpointSpec
 from ..records.results_table import STEP_SUMMARY_ENV, append_step_summary, render_text
 from ..records.summary import cache_hits
@@ -42,7 +43,6 @@ from ..suite.registry import Registry
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
 RUN_ID_INPUT = "lmeval_run_id"
 CHECKPOINT_PROPERTY = "lmeval_checkpoint"
-GATED_FAMILIES = ("perplexity", "smallbench", "latency", "throughput")
 # pytest-benchmark's round options, which the suite's timed items do not follow, and what does
 REPLACED_BENCHMARK_OPTIONS = MappingProxyType({
     "--benchmark-min-rounds": "--latency-rounds / --throughput-rounds (most rounds) within --timing-budget",
@@ -284,11 +284,7 @@ class SuitePlugin:
     def _skip_not_allowed(self, item: pytest.Item) -> str | None:
         """A skip that must fail: under --strict-skips every one; with --baseline, a gated item's
         (a CI gate that measured nothing must not pass)."""
-        if self.settings.strict_skips:
-            return "skipped under --strict-skips"
-        if self.settings.baseline is not None and any(item.get_closest_marker(m) for m in GATED_FAMILIES):
-            return "--baseline given, but this gated item skipped"
-        return None
+        return skip_refusal(self.settings, [m.name for m in item.iter_markers()])
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker:
@@ -341,13 +337,7 @@ class SuitePlugin:
         options = self.config.option
         if self.is_worker or any(getattr(options, name, False) for name in ("collectonly", "setuponly", "setupplan")):
             return  # nothing was measured
-        settings = self.settings
-        self.finished = self.run.finish(
-            settings.merge_into or settings.report_dir / self.run.run_id,
-            history=None if settings.merge_into else settings.report_dir / "history.jsonl",
-            compare_by=settings.compare_by, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
-            baseline=settings.update_baseline, run_id=None if settings.merge_into else self.run.run_id,
-            track=settings.track)
+        self.finished = finish_run(self.run, self.settings, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         if self.finished.nothing_measured and session.exitstatus == 0:
@@ -364,7 +354,7 @@ class SuitePlugin:
         if done is not None and done.nothing_measured:
             terminalreporter.section("lmeval-fixtures results")
             terminalreporter.line(done.nothing_measured, red=True)
-        if done is None or (not done.paths and not done.errors):
+        if done is None or (not done.paths and not done.errors and not done.warnings):
             return
         terminalreporter.section("lmeval-fixtures results")
         records = list(done.records.values())
@@ -376,6 +366,8 @@ class SuitePlugin:
         for path in done.paths:
             relative = os.path.relpath(path)
             terminalreporter.line(relative if not relative.startswith("../..") else str(path))
+        for warning in done.warnings:
+            terminalreporter.line(warning, yellow=True)
         for error in done.errors:
             terminalreporter.line(error, red=True)
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import RecordError
-from ..core.files import json_lines, special_file_message
+from ..core.files import append_whole, special_file_message
 from ..core.formatting import number
 from ..suite.figures import Figure
 from .alike import CONTEXT, differences, figure_settings
@@ -63,11 +65,10 @@ def metrics_in(lines: list[dict[str, Any]]) -> list[str]:
 
 
 def append_history(path: Path, records: list[dict[str, Any]], figures: list[Figure]) -> None:
-    """One ``write`` per run, so concurrent runs do not interleave half lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The run's lines whole or not at all (``core.files.append_whole``: locked, cut back on a full
+    disk, begun on a line of their own), so concurrent runs never interleave half lines."""
     text = "".join(json.dumps(history_line(r, figures), sort_keys=True) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text)
+    append_whole(path, text)
 
 
 def _is_number(value: Any) -> bool:
@@ -86,33 +87,54 @@ def _condition_problem(key: str, value: Any) -> str | None:
     return None
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every line, checked: a line that is not a history entry is named by file and line number.
-    Lines without ``settings`` or ``data_fingerprints`` (written by an older version) are read
-    as they are; ``differences`` treats their settings as not recorded."""
+def read_history(path: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Every history entry of the file, checked. A line that is not one (half a line left by a full
+    disk or a killed writer, an edit by hand) is skipped, and ``warn`` gets one line naming the file,
+    the line number and what is wrong (stderr by default): one bad line never blocks the history of
+    every later run. Lines without ``settings`` or ``data_fingerprints`` (written by an older
+    version) are read as they are; ``differences`` treats their settings as not recorded."""
     special = special_file_message(path)
     if special:
         raise RecordError(special)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError(f"{path}: not a readable history file ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"{path}: not a readable history file ({exc.strerror or exc})") from None
+    say = warn or (lambda line: print(line, file=sys.stderr))
     lines = []
-    for line_number, entry in json_lines(text, path, ValueError):
-        if not isinstance(entry, dict):
-            raise RecordError(f"{path}:{line_number}: not a history entry (a JSON {type(entry).__name__})")
-        missing = [key for key in ("run_id", "timestamp", "checkpoint") if not isinstance(entry.get(key), str)]
-        if missing:
-            raise RecordError(f"{path}:{line_number}: history entry without {', '.join(missing)}")
-        for key, value in entry.items():
-            if key in CONDITION_FIELDS:
-                problem = _condition_problem(key, value)
-                if problem:
-                    raise RecordError(f"{path}:{line_number}: {problem}")
-            elif key not in IDENTITY_FIELDS and value is not None and not _is_number(value):
-                raise RecordError(f"{path}:{line_number}: {key} is {value!r}, not a number")
-        lines.append(entry)
+    for line_number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        entry, problem = _history_entry(raw)
+        if problem:
+            say(f"{path}:{line_number}: {problem}; line skipped")
+        else:
+            lines.append(entry)
     return lines
+
+
+def _history_entry(raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """One line (its bytes, so that one line of other bytes spoils only itself) as a history entry,
+    or what is wrong with it."""
+    try:
+        entry = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return {}, "not UTF-8"
+    except json.JSONDecodeError as exc:
+        return {}, f"invalid JSON ({exc.msg})"
+    if not isinstance(entry, dict):
+        return {}, f"not a history entry (a JSON {type(entry).__name__})"
+    missing = [key for key in ("run_id", "timestamp", "checkpoint") if not isinstance(entry.get(key), str)]
+    if missing:
+        return {}, f"history entry without {', '.join(missing)}"
+    for key, value in entry.items():
+        if key in CONDITION_FIELDS:
+            problem = _condition_problem(key, value)
+            if problem:
+                return {}, problem
+        elif key not in IDENTITY_FIELDS and value is not None and not _is_number(value):
+            return {}, f"{key} is {value!r}, not a number"
+    return entry, None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RecordsNotFound
-from ..core.files import json_line_texts, read_json_object, special_file_message, write_atomic
+from ..core.files import json_lines, read_json_object, special_file_message, write_atomic
 from ..core.schema import validate_record
 from ..suite.figures import Figure
 from ..suite.registry import Registry
@@ -33,10 +33,25 @@ def write_samples(samples: dict[str, list[dict[str, Any]]], folder: Path) -> dic
 
 
 def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """The per-example sets written beside a metrics.json (empty when none were logged)."""
+    """The per-example sets written beside a metrics.json (empty when none were logged). A file
+    that cannot be read as one (a FIFO, refused unopened; no permission; not UTF-8; a line that is
+    not a JSON object) is ``RecordsNotFound`` naming it (and the line): its checkpoint's problem alone."""
     found = {}
     for path in sorted(folder.glob("samples-*.jsonl")):
-        rows = [json.loads(line) for line in json_line_texts(path.read_text(encoding="utf-8")) if line.strip()]
+        special = special_file_message(path)
+        if special:
+            raise RecordsNotFound(special)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecordsNotFound(f"{path}: samples file cannot be read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise RecordsNotFound(f"{path}: samples file is not UTF-8 (byte {exc.start})") from None
+        rows = []
+        for number, row in json_lines(text, path, RecordsNotFound):
+            if not isinstance(row, dict):
+                raise RecordsNotFound(f"{path}:{number}: not a sample (a JSON {type(row).__name__})")
+            rows.append(row)
         found[path.stem.removeprefix("samples-")] = rows
     return found
 
@@ -74,9 +89,18 @@ def read_run_folder(folder: Path) -> tuple[list[tuple[dict[str, Any], dict[str, 
     for file in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
         try:
             records.append((read_record(file), read_samples(file.parent)))
-        except RecordsNotFound as exc:
+        except (RecordsNotFound, OSError) as exc:  # one checkpoint's files: its problem, not the folder's
             problems[file.parent.name] = str(exc)
     return records, problems
+
+
+def run_folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot take a run's records (``--merge-into``, ``merge OUT``), else None: a
+    checkpoint's own folder (it holds metrics.json) would get the records one level too deep."""
+    if (folder / "metrics.json").exists() or special_file_message(folder / "metrics.json"):
+        return (f"{folder}: a checkpoint's report folder (it holds metrics.json), not a run folder; "
+                f"pass the run folder above it, {folder.parent}")
+    return None
 
 
 def write_checkpoint_report(record: dict[str, Any], folder: Path, figures: list[Figure], registry: Registry,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ SPLITS = ("validation", "test", "train")  # the split names a file or folder ent
 DEFAULT_SPLIT = "test"
 DEFAULT_FIELD = "text"
 HUB_PREFIX = "hf:"
+# a hub dataset id as the hub spells one: DATASET or OWNER/DATASET (checked here, so that a
+# mistyped id is one line at start-up rather than an exception from inside the datasets library)
+HUB_DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 # the kinds of a local source: how its documents are read
 TEXT, JSONL, TABLE, FOLDER = "text", "jsonl", "table", "folder"
 GRAMMAR = ("NAME=PATH[:FIELD or RULE] (a text, .jsonl, .json, .csv, .parquet or .arrow file, or a folder) or "
@@ -222,6 +226,9 @@ def _hub_source(rest: str, where: str) -> HubSource:
                          "for a field without a config)")
     if not path or not split or not field_name:
         raise UsageError(f"{where}: the dataset, the split and the field must not be empty")
+    if not HUB_DATASET.fullmatch(path) or "--" in path or ".." in path:
+        raise UsageError(f"{where}: {path!r} is not a hub dataset id; expected DATASET or OWNER/DATASET "
+                         "(letters, digits, '-', '_', '.')")
     problem = plain_name_problem(split)
     if problem:
         raise UsageError(f"{where}: split {problem}")

@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import DataError, DataUnavailable, HubUnavailable
-from ..core.files import write_atomic
+from ..core.errors import DataError, DataUnavailable, HubUnavailable, UsageError
+from ..core.files import output_folder_problem, write_atomic
 from .corpora import Corpus
 from .registry import Registry
 from .sources import DataSource, Hub
@@ -90,6 +90,9 @@ def fetch_data(dest: Path, *, hub: Hub | None = None, tasks: Iterable[str] | Non
     say = progress or (lambda line: None)
     plan = plan_files(registry if registry is not None else Registry.default(), tasks, corpora)
     targets = [dest / p.path for p in plan] + [dest / MANIFEST]
+    problem = output_folder_problem(dest)
+    if problem:
+        raise UsageError(problem)
     if not overwrite:
         refuse_existing(targets)
     dest.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ cut only where JSON can end a line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,50 @@ def test_json_lines_after_a_byte_order_mark():
 
     assert list(json_lines('\ufeff{"a": 1}\n\n{"b": "\ufeff"}\n', Path("r.jsonl"), ValueError)) == [
         (1, {"a": 1}), (3, {"b": "\ufeff"})]  # only the mark before the first line is not text
+
+
+def test_an_append_is_whole_or_not_at_all_when_the_disk_fills(tmp_path, monkeypatch):
+    import errno
+
+    from lmeval_fixtures.core import files
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"a": 1}\n')
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        if len(data) > 4:
+            real_write(fd, data[: len(data) // 2])  # part of the lines reach the disk ...
+            raise OSError(errno.ENOSPC, "No space left on device")  # ... then it is full
+        return real_write(fd, data)
+
+    monkeypatch.setattr(files.os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        files.append_whole(path, '{"b": 2}\n{"c": 3}\n')
+    assert path.read_text() == '{"a": 1}\n'  # cut back: no half line for later readers or appends
+    monkeypatch.undo()
+    files.append_whole(path, '{"b": 2}\n')
+    assert path.read_text() == '{"a": 1}\n{"b": 2}\n'
+
+
+@pytest.mark.parametrize("tail", ['{"a": 1', '{"a": 1}', "garbage"])
+def test_an_append_after_an_unfinished_line_starts_a_line_of_its_own(tmp_path, tail):
+    from lmeval_fixtures.core.files import append_whole
+
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"z": 0}\n' + tail)
+    append_whole(path, '{"b": 2}\n')
+    assert path.read_text().split("\n") == ['{"z": 0}', tail, '{"b": 2}', ""]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_an_append_to_a_fifo_is_refused_not_waited_on(tmp_path):
+    from lmeval_fixtures.core.files import append_whole, run_folder_lock
+
+    os.mkfifo(tmp_path / "h.jsonl")
+    with pytest.raises(OSError, match=r"h\.jsonl: not a regular file \(a named pipe \(FIFO\)\)"):
+        append_whole(tmp_path / "h.jsonl", "x\n")
+    os.mkfifo(tmp_path / ".lock")
+    with pytest.raises(OSError, match=r"\.lock: not a regular file \(a named pipe \(FIFO\)\); remove it"), \
+            run_folder_lock(tmp_path):
+        pass

@@ -69,8 +69,10 @@ def test_report_files_follow_the_umask(suite):
 
 def test_an_unwritable_report_folder_is_a_clear_error_at_session_end(ppl_suite):
     ckpt = write_native_checkpoint(ppl_suite.path / "ck" / "a")
-    (ppl_suite.path / "blocked").write_text("a file where the report folder should go")
-    result = ppl_suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--report-dir", "blocked")
+    (ppl_suite.path / "blocked").mkdir()
+    (ppl_suite.path / "blocked" / "r").write_text("a file where the run folder should go")
+    result = ppl_suite.runpytest("--checkpoint", str(ckpt), "--data-dir", "data", "--report-dir", "blocked",
+                                 "--run-id", "r")
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
-    result.stdout.fnmatch_lines(["*could not write the reports into blocked/*"])
+    result.stdout.fnmatch_lines(["*could not write the reports into blocked/r*"])

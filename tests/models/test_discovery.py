@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmeval_fixtures.core.errors import CheckpointError
-from lmeval_fixtures.models.discovery import checkpoint_name, checkpoint_names, discover_checkpoints, is_hf_folder
+from lmeval_fixtures.models.discovery import (
+    checkpoint_name,
+    checkpoint_names,
+    checkpoint_problem,
+    discover_checkpoints,
+    hub_model_of,
+    is_hf_folder,
+)
 from lmeval_fixtures.models.hf_models import HubModel
 from lmeval_fixtures.models.loading import load_checkpoint
 
@@ -208,3 +215,30 @@ def test_a_hugging_face_config_is_still_a_hugging_face_folder(tmp_path):
     folder = write_hf_folder(tmp_path / "llama")
     assert is_hf_folder(folder)
     assert [spec.path for spec in discover_checkpoints([folder])] == [folder]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("runs/step100", "runs/step100: no such file or folder (runs/ is a folder here, so this names a path in it)"),
+    ("runs/step-100@v1", "runs/step-100@v1: no such file or folder (runs/ is a folder here, so this names a path "
+                         "in it)"),
+    ("runs/sub/step100", "runs/sub/step100: no such file or folder"),
+    ("./acme/model", "./acme/model: no such file or folder"),
+    ("/nonexistent/a/b", "/nonexistent/a/b: no such file or folder"),
+    ("~nobody-here/x", "~nobody-here/x: no such file or folder"),
+    ("missing.safetensors", "missing.safetensors: no such file or folder"),
+    ("acme/model.safetensors", "acme/model.safetensors: no such file or folder"),
+    ("step100", "step100: no such file or folder"),
+])
+def test_a_name_that_can_only_be_a_local_path_and_is_missing_is_refused(tmp_path, monkeypatch, value, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert checkpoint_problem(value) == expected
+    assert hub_model_of(value) is None
+
+
+@pytest.mark.parametrize("value", ["acme/model", "EleutherAI/pythia-14m@step1000", "acme/m@refs/pr/1"])
+def test_the_hub_form_is_a_model_id_only_where_no_folder_of_its_owner_exists(tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_problem(value) is None and hub_model_of(value) is not None
+    (tmp_path / value.partition("/")[0]).mkdir()
+    assert checkpoint_problem(value).startswith(f"{value}: no such file or folder (")

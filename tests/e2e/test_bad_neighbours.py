@@ -1,0 +1,135 @@
+"""A run folder survives a bad neighbour: another checkpoint's samples file or record that cannot be read, a
+lock that is not a file, a history file with a broken line, a --merge-into that names a checkpoint's folder.
+Each is named in one line and costs only its own checkpoint (or is refused before anything is written);
+nothing hangs (a FIFO is guarded by a subprocess timeout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lmeval_fixtures.cli.main import main as cli
+
+from ..helpers import needs_fifo
+
+RUN = ["--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity", "--run-id", "r", "--log-samples"]
+
+
+def spoil(path, how: str) -> None:
+    """Make ``path`` (a samples file) unreadable as samples, one way each."""
+    path.unlink(missing_ok=True)
+    if how == "invalid JSON":
+        path.write_text('{"doc_id": 1}\n{"doc_id": \n')
+    elif how == "not UTF-8":
+        path.write_bytes(b'{"text": "caf\xe9"}\n')
+    elif how == "not an object":
+        path.write_text("[1, 2]\n")
+    elif how == "a folder":
+        path.mkdir()
+    elif how == "a FIFO":
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("how, says", [
+    ("invalid JSON", "samples-x.jsonl:2: invalid JSON"),
+    ("not UTF-8", "samples-x.jsonl: samples file is not UTF-8 (byte 13)"),
+    ("not an object", "samples-x.jsonl:1: not a sample (a JSON list)"),
+    ("a folder", "samples-x.jsonl: samples file cannot be read (Is a directory)"),
+    pytest.param("a FIFO", "samples-x.jsonl: not a regular file (a named pipe (FIFO))", marks=needs_fifo),
+])
+def test_another_checkpoints_unreadable_samples_cost_only_that_checkpoint(two_models, how, says):
+    first = two_models.runpytest(*RUN)
+    assert first.ret == pytest.ExitCode.OK
+    neighbour = two_models.path / "reports/r/b"
+    spoil(neighbour / "samples-x.jsonl", how)
+    before = (neighbour / "metrics.json").read_bytes()
+    result = two_models.runpytest_subprocess("--checkpoint", "ck/a", *RUN[2:], "-p", "no:randomly", timeout=120)
+    assert result.ret == pytest.ExitCode.OK  # a's report is written; b is named, not an error of this run
+    result.stdout.fnmatch_lines([f"*lmeval-fixtures: *reports/r/b left as it is, and out of comparison.md: *{says}*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert (neighbour / "metrics.json").read_bytes() == before
+    record = json.loads((two_models.path / "reports/r/a/metrics.json").read_text())
+    assert len(record["items"]) == 2 and record["val_bits_per_byte"] is not None
+    history = (two_models.path / "reports/history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["checkpoint"] for line in history] == ["a", "b", "a"]
+
+
+@needs_fifo
+@pytest.mark.parametrize("command", [["compare", "reports/r"], ["merge", "out", "reports/r"]])
+def test_commands_refuse_a_fifo_samples_file_in_one_line_without_hanging(two_models, command):
+    two_models.runpytest(*RUN)
+    spoil(two_models.path / "reports/r/b/samples-x.jsonl", "a FIFO")
+    done = subprocess.run([sys.executable, "-m", "lmeval_fixtures", *command], cwd=two_models.path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (f"lmeval-fixtures {command[0]}: reports/r/b/samples-x.jsonl: not a regular file (a named "
+                           "pipe (FIFO)); copy its content to a regular file and pass that\n")
+
+
+@needs_fifo
+def test_a_fifo_as_the_run_folders_lock_is_named_and_never_waited_on(two_models):
+    (two_models.path / "reports/r").mkdir(parents=True)
+    os.mkfifo(two_models.path / "reports/r/.lock")
+    result = two_models.runpytest_subprocess(*RUN, timeout=120)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # the figures were measured; the reports could not go there
+    result.stdout.fnmatch_lines(["lmeval-fixtures: could not write the reports into */reports/r: */reports/r/.lock: "
+                                 "not a regular file (a named pipe (FIFO)); remove it (the run folder's lock file is "
+                                 "made again)"])
+    assert not (two_models.path / "reports/history.jsonl").exists()
+
+
+def test_a_broken_history_line_is_skipped_with_its_line_named_and_blocks_nothing(two_models, capsys):
+    two_models.runpytest(*RUN)
+    history = two_models.path / "reports/history.jsonl"
+    whole = history.read_text()
+    history.write_text(whole + whole.splitlines()[0][:40])  # a full disk cut the last line short
+    later = two_models.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity", "--run-id", "s")
+    assert later.ret == pytest.ExitCode.OK
+    lines = history.read_text().split("\n")
+    assert lines[2] == whole.splitlines()[0][:40]  # the broken line left as it was, on a line of its own
+    assert [json.loads(line)["run_id"] for line in lines[3:] if line] == ["s", "s"]
+    os.chdir(two_models.path)
+    capsys.readouterr()
+    assert cli(["history", "--checkpoint", "a", "--metric", "val_bits_per_byte"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("reports/history.jsonl:3: invalid JSON (")
+    assert captured.err.endswith("; line skipped\n") and captured.err.count("\n") == 1
+    assert "latest" in captured.out and "within the previous 1 run(s)" in captured.out
+
+
+@pytest.mark.parametrize("target", ["reports/r/a", "reports/r/b"])
+def test_merge_into_a_checkpoints_folder_is_refused_in_one_line(two_models, capsys, target):
+    two_models.runpytest(*RUN)
+    before = sorted(p.relative_to(two_models.path) for p in (two_models.path / "reports").rglob("*"))
+    result = two_models.runpytest("--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity",
+                                  "--merge-into", target)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--merge-into {target}: a checkpoint's report folder (it holds metrics.json), not "
+                                 "a run folder; pass the run folder above it, reports/r"])
+    os.chdir(two_models.path)
+    capsys.readouterr()
+    assert cli(["merge", target, "reports/r"]) == 2
+    assert capsys.readouterr().err == (f"lmeval-fixtures merge: OUT {target}: a checkpoint's report folder (it holds "
+                                       "metrics.json), not a run folder; pass the run folder above it, reports/r\n")
+    assert sorted(p.relative_to(two_models.path) for p in (two_models.path / "reports").rglob("*")) == before
+
+
+@pytest.mark.parametrize("how", ["a folder", "invalid JSON"])
+def test_another_checkpoints_unreadable_record_costs_only_that_checkpoint(two_models, how):
+    two_models.runpytest(*RUN)
+    record = two_models.path / "reports/r/b/metrics.json"
+    record.unlink()
+    if how == "a folder":
+        record.mkdir()
+    else:
+        record.write_text('{"run_id": ')
+    result = two_models.runpytest("--checkpoint", "ck/a", *RUN[2:])
+    assert result.ret == pytest.ExitCode.OK
+    says = "cannot be read (Is a directory)" if how == "a folder" else "is not valid JSON ("
+    result.stdout.fnmatch_lines([f"lmeval-fixtures: */reports/r/b left as it is, and out of comparison.md: "
+                                 f"*/reports/r/b/metrics.json: metrics.json {says}*"])
+    assert json.loads((two_models.path / "reports/r/a/metrics.json").read_text())["val_bits_per_byte"] is not None
