@@ -19,6 +19,7 @@ from ..core.names import parse_shape_name, plain_name_problem, shape_name
 from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, discover_checkpoints
 from ..models.loading import DTYPES
+from ..records.alike import METRIC_VERSION
 from ..records.gates import GatePolicy
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
@@ -96,6 +97,7 @@ class Settings:
     def as_record(self) -> dict[str, object]:
         """The settings that change figures, as recorded in every metrics.json."""
         return {
+            "metric_version": METRIC_VERSION,
             "seed": self.seed, "max_eval_tokens": self.max_eval_tokens, "ppl_stride": self.ppl_stride,
             "detokenize": self.detokenize, "batch_tokens": self.batch_tokens,
             "data_dir": str(self.data_dir) if self.data_dir else None,

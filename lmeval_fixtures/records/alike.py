@@ -38,15 +38,27 @@ record would let exactly those records through. In detail:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..suite.figures import Figure
 
+# The version of the figures' definitions and computation: bumped when any figure would come out
+# otherwise for the same inputs. Recorded with the settings, so records of other code never merge,
+# trend or rank together, and a cache entry of other code is never a hit.
+METRIC_VERSION = "2"
 # Settings that change a figure: records made under different ones never merge, rank or trend together.
 FIGURE_SETTINGS = ("seed", "max_eval_tokens", "ppl_stride", "detokenize", "prompts", "max_samples", "fewshot",
-                   "device", "dtype")
+                   "device", "dtype", "metric_version")
+# What a checkpoint's identity (``models.loading``) says about the bytes it was built from, each
+# digest taken of the bytes actually loaded: weights, config.json, the tokenizer file(s), and how
+# the tokenizer encodes (its canonical encoding digest and whether it adds special tokens).
+CHECKPOINT_READ = ("sha256", "config_sha256", "tokenizer_file_sha256", "tokenizer_sha256",
+                   "tokenizer_adds_special_tokens")
+INPUTS = "inputs_sha256"  # a record's {item: digest of the declaration and the data its figures read}
 CONTEXT = "context"  # the checkpoint's context length: a property of the model, recorded beside the settings
 HISTORY_SETTINGS = (*FIGURE_SETTINGS, CONTEXT)
 # how an unset (None) setting reads: no cap means every token or row; no stride means the context
@@ -68,6 +80,28 @@ class _Absent:
 
 
 ABSENT: Any = _Absent()
+
+
+def value_sha256(value: Any) -> str:
+    """sha256 of a JSON-able value, independent of dict order: how a measurement's identity is digested."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def checkpoint_read(identity: dict[str, Any]) -> dict[str, Any]:
+    """The digests a checkpoint's identity records of the bytes it was built from (``CHECKPOINT_READ``)."""
+    return {key: identity[key] for key in CHECKPOINT_READ if key in identity}
+
+
+def measurement_identity(item: str, checkpoint: dict[str, Any], inputs: str, settings: dict[str, Any],
+                         context: int) -> dict[str, Any]:
+    """The one identity of a measurement: which item, the bytes of the checkpoint read
+    (``checkpoint_read``), the inputs (``inputs``: the digest of the declaration and of the data
+    read, by content, never by name; what a record keeps under ``inputs_sha256``), every
+    figure-changing setting (``FIGURE_SETTINGS``, the metric version among them), and the context.
+    The result cache keys on it, and a record holds each part, so a later run can recompute it."""
+    return {"item": item, "checkpoint": checkpoint_read(checkpoint), "inputs": inputs,
+            "settings": {key: settings.get(key) for key in FIGURE_SETTINGS}, "context": context,
+            "metric_version": METRIC_VERSION}
 
 
 def figure_settings(entry: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +187,10 @@ def differences(reference: dict[str, Any], other: dict[str, Any], *, settings: b
             found += _compare(SETTING, (CONTEXT,), mine, theirs)
     if figure is not None:
         found += _compare(FIELD, figure.same, figure.entry(reference) or {}, figure.entry(other) or {})
+    my_inputs, their_inputs = reference.get(INPUTS), other.get(INPUTS)
+    if isinstance(my_inputs, dict) and isinstance(their_inputs, dict):  # the same item, other declaration or data
+        found += [Difference(DATA, name, my_inputs[name], their_inputs[name])
+                  for name in sorted(my_inputs.keys() & their_inputs.keys()) if my_inputs[name] != their_inputs[name]]
     my_data, their_data = reference.get("data_fingerprints"), other.get("data_fingerprints")
     if other_is_fragment:
         mine_read = my_data if isinstance(my_data, dict) else {}

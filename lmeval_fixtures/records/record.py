@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import RecordMergeError
 from ..core.schema import ORIGINAL_FIELDS, SCHEMA_VERSION, load_schema
-from .alike import differences, refusal
+from .alike import checkpoint_read, differences, refusal
 
 if TYPE_CHECKING:
     from ..suite.figures import Figure
@@ -105,10 +105,12 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
     different weights, or not measured alike (``alike.differences``: other settings,
     a setting recorded in one only, a data file read with other contents), are refused.
     """
-    mine, theirs = earlier["checkpoint"].get("sha256"), later["checkpoint"].get("sha256")
-    if mine and theirs and mine != theirs:
-        raise RecordMergeError(f"{later['checkpoint']['name']}: weights differ from the earlier record's "
-                               f"(sha256 {theirs[:12]} vs {mine[:12]})")
+    mine, theirs = checkpoint_read(earlier["checkpoint"]), checkpoint_read(later["checkpoint"])
+    for key in sorted(mine.keys() & theirs.keys()):
+        if mine[key] != theirs[key]:
+            what = "weights differ" if key == "sha256" else f"{key} differs"
+            raise RecordMergeError(f"{later['checkpoint']['name']}: {what} from the earlier record's "
+                                   f"({str(theirs[key])[:12]} vs {str(mine[key])[:12]}); use another --run-id")
     found = differences(earlier, later)
     if found:
         why = refusal(found, "the earlier record", other="this record")
