@@ -161,6 +161,8 @@ def _written_by_a_cache(folder: Path) -> bool:
     """A folder of nothing but entries (``<2 hex>/<64 hex>.json``), as a cache without a marker
     wrote it: adopted. Any other file means the folder is someone's, not the cache's."""
     for entry in folder.iterdir():
+        if entry.name == MARKER:  # another run made it a moment ago
+            continue
         if not (entry.is_dir() and not entry.is_symlink() and SHARD_NAME.fullmatch(entry.name)):
             return False
         if not all(ENTRY_NAME.fullmatch(f.name) and f.is_file() and not f.is_symlink() for f in entry.iterdir()):
@@ -191,7 +193,9 @@ def claim_folder(folder: Path) -> None:
         held = sorted(p.name for p in folder.iterdir())[0]
         raise CacheFolderRefused(f"--cache-dir {folder}: not a result cache (no {MARKER} marker, and it holds "
                                  f"{held}); nothing in it was touched; {fix}")
-    write_atomic(marker, json.dumps({"format": ENTRY_FORMAT, "what": "lmeval-fixtures result cache"}) + "\n")
+    with contextlib.suppress(FileExistsError), open(marker, "x", encoding="utf-8") as handle:
+        # made in place, not renamed into it: a run starting beside this one sees the marker or nothing
+        handle.write(json.dumps({"format": ENTRY_FORMAT, "what": "lmeval-fixtures result cache"}) + "\n")
 
 
 class ResultCache:

@@ -76,6 +76,7 @@ class Settings:
     gate_alpha: float = 0.05
     refresh: bool = False
     cache_max_mb: int = 2048
+    allow_missing_baseline: bool = False
     extra: dict[str, object] = field(default_factory=dict)
     corpora: list[CorpusSpec] = field(default_factory=list)  # --corpus, parsed; declared into the registry
     task_files: list[Path] = field(default_factory=list)  # --task-file; read when the registry is built
@@ -251,6 +252,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         max_samples=positive_or_none("--max-samples", option.max_samples),
         fewshot=int(non_negative("--fewshot", option.fewshot)),
         baseline=_existing("--baseline", option.baseline),
+        allow_missing_baseline=bool(option.allow_missing_baseline),
         ppl_tolerance=non_negative("--ppl-tolerance", option.ppl_tolerance),
         acc_tolerance_se=non_negative("--acc-tolerance-se", option.acc_tolerance_se),
         min_acc=fraction_or_none("--min-acc", option.min_acc),

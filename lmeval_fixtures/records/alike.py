@@ -187,10 +187,7 @@ def differences(reference: dict[str, Any], other: dict[str, Any], *, settings: b
             found += _compare(SETTING, (CONTEXT,), mine, theirs)
     if figure is not None:
         found += _compare(FIELD, figure.same, figure.entry(reference) or {}, figure.entry(other) or {})
-    my_inputs, their_inputs = reference.get(INPUTS), other.get(INPUTS)
-    if isinstance(my_inputs, dict) and isinstance(their_inputs, dict):  # the same item, other declaration or data
-        found += [Difference(DATA, name, my_inputs[name], their_inputs[name])
-                  for name in sorted(my_inputs.keys() & their_inputs.keys()) if my_inputs[name] != their_inputs[name]]
+    data_found = len(found)
     my_data, their_data = reference.get("data_fingerprints"), other.get("data_fingerprints")
     if other_is_fragment:
         mine_read = my_data if isinstance(my_data, dict) else {}
@@ -201,6 +198,12 @@ def differences(reference: dict[str, Any], other: dict[str, Any], *, settings: b
                   for name in sorted(my_data.keys() & their_data.keys()) if my_data[name] != their_data[name]]
     elif isinstance(my_data, dict) != isinstance(their_data, dict) and not found:
         found.append(Difference(DATA, None))
+    my_inputs, their_inputs = reference.get(INPUTS), other.get(INPUTS)
+    if len(found) == data_found and isinstance(my_inputs, dict) and isinstance(their_inputs, dict):
+        # no file differs by name, yet the same item read another declaration or other data (a
+        # corpus or task file of the same name from elsewhere, a renamed file of other text)
+        found += [Difference(DATA, name, my_inputs[name], their_inputs[name])
+                  for name in sorted(my_inputs.keys() & their_inputs.keys()) if my_inputs[name] != their_inputs[name]]
     if environment:
         mine_env, their_env = reference.get("environment"), other.get("environment")
         found += _compare(ENVIRONMENT, environment, mine_env if isinstance(mine_env, dict) else {},
