@@ -54,6 +54,7 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     from ..core.errors import RecordMergeError
     from ..evaluation.run import Run
     from ..records.alike import differences, refusal
+    from ..records.record import shard_coverage
     from ..records.store import find_records, read_samples
     from ..suite.registry import Registry
 
@@ -61,6 +62,7 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     run_ids = sorted({str(record.get("run_id")) for _, record in found})
     if len(run_ids) > 1:
         raise CommandError(f"shards of different runs ({', '.join(run_ids)}): give every shard the same --run-id")
+    coverage = shard_coverage([record for _, record in found])
     run = Run({}, Registry.default())
     for index, (file, record) in enumerate(found):
         for earlier_file, earlier in found[:index]:
@@ -72,9 +74,16 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
             run.adopt(record, read_samples(file.parent))
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
+    for name, problem in coverage.items():  # figures kept, and said not to be the whole run
+        record, samples = run.earlier[name]
+        run.earlier[name] = (record | {"complete": False, "errors": [*record.get("errors", []), f"merge: {problem}"]},
+                             samples)
     done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
     if done.errors:
         raise CommandError("; ".join(done.errors))
+    if coverage:
+        name, problem = sorted(coverage.items())[0]
+        raise CommandError(f"merged into {out} with complete: false: {name}: {problem}")
     return done.paths
 
 

@@ -67,7 +67,7 @@ def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
         "settings": copy.deepcopy(run.get("settings", {})),
         "data_fingerprints": {}, "perplexity": {}, "items": {}, "errors": [], "complete": True,
         "invocations": [{"timestamp": run["timestamp"], "git_commit": run.get("git_commit"),
-                         "args": run.get("args", [])}],
+                         "args": run.get("args", []), "shard": (run.get("settings") or {}).get("shard")}],
     })
     return record
 
@@ -135,6 +135,42 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
     merged["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
     derive_fields(merged, figures)
     return schema_order(merged)
+
+
+def shard_coverage(records: list[dict[str, Any]]) -> dict[str, str]:
+    """By checkpoint, what is wrong with the shards its ``records`` come from (one line), judged by
+    the shards their invocations name (``--shard I/N``): a shard missing, one given twice, shards
+    of different splits, shards made at different git commits. Records that name no shard are
+    no part of it. A checkpoint whose shards are whole and alike is absent from the result."""
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for record in records:
+        for invocation in record.get("invocations") or []:
+            shard = invocation.get("shard") if isinstance(invocation, dict) else None
+            if isinstance(shard, str) and "/" in shard:
+                found.setdefault(record["checkpoint"]["name"], []).append((shard, invocation.get("git_commit")))
+    problems = {}
+    for name, shards in found.items():
+        counts: dict[str, int] = {}
+        for shard, _ in shards:
+            counts[shard] = counts.get(shard, 0) + 1
+        totals = sorted({shard.partition("/")[2] for shard in counts})
+        parts = []
+        if len(totals) > 1:
+            parts.append(f"shards of different splits ({', '.join(sorted(counts))})")
+        elif totals[0].isdigit():
+            every = [f"{i}/{totals[0]}" for i in range(1, int(totals[0]) + 1)]
+            missing = [shard for shard in every if shard not in counts]
+            if missing:
+                parts.append(f"shard {', '.join(missing)} missing (its items were not run)")
+        repeated = sorted(shard for shard, count in counts.items() if count > 1)
+        if repeated:
+            parts.append(f"shard {', '.join(repeated)} given more than once")
+        commits = sorted({str(commit) for _, commit in shards})
+        if len(commits) > 1:
+            parts.append(f"shards made by different code (git commits {', '.join(c[:12] for c in commits)})")
+        if parts:
+            problems[name] = "; ".join(parts)
+    return problems
 
 
 def _fill_missing(base: dict[str, Any], given: dict[str, Any]) -> None:
