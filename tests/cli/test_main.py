@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import types
@@ -121,3 +122,35 @@ def test_fetch_data_failures_are_one_line_and_exit_2(tmp_path, capsys, fake_fetc
     assert cli(["fetch-data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f"lmeval-fixtures fetch-data: {error}\n"
+
+
+# ---- issue 25: merge knows the shards from the records -----------------------------------------------
+
+
+@pytest.mark.parametrize("given, problem", [
+    (["1/2", "1/2"], "shard 2/2 missing (its items were not run); shard 1/2 given more than once"),
+    (["1/3", "3/3"], "shard 2/3 missing (its items were not run)"),
+    (["2/2"], "shard 1/2 missing (its items were not run)"),
+])
+def test_merge_of_missing_or_repeated_shards_is_incomplete_and_says_which(tmp_path, capsys, given, problem):
+    from ..helpers import finished_run
+
+    shards = [finished_run(tmp_path / f"s{i}", "r", {"a": 2.0}, settings={"shard": shard})
+              for i, shard in enumerate(given)]
+    before = [(s / "a" / "metrics.json").read_bytes() for s in shards]
+    assert cli_module.main(["merge", str(tmp_path / "out"), *map(str, shards)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lmeval-fixtures merge: merged into {tmp_path / 'out'} with complete: false: a: {problem}\n"
+    merged = json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())
+    assert merged["complete"] is False and f"merge: {problem}" in merged["errors"]
+    assert merged["val_bits_per_byte"] == 2.0  # the figures the shards hold are kept
+    assert [(s / "a" / "metrics.json").read_bytes() for s in shards] == before
+
+
+def test_merge_of_every_shard_once_is_complete(tmp_path, capsys):
+    from ..helpers import finished_run
+
+    shards = [finished_run(tmp_path / f"s{i}", "r", {"a": 2.0}, settings={"shard": f"{i}/2"}) for i in (1, 2)]
+    assert cli_module.main(["merge", str(tmp_path / "out"), *map(str, shards)]) == 0
+    merged = json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())
+    assert merged["complete"] is True and [i["shard"] for i in merged["invocations"]] == ["1/2", "2/2"]

@@ -206,12 +206,13 @@ def test_an_entry_whose_figures_contradict_each_other_is_recomputed(tmp_path, ed
 
 
 def test_a_task_entry_whose_accuracy_is_not_its_counts_is_not_accounted_for():
-    per_row = {"correct": "101", "gold_loglikelihood": "-1 -2 -3", "gold_bytes": "1 1 1"}
+    per_row = {"correct": "101", "gold_loglikelihood": "-1 -2 -3", "gold_bytes": "1 1 1", "rows_sha256": "r"}
     entry = {"smallbench": {"sst2": {"n": 3, "correct": 2, "acc": 2 / 3, "correct_norm": 1, "acc_norm": 1 / 3,
                                      "per_row": per_row}}}
     assert unaccounted(entry) is None
     for forged, says in [({"acc": 1.0}, "acc 1.0 is not correct/n"), ({"acc_norm": 0.9}, "acc_norm 0.9"),
-                         ({"correct": 3, "acc": 1.0}, "per-row values do not add up"), ({"n": 0}, "no row count")]:
+                         ({"correct": 3, "acc": 1.0}, "per-row values do not add up"), ({"n": 0}, "no row count"),
+                         ({"per_row": {k: v for k, v in per_row.items() if k != "rows_sha256"}}, "do not add up")]:
         bad = {"smallbench": {"sst2": entry["smallbench"]["sst2"] | forged}}
         assert says in unaccounted(bad)
 
