@@ -29,6 +29,11 @@ record would let exactly those records through. In detail:
   fragment (``other_is_fragment``), every file it read is behind its figures, so one
   the reference did not read is a difference too. A side with no fingerprints at all
   reads ``data not recorded`` (when nothing else already tells them apart).
+- Inputs (``inputs_sha256``, by item): the digest of the declaration and of the data an item
+  read, by content, where both sides record the item and nothing above already tells them apart:
+  a corpus or task file of the same name from elsewhere, or a renamed file of other text, shares
+  no file name to compare, yet is other data. Compared only where both record it: records made
+  before it was recorded would otherwise all be refused.
 - The context a checkpoint's perplexity was scored in (``context`` in a history line),
   where both state it: it is the model's, not the run's choice, and a run that
   measured no perplexity has none to state.
@@ -187,7 +192,6 @@ def differences(reference: dict[str, Any], other: dict[str, Any], *, settings: b
             found += _compare(SETTING, (CONTEXT,), mine, theirs)
     if figure is not None:
         found += _compare(FIELD, figure.same, figure.entry(reference) or {}, figure.entry(other) or {})
-    data_found = len(found)
     my_data, their_data = reference.get("data_fingerprints"), other.get("data_fingerprints")
     if other_is_fragment:
         mine_read = my_data if isinstance(my_data, dict) else {}
@@ -199,8 +203,8 @@ def differences(reference: dict[str, Any], other: dict[str, Any], *, settings: b
     elif isinstance(my_data, dict) != isinstance(their_data, dict) and not found:
         found.append(Difference(DATA, None))
     my_inputs, their_inputs = reference.get(INPUTS), other.get(INPUTS)
-    if len(found) == data_found and isinstance(my_inputs, dict) and isinstance(their_inputs, dict):
-        # no file differs by name, yet the same item read another declaration or other data (a
+    if not found and isinstance(my_inputs, dict) and isinstance(their_inputs, dict):
+        # nothing else differs, yet the same item read another declaration or other data (a
         # corpus or task file of the same name from elsewhere, a renamed file of other text)
         found += [Difference(DATA, name, my_inputs[name], their_inputs[name])
                   for name in sorted(my_inputs.keys() & their_inputs.keys()) if my_inputs[name] != their_inputs[name]]
