@@ -74,16 +74,15 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
             run.adopt(record, read_samples(file.parent))
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
-    for name, problem in coverage.items():  # figures kept, and said not to be the whole run
-        record, samples = run.earlier[name]
-        run.earlier[name] = (record | {"complete": False, "errors": [*record.get("errors", []), f"merge: {problem}"]},
+    for name, (record, samples) in list(run.earlier.items()) if coverage else []:
+        # figures kept, and said not to be the whole run
+        run.earlier[name] = (record | {"complete": False, "errors": [*record.get("errors", []), f"merge: {coverage}"]},
                              samples)
     done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
     if done.errors:
         raise CommandError("; ".join(done.errors))
     if coverage:
-        name, problem = sorted(coverage.items())[0]
-        raise CommandError(f"merged into {out} with complete: false: {name}: {problem}")
+        raise CommandError(f"merged into {out} with complete: false: {coverage}")
     return done.paths
 
 

@@ -137,40 +137,39 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
     return schema_order(merged)
 
 
-def shard_coverage(records: list[dict[str, Any]]) -> dict[str, str]:
-    """By checkpoint, what is wrong with the shards its ``records`` come from (one line), judged by
-    the shards their invocations name (``--shard I/N``): a shard missing, one given twice, shards
-    of different splits, shards made at different git commits. Records that name no shard are
-    no part of it. A checkpoint whose shards are whole and alike is absent from the result."""
-    found: dict[str, list[tuple[str, Any]]] = {}
+def shard_coverage(records: list[dict[str, Any]]) -> str | None:
+    """What is wrong with the shards the ``records`` of one run come from (one line), or None,
+    judged by the shards their invocations name (``--shard I/N``): a shard that no record comes
+    from, a checkpoint's shard given twice, shards of different splits, shards made at different
+    git commits. Shards are counted over the whole run: a shard may hold the items of only some
+    checkpoints. A shard that ran no item writes no record, so it counts as missing too. Records
+    that name no shard are no part of it."""
+    seen: dict[tuple[str, str], int] = {}
+    commits = set()
     for record in records:
         for invocation in record.get("invocations") or []:
             shard = invocation.get("shard") if isinstance(invocation, dict) else None
             if isinstance(shard, str) and "/" in shard:
-                found.setdefault(record["checkpoint"]["name"], []).append((shard, invocation.get("git_commit")))
-    problems = {}
-    for name, shards in found.items():
-        counts: dict[str, int] = {}
-        for shard, _ in shards:
-            counts[shard] = counts.get(shard, 0) + 1
-        totals = sorted({shard.partition("/")[2] for shard in counts})
-        parts = []
-        if len(totals) > 1:
-            parts.append(f"shards of different splits ({', '.join(sorted(counts))})")
-        elif totals[0].isdigit():
-            every = [f"{i}/{totals[0]}" for i in range(1, int(totals[0]) + 1)]
-            missing = [shard for shard in every if shard not in counts]
-            if missing:
-                parts.append(f"shard {', '.join(missing)} missing (its items were not run)")
-        repeated = sorted(shard for shard, count in counts.items() if count > 1)
-        if repeated:
-            parts.append(f"shard {', '.join(repeated)} given more than once")
-        commits = sorted({str(commit) for _, commit in shards})
-        if len(commits) > 1:
-            parts.append(f"shards made by different code (git commits {', '.join(c[:12] for c in commits)})")
-        if parts:
-            problems[name] = "; ".join(parts)
-    return problems
+                key = (record["checkpoint"]["name"], shard)
+                seen[key] = seen.get(key, 0) + 1
+                commits.add(str(invocation.get("git_commit")))
+    if not seen:
+        return None
+    shards = {shard for _, shard in seen}
+    totals = sorted({shard.partition("/")[2] for shard in shards})
+    parts = []
+    if len(totals) > 1:
+        parts.append(f"shards of different splits ({', '.join(sorted(shards))})")
+    elif totals[0].isdigit():
+        missing = [f"{i}/{totals[0]}" for i in range(1, int(totals[0]) + 1) if f"{i}/{totals[0]}" not in shards]
+        if missing:
+            parts.append(f"shard {', '.join(missing)} missing (its items were not run)")
+    repeated = sorted({shard for (_, shard), count in seen.items() if count > 1})
+    if repeated:
+        parts.append(f"shard {', '.join(repeated)} given more than once")
+    if len(commits) > 1:
+        parts.append(f"shards made by different code (git commits {', '.join(c[:12] for c in sorted(commits))})")
+    return "; ".join(parts) or None
 
 
 def _fill_missing(base: dict[str, Any], given: dict[str, Any]) -> None:

@@ -140,7 +140,7 @@ def test_merge_of_missing_or_repeated_shards_is_incomplete_and_says_which(tmp_pa
     before = [(s / "a" / "metrics.json").read_bytes() for s in shards]
     assert cli_module.main(["merge", str(tmp_path / "out"), *map(str, shards)]) == 2
     err = capsys.readouterr().err
-    assert err == f"lmeval-fixtures merge: merged into {tmp_path / 'out'} with complete: false: a: {problem}\n"
+    assert err == f"lmeval-fixtures merge: merged into {tmp_path / 'out'} with complete: false: {problem}\n"
     merged = json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())
     assert merged["complete"] is False and f"merge: {problem}" in merged["errors"]
     assert merged["val_bits_per_byte"] == 2.0  # the figures the shards hold are kept

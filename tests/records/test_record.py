@@ -106,11 +106,14 @@ def sharded(name: str, *shards: str, commit: str | None = "c1") -> dict:
 def test_shard_coverage_names_what_is_missing_repeated_or_made_otherwise(records, problem):
     from lmeval_fixtures.records.record import shard_coverage
 
-    assert shard_coverage(records) == {"a": problem}
+    assert shard_coverage(records) == problem
 
 
 def test_whole_shards_and_unsharded_records_have_no_problem():
     from lmeval_fixtures.records.record import shard_coverage
 
-    assert shard_coverage([sharded("a", "1/2"), sharded("a", "2/2"), sharded("b", "1/1"), sharded("c")]) == {}
-    assert shard_coverage([sharded("a", "1/2", "2/2")]) == {}  # one record already merged from both
+    assert shard_coverage([sharded("a", "1/2"), sharded("a", "2/2"), sharded("c")]) is None
+    assert shard_coverage([sharded("a", "1/2", "2/2")]) is None  # one record already merged from both
+    # a shard may hold only some checkpoints' items: shards count over the whole run
+    assert shard_coverage([sharded("a", "1/3"), sharded("b", "2/3"), sharded("a", "3/3"), sharded("b", "3/3")]) is None
+    assert shard_coverage([sharded("a", "1/2"), sharded("b", "1/2")]) == "shard 2/2 missing (its items were not run)"
