@@ -9,10 +9,10 @@ loaded cannot be stale.
 
 The cache keeps only what it wrote and trusts no figure it cannot account for:
 
-- It owns its folder: a new (or empty) folder gets a marker file (``MARKER``); a folder holding
-  anything else without the marker, one owned by another user, or one other users may write
-  into, is refused at start-up with one line (``CacheFolderRefused``), and nothing in it is
-  read, written or pruned. Pruning removes only files named as entries are.
+- It owns its folder: a new (or empty) folder gets a marker file (``MARKER``) with the first
+  entry; a folder holding anything else without the marker, one owned by another user, or one
+  other users may write into, is refused at start-up with one line (``CacheFolderRefused``), and
+  nothing in it is read, written or pruned. Pruning removes only files named as entries are.
 - An entry carries the full identity it answers (its key material); a hit must carry exactly
   the identity asked for, a payload digest that matches, and figures that agree with each other
   (``unaccounted``: loss, perplexities and bits per byte from the NLL sum; the per-document sums;
@@ -170,14 +170,17 @@ def _written_by_a_cache(folder: Path) -> bool:
     return True
 
 
-def claim_folder(folder: Path) -> None:
+def claim_folder(folder: Path, *, create: bool = True) -> None:
     """Make ``folder`` the cache's (a new one, an empty one, or one of entries only gets the
     marker), or raise ``CacheFolderRefused`` saying why it must not be used: not a folder,
-    another user's, writable by other users, or holding files the cache did not write."""
+    another user's, writable by other users, or holding files the cache did not write.
+    ``create=False``: only check a folder that exists (a run that stores nothing makes none)."""
     fix = "pass a new or empty folder to --cache-dir (or --no-cache)"
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise CacheFolderRefused(f"--cache-dir {folder}: not a folder; {fix}")
     if not folder.exists():
+        if not create:
+            return
         folder.mkdir(parents=True, mode=0o755)
     info = folder.stat()
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
@@ -199,15 +202,17 @@ def claim_folder(folder: Path) -> None:
 
 
 class ResultCache:
-    """One cache folder, claimed at construction (``claim_folder``). ``refresh``: recompute every
-    item and overwrite its entry."""
+    """One cache folder: checked at construction (``claim_folder``: a folder that exists and is
+    not the cache's is refused at start-up), made and marked when the first entry is stored.
+    ``refresh``: recompute every item and overwrite its entry."""
 
     def __init__(self, folder: Path, max_bytes: int, *, refresh: bool = False, run_id: str | None = None) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.refresh = refresh
         self.run_id = run_id
-        claim_folder(self.folder)
+        self._claimed = False
+        claim_folder(self.folder, create=False)
 
     def _path(self, key: CacheKey) -> Path:
         name = key.hexdigest
@@ -243,10 +248,13 @@ class ResultCache:
                  "payload_sha256": digest(fragment), "fragment": fragment}
         path = self._path(key)
         try:
+            if not self._claimed:
+                claim_folder(self.folder)
+                self._claimed = True
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps(entry, ensure_ascii=False))
             self.prune()
-        except OSError:  # a cache that cannot be written costs speed, never a figure
+        except (OSError, CacheFolderRefused):  # a cache that cannot be written costs speed, never a figure
             return
 
     def prune(self) -> None:

@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from lmeval_fixtures.api import evaluate
 from lmeval_fixtures.core.errors import CheckpointError, UsageError
 from lmeval_fixtures.core.files import sha256_file
-from lmeval_fixtures.evaluation.result_cache import MARKER, CacheFolderRefused, ResultCache, unaccounted
+from lmeval_fixtures.evaluation.result_cache import (
+    MARKER,
+    CacheFolderRefused,
+    ResultCache,
+    claim_folder,
+    unaccounted,
+)
 from lmeval_fixtures.models import native
 from lmeval_fixtures.models.loading import load_checkpoint
 
@@ -245,7 +251,7 @@ def test_a_folder_of_foreign_files_is_refused_and_its_files_survive(tmp_path, la
 @pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
 def test_a_folder_other_users_may_write_is_refused(tmp_path, mode):
     folder = tmp_path / "shared"
-    ResultCache(folder, max_bytes=1 << 20)  # made by the cache: its marker is there
+    claim_folder(folder)  # made by the cache: its marker is there
     os.chmod(folder, mode)
     with pytest.raises(CacheFolderRefused, match=f"other users may write into it \\(mode {mode:o}\\)"):
         ResultCache(folder, max_bytes=1 << 20)
@@ -254,6 +260,7 @@ def test_a_folder_other_users_may_write_is_refused(tmp_path, mode):
 
 def test_pruning_removes_only_entries(tmp_path):
     folder = tmp_path / "cache"
+    claim_folder(folder)
     cache = ResultCache(folder, max_bytes=0)
     stray = folder / "ab" / "stray.json"  # not an entry's name: written by someone else after the claim
     stray.parent.mkdir()
@@ -264,6 +271,11 @@ def test_pruning_removes_only_entries(tmp_path):
     cache.put(CacheKey({"checkpoint": {"sha256": "a"}}), fragment)
     assert stray.is_file() and (folder / MARKER).is_file()
     assert not [p for p in folder.glob("*/*.json") if p != stray]  # the entry itself was pruned (bound 0)
+
+
+def test_a_run_that_stores_nothing_makes_no_cache_folder(tmp_path):
+    ResultCache(tmp_path / "reports" / ".cache", max_bytes=1 << 20)
+    assert not (tmp_path / "reports").exists()
 
 
 def test_a_folder_the_cache_wrote_before_markers_is_adopted(tmp_path):
