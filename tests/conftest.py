@@ -66,8 +66,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No hub, no inherited data dir, and no outer xdist worker leaking into pytester runs."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    helpers.go_offline(monkeypatch)
     monkeypatch.delenv("LMEVAL_DATA_DIR", raising=False)
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)

@@ -24,6 +24,7 @@ from lmeval_fixtures.models.loading import load_checkpoint
 from lmeval_fixtures.models.model import ModelConfig, Transformer
 from lmeval_fixtures.models.native import save_checkpoint
 from lmeval_fixtures.models.tokenizer import TextTokenizer
+from lmeval_fixtures.records.alike import METRIC_VERSION
 from lmeval_fixtures.records.store import write_checkpoint_report
 from lmeval_fixtures.suite.registry import Registry
 from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
@@ -187,7 +188,7 @@ def write_report(record, folder):
 
 ENVIRONMENT = {"device": "cpu", "dtype": "float32", "python": "3.11", "torch": "x", "platform": "p"}
 SETTINGS = {"seed": 1234, "max_eval_tokens": None, "ppl_stride": None, "detokenize": True, "prompts": "smallbench",
-            "max_samples": None, "fewshot": 0, "device": "cpu", "dtype": "float32",
+            "max_samples": None, "fewshot": 0, "device": "cpu", "dtype": "float32", "metric_version": METRIC_VERSION,
             "batch_tokens": 16384, "baseline": None, "checkpoints": ["a"]}  # the last three change no figure
 DATA = {"wikitext-2-raw/validation.txt": "1" * 64}
 
@@ -567,3 +568,16 @@ def arc_task_file(folder: Path, target: str) -> Path:
 
 
 DOCS = ["The fox jumps over the dog.\nIt lands well.", "A lobster is a crustacean.", "Numbers: 1,000 and 3.14."]
+
+
+def go_offline(patch) -> None:
+    """No hub for the rest of a test: the environment variables for what reads them later (subprocesses,
+    pytester runs) and the flags huggingface_hub and datasets read once at import, since both are
+    imported before any test runs (tests/conftest.py), so the variables alone come too late."""
+    import datasets
+    import huggingface_hub
+
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("HF_DATASETS_OFFLINE", "1")
+    patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)

@@ -67,6 +67,7 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     from ..core.errors import RecordMergeError
     from ..evaluation.run import Run
     from ..records.alike import differences, refusal
+    from ..records.record import shard_coverage
     from ..records.store import find_records, read_samples, run_folder_problem
     from ..suite.registry import Registry
 
@@ -77,6 +78,7 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     run_ids = sorted({str(record.get("run_id")) for _, record in found})
     if len(run_ids) > 1:
         raise CommandError(f"shards of different runs ({', '.join(run_ids)}): give every shard the same --run-id")
+    coverage = shard_coverage([record for _, record in found])
     run = Run({}, Registry.default())
     for index, (file, record) in enumerate(found):
         for earlier_file, earlier in found[:index]:
@@ -88,11 +90,17 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
             run.adopt(record, read_samples(file.parent))
         except RecordMergeError as exc:
             raise CommandError(f"{file}: refused: {exc}") from None
+    for name, (record, samples) in list(run.earlier.items()) if coverage else []:
+        # figures kept, and said not to be the whole run
+        run.earlier[name] = (record | {"complete": False, "errors": [*record.get("errors", []), f"merge: {coverage}"]},
+                             samples)
     done = run.finish(out, history=None, compare_by=compare_by, run_id=run_ids[0])
     for warning in done.warnings:
         print(warning, file=sys.stderr)
     if done.errors:
         raise CommandError("; ".join(done.errors))
+    if coverage:
+        raise CommandError(f"merged into {out} with complete: false: {coverage}")
     return done.paths
 
 

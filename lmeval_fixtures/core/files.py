@@ -97,11 +97,19 @@ def read_json_object(path: Path, error: type[Exception], what: str, missing_hint
     special file (refused unopened), a missing file (``missing_hint`` says what to do), bytes that
     are not UTF-8 JSON, JSON that is not an object. One reader for every JSON file the suite is
     handed (a checkpoint's config, a record, a baseline), so each refuses the same inputs alike."""
+    return read_json_object_and_sha256(path, error, what, missing_hint)[0]
+
+
+def read_json_object_and_sha256(path: Path, error: type[Exception], what: str,
+                                missing_hint: str = "") -> tuple[dict[str, Any], str]:
+    """``read_json_object`` and the sha256 of the very bytes parsed: one read, so the digest a
+    record states can never be of a file replaced between parsing and hashing."""
     special = special_file_message(path)
     if special:
         raise error(special)
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        value = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
     except OSError as exc:  # a folder in its place, no permission: not a question of JSON
@@ -110,7 +118,7 @@ def read_json_object(path: Path, error: type[Exception], what: str, missing_hint
         raise error(f"{path}: {what} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise error(f"{path}: {what} is a JSON {type(value).__name__}, not an object")
-    return value
+    return value, hashlib.sha256(raw).hexdigest()
 
 
 def require_regular(path: Path) -> None:

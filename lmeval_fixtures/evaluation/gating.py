@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.errors import BaselineError
 from ..records import fragments
-from ..records.gates import gates_for
+from ..records.gates import Gate, gated_figures, gates_for
 from ..suite.figures import Figure
 from .inputs import Inputs
 from .settings import Settings
@@ -62,9 +62,24 @@ class Gates:
         except BaselineError as exc:
             raise ItemFailed(str(exc)) from None
         found = gates_for(fragment, self.figures, baseline, self.settings.gate_policy, self.environment)
+        if baseline is None and self.settings.baseline is not None and gated_figures(fragment, self.figures):
+            found.append(self._missing_baseline(checkpoint, fragment))
         if not found:
             return
         record(fragments.gate_verdicts(found))
         failed = [gate.message for gate in found if not gate.ok]
         if failed:
             raise ItemFailed(f"{checkpoint}: " + "; ".join(failed))
+
+    def _missing_baseline(self, checkpoint: str, fragment: fragments.Fragment) -> Gate:
+        """A gate on nothing never passes in silence: under --baseline, the gated figures of a
+        checkpoint the baseline has no record of fail, or, with --allow-missing-baseline, pass
+        with a verdict that says they were not gated (the results table shows it)."""
+        where = self.settings.baseline
+        names = ", ".join(f.key for f in gated_figures(fragment, self.figures)[:3])
+        if self.settings.allow_missing_baseline:
+            return Gate("baseline", True, f"no baseline record of {checkpoint} in {where}: {names} not gated "
+                                          "(--allow-missing-baseline)")
+        return Gate("baseline", False, f"no baseline record of {checkpoint} in {where} to gate {names} against "
+                                       f"(expected {where}/{checkpoint}/metrics.json); pass --allow-missing-baseline "
+                                       "for a checkpoint with no baseline yet")

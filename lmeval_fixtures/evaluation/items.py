@@ -24,10 +24,10 @@ from ..engine.projection import EngineCaches
 from ..engine.timing import MemoryWatch, RoundPolicy, summarise_ms, time_rounds
 from ..models.loading import LoadedCheckpoint
 from ..records import fragments
-from ..records.alike import FIGURE_SETTINGS
+from ..records.alike import INPUTS, measurement_identity, value_sha256
 from ..suite.smallbench import TaskResult, evaluate_task
 from .inputs import CorpusSplit, TaskData
-from .result_cache import CacheKey, ResultCache, digest, item_key, texts_digest
+from .result_cache import CacheKey, ResultCache, item_key, texts_digest
 from .settings import Settings
 
 # times model(ids): (model, ids, round policy) -> statistics in ms (timing.summarise_ms plus "timer")
@@ -60,15 +60,31 @@ def perplexity_refusal(loaded: LoadedCheckpoint, settings: Settings) -> str | No
     return None
 
 
-def cache_key(loaded: LoadedCheckpoint, settings: Settings, item: str, inputs: str, **extra: Any) -> CacheKey | None:
-    """What an evaluation item's figures depend on (``result_cache``): weights, tokenizer, the exact
-    inputs, the figure-changing settings and the context; not the device's thread count."""
+def cache_key(loaded: LoadedCheckpoint, settings: Settings, item: str, inputs: str) -> CacheKey | None:
+    """What an evaluation item's figures depend on: the measurement's one identity
+    (``alike.measurement_identity``: the bytes of weights, config and tokenizer loaded, the
+    inputs' digest, the figure-changing settings, the context, the metric version), and what
+    the fragment holds beside its figures (batch_tokens, log_samples); not the thread count."""
     recorded = settings.as_record()
-    chosen = {k: recorded.get(k) for k in (*FIGURE_SETTINGS, "batch_tokens", "log_samples")}
-    tokenizer = loaded.tokenizer
-    return item_key(item, weights=loaded.identity.get("sha256"),
-                    tokenizer=f"{tokenizer.sha256}:{tokenizer.add_special_tokens}:{tokenizer.bos_token_id}",
-                    inputs=inputs, settings=chosen, context=loaded.max_seq_len, **extra)
+    return item_key(measurement_identity(item, loaded.identity, inputs, recorded, loaded.max_seq_len)
+                    | {"batch_tokens": recorded.get("batch_tokens"), "log_samples": recorded.get("log_samples")})
+
+
+def corpus_inputs(data: CorpusSplit) -> str:
+    """The digest of what a perplexity item reads: the documents scored (and the originals bytes
+    and words are counted on) and the content of every file read, by content, never by name."""
+    return value_sha256({"scored": texts_digest([d.text for d in data.documents]),
+                         "originals": texts_digest([d.original for d in data.documents]),
+                         "detokenized": data.detokenized, "notes": list(data.source.notes),
+                         "files": sorted(data.source.fingerprints.values())})
+
+
+def task_inputs(data: TaskData) -> str:
+    """The digest of what a task item reads: the task's declaration (prompts, choices, template,
+    reader rules: its repr), the rows scored with their labels and choices, the shots' pool, and
+    the content of every file read."""
+    return value_sha256({"task": repr(data.task), "rows": value_sha256([data.rows, data.fewshot_pool]),
+                         "files": sorted(data.source.fingerprints.values())})
 
 
 def _cached(cache: ResultCache | None, key: CacheKey | None, item: str) -> fragments.Fragment | None:
@@ -85,9 +101,8 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
     recorded, with no result object; ``cache`` in the fragment says from which run. ``engine``:
     the run's scoring caches (``Inputs.engine``); ``live``: the running figures while it scores."""
     item = f"perplexity:{data.corpus.name}:{data.split}"
-    key = None if cache is None else cache_key(
-        loaded, settings, item, texts_digest([d.text for d in data.documents]), files=data.source.fingerprints,
-        notes=list(data.source.notes))
+    inputs = corpus_inputs(data)
+    key = None if cache is None else cache_key(loaded, settings, item, inputs)
     hit = _cached(cache, key, item)
     if hit is not None:
         return ItemResult(hit)
@@ -99,7 +114,7 @@ def perplexity(loaded: LoadedCheckpoint, data: CorpusSplit, settings: Settings, 
     fragment = fragments.perplexity(data.corpus, data.split, result, detokenized=data.detokenized,
                                  max_eval_tokens=settings.max_eval_tokens, seconds=seconds,
                                  fingerprints=data.source.fingerprints, log_samples=settings.log_samples,
-                                 data_notes=data.source.notes)
+                                 data_notes=data.source.notes) | {INPUTS: {item: inputs}}
     problems = []
     where = f"{data.corpus.label} {data.split}"
     if result.tokens == 0:
@@ -120,9 +135,8 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
     item = f"smallbench:{data.task.name}"
     # the rows digested are the rows scored, each with its label and, where a task file's rows give
     # their own choices, those choices (row["choices"]); the task's repr holds its prompts and choices
-    key = None if cache is None else cache_key(
-        loaded, settings, item, digest([data.rows, data.fewshot_pool]), task=digest(repr(data.task)),
-        files=data.source.fingerprints)
+    inputs = task_inputs(data)
+    key = None if cache is None else cache_key(loaded, settings, item, inputs)
     hit = _cached(cache, key, item)
     if hit is not None:
         return ItemResult(hit)
@@ -132,7 +146,8 @@ def smallbench(loaded: LoadedCheckpoint, data: TaskData, settings: Settings, pro
         max_samples=settings.max_samples, batch_tokens=settings.batch_tokens, progress=progress, caches=engine,
         live=live,
     )
-    fragment = fragments.smallbench(data.task, result, data.source.fingerprints, settings.log_samples)
+    fragment = fragments.smallbench(data.task, result, data.source.fingerprints, settings.log_samples) | {
+        INPUTS: {item: inputs}}
     problems = []
     if result.n == 0:
         problems.append(f"{data.task.name}: no rows evaluated")

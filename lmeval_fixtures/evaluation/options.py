@@ -147,8 +147,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-samples", "evaluate the first N rows of each task (recorded)", type=int, metavar="N", bounds=COUNT),
     Option("--fewshot", "K labelled examples from the train split before each row, drawn with --seed (default: 0)",
            default=0, type=int, metavar="K", bounds=Range(0, 1024)),
-    Option("--baseline", "metrics.json, or a folder of <checkpoint>/metrics.json, to gate against (a checkpoint "
-           "without a baseline record is not gated)", metavar="PATH"),
+    Option("--baseline", "metrics.json, or a folder of <checkpoint>/metrics.json, to gate against (a gated item "
+           "of a checkpoint without a baseline record fails, unless --allow-missing-baseline)", metavar="PATH"),
+    Option("--allow-missing-baseline", "under --baseline, a checkpoint with no baseline record yet passes ungated, "
+           "and the results say so (default: it fails)", action="store_true", default=False),
     Option("--ppl-tolerance", "allowed relative rise of perplexity and bits per byte over the baseline "
            "(default: 0.01)", default=0.01, type=float, metavar="REL", bounds=TOLERANCE),
     Option("--acc-tolerance-se", "allowed accuracy drop below the baseline, in standard errors (default: 2)",

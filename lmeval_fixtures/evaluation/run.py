@@ -227,8 +227,11 @@ class Run:
         done = Finished()
         fresh = self.records(interrupted)
         for name, problem in unreadable.items():
-            if name in fresh:
-                fresh[name]["errors"].append(f"an earlier metrics.json in this run folder was replaced: {problem}")
+            if name in fresh:  # its figures cannot be merged, and are never replaced in silence: both kept apart
+                del fresh[name]
+                done.errors.append(f"lmeval-fixtures: {out / name / 'metrics.json'} kept as it is and this run's "
+                                   f"{name} figures not written: it cannot be merged ({problem}); pass another "
+                                   "--run-id or --report-dir")
             else:
                 done.warnings.append(f"lmeval-fixtures: {out / name} left as it is, and out of comparison.md: "
                                      f"{problem}")

@@ -19,6 +19,7 @@ from ..core.names import parse_shape_name, plain_name_problem, shape_name
 from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, checkpoint_problem, discover_checkpoints
 from ..models.loading import DTYPES
+from ..records.alike import METRIC_VERSION
 from ..records.gates import GatePolicy
 from ..records.store import run_folder_problem
 from ..records.tracking import TrackSpec
@@ -78,6 +79,7 @@ class Settings:
     gate_alpha: float = 0.05
     refresh: bool = False
     cache_max_mb: int = 2048
+    allow_missing_baseline: bool = False
     extra: dict[str, object] = field(default_factory=dict)
     corpora: list[CorpusSpec] = field(default_factory=list)  # --corpus, parsed; declared into the registry
     task_files: list[Path] = field(default_factory=list)  # --task-file; read when the registry is built
@@ -100,6 +102,7 @@ class Settings:
     def as_record(self) -> dict[str, object]:
         """The settings that change figures, as recorded in every metrics.json."""
         return {
+            "metric_version": METRIC_VERSION,
             "seed": self.seed, "max_eval_tokens": self.max_eval_tokens, "ppl_stride": self.ppl_stride,
             "detokenize": self.detokenize, "batch_tokens": self.batch_tokens,
             "data_dir": str(self.data_dir) if self.data_dir else None,
@@ -267,6 +270,7 @@ def settings_from_options(option: Any, ini_checkpoints: list[str], ini_data_dir:
         max_samples=option.max_samples,
         fewshot=int(option.fewshot),
         baseline=_existing("--baseline", option.baseline),
+        allow_missing_baseline=bool(option.allow_missing_baseline),
         ppl_tolerance=option.ppl_tolerance,
         acc_tolerance_se=option.acc_tolerance_se,
         min_acc=option.min_acc,

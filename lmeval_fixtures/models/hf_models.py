@@ -212,11 +212,31 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
-def weights_sha256(folder: Path) -> str:
-    """One digest over every weight file (name and sha256 of each), sharded or not."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    listing = "".join(f"{file.name}\0{sha256_file(file)}\n" for file in files)
+def folder_sha256s(folder: Path) -> dict[str, str]:
+    """sha256 of every regular file in a Hugging Face folder, by name."""
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _listing_sha256(files: dict[str, str]) -> str:
+    listing = "".join(f"{name}\0{sha}\n" for name, sha in sorted(files.items()))
     return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def folder_identity(path: Path, before: dict[str, str]) -> dict[str, str]:
+    """The digests of what a folder held while transformers read it (which files it reads is
+    transformers' choice, so it cannot hash while reading): every file is hashed before the load
+    and after it, and a folder whose files changed in between is refused, since the figures
+    could be of either version. ``sha256``: the weights; ``config_sha256``: config.json;
+    ``tokenizer_file_sha256``: every other file (tokenizer, special tokens, generation config)."""
+    after = folder_sha256s(path)
+    if after != before:
+        changed = sorted(n for n in before.keys() | after.keys() if before.get(n) != after.get(n))
+        raise CheckpointError(f"{path}: {', '.join(changed[:3])} changed while the folder was loading; "
+                              "evaluate it again once it is fully written")
+    weights = {n: sha for n, sha in after.items() if Path(n).suffix in WEIGHT_SUFFIXES}
+    rest = {n: sha for n, sha in after.items() if n not in weights and n != "config.json"}
+    return {"sha256": _listing_sha256(weights), "config_sha256": after.get("config.json", ""),
+            "tokenizer_file_sha256": _listing_sha256(rest)}
 
 
 def context_length(config: Any, tokenizer: Any) -> int:
@@ -285,6 +305,7 @@ def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
     except MissingExtra as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     require_regular_entries(path)
+    before = folder_sha256s(path)
     options = {"local_files_only": True, "trust_remote_code": False}
     try:
         hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **options)
@@ -306,7 +327,7 @@ def load_hf_folder(path: Path, device: str, dtype: torch.dtype) -> tuple[
     identity = {
         "path": str(path),
         "format": "hf",
-        "sha256": weights_sha256(path),
+        **folder_identity(path, before),
         "tokenizer_sha256": tokenizer.sha256,
         "tokenizer_adds_special_tokens": tokenizer.add_special_tokens,
         "config": json.loads(model.config.to_json_string(use_diff=True)),

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ..core.errors import CheckpointError, TokenizerError
-from ..core.files import require_regular, sha256_file
+from ..core.files import require_regular
 from .contract import Allocation, check_loaded
 from .discovery import (
     CheckpointSpec,
@@ -205,10 +205,10 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
     if is_hf_folder(path.parent):
         raise _part_of_hf_folder(path)
     if path.suffix == ".safetensors":
-        state, raw_meta, config = _read_safetensors(path)
+        state, raw_meta, config, read = _read_safetensors(path)
         tokenizer_json = None
     elif path.suffix == ".pt":
-        state, raw_meta, config, tokenizer_json = _read_pt(path)
+        state, raw_meta, config, tokenizer_json, read = _read_pt(path)
     else:
         raise CheckpointError(f"{path}: not a checkpoint (expected .safetensors or .pt)")
 
@@ -219,7 +219,8 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
             tokenizer_path = path.parent / "tokenizer.json"
             if not tokenizer_path.exists():
                 raise CheckpointError(f"{tokenizer_path}: missing (every checkpoint needs its tokenizer beside it)")
-            tokenizer = TextTokenizer.from_file(tokenizer_path, config.bos_token_id)
+            tokenizer, read["tokenizer_file_sha256"] = TextTokenizer.from_file_and_sha256(tokenizer_path,
+                                                                                        config.bos_token_id)
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
 
@@ -232,8 +233,9 @@ def _load(spec: CheckpointSpec, device: str, dtype: str) -> LoadedCheckpoint:
         "name": spec.name,
         "path": str(path),
         "format": path.suffix.lstrip("."),
-        "sha256": sha256_file(path),
+        **read,  # sha256 (weights), config_sha256, tokenizer_file_sha256: of the bytes loaded, read once
         "tokenizer_sha256": tokenizer.sha256,
+        "tokenizer_adds_special_tokens": tokenizer.add_special_tokens,
         "config": config.to_dict() | {"d_ff": config.d_ff},
         "training": training_metadata(raw_meta),
     }

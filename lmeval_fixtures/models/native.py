@@ -10,6 +10,8 @@ so every writer (tests, training and sweep scripts) agrees with the reader.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import pickle
@@ -18,21 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 from ..core.errors import CheckpointError
-from ..core.files import read_json_object, readable_by_umask
+from ..core.files import read_json_object_and_sha256, readable_by_umask
 from .contract import REFUSED_PICKLE
 from .discovery import HF_MARKERS
 from .model import HEAD_KEY, ModelConfig, Transformer
 from .tokenizer import TextTokenizer
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return read_json_object(path, CheckpointError, "checkpoint config",
-                            "a .safetensors checkpoint needs config.json beside it")
 
 
 def _config(raw: Any, source: Path) -> ModelConfig:
@@ -81,21 +79,45 @@ def _check_shapes(found: dict[str, tuple[int, ...]], config: ModelConfig, source
             raise CheckpointError(f"{source}: {key} has shape {list(found[key])}, config implies {list(shape)}")
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], ModelConfig]:
-    config = _config(_read_json(path.parent / "config.json"), path.parent / "config.json")
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], ModelConfig, dict[str, str]]:
+    """Tensors, metadata and config of a .safetensors checkpoint, and the sha256 of the bytes each
+    was built from (``sha256``, ``config_sha256``). The file is read into memory once and the
+    tensors are made from those bytes, so the digest a record states is of the very weights
+    scored, even when the file is replaced while it loads; the shapes in its header are checked
+    against the config before any tensor is made."""
+    config_raw, config_sha256 = read_json_object_and_sha256(
+        path.parent / "config.json", CheckpointError, "checkpoint config",
+        "a .safetensors checkpoint needs config.json beside it")
+    config = _config(config_raw, path.parent / "config.json")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
-            _check_shapes(shapes, config, path)
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-            metadata = handle.metadata() or {}
+        raw = path.read_bytes()
+        header = _safetensors_header(raw)
+        _check_shapes({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}, config, path)
+        tensors = load_safetensors(raw)
+        metadata = header.get("__metadata__") or {}
         _check_dtypes(tensors, path)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable safetensors file ({message})") from None
-    return tensors, metadata, config
+    return tensors, metadata, config, {"sha256": hashlib.sha256(raw).hexdigest(), "config_sha256": config_sha256}
+
+
+def _safetensors_header(raw: bytes) -> dict[str, Any]:
+    """The JSON header of safetensors bytes (8 bytes of length, then the header); ValueError when
+    it is not one. Read here because safetensors opens only files, not bytes, lazily."""
+    if len(raw) < 8:
+        raise ValueError("shorter than a safetensors header")
+    size = int.from_bytes(raw[:8], "little")
+    if size > len(raw) - 8:
+        raise ValueError("header longer than the file")
+    header = json.loads(raw[8:8 + size].decode("utf-8"))
+    if not isinstance(header, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("shape"), list) for k, v in header.items()
+            if k != "__metadata__"):
+        raise ValueError("header is not a table of tensors")
+    return header
 
 
 def _first_sentence(exc: BaseException) -> str:
@@ -117,9 +139,15 @@ def _refused_pickle(path: Path, exc: pickle.UnpicklingError) -> CheckpointError:
                            'torch.save({"config": config, "model": model.state_dict()})')
 
 
-def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], ModelConfig, str | None]:
+def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], ModelConfig, str | None, dict[str, str]]:
+    """Tensors, metadata, config and embedded tokenizer of a .pt checkpoint, and the sha256 of the
+    bytes they were read from (``sha256``): one read into memory, as ``_read_safetensors``."""
     try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _refused_pickle(path, exc) from None
     except Exception as exc:  # zip/pickle errors come in many types
@@ -136,7 +164,7 @@ def _read_pt(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Model
     metadata = {k: v for k, v in payload.items() if k not in ("config", "model", "tokenizer")
                 and isinstance(v, (int, float, str, bool))}
     tokenizer_json = payload.get("tokenizer") if isinstance(payload.get("tokenizer"), str) else None
-    return state, metadata, config, tokenizer_json
+    return state, metadata, config, tokenizer_json, {"sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def _number(value: Any) -> float | int | None:

@@ -73,14 +73,21 @@ class TextTokenizer:
     @classmethod
     def from_file(cls, path: Path, bos_token_id: int | None = None) -> TextTokenizer:
         """Read a tokenizer.json; a FIFO or device is refused before it is opened (it would hang)."""
+        return cls.from_file_and_sha256(path, bos_token_id)[0]
+
+    @classmethod
+    def from_file_and_sha256(cls, path: Path, bos_token_id: int | None = None) -> tuple[TextTokenizer, str]:
+        """``from_file`` and the sha256 of the very bytes parsed (one read: a checkpoint's identity
+        names the tokenizer file that was loaded, not one that replaced it a moment later)."""
         special = special_file_message(Path(path))
         if special is not None:
             raise TokenizerError(special)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise TokenizerError(f"{path}: cannot read tokenizer ({exc.__class__.__name__}: {exc})") from None
-        return cls.from_json(text, str(path), bos_token_id)
+        return cls.from_json(text, str(path), bos_token_id), hashlib.sha256(raw).hexdigest()
 
     @property
     def vocab_size(self) -> int:

@@ -29,6 +29,11 @@ record would let exactly those records through. In detail:
   fragment (``other_is_fragment``), every file it read is behind its figures, so one
   the reference did not read is a difference too. A side with no fingerprints at all
   reads ``data not recorded`` (when nothing else already tells them apart).
+- Inputs (``inputs_sha256``, by item): the digest of the declaration and of the data an item
+  read, by content, where both sides record the item and nothing above already tells them apart:
+  a corpus or task file of the same name from elsewhere, or a renamed file of other text, shares
+  no file name to compare, yet is other data. Compared only where both record it: records made
+  before it was recorded would otherwise all be refused.
 - The context a checkpoint's perplexity was scored in (``context`` in a history line),
   where both state it: it is the model's, not the run's choice, and a run that
   measured no perplexity has none to state.
@@ -38,15 +43,27 @@ record would let exactly those records through. In detail:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..suite.figures import Figure
 
+# The version of the figures' definitions and computation: bumped when any figure would come out
+# otherwise for the same inputs. Recorded with the settings, so records of other code never merge,
+# trend or rank together, and a cache entry of other code is never a hit.
+METRIC_VERSION = "2"
 # Settings that change a figure: records made under different ones never merge, rank or trend together.
 FIGURE_SETTINGS = ("seed", "max_eval_tokens", "ppl_stride", "detokenize", "prompts", "max_samples", "fewshot",
-                   "device", "dtype")
+                   "device", "dtype", "metric_version")
+# What a checkpoint's identity (``models.loading``) says about the bytes it was built from, each
+# digest taken of the bytes actually loaded: weights, config.json, the tokenizer file(s), and how
+# the tokenizer encodes (its canonical encoding digest and whether it adds special tokens).
+CHECKPOINT_READ = ("sha256", "config_sha256", "tokenizer_file_sha256", "tokenizer_sha256",
+                   "tokenizer_adds_special_tokens")
+INPUTS = "inputs_sha256"  # a record's {item: digest of the declaration and the data its figures read}
 CONTEXT = "context"  # the checkpoint's context length: a property of the model, recorded beside the settings
 HISTORY_SETTINGS = (*FIGURE_SETTINGS, CONTEXT)
 # how an unset (None) setting reads: no cap means every token or row; no stride means the context
@@ -68,6 +85,28 @@ class _Absent:
 
 
 ABSENT: Any = _Absent()
+
+
+def value_sha256(value: Any) -> str:
+    """sha256 of a JSON-able value, independent of dict order: how a measurement's identity is digested."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def checkpoint_read(identity: dict[str, Any]) -> dict[str, Any]:
+    """The digests a checkpoint's identity records of the bytes it was built from (``CHECKPOINT_READ``)."""
+    return {key: identity[key] for key in CHECKPOINT_READ if key in identity}
+
+
+def measurement_identity(item: str, checkpoint: dict[str, Any], inputs: str, settings: dict[str, Any],
+                         context: int) -> dict[str, Any]:
+    """The one identity of a measurement: which item, the bytes of the checkpoint read
+    (``checkpoint_read``), the inputs (``inputs``: the digest of the declaration and of the data
+    read, by content, never by name; what a record keeps under ``inputs_sha256``), every
+    figure-changing setting (``FIGURE_SETTINGS``, the metric version among them), and the context.
+    The result cache keys on it, and a record holds each part, so a later run can recompute it."""
+    return {"item": item, "checkpoint": checkpoint_read(checkpoint), "inputs": inputs,
+            "settings": {key: settings.get(key) for key in FIGURE_SETTINGS}, "context": context,
+            "metric_version": METRIC_VERSION}
 
 
 def figure_settings(entry: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +202,12 @@ def differences(reference: dict[str, Any], other: dict[str, Any], *, settings: b
                   for name in sorted(my_data.keys() & their_data.keys()) if my_data[name] != their_data[name]]
     elif isinstance(my_data, dict) != isinstance(their_data, dict) and not found:
         found.append(Difference(DATA, None))
+    my_inputs, their_inputs = reference.get(INPUTS), other.get(INPUTS)
+    if not found and isinstance(my_inputs, dict) and isinstance(their_inputs, dict):
+        # nothing else differs, yet the same item read another declaration or other data (a
+        # corpus or task file of the same name from elsewhere, a renamed file of other text)
+        found += [Difference(DATA, name, my_inputs[name], their_inputs[name])
+                  for name in sorted(my_inputs.keys() & their_inputs.keys()) if my_inputs[name] != their_inputs[name]]
     if environment:
         mine_env, their_env = reference.get("environment"), other.get("environment")
         found += _compare(ENVIRONMENT, environment, mine_env if isinstance(mine_env, dict) else {},

@@ -5,7 +5,9 @@ a folder mid-copy would compare against a mix of two runs) and ``--update-baseli
 must never replace a folder that is not a baseline (a typo pointing at the source tree
 or the report folder would otherwise delete it). So the new baseline is built beside
 the old one and swapped in with a rename, and only a new folder, or one holding
-nothing but ``<checkpoint>/`` record files, may be replaced.
+nothing but ``<checkpoint>/`` record files, may be replaced. A run replaces the baselines of
+the checkpoints it measured and keeps the others': a CI job over one checkpoint must not
+delete its neighbours' baselines.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def baseline_target_problem(run_folder: Path, target: Path) -> str | None:
 def publish_baseline(run_folder: Path, names: list[str], target: Path) -> list[Path]:
     """Copy the checkpoints' records (metrics.json, summary.md, samples) into ``target`` as a
     baseline folder (``target/<checkpoint>/metrics.json``), replacing it all at once: the
-    new folder is built beside it and renamed into place, so a gate never reads half of one."""
+    new folder is built beside it and renamed into place, so a gate never reads half of one.
+    Per checkpoint: the records of ``names`` are added or replaced, every other checkpoint's
+    baseline already there is kept (to drop one, delete its folder)."""
     refusal = baseline_target_problem(run_folder, target)
     if refusal:
         raise BaselineTargetError(refusal)
@@ -53,6 +57,9 @@ def publish_baseline(run_folder: Path, names: list[str], target: Path) -> list[P
     staging = target.parent / f".{target.name}.new-{token}"
     written = []
     try:
+        kept = sorted(entry for entry in target.iterdir() if entry.name not in names) if target.is_dir() else []
+        for entry in kept:  # another checkpoint's baseline: kept, never dropped by a run that did not measure it
+            shutil.copytree(entry, staging / entry.name)
         for name in names:
             for pattern in BASELINE_FILES:
                 for source in sorted((run_folder / name).glob(pattern)):

@@ -64,12 +64,13 @@ def decode_per_row(entry: dict[str, Any] | None) -> PerRow | None:
         margin = None if found.get("margin") is None else [float(v) for v in found["margin"].split()]
         gold = [float(v) for v in found["gold_loglikelihood"].split()]
         gold_bytes = [int(v) for v in found["gold_bytes"].split()]
+        rows_sha256 = str(found["rows_sha256"])  # a hand-edited entry without it cannot be paired, nor crash
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     n = entry.get("n")
     if any(len(values) != n for values in (correct, gold, gold_bytes, margin or correct)):
         return None
-    return PerRow(found["rows_sha256"], correct, margin, gold, gold_bytes)
+    return PerRow(rows_sha256, correct, margin, gold, gold_bytes)
 
 
 def encode_per_document(per_document: list[tuple[float, int, int, int]]) -> dict[str, str]:

@@ -52,6 +52,9 @@ def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
     except RecordInvalid as exc:
         raise BaselineError(f"{file}: baseline {str(exc).removeprefix('metrics record ')}") from None
     name = record["checkpoint"]["name"]
+    if path.is_dir() and name != checkpoint:  # the record's own identity, not the folder it sits in, says whose
+        raise BaselineError(f"{file}: holds the baseline of checkpoint {name!r}, not {checkpoint!r}; refresh the "
+                            "folder with --update-baseline (it writes each record under its own name)")
     if not path.is_dir() and name != checkpoint:
         raise BaselineError(f"{file}: baseline of checkpoint {name!r}, not {checkpoint!r}; to gate several "
                             "checkpoints pass a folder of <checkpoint>/metrics.json (--update-baseline writes one)")
@@ -111,14 +114,16 @@ def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], ba
                       policy: GatePolicy, environment: dict[str, Any]) -> Gate | None:
     """The baseline must have measured the figure as this run did (``alike.differences``: the
     figure's own settings, then the data behind it, then the machine: dtype, and device for a
-    timing); a baseline that never measured the figure (nor its data) applies no gate."""
+    timing); a baseline that never measured the figure (a timing it did not take, a task or
+    shape it did not run) is refused like one measured otherwise: a gated figure is never
+    passed on nothing."""
     source = baseline["_source"]
     this_run = fragment | {"data_fingerprints": fragment.get("data_fingerprints") or {}, "environment": environment}
     their_entry = figure.entry(baseline)
     if their_entry is None or their_entry.get("timing", "taken") != "taken":
-        # the baseline did not measure this figure: refused if it did not read this data either
-        different_data = differences(baseline, this_run, settings=False, other_is_fragment=True)
-        return _refused(figure, baseline, different_data) if different_data else None
+        why = "not taken there" if their_entry is not None else "not in it"
+        return _refused(figure, baseline, f"{figure.key} is {why}; refresh the baseline with --update-baseline "
+                                          "from a run that measures it")
     found = differences(baseline, this_run, settings=False, figure=figure, other_is_fragment=True,
                         environment=("device", "dtype") if figure.gate == TIMING else ("dtype",))
     if found:
@@ -143,6 +148,11 @@ def _against_baseline(figure: Figure, value: float, fragment: dict[str, Any], ba
     return compare(figure.key, value, theirs, policy.latency_tolerance, source)
 
 
+def gated_figures(fragment: dict[str, Any], figures: list[Figure]) -> list[Figure]:
+    """The figures of the table an item measured (in its fragment) that a baseline gates."""
+    return [f for f in figures if f.gate and f.compute is None and f.value(fragment) is not None]
+
+
 def gates_for(fragment: dict[str, Any], figures: list[Figure], baseline: dict[str, Any] | None,
               policy: GatePolicy, environment: dict[str, Any]) -> list[Gate]:
     """Every gate on the figures an item measured (its fragment), as the table of figures says:
@@ -150,10 +160,8 @@ def gates_for(fragment: dict[str, Any], figures: list[Figure], baseline: dict[st
     and above the floor, timings within a tolerance on the same device and dtype. A baseline
     measured on other data or with other settings is refused (a failing gate), never compared."""
     gates = []
-    for figure in figures:
-        value = figure.value(fragment) if figure.gate and figure.compute is None else None
-        if value is None:
-            continue
+    for figure in gated_figures(fragment, figures):
+        value = figure.value(fragment)
         if figure.gate == STDERR and policy.min_acc is not None:
             gates.append(accuracy_floor(f"{figure.key}_floor", value, policy.min_acc))
         if baseline is not None:

@@ -23,10 +23,10 @@ from ..core.errors import RecordError
 from ..core.files import append_whole, special_file_message
 from ..core.formatting import number
 from ..suite.figures import Figure
-from .alike import CONTEXT, differences, figure_settings
+from .alike import CONTEXT, INPUTS, differences, figure_settings
 
 IDENTITY_FIELDS = ("run_id", "timestamp", "git_commit", "checkpoint", "sha256", "complete")
-CONDITION_FIELDS = ("settings", "data_fingerprints")  # how the figures of a line were measured
+CONDITION_FIELDS = ("settings", "data_fingerprints", INPUTS)  # how the figures of a line were measured
 
 
 def context_length(record: dict[str, Any], figures: list[Figure]) -> int | None:
@@ -55,6 +55,7 @@ def history_line(record: dict[str, Any], figures: list[Figure]) -> dict[str, Any
         "checkpoint": record["checkpoint"]["name"], "sha256": record["checkpoint"].get("sha256"),
         "complete": record.get("complete", True),
         "settings": settings, "data_fingerprints": dict(record.get("data_fingerprints") or {}),
+        **({INPUTS: dict(record[INPUTS])} if isinstance(record.get(INPUTS), dict) else {}),
         **{f.key: f.value(record) for f in figures if f.headline or f.history},
     }
 
@@ -80,8 +81,8 @@ def _condition_problem(key: str, value: Any) -> str | None:
     if not isinstance(value, dict):
         return f"{key} is {value!r}, not an object"
     for name, item in value.items():
-        if key == "data_fingerprints" and not isinstance(item, str):
-            return f"data_fingerprints[{name!r}] is {item!r}, not a sha256"
+        if key in ("data_fingerprints", INPUTS) and not isinstance(item, str):
+            return f"{key}[{name!r}] is {item!r}, not a sha256"
         if key == "settings" and not (item is None or isinstance(item, (str, bool)) or _is_number(item)):
             return f"settings[{name!r}] is {item!r}, not a setting's value"
     return None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import RecordMergeError
 from ..core.schema import ORIGINAL_FIELDS, SCHEMA_VERSION, load_schema
-from .alike import differences, refusal
+from .alike import checkpoint_read, differences, refusal
 
 if TYPE_CHECKING:
     from ..suite.figures import Figure
@@ -67,7 +67,8 @@ def empty_record(run: dict[str, Any], name: str) -> dict[str, Any]:
         "settings": copy.deepcopy(run.get("settings", {})),
         "data_fingerprints": {}, "perplexity": {}, "items": {}, "errors": [], "complete": True,
         "invocations": [{"timestamp": run["timestamp"], "git_commit": run.get("git_commit"),
-                         "args": run.get("args", [])} | ({"command": run["command"]} if run.get("command") else {})],
+                         "args": run.get("args", []), "shard": (run.get("settings") or {}).get("shard")}
+                        | ({"command": run["command"]} if run.get("command") else {})],
     })
     return record
 
@@ -105,10 +106,12 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
     different weights, or not measured alike (``alike.differences``: other settings,
     a setting recorded in one only, a data file read with other contents), are refused.
     """
-    mine, theirs = earlier["checkpoint"].get("sha256"), later["checkpoint"].get("sha256")
-    if mine and theirs and mine != theirs:
-        raise RecordMergeError(f"{later['checkpoint']['name']}: weights differ from the earlier record's "
-                               f"(sha256 {theirs[:12]} vs {mine[:12]})")
+    mine, theirs = checkpoint_read(earlier["checkpoint"]), checkpoint_read(later["checkpoint"])
+    for key in sorted(mine.keys() & theirs.keys()):
+        if mine[key] != theirs[key]:
+            what = "weights differ" if key == "sha256" else f"{key} differs"
+            raise RecordMergeError(f"{later['checkpoint']['name']}: {what} from the earlier record's "
+                                   f"({str(theirs[key])[:12]} vs {str(mine[key])[:12]}); use another --run-id")
     found = differences(earlier, later)
     if found:
         why = refusal(found, "the earlier record", other="this record")
@@ -133,6 +136,41 @@ def merge_records(earlier: dict[str, Any], later: dict[str, Any], figures: list[
     merged["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
     derive_fields(merged, figures)
     return schema_order(merged)
+
+
+def shard_coverage(records: list[dict[str, Any]]) -> str | None:
+    """What is wrong with the shards the ``records`` of one run come from (one line), or None,
+    judged by the shards their invocations name (``--shard I/N``): a shard that no record comes
+    from, a checkpoint's shard given twice, shards of different splits, shards made at different
+    git commits. Shards are counted over the whole run: a shard may hold the items of only some
+    checkpoints. A shard that ran no item writes no record, so it counts as missing too. Records
+    that name no shard are no part of it."""
+    seen: dict[tuple[str, str], int] = {}
+    commits = set()
+    for record in records:
+        for invocation in record.get("invocations") or []:
+            shard = invocation.get("shard") if isinstance(invocation, dict) else None
+            if isinstance(shard, str) and "/" in shard:
+                key = (record["checkpoint"]["name"], shard)
+                seen[key] = seen.get(key, 0) + 1
+                commits.add(str(invocation.get("git_commit")))
+    if not seen:
+        return None
+    shards = {shard for _, shard in seen}
+    totals = sorted({shard.partition("/")[2] for shard in shards})
+    parts = []
+    if len(totals) > 1:
+        parts.append(f"shards of different splits ({', '.join(sorted(shards))})")
+    elif totals[0].isdigit():
+        missing = [f"{i}/{totals[0]}" for i in range(1, int(totals[0]) + 1) if f"{i}/{totals[0]}" not in shards]
+        if missing:
+            parts.append(f"shard {', '.join(missing)} missing (its items were not run)")
+    repeated = sorted({shard for (_, shard), count in seen.items() if count > 1})
+    if repeated:
+        parts.append(f"shard {', '.join(repeated)} given more than once")
+    if len(commits) > 1:
+        parts.append(f"shards made by different code (git commits {', '.join(c[:12] for c in sorted(commits))})")
+    return "; ".join(parts) or None
 
 
 def _fill_missing(base: dict[str, Any], given: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ DOC_PPL = "doc_ppl"  # paired bootstrap over documents of a split's log token pe
 PER_DOCUMENT = (DOC_BPB, DOC_PPL)  # without per-document values (an older record) bolded by value, as before
 
 CORPUS_SETTINGS = ("stride", "context_length", "max_eval_tokens", "detokenized")
-TASK_SETTINGS = ("prompt_set", "fewshot", "max_samples")
+TASK_SETTINGS = ("prompt_set", "fewshot", "max_samples", "fewshot_seed")
 
 
 @dataclass(frozen=True)

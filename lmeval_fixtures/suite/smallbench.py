@@ -85,6 +85,7 @@ class TaskResult:
     max_samples: int | None = None
     choices: tuple[str, ...] = ()  # the task's one list; empty when every row gives its own
     continuations: tuple[str, ...] = ()  # the scored strings, delimiter + choice (default: " " + choice)
+    seed: int | None = None  # the seed the shots were drawn with (matters only under fewshot)
 
     @property
     def n(self) -> int:
@@ -202,7 +203,13 @@ class TaskResult:
             "truncated_contexts": self.stats.truncated_contexts,
             "batch_tokens": self.stats.batch_tokens,  # less than --batch-tokens when that ran out of memory
             "seconds": round(self.seconds, 3),
-        } | self.small_model_figures() | self.row_choice_figures()
+        } | self.fewshot_seed() | self.small_model_figures() | self.row_choice_figures()
+
+    def fewshot_seed(self) -> dict[str, Any]:
+        """The seed the shots were drawn with, where there were shots: other shots are another
+        measurement, so a baseline drawn with another seed is refused (``figures.TASK_SETTINGS``).
+        Nothing without shots, where the seed changes no figure."""
+        return {"fewshot_seed": self.seed} if self.fewshot and self.seed is not None else {}
 
     def row_choice_figures(self) -> dict[str, Any]:
         """For a task whose rows were scored against their own choice lists: that they were, and
@@ -324,4 +331,4 @@ def evaluate_task(
                                  *(mine or ())))
         start = end
     return TaskResult(task.name, prompt_set, fewshot, results, [len(c) for c in prompt.choices], stats, seconds,
-                      max_samples, prompt.choices, tuple(continuations))
+                      max_samples, prompt.choices, tuple(continuations), seed)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import types
@@ -128,3 +129,35 @@ def test_compare_by_takes_a_figure_by_another_spelling(tmp_path, alias):
     run = finished_run(tmp_path, "r", {"a": 2.0, "b": 1.9})
     assert cli(["compare", str(run), "--out", str(tmp_path / "cmp"), "--compare-by", alias]) == 0
     assert "Sorted by `val_bits_per_byte`" in (tmp_path / "cmp/comparison.md").read_text()
+
+
+# ---- issue 25: merge knows the shards from the records -----------------------------------------------
+
+
+@pytest.mark.parametrize("given, problem", [
+    (["1/2", "1/2"], "shard 2/2 missing (its items were not run); shard 1/2 given more than once"),
+    (["1/3", "3/3"], "shard 2/3 missing (its items were not run)"),
+    (["2/2"], "shard 1/2 missing (its items were not run)"),
+])
+def test_merge_of_missing_or_repeated_shards_is_incomplete_and_says_which(tmp_path, capsys, given, problem):
+    from ..helpers import finished_run
+
+    shards = [finished_run(tmp_path / f"s{i}", "r", {"a": 2.0}, settings={"shard": shard})
+              for i, shard in enumerate(given)]
+    before = [(s / "a" / "metrics.json").read_bytes() for s in shards]
+    assert cli_module.main(["merge", str(tmp_path / "out"), *map(str, shards)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lmeval-fixtures merge: merged into {tmp_path / 'out'} with complete: false: {problem}\n"
+    merged = json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())
+    assert merged["complete"] is False and f"merge: {problem}" in merged["errors"]
+    assert merged["val_bits_per_byte"] == 2.0  # the figures the shards hold are kept
+    assert [(s / "a" / "metrics.json").read_bytes() for s in shards] == before
+
+
+def test_merge_of_every_shard_once_is_complete(tmp_path, capsys):
+    from ..helpers import finished_run
+
+    shards = [finished_run(tmp_path / f"s{i}", "r", {"a": 2.0}, settings={"shard": f"{i}/2"}) for i in (1, 2)]
+    assert cli_module.main(["merge", str(tmp_path / "out"), *map(str, shards)]) == 0
+    merged = json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())
+    assert merged["complete"] is True and [i["shard"] for i in merged["invocations"]] == ["1/2", "2/2"]

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from lmeval_fixtures.core.errors import CheckpointError
+from lmeval_fixtures.core.files import sha256_file
 from lmeval_fixtures.models.hf_export import export_hf
 from lmeval_fixtures.models.hf_models import HubModel, hub_snapshot, parse_hub_id
 from lmeval_fixtures.models.loading import load_checkpoint
@@ -219,3 +220,35 @@ def test_hub_failures_are_one_line_errors(tmp_path, monkeypatch, error, expected
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint("acme/nope@v9")
     assert str(caught.value) == expected
+
+
+# ---- issue 25: a folder changed while transformers reads it is refused, not named by the other bytes ---
+
+
+@pytest.mark.parametrize("changed", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_a_hugging_face_folder_changed_while_it_loads_is_refused(hf_folder, monkeypatch, changed):
+    folder, _ = hf_folder
+    original = (folder / changed).read_bytes()
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def load_then_change(*args, **kwargs):
+        model = real(*args, **kwargs)
+        (folder / changed).write_bytes(original + b" ")  # another writer, mid-load
+        return model
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", load_then_change)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(folder)
+    assert str(refused.value) == (f"{folder}: {changed} changed while the folder was loading; evaluate it again "
+                                  "once it is fully written")
+
+
+def test_a_hugging_face_identity_names_weights_config_and_tokenizer_files(hf_folder):
+    folder, _ = hf_folder
+    identity = load_checkpoint(folder).identity
+    assert identity["config_sha256"] == sha256_file(folder / "config.json")
+    before = dict(identity)
+    (folder / "tokenizer_config.json").write_text((folder / "tokenizer_config.json").read_text() + "\n")
+    after = load_checkpoint(folder).identity
+    assert after["tokenizer_file_sha256"] != before["tokenizer_file_sha256"]
+    assert after["sha256"] == before["sha256"] and after["config_sha256"] == before["config_sha256"]

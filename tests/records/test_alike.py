@@ -185,3 +185,29 @@ def test_merge_comparison_and_history_agree_on_every_pair(tmp_path, change):
     grouped_together = len(comparable_groups([record("a", 2.0, SETTINGS), record("b", 1.0, other)])) == 1
     trended = len(trend([line("r1", 2.0, other), line("r2", 2.0, SETTINGS)], "a", "val_bits_per_byte").rows) == 2
     assert merged == grouped_together == trended == expected_alike
+
+
+# ---- issue 25: the same item read from other text, whatever the files are called ---------------------
+
+
+@pytest.mark.parametrize("mine, theirs, names", [
+    # --corpus c=a.txt, then c=b.txt: the file names differ, so no fingerprint is shared
+    ({"a.txt": "1" * 64}, {"b.txt": "2" * 64}, ["perplexity:c:test"]),
+    # a corpus renamed and given other text: the same item name, other inputs
+    ({"held/test.txt": "1" * 64}, {"held/test.txt": "1" * 64}, ["perplexity:c:test"]),
+    # a task of the same name from another YAML file
+    ({"quiz.yaml": "3" * 64}, {"other/quiz.yaml": "4" * 64}, ["smallbench:quiz"]),
+])
+def test_the_same_item_with_other_inputs_is_not_alike_for_merge_history_and_comparison(mine, theirs, names):
+    earlier = record("a", 2.0, SETTINGS, data=mine) | {"inputs_sha256": {n: "e" * 64 for n in names}}
+    later = record("a", 2.0, SETTINGS, data=theirs) | {"inputs_sha256": {n: "f" * 64 for n in names}}
+    if mine == theirs:
+        later["data_fingerprints"] = dict(mine)  # the files agree by name; only the inputs tell them apart
+    found = differences(earlier, later)
+    assert [str(d) for d in found] == [f"data {n} differs" for n in names]
+    with pytest.raises(RecordMergeError, match=f"{names[0]} differs from the earlier record's data"):
+        merge_records(earlier | {"errors": [], "invocations": []}, later | {"errors": [], "invocations": []}, FIGURES)
+    assert len(comparable_groups([earlier, record("b", 2.0, SETTINGS, data=theirs) | {
+        "inputs_sha256": {n: "f" * 64 for n in names}}])) == 2
+    # an item only one side measured is no reason (a run of fewer items), as for data files
+    assert not differences(earlier, later | {"inputs_sha256": {"perplexity:other:test": "f" * 64}})

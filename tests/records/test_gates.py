@@ -106,3 +106,54 @@ def test_latency_gate_needs_the_same_device_and_dtype():
     assert throughput(800.0).ok and not throughput(700.0).ok
     not_taken = {"latency": {"1x128": {"timing": "not taken", "reason": "xdist"}}}
     assert gates_for(not_taken, FIGURES, baseline, policy(), CPU) == []
+
+
+# ---- issue 25: a baseline gates only what it measured, and only for the checkpoint it names ------------
+
+
+@pytest.mark.parametrize("fragment, says", [
+    ({"latency": {"1x128": {"timing": "taken", "mean_ms": 10.0}}}, "latency_batch1_seq128 is not in it"),
+    ({"throughput": {"timing": "taken", "tokens_per_sec": 10.0}}, "throughput_tokens_per_sec is not in it"),
+    ({"smallbench": {"rte": {"acc": 0.5, "acc_stderr": 0.1, "prompt_set": "smallbench", "fewshot": 0,
+                             "max_samples": None}}, "data_fingerprints": {}}, "is not in it"),
+])
+def test_a_gated_figure_the_baseline_lacks_fails_with_one_line(fragment, says):
+    baseline = {"_source": "b.json", "environment": CPU, "data_fingerprints": {},
+                "smallbench": {"sst2": {"acc": 0.5}}, "latency": {"1x256": {"timing": "taken", "mean_ms": 1.0}}}
+    gates = gates_for(fragment, FIGURES, baseline, policy(), CPU)
+    assert gates and all(not g.ok for g in gates)
+    assert all(says in g.message and "refused" in g.message and "\n" not in g.message for g in gates)
+
+
+def test_a_timing_the_baseline_did_not_take_fails():
+    baseline = {"_source": "b.json", "environment": CPU,
+                "latency": {"1x128": {"timing": "not taken", "reason": "xdist"}}}
+    [gate] = gates_for({"latency": {"1x128": {"timing": "taken", "mean_ms": 5.0}}}, FIGURES, baseline, policy(), CPU)
+    assert not gate.ok and "latency_batch1_seq128 is not taken there" in gate.message
+
+
+@pytest.mark.parametrize("theirs, mine, ok", [(1234, 1234, True), (1234, 99, False), (None, 99, False)])
+def test_a_baseline_drawn_with_another_seed_under_fewshot_is_refused(theirs, mine, ok):
+    summary = {"acc": 0.5, "acc_stderr": 0.02, "prompt_set": "smallbench", "fewshot": 2, "max_samples": None}
+    baseline = {"_source": "b", "data_fingerprints": {}, "environment": CPU,
+                "smallbench": {"sst2": summary | ({"fewshot_seed": theirs} if theirs is not None else {})}}
+    fragment = {"smallbench": {"sst2": summary | {"fewshot_seed": mine}}, "data_fingerprints": {}}
+    [gate] = gates_for(fragment, FIGURES, baseline, policy(), CPU)
+    assert gate.ok is ok
+    if not ok:
+        assert "measured with other fewshot_seed than the baseline (fewshot_seed 99 vs " in gate.message
+
+
+@pytest.mark.parametrize("holder, asked", [("e25", "e35"), ("e35", "e25"), ("a", "b")])
+def test_a_folder_record_of_another_checkpoint_is_refused(tmp_path, holder, asked):
+    from ..helpers import build, write_report
+
+    record = build([(holder, "~checkpoint", {"checkpoint": {"name": holder, "path": "p", "sha256": "1" * 64}})])[holder]
+    write_report(record, tmp_path / "base" / asked)
+    before = (tmp_path / "base" / asked / "metrics.json").read_bytes()
+    with pytest.raises(BaselineError) as refused:
+        load_baseline(tmp_path / "base", asked)
+    assert str(refused.value) == (f"{tmp_path / 'base' / asked / 'metrics.json'}: holds the baseline of checkpoint "
+                                  f"{holder!r}, not {asked!r}; refresh the folder with --update-baseline (it writes "
+                                  "each record under its own name)")
+    assert (tmp_path / "base" / asked / "metrics.json").read_bytes() == before

@@ -85,3 +85,35 @@ def test_merging_invocations_keeps_earlier_figures_and_refuses_other_weights():
     other = build([("a", "l", {"checkpoint": {"name": "a", "path": "p", "sha256": "bb"}})])["a"]
     with pytest.raises(RecordMergeError, match="weights differ"):
         merge_records(first, other, FIGURES)
+
+
+# ---- issue 25: merge knows the shards from the records -----------------------------------------------
+
+
+def sharded(name: str, *shards: str, commit: str | None = "c1") -> dict:
+    return {"checkpoint": {"name": name},
+            "invocations": [{"timestamp": "t", "git_commit": commit, "args": [], "shard": s} for s in shards]}
+
+
+@pytest.mark.parametrize("records, problem", [
+    ([sharded("a", "1/2"), sharded("a", "1/2")], "shard 2/2 missing (its items were not run); shard 1/2 given more "
+                                                 "than once"),
+    ([sharded("a", "1/3"), sharded("a", "3/3")], "shard 2/3 missing (its items were not run)"),
+    ([sharded("a", "1/2"), sharded("a", "2/2"), sharded("a", "2/2")], "shard 2/2 given more than once"),
+    ([sharded("a", "1/2"), sharded("a", "2/3")], "shards of different splits (1/2, 2/3)"),
+    ([sharded("a", "1/2"), sharded("a", "2/2", commit="c2")], "shards made by different code (git commits c1, c2)"),
+])
+def test_shard_coverage_names_what_is_missing_repeated_or_made_otherwise(records, problem):
+    from lmeval_fixtures.records.record import shard_coverage
+
+    assert shard_coverage(records) == problem
+
+
+def test_whole_shards_and_unsharded_records_have_no_problem():
+    from lmeval_fixtures.records.record import shard_coverage
+
+    assert shard_coverage([sharded("a", "1/2"), sharded("a", "2/2"), sharded("c")]) is None
+    assert shard_coverage([sharded("a", "1/2", "2/2")]) is None  # one record already merged from both
+    # a shard may hold only some checkpoints' items: shards count over the whole run
+    assert shard_coverage([sharded("a", "1/3"), sharded("b", "2/3"), sharded("a", "3/3"), sharded("b", "3/3")]) is None
+    assert shard_coverage([sharded("a", "1/2"), sharded("b", "1/2")]) == "shard 2/2 missing (its items were not run)"
