@@ -149,3 +149,50 @@ def test_paired_corpus_gates_fail_only_a_significantly_worse_run():
     same = paired_gates(split_entry(low), split_entry(low), ("perplexity", "validation"))
     for key in ("val_bits_per_byte", "val_perplexity"):
         assert not worse[key].ok and better[key].ok and same[key].ok, key
+
+
+# The verdict line a user reads in the results table and the GitHub step summary, written out by hand.
+VERDICT_LINES = [
+    ("val_bits_per_byte", 2.5, 2.0,
+     "val_bits_per_byte 2.5 within baseline 2 + 25.00% (limit 2.5; baseline base.json)"),
+    ("test_perplexity", 3.0, 2.0,
+     "test_perplexity 3 REGRESSED beyond baseline 2 + 25.00% (limit 2.5; baseline base.json)"),
+    ("smallbench_qa_acc", 0.25, 0.5,
+     "smallbench_qa_acc 0.2500 within baseline 0.5000 - 2 SE (0.1250) (limit 0.2500; baseline base.json)"),
+    ("smallbench_qa_acc", 0.125, 0.5,
+     "smallbench_qa_acc 0.1250 REGRESSED beyond baseline 0.5000 - 2 SE (0.1250) (limit 0.2500; baseline base.json)"),
+    ("latency_batch4_seq256", 12.0, 8.0,
+     "latency_batch4_seq256 12 within baseline 8 + 50.00% (limit 12; baseline base.json)"),
+    ("throughput_tokens_per_sec", 1500.0, 1000.0,
+     "throughput_tokens_per_sec 1,500 within baseline 1,000 - 50.00% (limit 500; baseline base.json)"),
+    ("throughput_tokens_per_sec", 499.0, 1000.0,
+     "throughput_tokens_per_sec 499 REGRESSED beyond baseline 1,000 - 50.00% (limit 500; baseline base.json)"),
+]
+
+
+@pytest.mark.parametrize("key, value, baseline, line", VERDICT_LINES)
+def test_each_verdict_line(key, value, baseline, line):
+    gate, _ = gate_of({f.key: f for f in FIGURES}[key], value, baseline)
+    assert gate.message == line
+
+
+def test_the_floor_verdict_lines():
+    figure = {f.key: f for f in FIGURES}["smallbench_sentiment_acc"]
+    floor = GatePolicy(0.25, 2.0, 0.625, 0.5)
+    _, met = gate_of(figure, 0.75, 0.5, floor)
+    _, below = gate_of(figure, 0.5, 0.5, floor)
+    assert met["smallbench_sentiment_acc_floor"].message == (
+        "smallbench_sentiment_acc_floor 0.7500 meets the floor 0.6250")
+    assert below["smallbench_sentiment_acc_floor"].message == (
+        "smallbench_sentiment_acc_floor 0.5000 is BELOW the floor 0.6250")
+
+
+def test_an_accuracy_without_a_standard_error_is_held_to_the_baseline_itself():
+    """One row has no standard error (n - 1 = 0): the tolerance in standard errors is then nothing."""
+    figure = {f.key: f for f in FIGURES}["smallbench_paraphrase_acc"]
+    for value, passes in ((0.5, True), (0.4999, False), (0.75, True)):
+        fragment = nest(figure.path[:-1], SETTINGS["task"] | {"acc": value, "acc_stderr": None})
+        baseline = entry(figure, 0.5) | {"environment": CPU, "_source": "b"}
+        [gate] = gates_for(fragment | {"data_fingerprints": {}}, FIGURES, baseline | {"data_fingerprints": {}},
+                           POLICY, CPU)
+        assert gate.ok is passes, value
