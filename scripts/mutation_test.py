@@ -8,12 +8,15 @@ runs the tests that cover it; a mutant no test notices is a definition no test p
     pip install -e ".[mutation]"                    # mutmut
     python scripts/mutation_test.py                 # every group below, under nice -n 19
     python scripts/mutation_test.py --group perplexity --group smallbench
+    python scripts/mutation_test.py --survivors     # after adding tests: re-test only what was not killed
+    python scripts/mutation_test.py --resume        # only the mutants not yet tested (a run cut short)
     python scripts/mutation_test.py --report-only   # the kill rate of the last run, survivors listed
 
 The modules mutated and the (narrow, fast) tests run are ``[tool.mutmut]`` in pyproject.toml;
-the functions are the GROUPS below. Results persist in ``mutants/`` (ignored by git), so a run
-picks up where the last stopped; ``mutmut show NAME`` prints one mutant's diff. The exit status
-is 1 when the kill rate is below ``--fail-under`` (default 0: report only).
+the functions are the GROUPS below. Results persist in ``mutants/`` (ignored by git): a plain run
+re-tests every mutant of its groups, ``--resume`` and ``--survivors`` only some; ``mutmut show NAME``
+prints one mutant's diff. The exit status is 1 when the kill rate is below ``--fail-under``
+(default 0: report only).
 """
 
 from __future__ import annotations
@@ -98,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                         help="mutants tested at once (default: the cores less one)")
     parser.add_argument("--nice", type=int, default=19, help="niceness of the run (default 19: others come first)")
-    parser.add_argument("--report-only", action="store_true", help="report the last run without running")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--report-only", action="store_true", help="report the last run without running")
+    which.add_argument("--resume", action="store_true", help="test only the mutants not tested yet")
+    which.add_argument("--survivors", action="store_true",
+                       help="re-test only the mutants the last run did not kill (after adding tests)")
     parser.add_argument("--fail-under", type=float, default=0.0, metavar="PERCENT",
                         help="exit 1 when the kill rate is below this")
     args = parser.parse_args(argv)
@@ -108,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     groups = args.group or list(GROUPS)
     if not args.report_only:
         for group in groups:  # one run per group, in order: a run stopped early has the first groups done
-            command = ["nice", "-n", str(args.nice),
-                       *mutmut("run", "--max-children", str(args.max_children), *GROUPS[group])]
+            names = GROUPS[group]
+            if args.resume or args.survivors:  # named mutants: mutmut re-tests exactly these
+                # the names come from the mutants made so far (``mutmut run`` makes them on first use)
+                wanted = {"not checked"} if args.resume else {"survived", "no tests", "suspicious", "segfault"}
+                names = sorted(name for name, status in results().items()
+                               if status in wanted and any(fnmatch.fnmatch(name, p) for p in names))
+                if not names:
+                    continue
+            command = ["nice", "-n", str(args.nice), *mutmut("run", "--max-children", str(args.max_children), *names)]
             subprocess.run(command, cwd=ROOT, check=False)
     return report([p for group in groups for p in GROUPS[group]], args.fail_under)
 

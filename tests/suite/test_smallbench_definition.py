@@ -220,3 +220,18 @@ def test_the_fewshot_prefix_is_k_solved_examples_then_the_row(monkeypatch):
             assert "".join(shots) == prefix and len(shots) == len(set(shots)) == k
             assert set(shots) <= solved
             assert f"Q: {row['q']}\nA:" not in prefix  # never the evaluated row itself
+
+
+def test_per_row_values_are_accs_verdicts_margins_and_gold_facts(monkeypatch):
+    """What the paired tests read back from a record: per row, in row order, idx and label, whether
+    acc (not acc_norm) was right, ll[gold] - ll[other], ll[gold] and the gold text's UTF-8 bytes."""
+    result = run_fixed(monkeypatch)
+    per_row = result.per_row()
+    assert per_row["idx"] == list(range(len(FIXED_ROWS)))
+    assert per_row["label"] == [g for _, _, g, *_ in FIXED_ROWS]
+    assert per_row["correct"] == [acc == g for _, _, g, acc, _ in FIXED_ROWS]
+    assert per_row["correct"] != [norm == g for _, _, g, _, norm in FIXED_ROWS]  # acc's, not acc_norm's
+    assert per_row["margin"] == pytest.approx([-0.9, 0.0, 1.0, 4.0, 0.4, 5.5])
+    assert per_row["gold_loglikelihood"] == [lls[g] for _, lls, g, *_ in FIXED_ROWS]
+    assert per_row["gold_bytes"] == [len(" yes") if g else len(" no") for _, _, g, *_ in FIXED_ROWS]
+    assert set(per_row) == {"idx", "label", "correct", "margin", "gold_loglikelihood", "gold_bytes"}
