@@ -159,3 +159,46 @@ def test_a_tie_at_the_top_counts_as_the_first_choice(lm):
     assert result.token_perplexity == pytest.approx(tokenizer.vocab_size, rel=1e-6)
     assert result.bits_per_byte == pytest.approx(result.tokens * math.log2(tokenizer.vocab_size)
                                                  / len(TEXTS[0].encode()), rel=1e-6)
+
+
+def test_the_summary_and_samples_field_by_field():
+    from lmeval_fixtures.engine.perplexity import PerplexityResult
+
+    result = PerplexityResult(nll=12.0, tokens=6, bytes=10, words=4, documents=2, windows=3, stride=16,
+                              context_length=32, truncated_documents=1, per_document=[(5.0, 2, 4, 1), (7.0, 4, 6, 3)],
+                              top1=3, top5=5)
+    expected = {"loss": 2.0, "token_perplexity": math.exp(2.0), "bits_per_byte": 12.0 / (math.log(2) * 10),
+                "byte_perplexity": math.exp(1.2), "word_perplexity": math.exp(3.0), "nll_sum": 12.0, "tokens": 6,
+                "bytes": 10, "words": 4, "documents": 2, "windows": 3, "stride": 16, "context_length": 32,
+                "truncated_documents": 1, "top1_accuracy": 0.5, "top5_accuracy": 5 / 6, "top1_correct": 3,
+                "top5_correct": 5}
+    summary = result.summary()
+    assert set(summary) == set(expected)
+    for key, value in expected.items():
+        assert summary[key] == pytest.approx(value, rel=1e-12), key
+    assert result.samples() == [{"document": 0, "nll": 5.0, "tokens": 2, "bytes": 4, "words": 1},
+                                {"document": 1, "nll": 7.0, "tokens": 4, "bytes": 6, "words": 3}]
+
+
+def test_an_empty_corpus_has_no_figures_rather_than_a_division_by_zero():
+    from lmeval_fixtures.engine.perplexity import PerplexityResult
+
+    empty = PerplexityResult(nll=0.0, tokens=0, bytes=0, words=0, documents=0, windows=0, stride=8, context_length=8)
+    assert all(math.isnan(getattr(empty, f)) for f in ("loss", "bits_per_byte", "top1_accuracy", "top5_accuracy"))
+    assert all(math.isnan(getattr(empty, f)) for f in ("token_perplexity", "byte_perplexity", "word_perplexity"))
+
+
+@pytest.mark.parametrize("stride", [0, -1, 9])
+def test_a_stride_outside_the_context_is_refused(stride):
+    with pytest.raises(ValueError, match=rf"^stride must be in \[1, 8\], got {stride}$"):
+        plan_windows(20, 8, stride)
+
+
+def test_window_layout_by_hand():
+    """10 tokens, context 4: the first window predicts 4; then disjoint, each filled back to a full
+    context (lm-evaluation-harness's last window); with stride 3, three scored per window."""
+    from lmeval_fixtures.engine.perplexity import Window
+
+    assert plan_windows(10, 4) == [Window(0, 0, 4, 4), Window(0, 4, 4, 4), Window(0, 6, 4, 2)]
+    assert plan_windows(10, 4, 3, document=2) == [Window(2, 0, 4, 4), Window(2, 3, 4, 3), Window(2, 6, 4, 3)]
+    assert plan_windows(3, 4) == [Window(0, 0, 3, 3)] and plan_windows(0, 4) == []

@@ -235,3 +235,82 @@ def test_per_row_values_are_accs_verdicts_margins_and_gold_facts(monkeypatch):
     assert per_row["gold_loglikelihood"] == [lls[g] for _, lls, g, *_ in FIXED_ROWS]
     assert per_row["gold_bytes"] == [len(" yes") if g else len(" no") for _, _, g, *_ in FIXED_ROWS]
     assert set(per_row) == {"idx", "label", "correct", "margin", "gold_loglikelihood", "gold_bytes"}
+
+
+def test_standard_errors_of_two_rows(monkeypatch):
+    """n = 2, the least n with a standard error: margins -0.9 and 0.0, one row right of two."""
+    two = run_fixed(monkeypatch, FIXED_ROWS[:2]).summary()
+    assert two["margin_stderr"] == pytest.approx(statistics.stdev([-0.9, 0.0]) / math.sqrt(2), rel=1e-12)
+    assert two["acc_stderr"] == pytest.approx(statistics.stdev([0.0, 1.0]) / math.sqrt(2), rel=1e-12)
+    one = run_fixed(monkeypatch, FIXED_ROWS[:1]).summary()
+    assert one["margin"] == pytest.approx(-0.9) and one["margin_stderr"] is None
+
+
+def test_the_summary_field_by_field():
+    """Every field of a task's summary, from a hand-made result: four rows (two choices "no"/"yes")."""
+    from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
+
+    rows = [RowResult(0, 1, [-1.0, -2.5], [True, False], "Q: a\nA:"),  # acc 0 (wrong), norm -0.5 / -0.83: 0
+            RowResult(1, 0, [-0.5, -3.0], [True, False], "Q: b\nA:"),  # right, right
+            RowResult(2, 1, [-2.0, -2.7], [False, False], "Q: c\nA:"),  # acc 0 wrong; norm -1.0 / -0.9: 1 right
+            RowResult(3, 1, [-1.25, -1.0], [False, True], "Q: d\nA:")]  # right, right
+    stats = ScoringStats(requests=8, contexts=4, input_tokens=40, padded_tokens=48, batches=2, separate_encodings=1,
+                         truncated_contexts=1)
+    result = TaskResult("boolq", "lm-eval", 2, rows, [2, 3], stats, 1.23456, max_samples=4, choices=("no", "yes"),
+                        continuations=(" no", " yes"))
+    margins = [-1.5, 2.5, -0.7, 0.25]
+    expected = {
+        "n": 4, "acc": 0.5, "acc_stderr": statistics.stdev([0, 1, 0, 1]) / 2,
+        "acc_norm": 0.75, "acc_norm_stderr": statistics.stdev([0, 1, 1, 1]) / 2, "correct": 2, "correct_norm": 3,
+        "gold_loglikelihood_sum": -2.5 - 0.5 - 2.7 - 1.0, "prompt_set": "lm-eval", "fewshot": 2, "max_samples": 4,
+        "requests": 8, "contexts": 4, "input_tokens": 40, "padded_tokens": 48, "separate_encodings": 1,
+        "truncated_contexts": 1, "seconds": 1.235,
+        "label_counts": [1, 3], "majority_rate": 0.75, "acc_above_majority": 0.5 - 0.75,
+        "prediction_counts": [3, 1], "predicted_classes": 2, "single_class": False,
+        "margin": statistics.mean(margins), "margin_stderr": statistics.stdev(margins) / 2,
+        "gold_bytes": 4 + 3 + 4 + 4, "gold_bits_per_byte": 6.7 / (math.log(2) * 15),
+    }
+    summary = result.summary()
+    assert set(summary) == set(expected)
+    for key, value in expected.items():
+        assert summary[key] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12)), key
+
+
+def test_samples_field_by_field():
+    import hashlib
+
+    from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
+
+    rows = [RowResult(7, 1, [-2.1, -3.0], [False, True], "Q: ü\nA:")]  # acc says no, acc_norm yes
+    result = TaskResult("t", "smallbench", 0, rows, [2, 3], ScoringStats(), 0.0, choices=("no", "yes"))
+    [full] = result.samples()
+    assert full == {"idx": 7, "label": 1, "loglikelihoods": [-2.1, -3.0], "greedy": [False, True], "prediction": 0,
+                    "prediction_norm": 1, "correct": False, "correct_norm": True, "context": "Q: ü\nA:",
+                    "choices": ["no", "yes"]}
+    [hashed] = result.samples("hash")
+    assert hashed["context_sha256"] == hashlib.sha256("Q: ü\nA:".encode()).hexdigest()
+    assert hashed["choices_sha256"] == [hashlib.sha256(c.encode()).hexdigest() for c in ("no", "yes")]
+    assert "context" not in hashed and "choices" not in hashed
+
+
+def test_a_pool_row_equal_to_the_evaluated_row_is_never_a_shot():
+    """The row itself, or a copy of it (the same dict read twice), is never one of its own shots."""
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+
+    prompt = Prompt("Q: {q}\nA:", ("no", "yes"))
+    row = {"q": "target", "label": 1, "idx": 3}
+    for pool in ([dict(row), {"q": "other", "label": 0, "idx": 4}], [row, {"q": "other", "label": 0, "idx": 4}]):
+        for seed in range(10):
+            assert fewshot_prefix(prompt, pool, 1, seed, "t", row) == "Q: other\nA: no\n\n"
+    with pytest.raises(ValueError, match="^t: --fewshot 2 needs at least 2 examples besides the row, found 1$"):
+        fewshot_prefix(prompt, pool, 2, 0, "t", row)
+    assert fewshot_prefix(prompt, pool, 0, 0, "t", row) == ""
+
+
+def test_rows_without_an_idx_are_numbered_by_position_and_shots_need_a_pool(monkeypatch):
+    table = {(CONTEXT.format(q=q), f" {c}"): -1.0 for q in ("a", "b") for c in ("no", "yes")}
+    monkeypatch.setattr(smallbench, "score_requests", scripted(table))
+    result = evaluate_task(None, None, fixed_task(), [{"q": "a", "label": 0}, {"q": "b", "label": 1}], 64)
+    assert [r.idx for r in result.rows] == [0, 1]
+    with pytest.raises(ValueError, match="^quiz2: --fewshot 1 needs the train split$"):
+        evaluate_task(None, None, fixed_task(), [{"q": "a", "label": 0}], 64, fewshot=1)
