@@ -182,6 +182,7 @@ def test_acc_norm_of_rows_with_their_own_choices(tmp_path, monkeypatch):
     samples = result.samples()
     assert [s["prediction"] for s in samples] == [0, 0, 0, 3]  # by hand
     assert [s["prediction_norm"] for s in samples] == [1, 1, 0, 3]  # by hand
+    assert [s["choices"] for s in samples] == [cs for _, cs, _, _ in OWN_ROWS]  # each row's own, not the task's
     expected = reference([lls for _, _, lls, _ in OWN_ROWS], [cs for _, cs, _, _ in OWN_ROWS],
                          [g for *_, g in OWN_ROWS])
     summary = result.summary()
@@ -314,3 +315,32 @@ def test_rows_without_an_idx_are_numbered_by_position_and_shots_need_a_pool(monk
     assert [r.idx for r in result.rows] == [0, 1]
     with pytest.raises(ValueError, match="^quiz2: --fewshot 1 needs the train split$"):
         evaluate_task(None, None, fixed_task(), [{"q": "a", "label": 0}], 64, fewshot=1)
+
+
+def test_each_rows_shots_are_the_seeded_draw_for_that_task_and_row(monkeypatch):
+    """evaluate_task's contexts are ``fewshot_prefix`` for the run's seed, the task's name and the row,
+    then the row: by default seed 1234, the --seed default."""
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+
+    prompt = Prompt(CONTEXT, ("no", "yes"))
+    pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(12)]
+    rows = [{"q": f"row {i}", "label": 0, "idx": 100 + i} for i in range(4)]
+    seen: list = []
+
+    class Table(dict):
+        def __missing__(self, key):
+            return -1.0
+
+    monkeypatch.setattr(smallbench, "score_requests", scripted(Table(), seen))
+    for seed, name in ((None, "quiz2"), (7, "quiz2"), (7, "other")):
+        task = Task(name, name, ("", ""), ("q",), {"smallbench": prompt})
+        seen.clear()
+        evaluate_task(None, None, task, rows, 64, fewshot=3, fewshot_pool=pool,
+                      **({} if seed is None else {"seed": seed}))
+        expected = {fewshot_prefix(prompt, pool, 3, 1234 if seed is None else seed, name, r) + prompt.context(r)
+                    for r in rows}
+        assert {r.context for r in seen} == expected
+    # the draw differs by seed and by task (so the assertions above can tell them apart)
+    drawn = fewshot_prefix(prompt, pool, 3, 7, "quiz2", rows[0])
+    assert drawn != fewshot_prefix(prompt, pool, 3, 1234, "quiz2", rows[0])
+    assert drawn != fewshot_prefix(prompt, pool, 3, 7, "other", rows[0])
