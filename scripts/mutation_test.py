@@ -77,25 +77,31 @@ def results() -> dict[str, str]:
 def recheck(name: str) -> str:
     """A survivor re-tested in a plain process: mutmut's own tests for it, with the mutant switched on
     (``MUTANT_UNDER_TEST``) in ``mutants/``. Under ``forkserver`` a test that passes alone in the
-    suite has been seen to pass against a mutant that fails it here, so no survivor is reported
-    without this second look; "killed on recheck" counts as killed."""
+    suite has been seen to pass against a mutant that fails it here (and a test reading a task file
+    through the datasets library to hang there), so no survivor or timeout is reported without this
+    second look; "killed on recheck" counts as killed."""
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
     tests = sorted(stats["tests_by_mangled_function_name"].get(name.split("__mutmut_")[0], []))
     if not tests:
         return "no tests"
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
-    outcome = subprocess.run([sys.executable, "-m", "pytest", *config.get("pytest_add_cli_args", []), "-x", *tests],
-                             cwd=ROOT / "mutants", env=os.environ | {"MUTANT_UNDER_TEST": name},
-                             capture_output=True, check=False)
+    try:
+        outcome = subprocess.run([sys.executable, "-m", "pytest", *config.get("pytest_add_cli_args", []), "-x",
+                                  *tests], cwd=ROOT / "mutants", env=os.environ | {"MUTANT_UNDER_TEST": name},
+                                 capture_output=True, check=False, timeout=600)
+    except subprocess.TimeoutExpired:
+        return "timeout"
     return "survived" if outcome.returncode in (0, 5) else "killed on recheck"
 
 
 def report(patterns: list[str], fail_under: float, second_look: bool = True) -> int:
     statuses = {name: status for name, status in results().items()
                 if any(fnmatch.fnmatch(name, p) for p in patterns)}
-    if second_look:
+    if second_look and (ROOT / "mutants").is_dir():  # with today's tests, which may be newer than the run's
+        shutil.copytree(ROOT / "tests", ROOT / "mutants" / "tests", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
         for name, status in statuses.items():
-            if status == "survived":
+            if status in ("survived", "timeout"):
                 statuses[name] = recheck(name)
     by_module: dict[str, Counter] = {}
     for name, status in statuses.items():

@@ -344,3 +344,30 @@ def test_each_rows_shots_are_the_seeded_draw_for_that_task_and_row(monkeypatch):
     drawn = fewshot_prefix(prompt, pool, 3, 7, "quiz2", rows[0])
     assert drawn != fewshot_prefix(prompt, pool, 3, 1234, "quiz2", rows[0])
     assert drawn != fewshot_prefix(prompt, pool, 3, 7, "other", rows[0])
+
+
+def test_what_evaluate_task_hands_the_scorer_and_keeps_from_it(monkeypatch):
+    """The scorer gets the run's batch budget, progress callback and caches; each row keeps its own idx,
+    its scores and greedy flags in choice order; the result names the task and prompt set, and the
+    seconds the scoring took (a stubbed clock: 10.0 s before, 12.5 s after)."""
+    calls: list[dict] = []
+    greedy = {" no": True, " yes": False}
+
+    def score_requests(model, tokenizer, requests, max_len, **kwargs):
+        calls.append(kwargs | {"max_len": max_len})
+        return [Score(-1.0 - i, greedy[r.continuation], 1) for i, r in enumerate(requests)], ScoringStats(len(requests))
+
+    clock = iter([10.0, 12.5])
+    monkeypatch.setattr(smallbench, "score_requests", score_requests)
+    monkeypatch.setattr(smallbench.time, "perf_counter", lambda: next(clock))
+    progress, caches = (lambda done, total: None), object()
+    rows = [{"q": "a", "label": 0, "idx": 40}, {"q": "b", "label": 1, "idx": 7}]
+    result = evaluate_task(None, None, fixed_task(), rows, 48, batch_tokens=99, progress=progress, caches=caches)
+    [call] = calls
+    assert call["batch_tokens"] == 99 and call["progress"] is progress and call["caches"] is caches
+    assert call["max_len"] == 48
+    assert [r.idx for r in result.rows] == [40, 7]
+    assert [r.loglikelihoods for r in result.rows] == [[-1.0, -2.0], [-3.0, -4.0]]
+    assert [r.greedy for r in result.rows] == [[True, False], [True, False]]
+    assert (result.task, result.prompt_set, result.seconds) == ("quiz2", "smallbench", 2.5)
+    assert result.summary()["seconds"] == 2.5
