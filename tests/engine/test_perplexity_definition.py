@@ -202,3 +202,22 @@ def test_window_layout_by_hand():
     assert plan_windows(10, 4) == [Window(0, 0, 4, 4), Window(0, 4, 4, 4), Window(0, 6, 4, 2)]
     assert plan_windows(10, 4, 3, document=2) == [Window(2, 0, 4, 4), Window(2, 3, 4, 3), Window(2, 6, 4, 3)]
     assert plan_windows(3, 4) == [Window(0, 0, 3, 3)] and plan_windows(0, 4) == []
+
+
+def test_stride_one_is_allowed_and_a_cap_one_past_a_document_takes_one_token_of_the_next(lm):
+    assert [w.n_scored for w in plan_windows(6, 4, 1)] == [4, 1, 1]
+    model, tokenizer = lm
+    docs = [Document("süß café", "süß café"), Document("naïve", "naïve")]
+    first = len(tokenizer.encode("süß café"))
+    capped = score_documents(model, tokenizer, docs, MAX_LEN, max_eval_tokens=first + 1)
+    assert (capped.tokens, capped.documents, capped.truncated_documents) == (first + 1, 2, 1)
+
+
+def test_a_run_cache_never_hands_one_corpus_the_encodings_of_another(lm):
+    from lmeval_fixtures.engine.projection import EngineCaches
+
+    model, tokenizer = lm
+    caches = EngineCaches()
+    a = score_documents(model, tokenizer, [Document(TEXTS[0], TEXTS[0])], MAX_LEN, caches=caches)
+    b = score_documents(model, tokenizer, [Document(TEXTS[2], TEXTS[2])], MAX_LEN, caches=caches)
+    assert (a.tokens, b.tokens) == (len(tokenizer.encode(TEXTS[0])), len(tokenizer.encode(TEXTS[2])))

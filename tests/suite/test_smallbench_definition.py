@@ -371,3 +371,28 @@ def test_what_evaluate_task_hands_the_scorer_and_keeps_from_it(monkeypatch):
     assert [r.greedy for r in result.rows] == [[True, False], [True, False]]
     assert (result.task, result.prompt_set, result.seconds) == ("quiz2", "smallbench", 2.5)
     assert result.summary()["seconds"] == 2.5
+
+
+def test_rows_by_choice_count_and_default_continuations():
+    from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
+
+    rows = [RowResult(0, 0, [-1.0, -2.0], [False] * 2, "Q:", ("a", "bé")),
+            RowResult(1, 2, [-1.0, -2.0, -3.0], [False] * 3, "Q:", ("a", "b", "ç")),
+            RowResult(2, 1, [-1.0, -2.0], [False] * 2, "Q:", ("x", "yz"))]
+    result = TaskResult("t", "smallbench", 0, rows, [], ScoringStats(), 0.0)
+    figures = result.row_choice_figures()
+    assert figures == {"choices_per_row": True, "rows_by_choice_count": {"2": 2, "3": 1}}
+    # no continuations recorded: " " + each row's own choice, so gold bytes " a", " ç", " yz"
+    assert result.gold_bytes() == [2, 3, 3]
+    fixed = TaskResult("t", "smallbench", 0, [RowResult(0, 1, [-1.0, -2.0], [False] * 2, "Q:")], [2, 3],
+                       ScoringStats(), 0.0, choices=("no", "sí"))
+    assert fixed.gold_bytes() == [len(" sí".encode())] and fixed.row_choice_figures() == {}
+
+
+def test_each_row_draws_its_own_shots():
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+
+    prompt = Prompt(CONTEXT, ("no", "yes"))
+    pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(12)]
+    prefixes = {fewshot_prefix(prompt, pool, 2, 7, "t", {"q": "same", "label": 0, "idx": 100 + i}) for i in range(6)}
+    assert len(prefixes) > 1  # seeded by the row's idx: rows with the same text still differ
