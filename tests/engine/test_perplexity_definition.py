@@ -221,3 +221,14 @@ def test_a_run_cache_never_hands_one_corpus_the_encodings_of_another(lm):
     a = score_documents(model, tokenizer, [Document(TEXTS[0], TEXTS[0])], MAX_LEN, caches=caches)
     b = score_documents(model, tokenizer, [Document(TEXTS[2], TEXTS[2])], MAX_LEN, caches=caches)
     assert (a.tokens, b.tokens) == (len(tokenizer.encode(TEXTS[0])), len(tokenizer.encode(TEXTS[2])))
+
+
+def test_a_cap_over_many_documents_reads_each_once_in_order(lm):
+    """Encoded a few documents at a time until the cap: 30 documents, a cap one token short of all."""
+    model, tokenizer = lm
+    texts = [f"document {i} über {'x' * (i % 5)}" for i in range(30)]
+    lengths = [len(tokenizer.encode(t)) for t in texts]
+    docs = [Document(t, t) for t in texts]
+    result = score_documents(model, tokenizer, docs, MAX_LEN, max_eval_tokens=sum(lengths) - 1)
+    assert [d[1] for d in result.per_document] == lengths[:-1] + [lengths[-1] - 1]
+    assert result.per_document[5][2:] == (len(texts[5].encode()), len(re.split(r"\s+", texts[5])))
