@@ -396,3 +396,12 @@ def test_each_row_draws_its_own_shots():
     pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(12)]
     prefixes = {fewshot_prefix(prompt, pool, 2, 7, "t", {"q": "same", "label": 0, "idx": 100 + i}) for i in range(6)}
     assert len(prefixes) > 1  # seeded by the row's idx: rows with the same text still differ
+
+
+def test_a_task_of_one_choice_has_no_margin():
+    from lmeval_fixtures.suite.smallbench import RowResult, TaskResult
+
+    rows = [RowResult(i, 0, [-1.0 - i], [False], "Q:") for i in range(3)]
+    summary = TaskResult("t", "smallbench", 0, rows, [3], ScoringStats(), 0.0, choices=("yes",)).summary()
+    assert summary["margin"] is None and summary["margin_stderr"] is None
+    assert summary["acc"] == 1.0 and summary["gold_bytes"] == 3 * len(" yes")
