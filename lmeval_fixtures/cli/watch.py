@@ -108,7 +108,8 @@ class Watcher:
         except LmevalError as exc:  # refused before anything was written: tried again when its files change
             self.report(f"  not evaluated: {exc}; tried again when its files change")
             return []
-        for line in [*finished.warnings, *finished.errors]:
+        nothing = [finished.nothing_measured] if getattr(finished, "nothing_measured", None) else []
+        for line in [*nothing, *finished.warnings, *finished.errors]:
             self.report(f"  {line}")
         if not finished.paths or name not in finished.records:
             self.report(f"  {name}: no report written; tried again when its files change")

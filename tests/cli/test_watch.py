@@ -137,6 +137,22 @@ def test_every_failure_to_write_or_evaluate_is_printed_and_not_counted(tmp_path)
     assert lines[-1] == "stopped: 0 checkpoint(s) evaluated into run w"
 
 
+def test_a_checkpoint_whose_every_item_skipped_says_why_and_is_not_counted(tmp_path):
+    """evaluate() writes nothing when every item skipped (issue 27); watch says why, not only that no report came."""
+    from lmeval_fixtures.evaluation.run import Finished
+
+    runs = tmp_path / "runs"
+    write_native_checkpoint(runs / "step-100", seed=1)
+    why = "nothing measured: every item skipped (WikiText-2 raw validation: pass --data-dir DIR holding it)"
+
+    def skipped(path, **options):
+        return Finished(nothing_measured=why)
+
+    watcher, lines = run_watch(runs, tmp_path / "r", tmp_path, {}, evaluate_fn=skipped, polls=4)
+    assert f"  {why}" in lines and "  step-100: no report written; tried again when its files change" in lines
+    assert lines[-1] == "stopped: 0 checkpoint(s) evaluated into run w"
+
+
 def test_a_vanished_folder_stops_watch_with_a_line(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
     runs.mkdir()
