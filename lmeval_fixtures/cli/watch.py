@@ -108,7 +108,7 @@ class Watcher:
         except LmevalError as exc:  # refused before anything was written: tried again when its files change
             self.report(f"  not evaluated: {exc}; tried again when its files change")
             return []
-        nothing = [finished.nothing_measured] if getattr(finished, "nothing_measured", None) else []
+        nothing = [finished.nothing_measured] if finished.nothing_measured else []
         for line in [*nothing, *finished.warnings, *finished.errors]:
             self.report(f"  {line}")
         if not finished.paths or name not in finished.records:

@@ -16,12 +16,9 @@ from typing import Any
 
 from ..core.names import parse_shape_name
 from ..engine.timing import timing_noise
+from ..suite.figures import latency_key
 
 THROUGHPUT_KEY = "throughput_tokens_per_sec"
-
-
-def latency_key(batch: int, seq: int) -> str:
-    return f"latency_batch{batch}_seq{seq}"
 
 
 def noisy_timings(record: dict[str, Any]) -> dict[str, str]:

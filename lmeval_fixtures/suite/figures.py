@@ -83,6 +83,11 @@ class Figure:
         return None if self.better is None else self.better == "lower"
 
 
+
+def latency_key(batch: int, seq: int) -> str:
+    """A latency figure's key in a record (the flat names of the original schema: latency_batch1_seq128)."""
+    return f"latency_batch{batch}_seq{seq}"
+
 def lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = record
     for part in path:
@@ -186,9 +191,9 @@ def small_model_figures(task: Task) -> list[Figure]:
 
 
 def timing_figures(shapes: Iterable[tuple[int, int]], legacy_keys: set[str]) -> list[Figure]:
-    figures = [Figure(f"latency_batch{b}_seq{s}", f"latency {shape_name(b, s)} ms",
+    figures = [Figure(latency_key(b, s), f"latency {shape_name(b, s)} ms",
                       ("latency", shape_name(b, s), "mean_ms"), better="lower", digits=3, headline=True, column=True,
-                      gate=TIMING, legacy=f"latency_batch{b}_seq{s}" in legacy_keys) for b, s in shapes]
+                      gate=TIMING, legacy=latency_key(b, s) in legacy_keys) for b, s in shapes]
     figures.append(Figure("throughput_tokens_per_sec", "tokens/s", ("throughput", "tokens_per_sec"), better="higher",
                           digits=0, headline=True, column=True, gate=TIMING, legacy=True))
     for field in ("memory_allocated_mb", "memory_reserved_mb"):
