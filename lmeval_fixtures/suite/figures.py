@@ -83,7 +83,6 @@ class Figure:
         return None if self.better is None else self.better == "lower"
 
 
-
 def latency_key(batch: int, seq: int) -> str:
     """A latency figure's key in a record (the flat names of the original schema: latency_batch1_seq128)."""
     return f"latency_batch{batch}_seq{seq}"
