@@ -106,6 +106,7 @@ class MetricsRecord:
     invocations: list[Any] | None = _in("reproducibility", default=None)
     batch_scaling: dict[str, Any] | None = _in("performance", default=None)
     samples: dict[str, Any] | None = _in("run", default=None)
+    inputs_sha256: dict[str, Any] | None = _in("reproducibility", default=None)  # item -> what its figures read
     # not schema properties: keys the schema does not declare, and optional keys that were null
     extra: dict[str, Any] = field(default_factory=dict, metadata={"group": None})
     present_nulls: frozenset[str] = field(default=frozenset(), repr=False, metadata={"group": None})

@@ -256,7 +256,7 @@ def test_the_summary_field_by_field():
             RowResult(2, 1, [-2.0, -2.7], [False, False], "Q: c\nA:"),  # acc 0 wrong; norm -1.0 / -0.9: 1 right
             RowResult(3, 1, [-1.25, -1.0], [False, True], "Q: d\nA:")]  # right, right
     stats = ScoringStats(requests=8, contexts=4, input_tokens=40, padded_tokens=48, batches=2, separate_encodings=1,
-                         truncated_contexts=1)
+                         truncated_contexts=1, batch_tokens=64)
     result = TaskResult("boolq", "lm-eval", 2, rows, [2, 3], stats, 1.23456, max_samples=4, choices=("no", "yes"),
                         continuations=(" no", " yes"))
     margins = [-1.5, 2.5, -0.7, 0.25]
@@ -265,7 +265,7 @@ def test_the_summary_field_by_field():
         "acc_norm": 0.75, "acc_norm_stderr": statistics.stdev([0, 1, 1, 1]) / 2, "correct": 2, "correct_norm": 3,
         "gold_loglikelihood_sum": -2.5 - 0.5 - 2.7 - 1.0, "prompt_set": "lm-eval", "fewshot": 2, "max_samples": 4,
         "requests": 8, "contexts": 4, "input_tokens": 40, "padded_tokens": 48, "separate_encodings": 1,
-        "truncated_contexts": 1, "seconds": 1.235,
+        "truncated_contexts": 1, "seconds": 1.235, "batch_tokens": 64,
         "label_counts": [1, 3], "majority_rate": 0.75, "acc_above_majority": 0.5 - 0.75,
         "prediction_counts": [3, 1], "predicted_classes": 2, "single_class": False,
         "margin": statistics.mean(margins), "margin_stderr": statistics.stdev(margins) / 2,
