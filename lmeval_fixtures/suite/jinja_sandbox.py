@@ -12,6 +12,13 @@ module adds the second, so that every render ends within a bound with text or on
 - text is bounded: each concatenation, repetition and the rendered output at ``MAX_TEXT``
   characters, every whole number at ``MAX_INT_BITS`` bits, every number handed to a call or
   filter (``center(10**9)``) and every width in a format string at ``MAX_TEXT``;
+- memory is bounded: a text is measured only once it is made, and some calls make one whose size
+  is a product of sizes each within its bound (``['a' * 999999] * 20000`` printed, a ``replace``
+  or ``join`` with a long text, a format string of many wide fields), so on Linux the render runs
+  under an address-space limit (``MAX_RENDER_BYTES`` above what the process holds when it
+  starts): an allocation past it is a ``MemoryError``, said as this limit, instead of many
+  gigabytes written until the machine's memory runs out. One limit covers every such call, so no
+  call needs its own size arithmetic;
 - ``regex_replace`` (lm-eval's filter) runs under the ``regex`` module's time limit
   (``MAX_REGEX_SECONDS``), so a pattern that backtracks for ever (``(a+)+$``) stops;
 - ``{% include %}``, ``{% import %}`` and ``{% extends %}`` are refused when the template is
@@ -24,10 +31,15 @@ and becomes one ``RowError`` line, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
+import os
 import re
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..core.errors import RowError
@@ -37,6 +49,7 @@ MAX_STEPS = 100_000  # loop iterations plus calls in one render
 MAX_INT_BITS = 4096  # bits of any whole number a template computes
 MAX_RENDER_SECONDS = 2.0  # one render's time
 MAX_REGEX_SECONDS = 1.0  # one regex_replace's time
+MAX_RENDER_BYTES = 512 * 2**20  # memory one render may take beyond what the process held before it
 _WIDE_FORMAT = re.compile(r"\d{7,}")  # a width or precision of a million or more in a format string
 _INCLUDERS = ("Include", "Import", "FromImport", "Extends")
 
@@ -57,7 +70,10 @@ class _Budget:
         if self.steps > MAX_STEPS:
             raise TemplateLimit(f"the template ran more than {MAX_STEPS:,} loop iterations and calls (the limit per "
                                 "render)")
-        if self.steps % 64 == 0 and time.monotonic() > self.deadline:
+        self.check_time()  # every step: a slow call (a filter over a long text) between two steps is seen at once
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
             raise TemplateLimit(f"the template ran longer than {MAX_RENDER_SECONDS:g} s (the limit per render)")
 
 
@@ -231,6 +247,36 @@ def template_problem(source: str) -> str | None:
     return None
 
 
+_MEMORY_LIMIT_LOCK = threading.Lock()  # one process-wide limit: renders in two threads take turns setting it
+
+
+@contextlib.contextmanager
+def _bounded_memory() -> Iterator[None]:
+    """The process's address space capped at what it holds now plus ``MAX_RENDER_BYTES`` while
+    the block runs, then restored. Linux only (``/proc/self/statm``); elsewhere, and where a
+    tighter limit is already set, nothing changes."""
+    try:
+        import resource
+
+        held = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, IndexError):
+        yield
+        return
+    bound = held + MAX_RENDER_BYTES
+    if hard != resource.RLIM_INFINITY:
+        bound = min(bound, hard)
+    if soft != resource.RLIM_INFINITY and soft <= bound:
+        yield
+        return
+    with _MEMORY_LIMIT_LOCK:
+        resource.setrlimit(resource.RLIMIT_AS, (bound, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def render(source: str, doc: dict[str, Any]) -> str:
     """``source`` rendered over the document's fields within every limit of this module;
     ``RowError`` (one line) for anything the template cannot do."""
@@ -245,18 +291,24 @@ def render(source: str, doc: dict[str, Any]) -> str:
     if "self" in doc:  # lm-eval renders with render(**doc), which a field named "self" breaks
         raise RowError("the row has a field named 'self', which lm-evaluation-harness cannot render a template "
                        "over; rename the column")
-    token = _BUDGET.set(_Budget())
+    budget = _Budget()
+    token = _BUDGET.set(budget)
     try:
         pieces: list[str] = []
         length = 0
-        for piece in template.generate(doc):  # the document as one mapping: a column may be named "self"
-            length += len(piece)
-            if length > MAX_TEXT:
-                raise TemplateLimit(f"the template renders more than {MAX_TEXT:,} characters (the limit)")
-            pieces.append(piece)
+        with _bounded_memory():
+            for piece in template.generate(doc):  # the document as one mapping: a column may be named "self"
+                length += len(piece)
+                if length > MAX_TEXT:
+                    raise TemplateLimit(f"the template renders more than {MAX_TEXT:,} characters (the limit)")
+                pieces.append(piece)
+        budget.check_time()  # one slow call after the last step
         return "".join(pieces)
     except RowError:
         raise
+    except MemoryError:
+        raise TemplateLimit(f"the template needs more than {MAX_RENDER_BYTES // 2**20:,} MiB of memory (the limit "
+                            "per render)") from None
     except Exception as exc:  # noqa: BLE001 (anything a user's template raises is the template's fault: one line)
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise RowError(f"{type(exc).__name__}: {first}" if first else type(exc).__name__) from None

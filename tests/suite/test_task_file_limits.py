@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -289,3 +290,40 @@ def test_each_bound_of_a_render_on_its_own(monkeypatch, template):
     monkeypatch.setattr(jinja_sandbox, "MAX_RENDER_SECONDS", 0.05)
     with pytest.raises(DataError, match=r"^the template ran longer than 0.05 s \(the limit per render\)$"):
         render(template, doc)
+
+
+MEMORY_HUNGRY = [  # each piece within its own bound, the whole made of their product: gigabytes before measured
+    "{{ [sentence * 25000] * 20000 }}",  # a list of 20,000 references to one 1M text, printed
+    "{{ (sentence * 500).replace('a', sentence * 25000) | length }}",
+    "{{ (range(20000) | list) | join(sentence * 25000) | length }}",
+    "{{ ('{:>999999}' * 20000).format(*(range(20000) | list)) | length }}",
+    "{{ (sentence * 500 ~ '\\t' * 20000).expandtabs(999999) | length }}",
+]
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="the memory bound is Linux's address-space limit")
+@pytest.mark.parametrize("template", MEMORY_HUNGRY, ids=[f"memory{i}" for i in range(len(MEMORY_HUNGRY))])
+def test_a_template_whose_text_is_a_product_of_sizes_stops_at_the_memory_bound(template):
+    """Without the bound each of these writes 10-40 GB before its size is checked (a machine's memory
+    exhausted); with it the render stops at MAX_RENDER_BYTES with one line, and the process's own limit
+    is as it was."""
+    import resource
+
+    from lmeval_fixtures.suite import jinja_sandbox
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(DataError, match=r"^the template needs more than 512 MiB of memory \(the limit per render\)$"):
+        render(template, {"sentence": "a" * 40})
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    assert jinja_sandbox.MAX_RENDER_BYTES == 512 * 2**20
+    assert render("{{ sentence | upper }}", {"sentence": "a" * 40}) == "A" * 40  # the next render is unbounded again
+
+
+def test_the_time_bound_sees_one_slow_call_between_steps(monkeypatch):
+    """A single filter over a long text takes seconds with only a few steps counted: the time is
+    checked at every step and once the render ends, so it stops there rather than 64 steps later."""
+    from lmeval_fixtures.suite import jinja_sandbox
+
+    monkeypatch.setattr(jinja_sandbox, "MAX_RENDER_SECONDS", 0.001)
+    with pytest.raises(DataError, match=r"^the template ran longer than 0.001 s \(the limit per render\)$"):
+        render("{{ (sentence * 5000) | wordwrap(3) | length }}", {"sentence": "ab " * 10})
