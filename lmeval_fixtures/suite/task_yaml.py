@@ -119,8 +119,9 @@ def load_yaml(text: str, path: Path) -> Any:
     if len(text) > MAX_BYTES:
         raise TaskFileError(f"{path}: {len(text):,} characters; a task file may hold at most {MAX_BYTES:,} "
                             "(the limit)")
-    loader = _loader()(text)
+    loader = None
     try:
+        loader = _loader()(text)  # its reader refuses characters YAML does not allow (NUL, most controls) here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -131,8 +132,12 @@ def load_yaml(text: str, path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" on line {mark.line + 1}" if mark is not None else ""
-        raise TaskFileError(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', None) or exc})") from None
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
+        raise TaskFileError(f"{path}: not valid YAML{where} ({problem})") from None
+    except (ValueError, OverflowError) as exc:  # a scalar its constructor cannot make (an integer of 100,000 digits)
+        raise TaskFileError(f"{path}: a value cannot be read ({(str(exc).splitlines() or [''])[0]})") from None
     except RecursionError:  # a bound above should stop it first; kept so it can never be a traceback
         raise TaskFileError(f"{path}: nested too deeply to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

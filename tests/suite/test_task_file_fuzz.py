@@ -69,7 +69,8 @@ KEYS = ["task", "include", "doc_to_text", "doc_to_choice", "doc_to_target", "dat
 SCALARS = st.sampled_from(["json", "multiple_choice", "validation", "t.yaml", "v.jsonl", "'{{ sentence }}'",
                            "!function u.f", "0", "-1", "1e999", "null", "~", "''", "[]", "{}", "*a", "&a x",
                            "&a [1, *a]", "'{{ 9**(9**9) }}'", "|", ">", "!!binary aGk=", "!!python/name:os.system",
-                           ".inf", "2001-01-01", "? [a]", "<<: *a", "'{{ sentence }} ok'", "label", "1"])
+                           ".inf", "2001-01-01", "? [a]", "<<: *a", "'{{ sentence }} ok'", "label", "1",
+                           "9" * 5000, "2001-13-45", "0x" + "f" * 5000, "1:" * 300 + "1", "\x00", "'\x1b'", "\ufeff"])
 
 
 def values(depth: int) -> st.SearchStrategy[str]:
@@ -85,7 +86,7 @@ def values(depth: int) -> st.SearchStrategy[str]:
 DOCUMENTS = st.one_of(
     st.lists(st.tuples(st.sampled_from(KEYS), values(3)), max_size=8).map(
         lambda kv: "".join(f"{k}: {v}\n" for k, v in kv)),
-    st.text(alphabet="[]{}&*!:-,| \n'\"ab<>?%#0", max_size=200),
+    st.text(alphabet="[]{}&*!:-,| \n'\"ab<>?%#0\x00\x01\x1b\x7f\x85\u2028\ufeff\t\r", max_size=200),
     st.integers(1, 4000).map(lambda n: "task: " + "[" * n),
 )
 

@@ -16,7 +16,7 @@ from lmeval_fixtures.suite.jinja_sandbox import MAX_STEPS, MAX_TEXT, render
 from lmeval_fixtures.suite.task_files import MAX_INCLUDE_DEPTH, MAX_INCLUDED_FILES, load_task_file
 from lmeval_fixtures.suite.task_yaml import MAX_NESTING, MAX_NODES
 
-from ..helpers import lmeval_task, rows_of, write
+from ..helpers import lmeval_task, one_line, rows_of, write
 
 GUARD_SECONDS = 60
 
@@ -327,3 +327,21 @@ def test_the_time_bound_sees_one_slow_call_between_steps(monkeypatch):
     monkeypatch.setattr(jinja_sandbox, "MAX_RENDER_SECONDS", 0.001)
     with pytest.raises(DataError, match=r"^the template ran longer than 0.001 s \(the limit per render\)$"):
         render("{{ (sentence * 5000) | wordwrap(3) | length }}", {"sentence": "ab " * 10})
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("\x00", "not valid YAML (unacceptable character #x0000: special characters are not allowed)"),
+    ("a\x01b", "not valid YAML (unacceptable character #x0001: special characters are not allowed)"),
+    ("'\x1b[31m'", "not valid YAML (unacceptable character #x001b: special characters are not allowed)"),
+    ("9" * 5000, "a value cannot be read (Exceeds the limit (4300 digits) for integer string conversion"),
+    ("2001-13-45", "a value cannot be read (month must be in 1..12)"),
+])
+@pytest.mark.parametrize("how", ["alone", "included"])
+def test_yaml_its_reader_or_a_constructor_refuses_is_one_line_naming_the_file(tmp_path, value, message, how):
+    """Characters YAML does not allow, and scalars its constructors cannot make, were a ReaderError or
+    ValueError traceback (an INTERNALERROR in a run): now the one line of any other YAML problem."""
+    bad = write(tmp_path / ("inc.yaml" if how == "included" else "t.yaml"), f"task: t\nnum_fewshot: {value}\n")
+    path = bad if how == "alone" else write(tmp_path / "t.yaml", "include: inc.yaml\n")
+    with pytest.raises(TaskFileError) as caught:
+        load_task_file(path)
+    assert one_line(caught.value).startswith(f"{bad}: {message}")
