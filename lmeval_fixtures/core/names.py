@@ -39,6 +39,25 @@ def shape_name(batch: int, seq: int) -> str:
     return f"{batch}x{seq}"
 
 
+SHARDS_MOST = 10_000  # --shard I/N: at most this many parts
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def whole_number(text: object) -> int | None:
+    """``text`` as a whole number when it is ASCII digits (at most 18), else None. ``str.isdigit``
+    also holds for ``²`` (which ``int`` then refuses) and ``١`` (which it reads): a number typed in
+    an option or written in a record is ASCII digits, and one rule reads it everywhere."""
+    return int(text) if isinstance(text, str) and _WHOLE_NUMBER.fullmatch(text) else None
+
+
+def parse_shard(text: object) -> tuple[int, int] | None:
+    """(I, N) of a shard ``I/N`` with 1 <= I <= N <= ``SHARDS_MOST``, or None for any other text:
+    what ``--shard`` accepts and what a record's invocation may name."""
+    index, sep, count = text.partition("/") if isinstance(text, str) else ("", "", "")
+    i, n = whole_number(index), whole_number(count)
+    return (i, n) if sep and i is not None and n is not None and 1 <= i <= n <= SHARDS_MOST else None
+
+
 def parse_shape_name(text: str) -> tuple[int, int] | None:
     """(batch, sequence) of a name ``shape_name`` writes, or None for any other text (``1x128``
     reads (1, 128); ``01x128``, ``1X128`` and `` 1x128`` do not, since no record keys a shape so)."""

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..core.errors import UsageError
+from ..core.names import SHARDS_MOST
 from ..suite.tasks import PROMPT_SETS
 
 # the keys of checkpoints.DTYPES (which needs torch); test_options checks they agree
@@ -66,7 +67,6 @@ class Range:
 # bounds shared by several options; each documented on the options page
 COUNT = Range(1, 10**9)
 LARGEST_SHAPE = 2**20  # a batch or a sequence length: the largest context a native config may declare
-SHARDS_MOST = 10_000
 SEED = Range(0, 2**32 - 1)  # what every random generator accepts (numpy's too)
 TOLERANCE = Range(0, None, whole=False)
 

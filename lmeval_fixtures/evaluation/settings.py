@@ -15,7 +15,7 @@ import torch
 
 from ..core.errors import UsageError
 from ..core.files import output_folder_problem
-from ..core.names import parse_shape_name, plain_name_problem, shape_name
+from ..core.names import SHARDS_MOST, parse_shape_name, parse_shard, plain_name_problem, shape_name, whole_number
 from ..engine.timing import RoundPolicy
 from ..models.discovery import CheckpointSpec, checkpoint_problem, discover_checkpoints
 from ..models.loading import DTYPES
@@ -25,7 +25,7 @@ from ..records.store import run_folder_problem
 from ..records.tracking import TrackSpec
 from ..suite.corpus_option import CorpusSpec, parse_corpus
 from ..suite.sources import DATA_DIR_ENV
-from .options import AUTO, LARGEST_SHAPE, OPTIONS, SHARDS_MOST, default
+from .options import AUTO, LARGEST_SHAPE, OPTIONS, default
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 # fewest timed rounds of a measurement, whatever --timing-budget says (enough for a spread)
@@ -136,7 +136,8 @@ def resolve_device(requested: str) -> str:
         if not torch.cuda.is_available():
             raise UsageError(f"--device {requested}: CUDA is not available on this machine (use --device cpu)")
         index = requested.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        number = whole_number(index)
+        if index and (number is None or number >= torch.cuda.device_count()):
             raise UsageError(f"--device {requested}: no such GPU ({torch.cuda.device_count()} visible)")
         return requested
     raise UsageError(f"--device {requested}: expected cpu, cuda, cuda:N, mps or auto")
@@ -320,19 +321,19 @@ def _task_files(given: list[str] | None, ini: list[str] | None, ini_dir: Path | 
 
 def _batch_sizes(value: str) -> list[int]:
     parts = [p.strip() for p in value.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() and 0 < int(p) <= LARGEST_SHAPE for p in parts):
+    sizes = [whole_number(p) for p in parts]
+    if not parts or not all(size is not None and 0 < size <= LARGEST_SHAPE for size in sizes):
         raise UsageError(f"--batch-sweep {value}: expected batch sizes from 1 to {LARGEST_SHAPE:,}, e.g. 1,4,16,64")
-    return sorted({int(p) for p in parts})
+    return sorted(set(sizes))
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
-    index, sep, count = value.partition("/")
-    if (not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count)
-            or int(count) > SHARDS_MOST):
+    shard = parse_shard(value)
+    if shard is None:
         raise UsageError(f"--shard {value}: expected I/N with 1 <= I <= N <= {SHARDS_MOST:,}, e.g. 2/4")
-    return int(index), int(count)
+    return shard
 
 
 def _run_folder(name: str, value: str | None) -> Path | None:

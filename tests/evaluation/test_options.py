@@ -43,6 +43,11 @@ def test_every_numeric_option_has_a_documented_range():
     ({"latency_shapes": "1x9999999999"}, "--latency-shapes '1x9999999999': expected BATCHxSEQUENCE, each from 1 to"),
     ({"throughput_shape": "4096000x8"}, "--throughput-shape '4096000x8': expected BATCHxSEQUENCE, each from 1 to"),
     ({"batch_sweep": "1,99999999"}, "--batch-sweep 1,99999999: expected batch sizes from 1 to 1,048,576"),
+    # digits str.isdigit() accepts and int() refuses (once an INTERNALERROR) or reads (once accepted)
+    ({"shard": "²/3"}, "--shard ²/3: expected I/N with 1 <= I <= N <= 10,000, e.g. 2/4"),
+    ({"shard": "١/٢"}, "--shard ١/٢: expected I/N with 1 <= I <= N <= 10,000, e.g. 2/4"),
+    ({"batch_sweep": "1,²"}, "--batch-sweep 1,²: expected batch sizes from 1 to 1,048,576"),
+    ({"latency_shapes": "1x1²"}, "--latency-shapes '1x1²': expected BATCHxSEQUENCE, each from 1 to"),
 ])
 def test_a_value_outside_an_options_range_is_one_line_at_start_up(tmp_path, given, line):
     values = option_values(checkpoint=[str(write_native_checkpoint(tmp_path / "ck"))], **given)

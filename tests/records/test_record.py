@@ -117,3 +117,20 @@ def test_whole_shards_and_unsharded_records_have_no_problem():
     # a shard may hold only some checkpoints' items: shards count over the whole run
     assert shard_coverage([sharded("a", "1/3"), sharded("b", "2/3"), sharded("a", "3/3"), sharded("b", "3/3")]) is None
     assert shard_coverage([sharded("a", "1/2"), sharded("b", "1/2")]) == "shard 2/2 missing (its items were not run)"
+
+
+@pytest.mark.parametrize("shard", ["1/100000000000", "1/10001", "²/3", "١/٢", "0/2", "3/2", "1/2/3", 5, ["1/2"], ""])
+def test_a_shard_no_run_could_write_is_named_never_counted_up_to(shard):
+    """A hand-edited record's shard is not trusted to say how many shards there are: ``1/100000000000``
+    once meant a loop over a hundred billion names before ``merge`` said anything."""
+    from lmeval_fixtures.records.record import shard_coverage
+
+    problem = shard_coverage([sharded("a", shard), sharded("a", "1/2"), sharded("a", "2/2")])
+    assert problem == f"shard {repr(shard)[:40]} is not I/N with 1 <= I <= N <= 10,000"
+
+
+def test_many_missing_shards_are_named_five_and_counted():
+    from lmeval_fixtures.records.record import shard_coverage
+
+    assert shard_coverage([sharded("a", "2/10000")]) == ("shard 1/10000, 3/10000, 4/10000, 5/10000, 6/10000 and "
+                                                         "9,994 more missing (its items were not run)")
