@@ -16,8 +16,8 @@ them in one place. Its rules, each written here once:
   ``bits_per_byte``, ``bpb``, ``nll``, ``error``, ``_ms`` are lower-is-better, ``acc``,
   ``accuracy``, ``tokens_per_sec``, ``reward`` higher-is-better; any other figure (a learning rate,
   tokens seen) has no best unless ``directions=`` names one. Ties go to the earliest step.
-- The history file gets whole lines only: each save writes the file atomically
-  (``core.files.write_atomic``) under the folder's lock. A file that already holds lines
+- The history file gets whole lines only: each save appends its new lines whole or not at all
+  (``core.files.append_whole``, the rule of every history file). A file that already holds lines
   from an earlier process (a restarted run) is continued, never overwritten, and the first
   line this logger adds says so (``"resumed": {"after_lines", "last_step"}``);
   ``MetricsLogger.resume(path)`` also reads those lines back, so that the statistics cover the
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..core.errors import RecordError, UsageError
-from ..core.files import json_lines, run_folder_lock, special_file_message, write_atomic
+from ..core.files import append_whole, json_lines, special_file_message, write_atomic
 from ..suite.registry import Registry
 
 LOWER_ENDINGS = ("loss", "perplexity", "ppl", "bits_per_byte", "bpb", "nll", "error", "_ms")
@@ -111,9 +112,9 @@ def _figure_value(name: str, value: Any) -> float:
 
 
 def _step(step: Any, where: str) -> int:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:  # numpy's integers too
         raise UsageError(f"{where}: step {step!r} must be an integer >= 0")
-    return step
+    return int(step)
 
 
 class MetricsLogger:
@@ -237,27 +238,31 @@ class MetricsLogger:
     def save_history(self, path: str | Path) -> Path:
         """Bring ``path`` up to date: one JSON line per call not yet in it, after whatever it holds.
 
-        The file is rewritten whole and atomically under its folder's lock, so a reader or a
-        crash never sees half a line, and two processes saving to it one after the other both
-        keep their lines. Lines already there from another process are kept in front, and the
-        first line this logger adds carries ``"resumed"`` (how many lines came before, and their
-        last step)."""
+        The new lines are appended whole or not at all (``core.files.append_whole``, the one rule
+        for every history file: under a lock, after a line end, cut back when a write fails part-way),
+        so a reader or a crash never sees half a line, two processes saving to it both keep their
+        lines, and a long training run writes each line once. Lines already there from another
+        process are kept in front, and the first line this logger adds carries ``"resumed"`` (how
+        many lines came before, and their last step)."""
         path = Path(path)
         key = path.resolve()  # one file however it is spelled
-        with run_folder_lock(path.parent):
+        lines = [self._line(entry) for entry in self.entries[self._written.get(key, 0):]]
+        if key not in self._written and lines:
             existing = _read_text(path)
-            done = self._written.get(key, 0)
-            lines = [self._line(entry) for entry in self.entries[done:]]
-            if key not in self._written and existing.strip() and lines:
+            if existing.strip():
                 earlier = [line for _, line in json_lines(existing, path, RecordError)]
                 last_step = earlier[-1].get("step") if earlier and isinstance(earlier[-1], dict) else None
                 lines[0] = self._line(self.entries[0], resumed={"after_lines": len(earlier), "last_step": last_step})
                 self.resumed_from = {"path": str(path), "after_lines": len(earlier)}
-            if existing and not existing.endswith("\n"):
-                existing += "\n"
-            write_atomic(path, existing + "".join(json.dumps(line) + "\n" for line in lines))
-            if lines or not existing.strip():  # a file of others' lines stays unclaimed until we add one
-                self._written[key] = len(self.entries)
+        special = special_file_message(path)
+        if special:
+            raise RecordError(special)
+        try:
+            append_whole(path, "".join(json.dumps(line) + "\n" for line in lines))
+        except OSError as exc:
+            raise RecordError(f"{path}: metrics history cannot be written ({exc})") from None
+        if lines or key not in self._written and not _read_text(path).strip():
+            self._written[key] = len(self.entries)  # a file of others' lines stays unclaimed until we add one
         return path
 
     def save_summary(self, path: str | Path) -> Path:

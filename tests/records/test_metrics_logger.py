@@ -9,6 +9,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,7 +120,7 @@ def test_torch_scalars_are_figures_and_other_values_are_refused_in_one_line():
         assert one_line(info) == says
     with pytest.raises(UsageError, match=r"figure v=tensor\(\[1., 2.\]\) is not a number \(pass a float"):
         logger.log(4, v=torch.tensor([1.0, 2.0]))
-    for step in (-1, 1.5, True, "3"):
+    for step in (-1, 1.5, True, "3", np.int64(-2), np.float64(3.0)):
         with pytest.raises(UsageError) as info:
             logger.log(step, train_loss=1.0)
         assert one_line(info) == f"MetricsLogger.log: step {step!r} must be an integer >= 0"
@@ -128,6 +129,8 @@ def test_torch_scalars_are_figures_and_other_values_are_refused_in_one_line():
     with pytest.raises(UsageError, match="record= takes what evaluate\\(\\) returned or a metrics record, not list"):
         logger.log(5, record=[1])
     assert len(logger.entries) == 1  # refused calls record nothing
+    logger.log(np.int64(6), train_loss=1.0)  # a step counted by numpy is an integer too
+    assert logger.entries[-1]["step"] == 6 and type(logger.entries[-1]["step"]) is int
 
 
 def test_each_call_is_forwarded_to_every_backend_after_it_is_recorded():
@@ -163,25 +166,47 @@ def test_history_has_one_whole_line_per_call_and_keeps_non_finite_values(tmp_pat
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_history_is_written_atomically(tmp_path, monkeypatch):
-    """A save interrupted before the rename leaves the file as it was: whole lines, never half of one."""
+def test_history_lines_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A save cut off part-way (a full disk, an interrupt between writes) leaves the file as it was:
+    whole lines, never half of one; the next save brings it up to date. The rule is the one of every
+    history file (``core.files.append_whole``)."""
+    from lmeval_fixtures.core import files
+
     logger = MetricsLogger()
     logger.log(1, train_loss=3.0)
     path = logger.save_history(tmp_path / "history.jsonl")
     before = path.read_text()
     logger.log(2, train_loss=2.0)
+    logger.log(3, train_loss=1.5)
+    real_write = os.write
 
-    def interrupted(src, dst):
+    def half_then_interrupted(fd, data):
+        real_write(fd, data[: len(data) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "replace", interrupted)
+    monkeypatch.setattr(files.os, "write", half_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
         logger.save_history(path)
     monkeypatch.undo()
     assert path.read_text() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     logger.save_history(path)  # the next save brings the file up to date
-    assert [line["step"] for line in read_lines(path)] == [1, 2]
+    assert [line["step"] for line in read_lines(path)] == [1, 2, 3]
+
+
+def test_each_save_writes_only_the_new_lines(tmp_path, monkeypatch):
+    """A training run saving every step appends its line, never rewrites the lines before it."""
+    from lmeval_fixtures.core import files
+
+    logger = MetricsLogger()
+    path = tmp_path / "history.jsonl"
+    written: list[bytes] = []
+    real_write = os.write
+    monkeypatch.setattr(files.os, "write", lambda fd, data: written.append(bytes(data)) or real_write(fd, data))
+    for step in range(5):
+        logger.log(step, train_loss=float(5 - step))
+        logger.save_history(path)
+    assert [json.loads(chunk)["step"] for chunk in written] == [0, 1, 2, 3, 4]
+    assert [line["step"] for line in read_lines(path)] == [0, 1, 2, 3, 4]
 
 
 def test_a_restarted_run_continues_the_history_and_says_so(tmp_path, monkeypatch):
