@@ -21,6 +21,18 @@ def name_from_file(text: str) -> str:
     return ACTING_CHARACTERS.sub("_", text)
 
 
+def component_name_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a checkpoint's name (one line), or None. A checkpoint's name is
+    shown as written (``a|b``, ``my model (v2)``) but becomes a report folder: it must be one path
+    component (not empty, ``.`` or ``..``; no ``/`` or ``\\``; at most 255 characters) holding no
+    ``ACTING_CHARACTERS``. What ``models.discovery`` names satisfies it; a record read back is held to it."""
+    if not isinstance(value, str) or not value or value in (".", "..") or "/" in value or "\\" in value \
+            or len(value) > 255 or ACTING_CHARACTERS.search(value):
+        return (f"{ascii(value)[:80]}: a checkpoint's name must be one path component (not '.', '..' or empty; no "
+                "'/', '\\' or control characters; at most 255 characters)")
+    return None
+
+
 def plain_name_problem(value: object, reserved: bool = False) -> str | None:
     """Why ``value`` is not a plain name (one line), or None."""
     if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value):

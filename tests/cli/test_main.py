@@ -161,3 +161,29 @@ def test_merge_of_every_shard_once_is_complete(tmp_path, capsys):
     assert cli_module.main(["merge", str(tmp_path / "out"), *map(str, shards)]) == 0
     merged = json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())
     assert merged["complete"] is True and [i["shard"] for i in merged["invocations"]] == ["1/2", "2/2"]
+
+
+@pytest.mark.parametrize("command", ["merge", "export-lmeval", "compare"])
+@pytest.mark.parametrize("name", ["..", "../../escaped", "."])
+def test_a_record_whose_name_is_a_path_writes_nothing_outside_the_output_folder(tmp_path, capsys, monkeypatch, command,
+                                                                               name):
+    """A hand-edited record named ``..`` made ``export-lmeval`` write results_<date>.json beside --out;
+    now the record is invalid (``core.schema.name_problems``) and named in one line."""
+    from ..helpers import finished_run
+
+    run = finished_run(tmp_path / "reports", "r", {"a": 2.0})
+    record = json.loads((run / "a" / "metrics.json").read_text())
+    record["checkpoint"]["name"] = name
+    (run / "a" / "metrics.json").write_text(json.dumps(record))
+    out = tmp_path / "deep" / "out"
+    out.parent.mkdir()
+    monkeypatch.chdir(out.parent)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    args = {"merge": ["merge", str(out), str(run)], "export-lmeval": ["export-lmeval", str(run), "--out", str(out)],
+            "compare": ["compare", str(run)]}[command]
+    cli_module.main(args)
+    err = capsys.readouterr().err
+    assert f"{run / 'a' / 'metrics.json'}: " in err and "a checkpoint's name must be one path component" in err
+    escaped = [p for p in tmp_path.rglob("*") if p not in before and out not in p.parents and p != out
+               and p.name != "comparison.md"]
+    assert escaped == []
