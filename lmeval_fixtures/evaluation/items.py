@@ -81,9 +81,9 @@ def corpus_inputs(data: CorpusSplit) -> str:
 
 def task_inputs(data: TaskData) -> str:
     """The digest of what a task item reads: the task's declaration (prompts, choices, template,
-    reader rules: its repr), the rows scored with their labels and choices, the shots' pool, and
-    the content of every file read."""
-    return value_sha256({"task": repr(data.task), "rows": value_sha256([data.rows, data.fewshot_pool]),
+    reader rules: ``Task.declaration``, which names no place or process), the rows scored with
+    their labels and choices, the shots' pool, and the content of every file read."""
+    return value_sha256({"task": data.task.declaration(), "rows": value_sha256([data.rows, data.fewshot_pool]),
                          "files": sorted(data.source.fingerprints.values())})
 
 

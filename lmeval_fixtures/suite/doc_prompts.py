@@ -214,6 +214,13 @@ class TaskFileRows:
     choices: tuple[str, ...]  # the task's one list; empty when the rows' own lists differ
     definition: tuple[tuple[str, str], ...]  # (fingerprint key, sha256) of the task file and what it includes
 
+    def declaration(self) -> str:
+        """The reader as ``Task.declaration`` digests it: its rules and the contents of the task file
+        and its includes (``definition``), each data file by name only (its content is in the rows),
+        never the folder they sit in."""
+        splits = tuple((split, tuple(path.name for path in files)) for split, files in self.splits)
+        return repr((self.task, splits, self.builder, self.config, self.rules, self.choices, self.definition))
+
     def documents(self, split: str) -> tuple[list[dict[str, Any]], DataSource]:
         files = dict(self.splits).get(split)
         if files is None:

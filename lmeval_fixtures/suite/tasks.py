@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -105,6 +105,24 @@ class Task:
 
     def local_file(self, split: str) -> str:
         return f"smallbench/{self.name}/{split}.jsonl"
+
+    def declaration(self) -> str:
+        """What declares the task, as text that names no place and no process, for the digest of
+        an item's inputs (``evaluation.items.task_inputs``): every field but the reader, and the
+        reader's own ``declaration()`` (a task file's: its rules and its files' contents) or, for
+        code, its module and qualified name. ``repr`` would hold the reader's memory address (another
+        in every process: xdist workers, a later run) and a task file's absolute paths (another on
+        every machine), and records of the same task would then never merge, trend, rank or gate
+        together."""
+        reader = self.read
+        if reader is None:
+            return repr(self)  # as digested before readers were described: records of the shipped tasks stay alike
+        if callable(getattr(reader, "declaration", None)):
+            described = reader.declaration()
+        else:
+            target = getattr(reader, "func", reader)  # functools.partial: the function it calls
+            described = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"
+        return repr(replace(self, read=None)) + f" read={described}"
 
 
 # The shipped declarations, read-only: a run's own set lives in its Registry.

@@ -5,6 +5,7 @@ contradict each other never served."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -294,3 +295,54 @@ def test_perplexity_figures_follow_from_their_sums():
     assert unaccounted({"perplexity": {"validation": entry}}) is None
     assert "per-document sums" in unaccounted({"p": entry | {"per_document": {"nll": "10 21", "tokens": "4 6",
                                                                               "bytes": "15 25"}}})
+
+
+# ---- a task's declaration names no place and no process ---------------------------------------------------
+
+
+def test_the_same_task_file_in_two_folders_is_the_same_input_and_other_content_is_not(tmp_path):
+    """A task file's reader held absolute paths, so the digest of a task item's inputs differed between two
+    checkouts of the same files (a baseline made on one machine, the CI run on another: "data differs"),
+    and between xdist workers for a task whose reader is a function (its memory address)."""
+    from lmeval_fixtures.suite.task_files import load_task_file
+
+    from ..helpers import lmeval_task
+
+    for name in ("here", "there"):
+        lmeval_task(tmp_path / name)
+    ck = write_native_checkpoint(tmp_path / "ck")
+    digests = []
+    for name in ("here", "there"):
+        done = evaluate(ck, families=["smallbench"], task_file=[tmp_path / name / "local/reviews.yaml"],
+                        report_dir=tmp_path / "reports", run_id=name, history=False, no_cache=True)
+        record, = done.records.values()
+        digests.append(record["inputs_sha256"])
+    assert digests[0] == digests[1] and len(digests[0]) == 1
+    here, there = (load_task_file(tmp_path / name / "local/reviews.yaml") for name in ("here", "there"))
+    assert here.read.origin != there.read.origin and here.declaration() == there.declaration()
+    edited = tmp_path / "there/lm_eval_tasks/reviews/default.yaml"
+    edited.write_text(edited.read_text().replace("good or bad?", "good or bad ?"))
+    assert load_task_file(tmp_path / "there/local/reviews.yaml").declaration() != here.declaration()
+
+
+def test_a_reader_function_is_declared_by_its_name_not_its_address():
+    import functools
+
+    from lmeval_fixtures.suite.tasks import TASKS
+
+    def make_reader():
+        def read_rows(split, data_dir, hub):
+            return [], None
+        return read_rows
+
+    first, second = make_reader(), make_reader()  # two objects of one function, as two processes hold it
+    assert first is not second
+    sst2 = TASKS["sst2"]
+    assert sst2.declaration() == repr(sst2)  # the shipped tasks' digests as before
+    mine = [dataclasses.replace(sst2, read=reader) for reader in (first, second, functools.partial(first))]
+    assert mine[0].declaration() == mine[1].declaration() == mine[2].declaration()
+    assert "0x" not in mine[0].declaration()
+
+    def other_rows(split, data_dir, hub):
+        return [], None
+    assert dataclasses.replace(sst2, read=other_rows).declaration() != mine[0].declaration()
