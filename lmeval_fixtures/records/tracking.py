@@ -34,10 +34,10 @@ PROJECT = "lmeval-fixtures"  # the W&B project, unless WANDB_PROJECT names anoth
 def training_step(record: dict[str, Any]) -> int | None:
     """The step a checkpoint was saved at: its training metadata, else the last number in its name."""
     step = (record.get("checkpoint", {}).get("training") or {}).get("step")
-    if isinstance(step, (int, float)) and not isinstance(step, bool):
+    if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step):
         return int(step)
-    numbers = re.findall(r"\d+", record.get("checkpoint", {}).get("name", ""))
-    return int(numbers[-1]) if numbers else None
+    numbers = re.findall(r"[0-9]+", str(record.get("checkpoint", {}).get("name", "")))  # ASCII digits only
+    return int(numbers[-1]) if numbers and len(numbers[-1]) <= 18 else None
 
 
 def tracked_figures(record: dict[str, Any], figures: Iterable[Figure]) -> dict[str, float]:

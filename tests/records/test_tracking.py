@@ -146,3 +146,14 @@ def test_open_backend_logs_a_training_loop_s_figures_step_by_step(tmp_path):
     events = EventAccumulator(str(tmp_path / "loop"))
     events.Reload()
     assert [(s.step, s.value) for s in events.Scalars("val_bits_per_byte")] == [(100, 3.0), (200, 2.5)]
+
+
+@pytest.mark.parametrize(("training", "name", "step"), [
+    ({"step": 300}, "x", 300), ({"step": 12.0}, "x", 12), ({}, "run-step-0420", 420), ({}, "no-number", None),
+    ({"step": float("nan")}, "ck-7", 7), ({"step": float("inf")}, "ck", None), ({"step": True}, "ck-3", 3),
+    ({}, "step-١٢", None), ({}, "s" + "9" * 40, None), ({}, "s" + "9" * 18, 10**18 - 1),
+])
+def test_a_checkpoint_s_step_is_a_finite_number_or_ascii_digits_in_its_name(training, name, step):
+    """A hand-written training step of NaN or infinity (JSON as Python reads it) was an internal error in
+    ``watch`` and ``track`` (``int(nan)``); digits of another script in a name are not a step."""
+    assert training_step({"checkpoint": {"name": name, "training": training}}) == step
