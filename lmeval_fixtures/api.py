@@ -217,7 +217,10 @@ def evaluate(
         values.checkpoint = [str(model)]
 
     def complete(settings: Settings) -> Settings:
-        """The checkpoint an in-memory model or ``name`` stands for."""
+        """The checkpoint an in-memory model or ``name`` stands for; ``threads`` taken up before the run's
+        environment is recorded (as a pytest run does), so the record says how many threads ran it."""
+        if settings.threads:  # as a pytest run: this many intra-op threads, for this call only
+            torch.set_num_threads(settings.threads)
         if in_memory:
             return replace(settings, **where_it_is(model, options),
                            checkpoints=[CheckpointSpec(plain_name(name or "model", "name"), Path("(in memory)"))])
@@ -227,28 +230,28 @@ def evaluate(
             raise UsageError(f"name {name!r}: {model} holds {len(settings.checkpoints)} checkpoints; name only one")
         return replace(settings, checkpoints=[CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)])
 
-    context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
-                        args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
-    settings, run = context.settings, context.run
-    items_run = ItemRunner(context)
     threads = torch.get_num_threads()
-    if settings.threads:  # as a pytest run: this many intra-op threads, for this call only
-        torch.set_num_threads(settings.threads)
     try:
-        for spec in settings.checkpoints:
-            loaded = items_run.load(spec, model if in_memory else None, tokenizer, training=facts)
-            if loaded is not None:
-                was_training = loaded.model.training
-                loaded.model.eval()
-                try:
-                    items_run.all(loaded, families)
-                finally:
-                    loaded.model.train(was_training)
-                    if not in_memory:
-                        context.inputs.release(spec)
+        context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
+                            args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
+        settings, run = context.settings, context.run
+        items_run = ItemRunner(context)
+        try:
+            for spec in settings.checkpoints:
+                loaded = items_run.load(spec, model if in_memory else None, tokenizer, families, training=facts)
+                if loaded is not None:
+                    was_training = loaded.model.training
+                    loaded.model.eval()
+                    try:
+                        items_run.all(loaded, families)
+                    finally:
+                        loaded.model.train(was_training)
+                        if not in_memory:
+                            context.inputs.release(spec)
+        finally:
+            context.close()
     finally:
         torch.set_num_threads(threads)
-        context.close()
     finished = finish_run(run, settings, history=history)
     items_run.raise_unexpected(finished)  # a bug in an item: its traceback, after the others' reports
     return finished
