@@ -20,10 +20,11 @@ from typing import Any
 import torch
 
 from .core.errors import UsageError
+from .core.names import closest_name
 from .engine.perplexity import Document, PerplexityResult, score_documents
 from .engine.timing import RoundPolicy, summarise_ms, time_rounds
 from .evaluation.item_runner import ItemRunner
-from .evaluation.options import default, option_values
+from .evaluation.options import OPTIONS, default, option_values
 from .evaluation.run import Finished
 from .evaluation.settings import REFERENCE_DIR, Settings, plain_name
 from .evaluation.startup import finish_run, start_run
@@ -111,6 +112,19 @@ REFUSED_OPTIONS = {
              "(pytest benchmarks --shard I/N, then lmeval-fixtures merge)",
     "checkpoint": "pass the checkpoint (or the in-memory model) as evaluate's first argument",
 }
+
+
+OWN_KEYWORDS = ("name", "families", "registry", "history", "training", "logger")
+
+
+def unknown_keyword(keyword: str) -> str:
+    """The one line for a keyword ``evaluate()`` does not take: the one it most likely means (the command line's
+    "did you mean" rule, ``core.names.closest_name``), else where the keywords are listed."""
+    close = closest_name(keyword, [*OWN_KEYWORDS, *(option.dest for option in OPTIONS)])
+    if close:
+        return f"evaluate: no such keyword {keyword}; did you mean {close}?"
+    return (f"evaluate: no such keyword {keyword}; the keywords are evaluate()'s own ({', '.join(OWN_KEYWORDS)}) "
+            "and the command line's options by name (docs/options.md)")
 
 
 def where_it_is(model: torch.nn.Module, options: dict[str, Any]) -> dict[str, str]:
@@ -212,6 +226,9 @@ def evaluate(
     refused = sorted(set(options) & REFUSED_OPTIONS.keys())
     if refused:
         raise UsageError(f"{refused[0]}: {REFUSED_OPTIONS[refused[0]]}")
+    unknown = sorted(set(options) - {option.dest for option in OPTIONS})
+    if unknown:
+        raise UsageError(unknown_keyword(unknown[0]))
     values = option_values(**options)
     if not in_memory:
         values.checkpoint = [str(model)]
