@@ -198,7 +198,9 @@ def evaluate(
     ``tokenizer``. ``families`` chooses among perplexity, smallbench, latency and
     throughput (as the pytest markers do). ``options`` are the pytest options by
     their names (``data_dir=``, ``report_dir=``, ``max_eval_tokens=``, ``run_id=``,
-    ``baseline=``...), with the same defaults and the same checks. Items run family by
+    ``baseline=``...), every one with the same meaning, defaults and checks, except those
+    ``REFUSED_OPTIONS`` refuses by name (tests/e2e/test_evaluate_parity.py gives each through
+    both doors); an unknown keyword is one line with the command line's "did you mean". Items run family by
     family (timings first, on a model nothing else is using); one that fails is recorded
     as failed with its reason, and the rest still run. Returns what was written (``.records``, ``.paths``, ``.errors``).
     An item that raises an exception the suite does not raise on purpose (a bug, not an
