@@ -250,27 +250,22 @@ def evaluate(
         return replace(settings, checkpoints=[CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)])
 
     threads = torch.get_num_threads()
+    stopped: KeyboardInterrupt | None = None
     try:
         context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
                             args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
         settings, run = context.settings, context.run
         items_run = ItemRunner(context)
         try:
-            for spec in settings.checkpoints:
-                loaded = items_run.load(spec, model if in_memory else None, tokenizer, families, training=facts)
-                if loaded is not None:
-                    was_training = loaded.model.training
-                    loaded.model.eval()
-                    try:
-                        items_run.all(loaded, families)
-                    finally:
-                        loaded.model.train(was_training)
-                        if not in_memory:
-                            context.inputs.release(spec)
+            items_run.checkpoints(model if in_memory else None, tokenizer, families, training=facts)
+        except KeyboardInterrupt as exc:  # as a pytest run stopped by Ctrl-C: what finished is written
+            stopped = exc
         finally:
             context.close()
     finally:
         torch.set_num_threads(threads)
-    finished = finish_run(run, settings, history=history)
+    finished = finish_run(run, settings, history=history, interrupted=stopped is not None)
+    if stopped is not None:
+        raise stopped
     items_run.raise_unexpected(finished)  # a bug in an item: its traceback, after the others' reports
     return finished

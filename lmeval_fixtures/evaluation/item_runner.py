@@ -31,6 +31,8 @@ from .gating import ItemFailed, skip_refusal
 from .run import Finished
 from .startup import RunContext
 
+ITEM_PREFIX = "evaluate::"  # an item's id: this prefix, then pytest's id of the same item
+
 
 class SetupFailed(Exception):
     """An item refused before its body runs (its data is unusable, or the settings cannot apply to its
@@ -98,6 +100,27 @@ class ItemRunner:
         self.settings = context.settings
         self.unexpected: list[tuple[str, BaseException]] = []
 
+    def checkpoints(self, model: torch.nn.Module | None, tokenizer: Any, families: tuple[str, ...] | list[str],
+                    training: dict[str, Any] | None = None) -> None:
+        """Every item of ``families`` on each of the run's checkpoints (``model``: the in-memory model the one
+        checkpoint stands for), one checkpoint held at a time. Every item is expected before the first runs,
+        as pytest collects them, so a run stopped part-way (Ctrl-C) records the rest as not run."""
+        for spec in self.settings.checkpoints:
+            for _, item_id, _ in self.planned(spec.name, families):
+                self.run.expect(spec.name, ITEM_PREFIX + item_id)
+        for spec in self.settings.checkpoints:
+            loaded = self.load(spec, model, tokenizer, families, training=training)
+            if loaded is None:
+                continue
+            was_training = loaded.model.training
+            loaded.model.eval()
+            try:
+                self.all(loaded, families)
+            finally:
+                loaded.model.train(was_training)
+                if model is None:
+                    self.inputs.release(spec)
+
     def load(self, spec: CheckpointSpec, model: torch.nn.Module | None, tokenizer: Any,
              families: tuple[str, ...] | list[str] = (), training: dict[str, Any] | None = None,
              ) -> LoadedCheckpoint | None:
@@ -157,7 +180,7 @@ class ItemRunner:
         """Run one item of ``family`` (its pytest marker) of checkpoint ``name``: record its fragment, then its
         gates; the outcome says how it ended, with pytest's reason (``core.formatting.outcome_reason``).
         A skip that the run's rule refuses (``gating.skip_refusal``) fails."""
-        item_id = f"evaluate::{item_id}"
+        item_id = ITEM_PREFIX + item_id
         self.run.expect(name, item_id)
         start = time.perf_counter()
         outcome, reason = "passed", None

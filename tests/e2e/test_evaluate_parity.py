@@ -50,7 +50,7 @@ CLOCK = frozenset({"load_before", "load_after", "peak_rss_mb", "peak_rss_scope",
                    "timer", "notes", "memory_allocated_mb", "memory_reserved_mb"})
 TIMED_HEADLINES = ("latency_batch", "throughput_tokens_per_sec")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
-ITEM_ROW = re.compile(r"^\| `(?:evaluate::)?([^`]*)` \| (\w+) \| [^|]*\|")
+ITEM_ROW = re.compile(r"^\| `(?:evaluate::)?([^`]*)` \| (\w+(?: \w+)?) \| [^|]*\|")
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
 
 
@@ -313,6 +313,26 @@ def test_a_checkpoint_that_does_not_load_errs_each_of_its_items_through_both_doo
     assert_same_output(suite)
     record = json.loads((suite.path / "lib/r/a/metrics.json").read_text())
     assert {outcome for outcome, _ in outcomes(record).values()} == {"error"} and len(record["items"]) == 6
+
+
+def test_a_run_stopped_by_ctrl_c_writes_what_finished_through_both_doors(suite, monkeypatch):
+    """Ctrl-C in the middle (here: in the first SmallBench item): the perplexity figures are written, the rest
+    listed as not run, ``complete: false``, a history line; ``evaluate()`` then raises the KeyboardInterrupt."""
+    monkeypatch.chdir(suite.path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(items, "smallbench", interrupted)
+    result = suite.runpytest("--checkpoint", "ck/a", "--data-dir", "data", "--run-id", RUN_ID, "--report-dir", "cli",
+                             "-p", "no:randomly", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    with pytest.raises(KeyboardInterrupt):
+        evaluate("ck/a", families=["perplexity", "smallbench"], data_dir="data", report_dir="lib", run_id=RUN_ID)
+    assert_same_output(suite)
+    record = json.loads((suite.path / "lib/r/a/metrics.json").read_text())
+    assert record["complete"] is False and record["val_bits_per_byte"] > 0
+    assert [outcome for outcome, _ in outcomes(record).values()].count("not run") == 4
 
 
 # ---- options whose meaning takes more than one run to show ---------------------------------------------
