@@ -46,8 +46,8 @@ GIVEN_IN_EVERY_CASE = ("data_dir", "report_dir", "run_id")
 
 # what says when and how a run was asked for, or what a clock measured: never compared
 WHEN = frozenset({"timestamp", "invocations", "seconds", "tokens_per_second", "duration_s", "created"})
-CLOCK = frozenset({"load_before", "load_after", "peak_rss_mb", "peak_rss_scope", "tokens_per_sec", "noisy",
-                   "timer", "notes", "memory_allocated_mb", "memory_reserved_mb"})
+CLOCK = frozenset({"load_before", "load_after", "peak_rss_mb", "tokens_per_sec", "noisy", "memory_allocated_mb",
+                   "memory_reserved_mb"})
 TIMED_HEADLINES = ("latency_batch", "throughput_tokens_per_sec")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 ITEM_ROW = re.compile(r"^\| `(?:evaluate::)?([^`]*)` \| (\w+(?: \w+)?) \| [^|]*\|")
