@@ -225,7 +225,7 @@ def evaluate(
     if in_memory and (tokenizer is None or isinstance(tokenizer, (str, Path))):
         raise UsageError("tokenizer: an in-memory model needs its tokenizer object (a tokenizers.Tokenizer, a "
                          "Hugging Face fast tokenizer or lmeval_fixtures' TextTokenizer)")
-    refused = sorted(set(options) & REFUSED_OPTIONS.keys())
+    refused = sorted(key for key in set(options) & REFUSED_OPTIONS.keys() if options[key] is not None)  # None: unset
     if refused:
         raise UsageError(f"{refused[0]}: {REFUSED_OPTIONS[refused[0]]}")
     unknown = sorted(set(options) - {option.dest for option in OPTIONS})

@@ -475,6 +475,14 @@ def test_an_option_evaluate_cannot_honour_is_refused_by_name(suite, monkeypatch,
     assert not (suite.path / "reports").exists()
 
 
+def test_a_refused_option_left_unset_is_no_option_at_all(suite, monkeypatch):
+    """None means "not given" for every keyword (a caller passing a whole table of settings), refused ones too."""
+    monkeypatch.chdir(suite.path)
+    done = evaluate("ck/a", families=["perplexity"], data_dir="data", max_eval_tokens=20, shard=None, checkpoint=None,
+                    history=False)
+    assert done.records["a"]["settings"]["shard"] is None and done.records["a"]["val_bits_per_byte"] > 0
+
+
 @pytest.mark.parametrize("keyword, line", [
     ("max_eval_token", "evaluate: no such keyword max_eval_token; did you mean max_eval_tokens?"),
     ("familes", "evaluate: no such keyword familes; did you mean families?"),
