@@ -130,7 +130,9 @@ def unknown_keyword(keyword: str) -> str:
 def where_it_is(model: torch.nn.Module, options: dict[str, Any]) -> dict[str, str]:
     """An in-memory model is evaluated on its own device and in its own dtype, and recorded so; a
     ``device=`` or ``dtype=`` that names another is refused (move or cast the model first), never
-    recorded while the model ran elsewhere."""
+    recorded while the model ran elsewhere. Its device is the run's before the settings are checked,
+    so that what depends on the device (``batch_tokens="auto"``, float16's refusal on a CPU) means
+    what ``--device`` of that device means."""
     from .models.loading import DTYPES
 
     parameter = next(model.parameters(), None)
@@ -232,8 +234,11 @@ def evaluate(
     if unknown:
         raise UsageError(unknown_keyword(unknown[0]))
     values = option_values(**options)
+    where = where_it_is(model, options) if in_memory else {}
     if not in_memory:
         values.checkpoint = [str(model)]
+    elif where and where["device"].partition(":")[0] in ("cpu", "cuda", "mps"):  # the run's device, for every
+        values.device = where["device"]  # check and every "auto" (as --device names it)
 
     def complete(settings: Settings) -> Settings:
         """The checkpoint an in-memory model or ``name`` stands for; ``threads`` taken up before the run's
@@ -241,7 +246,7 @@ def evaluate(
         if settings.threads:  # as a pytest run: this many intra-op threads, for this call only
             torch.set_num_threads(settings.threads)
         if in_memory:
-            return replace(settings, **where_it_is(model, options),
+            return replace(settings, **where,
                            checkpoints=[CheckpointSpec(plain_name(name or "model", "name"), Path("(in memory)"))])
         if name is None:
             return settings

@@ -552,6 +552,28 @@ def test_an_in_memory_model_is_recorded_where_it_ran(tiny_lm, tmp_path, monkeypa
         ("cpu", "float32")
 
 
+def test_an_in_memory_models_device_is_the_runs_for_every_auto(tiny_lm, tmp_path, monkeypatch):
+    """``batch_tokens="auto"`` for a model on a GPU is the GPU's budget, as ``--device cuda --batch-tokens auto``
+    gives it, not the CPU's (checked without a GPU: the model is said to be on cuda; the run stops at its start)."""
+    from lmeval_fixtures import api
+    from lmeval_fixtures.evaluation.settings import AUTO_BATCH_TOKENS, settings_from_options
+
+    model, tokenizer = tiny_lm
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(api, "where_it_is", lambda model, options: {"device": "cuda", "dtype": "float32"})
+    budgets = []
+
+    def start(values, **kwargs):
+        budgets.append(settings_from_options(values, [], None, tmp_path).batch_tokens)
+        raise UsageError("stopped at the start")
+
+    monkeypatch.setattr(api, "start_run", start)
+    with pytest.raises(UsageError, match="stopped at the start"):
+        evaluate(model, tokenizer, families=["perplexity"], batch_tokens="auto")
+    assert budgets == [AUTO_BATCH_TOKENS]
+
+
 # ---- the class stays closed ----------------------------------------------------------------------------
 
 
