@@ -20,10 +20,11 @@ from typing import Any
 import torch
 
 from .core.errors import UsageError
+from .core.names import closest_name
 from .engine.perplexity import Document, PerplexityResult, score_documents
 from .engine.timing import RoundPolicy, summarise_ms, time_rounds
 from .evaluation.item_runner import ItemRunner
-from .evaluation.options import default, option_values
+from .evaluation.options import OPTIONS, default, option_values
 from .evaluation.run import Finished
 from .evaluation.settings import REFERENCE_DIR, Settings, plain_name
 from .evaluation.startup import finish_run, start_run
@@ -113,10 +114,25 @@ REFUSED_OPTIONS = {
 }
 
 
+OWN_KEYWORDS = ("name", "families", "registry", "history", "training", "logger")
+
+
+def unknown_keyword(keyword: str) -> str:
+    """The one line for a keyword ``evaluate()`` does not take: the one it most likely means (the command line's
+    "did you mean" rule, ``core.names.closest_name``), else where the keywords are listed."""
+    close = closest_name(keyword, [*OWN_KEYWORDS, *(option.dest for option in OPTIONS)])
+    if close:
+        return f"evaluate: no such keyword {keyword}; did you mean {close}?"
+    return (f"evaluate: no such keyword {keyword}; the keywords are evaluate()'s own ({', '.join(OWN_KEYWORDS)}) "
+            "and the command line's options by name (docs/options.md)")
+
+
 def where_it_is(model: torch.nn.Module, options: dict[str, Any]) -> dict[str, str]:
     """An in-memory model is evaluated on its own device and in its own dtype, and recorded so; a
     ``device=`` or ``dtype=`` that names another is refused (move or cast the model first), never
-    recorded while the model ran elsewhere."""
+    recorded while the model ran elsewhere. Its device is the run's before the settings are checked,
+    so that what depends on the device (``batch_tokens="auto"``, float16's refusal on a CPU) means
+    what ``--device`` of that device means."""
     from .models.loading import DTYPES
 
     parameter = next(model.parameters(), None)
@@ -184,7 +200,9 @@ def evaluate(
     ``tokenizer``. ``families`` chooses among perplexity, smallbench, latency and
     throughput (as the pytest markers do). ``options`` are the pytest options by
     their names (``data_dir=``, ``report_dir=``, ``max_eval_tokens=``, ``run_id=``,
-    ``baseline=``...), with the same defaults and the same checks. Items run family by
+    ``baseline=``...), every one with the same meaning, defaults and checks, except those
+    ``REFUSED_OPTIONS`` refuses by name (tests/e2e/test_evaluate_parity.py gives each through
+    both doors); an unknown keyword is one line with the command line's "did you mean". Items run family by
     family (timings first, on a model nothing else is using); one that fails is recorded
     as failed with its reason, and the rest still run. Returns what was written (``.records``, ``.paths``, ``.errors``).
     An item that raises an exception the suite does not raise on purpose (a bug, not an
@@ -209,17 +227,26 @@ def evaluate(
     if in_memory and (tokenizer is None or isinstance(tokenizer, (str, Path))):
         raise UsageError("tokenizer: an in-memory model needs its tokenizer object (a tokenizers.Tokenizer, a "
                          "Hugging Face fast tokenizer or lmeval_fixtures' TextTokenizer)")
-    refused = sorted(set(options) & REFUSED_OPTIONS.keys())
+    refused = sorted(key for key in set(options) & REFUSED_OPTIONS.keys() if options[key] is not None)  # None: unset
     if refused:
         raise UsageError(f"{refused[0]}: {REFUSED_OPTIONS[refused[0]]}")
+    unknown = sorted(set(options) - {option.dest for option in OPTIONS})
+    if unknown:
+        raise UsageError(unknown_keyword(unknown[0]))
     values = option_values(**options)
+    where = where_it_is(model, options) if in_memory else {}
     if not in_memory:
         values.checkpoint = [str(model)]
+    elif where and where["device"].partition(":")[0] in ("cpu", "cuda", "mps"):  # the run's device, for every
+        values.device = where["device"]  # check and every "auto" (as --device names it)
 
     def complete(settings: Settings) -> Settings:
-        """The checkpoint an in-memory model or ``name`` stands for."""
+        """The checkpoint an in-memory model or ``name`` stands for; ``threads`` taken up before the run's
+        environment is recorded (as a pytest run does), so the record says how many threads ran it."""
+        if settings.threads:  # as a pytest run: this many intra-op threads, for this call only
+            torch.set_num_threads(settings.threads)
         if in_memory:
-            return replace(settings, **where_it_is(model, options),
+            return replace(settings, **where,
                            checkpoints=[CheckpointSpec(plain_name(name or "model", "name"), Path("(in memory)"))])
         if name is None:
             return settings
@@ -227,28 +254,23 @@ def evaluate(
             raise UsageError(f"name {name!r}: {model} holds {len(settings.checkpoints)} checkpoints; name only one")
         return replace(settings, checkpoints=[CheckpointSpec(plain_name(name, "name"), settings.checkpoints[0].path)])
 
-    context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
-                        args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
-    settings, run = context.settings, context.run
-    items_run = ItemRunner(context)
     threads = torch.get_num_threads()
-    if settings.threads:  # as a pytest run: this many intra-op threads, for this call only
-        torch.set_num_threads(settings.threads)
+    stopped: KeyboardInterrupt | None = None
     try:
-        for spec in settings.checkpoints:
-            loaded = items_run.load(spec, model if in_memory else None, tokenizer, training=facts)
-            if loaded is not None:
-                was_training = loaded.model.training
-                loaded.model.eval()
-                try:
-                    items_run.all(loaded, families)
-                finally:
-                    loaded.model.train(was_training)
-                    if not in_memory:
-                        context.inputs.release(spec)
+        context = start_run(values, report_root=Path.cwd(), source_root=Path.cwd(),
+                            args=evaluate_call(model, name, families, options), registry=registry, complete=complete)
+        settings, run = context.settings, context.run
+        items_run = ItemRunner(context)
+        try:
+            items_run.checkpoints(model if in_memory else None, tokenizer, families, training=facts)
+        except KeyboardInterrupt as exc:  # as a pytest run stopped by Ctrl-C: what finished is written
+            stopped = exc
+        finally:
+            context.close()
     finally:
         torch.set_num_threads(threads)
-        context.close()
-    finished = finish_run(run, settings, history=history)
+    finished = finish_run(run, settings, history=history, interrupted=stopped is not None)
+    if stopped is not None:
+        raise stopped
     items_run.raise_unexpected(finished)  # a bug in an item: its traceback, after the others' reports
     return finished

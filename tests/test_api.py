@@ -75,7 +75,7 @@ def test_evaluate_an_in_memory_model_from_a_training_loop(tmp_path):
     assert record["checkpoint"]["format"] == "in-memory" and len(record["checkpoint"]["sha256"]) == 64
     assert (tmp_path / "reports" / record["run_id"] / "step-10" / "summary.md").is_file()
     assert not (tmp_path / "reports/history.jsonl").exists()
-    with pytest.raises(ValueError, match="unknown setting\\(s\\) max_tokens"):
+    with pytest.raises(ValueError, match="evaluate: no such keyword max_tokens; did you mean max_eval_tokens\\?"):
         evaluate(model, tokenizer, max_tokens=5)
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..core.errors import CommandError, LmevalError
 from ..core.formatting import visible
+from ..core.names import closest_name
 
 # Only the option table (no torch) is imported here: `--help` and `--version` answer at once,
 # and each command imports what it needs when it runs.
@@ -280,8 +281,10 @@ def set_options(pairs: list[str], given: dict[str, Any]) -> dict[str, Any]:
             raise CommandError(f"--set {key}: {WATCH_OWN[key]}")
         option = declared.get(key)
         if option is None:
-            known = ", ".join(sorted(set(declared) - set(WATCH_OWN)))
-            raise CommandError(f"--set {key}: no such option; known: {known}")
+            known = sorted(set(declared) - set(WATCH_OWN))
+            close = closest_name(key, known)
+            raise CommandError(f"--set {key}: no such option; " + (f"did you mean {close}?" if close else
+                                                                   f"known: {', '.join(known)}"))
         if key in given or (key in options and option.action != "append"):
             raise CommandError(f"--set {key}: given twice (watch's --{key.replace('_', '-')} or an earlier --set)")
         if option.action == "store_true":

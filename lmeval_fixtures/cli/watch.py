@@ -23,7 +23,7 @@ from ..core.errors import LmevalError
 from ..core.files import write_atomic
 from ..core.formatting import markdown_table, markdown_text, number
 from ..models.discovery import CheckpointSpec, discover_checkpoints
-from ..records.fragments import IDENTITY_ITEM
+from ..records.fragments import not_loaded as load_failure
 from ..records.tracking import training_step
 from ..suite.figures import resolve_figure_key
 from ..suite.registry import Registry
@@ -45,14 +45,6 @@ def files_signature(path: Path) -> Signature:
             continue
         signature.append((str(file), stat.st_size, stat.st_mtime_ns))
     return tuple(signature)
-
-
-def load_failure(record: dict[str, Any]) -> str | None:
-    """Why a checkpoint's record holds no figures because the checkpoint could not be loaded, else None."""
-    outcome = (record.get("items") or {}).get(IDENTITY_ITEM) or {}
-    if outcome.get("outcome") != "error":
-        return None
-    return outcome.get("reason") or "load failed"
 
 
 @dataclass

@@ -100,3 +100,14 @@ def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], *, righ
              "|" + "|".join("--:" if i in right else "---" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(table_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+REASON_CHARS = 300  # an item's recorded reason: its first line, at most this long
+
+
+def outcome_reason(text: str) -> str | None:
+    """Why an item failed, as its record holds it whichever door ran it (pytest or ``evaluate()``): the
+    first line of ``text``, at most ``REASON_CHARS`` characters (the whole story is in the door's own
+    report: pytest's failure section, the exception ``evaluate()`` raises again); None for no text."""
+    text = text.strip()
+    return text.splitlines()[0][:REASON_CHARS] if text else None

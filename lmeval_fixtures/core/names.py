@@ -3,7 +3,9 @@ must be one path component that stays inside the report (and data) folder."""
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # Names the report folder already uses for itself: a run or baseline of that name would replace them.
@@ -78,3 +80,12 @@ def parse_shape_name(text: str) -> tuple[int, int] | None:
         return None
     shape = int(found.group(1)), int(found.group(2))
     return shape if shape_name(*shape) == text else None
+
+
+def closest_name(name: str, known: Iterable[str], cutoff: float = 0.75) -> str | None:
+    """The known name ``name`` most likely misspells (``--chekpoint``, ``max_eval_token=``), or None when none
+    is close: the one "did you mean" rule of the command line and ``evaluate()``'s keywords. ``-`` and ``_``
+    count as the same character (a flag's spelling given as a keyword finds the keyword)."""
+    spelt = {candidate.replace("-", "_"): candidate for candidate in known}
+    close = difflib.get_close_matches(name.replace("-", "_"), sorted(spelt), n=1, cutoff=cutoff)
+    return spelt[close[0]] if close else None

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from ..core.errors import CheckpointError, DataUnavailable, LmevalError
+from ..core.errors import CheckpointError, DataError, DataUnavailable, LmevalError
+from ..core.formatting import outcome_reason
 from ..core.names import shape_name
 from ..engine.timing import plain_forward_timer
 from ..models.contract import Allocation
@@ -29,6 +30,14 @@ from . import items
 from .gating import ItemFailed, skip_refusal
 from .run import Finished
 from .startup import RunContext
+
+ITEM_PREFIX = "evaluate::"  # an item's id: this prefix, then pytest's id of the same item
+
+
+class SetupFailed(Exception):
+    """An item refused before its body runs (its data is unusable, or the settings cannot apply to its
+    checkpoint, or the checkpoint did not load): recorded as an "error", as pytest records a fixture
+    that fails."""
 
 
 class Skip(Exception):
@@ -91,71 +100,110 @@ class ItemRunner:
         self.settings = context.settings
         self.unexpected: list[tuple[str, BaseException]] = []
 
+    def checkpoints(self, model: torch.nn.Module | None, tokenizer: Any, families: tuple[str, ...] | list[str],
+                    training: dict[str, Any] | None = None) -> None:
+        """Every item of ``families`` on each of the run's checkpoints (``model``: the in-memory model the one
+        checkpoint stands for), one checkpoint held at a time. Every item is expected before the first runs,
+        as pytest collects them, so a run stopped part-way (Ctrl-C) records the rest as not run."""
+        for spec in self.settings.checkpoints:
+            for _, item_id, _ in self.planned(spec.name, families):
+                self.run.expect(spec.name, ITEM_PREFIX + item_id)
+        for spec in self.settings.checkpoints:
+            loaded = self.load(spec, model, tokenizer, families, training=training)
+            if loaded is None:
+                continue
+            was_training = loaded.model.training
+            loaded.model.eval()
+            try:
+                self.all(loaded, families)
+            finally:
+                loaded.model.train(was_training)
+                if model is None:
+                    self.inputs.release(spec)
+
     def load(self, spec: CheckpointSpec, model: torch.nn.Module | None, tokenizer: Any,
-             training: dict[str, Any] | None = None) -> LoadedCheckpoint | None:
+             families: tuple[str, ...] | list[str] = (), training: dict[str, Any] | None = None,
+             ) -> LoadedCheckpoint | None:
         """The checkpoint (or in-memory model) loaded and its identity recorded, with the caller's
-        ``training`` facts in place of the stored ones; None, and the failure recorded, when it cannot load."""
+        ``training`` facts in place of the stored ones; None when it cannot load, the failure recorded
+        as pytest records it: the checkpoint's record says why, and each of its items of ``families``
+        is an error with that reason (pytest's ``checkpoint`` fixture fails each one's set-up)."""
         try:
             loaded = self.inputs.checkpoint(spec) if model is None else in_memory_checkpoint(spec, model, tokenizer)
         except CheckpointError as exc:
             failure = fragments.load_failure(spec.name, str(spec.path), str(exc))
             self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, failure)])
-            self.run.add_outcome(spec.name, fragments.IDENTITY_ITEM, "error", str(exc))
+            for family, item_id, _ in self.planned(spec.name, families):
+                self.item(spec.name, family, item_id, lambda e=exc: _raise(SetupFailed(str(e))))
             return None
         self.run.absorb([(spec.name, fragments.IDENTITY_ITEM, fragments.identity(loaded, training=training))])
         return loaded
 
     def all(self, loaded: LoadedCheckpoint, families: tuple[str, ...] | list[str]) -> None:
-        settings, name, inputs = self.settings, loaded.name, self.inputs
+        """Every item of ``families`` on ``loaded``, each recorded with its outcome."""
+        for family, item_id, body in self.planned(loaded.name, families):
+            self.item(loaded.name, family, item_id, lambda b=body: b(loaded))
+
+    def planned(self, name: str, families: tuple[str, ...] | list[str],
+                ) -> list[tuple[str, str, Callable[[LoadedCheckpoint], items.ItemResult]]]:
+        """The items of ``families`` for checkpoint ``name``, as pytest collects them: (family, pytest's item
+        id, the body on a loaded checkpoint). Timings first, on a model nothing else is using."""
+        settings, inputs = self.settings, self.inputs
+        found: list[tuple[str, str, Callable[[LoadedCheckpoint], items.ItemResult]]] = []
         if "latency" in families:
             for batch, seq in settings.latency_shapes:
-                self.item(loaded, "latency", f"test_latency.py::test_latency[{name}-{shape_name(batch, seq)}]",
-                          lambda b=batch, s=seq: self._timed(loaded, s, lambda: items.latency(
-                              loaded, b, s, settings, plain_forward_timer)))
+                found.append(("latency", f"test_latency.py::test_latency[{name}-{shape_name(batch, seq)}]",
+                              lambda loaded, b=batch, s=seq: self._timed(loaded, s, lambda: items.latency(
+                                  loaded, b, s, settings, plain_forward_timer))))
         if "perplexity" in families:
             for corpus in self.context.registry.corpora.values():
                 for split in corpus.splits:
                     label = split if corpus.legacy else f"{corpus.name}-{split}"
-                    self.item(loaded, "perplexity", f"test_perplexity.py::test_perplexity[{name}-{label}]",
-                              lambda c=corpus, s=split: items.perplexity(
-                                  loaded, self._corpus(loaded, c, s), settings, None, inputs.cache, inputs.engine))
+                    found.append(("perplexity", f"test_perplexity.py::test_perplexity[{name}-{label}]",
+                                  lambda loaded, c=corpus, s=split: items.perplexity(
+                                      loaded, self._corpus(loaded, c, s), settings, None, inputs.cache, inputs.engine)))
         if "smallbench" in families:
             for task in self.context.registry.tasks.values():
-                self.item(loaded, "smallbench", f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
-                          lambda t=task: items.smallbench(loaded, self._data(lambda: inputs.task_data(t)),
-                                                          settings, None, inputs.cache, inputs.engine))
+                found.append(("smallbench", f"test_smallbench.py::test_smallbench[{name}-{task.name}]",
+                              lambda loaded, t=task: items.smallbench(loaded, self._data(lambda: inputs.task_data(t)),
+                                                                      settings, None, inputs.cache, inputs.engine)))
         if "throughput" in families:
             seq = settings.throughput_shape[1]
-            self.item(loaded, "throughput", f"test_latency.py::test_throughput[{name}]",
-                      lambda: self._timed(loaded, seq, lambda: items.throughput(loaded, settings, plain_forward_timer)))
-            self.item(loaded, "throughput", f"test_latency.py::test_batch_scaling[{name}]",
-                      lambda: self._timed(loaded, seq, lambda: items.batch_scaling(loaded, settings)))
+            found.append(("throughput", f"test_latency.py::test_throughput[{name}]",
+                          lambda loaded: self._timed(loaded, seq, lambda: items.throughput(
+                              loaded, settings, plain_forward_timer))))
+            found.append(("throughput", f"test_latency.py::test_batch_scaling[{name}]",
+                          lambda loaded: self._timed(loaded, seq, lambda: items.batch_scaling(loaded, settings))))
+        return found
 
-    def item(self, loaded: LoadedCheckpoint, family: str, item_id: str, body: Callable[[], items.ItemResult]) -> None:
-        """Run one item of ``family`` (its pytest marker): record its fragment, then its gates; the
-        outcome says how it ended. A skip that the run's rule refuses (``gating.skip_refusal``) fails."""
-        item_id = f"evaluate::{item_id}"
-        self.run.expect(loaded.name, item_id)
+    def item(self, name: str, family: str, item_id: str, body: Callable[[], items.ItemResult]) -> None:
+        """Run one item of ``family`` (its pytest marker) of checkpoint ``name``: record its fragment, then its
+        gates; the outcome says how it ended, with pytest's reason (``core.formatting.outcome_reason``).
+        A skip that the run's rule refuses (``gating.skip_refusal``) fails."""
+        item_id = ITEM_PREFIX + item_id
+        self.run.expect(name, item_id)
         start = time.perf_counter()
         outcome, reason = "passed", None
         try:
             result = body()
-            self.run.absorb([(loaded.name, item_id, result.fragment)])
+            self.run.absorb([(name, item_id, result.fragment)])
             if result.failure:
                 raise ItemFailed(result.failure)
-            self.context.gates.enforce(loaded.name, result.fragment,
-                                       lambda verdicts: self.run.absorb([(loaded.name, item_id, verdicts)]))
+            self.context.gates.enforce(name, result.fragment,
+                                       lambda verdicts: self.run.absorb([(name, item_id, verdicts)]))
         except Skip as exc:
             refused = skip_refusal(self.settings, [family])
             outcome = "skipped" if not refused else "error" if exc.at_setup else "failed"
             reason = f"{refused}: {exc}" if refused else str(exc)
+        except SetupFailed as exc:  # as pytest records a fixture that fails: an error
+            outcome, reason = "error", outcome_reason(str(exc))
         except (ItemFailed, LmevalError) as exc:  # unsound figures, a regression, bad data: one line
-            outcome, reason = "failed", str(exc)
+            outcome, reason = "failed", outcome_reason(str(exc))
         except Exception as exc:  # a bug: the other items still run; raised again after the reports
-            first = str(exc).splitlines()[0] if str(exc).strip() else ""
-            outcome, reason = "error", f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            said = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
+            outcome, reason = "error", outcome_reason(said)
             self.unexpected.append((item_id, exc))
-        self.run.add_outcome(loaded.name, item_id, outcome, reason, round(time.perf_counter() - start, 3))
+        self.run.add_outcome(name, item_id, outcome, reason, round(time.perf_counter() - start, 3))
 
     def raise_unexpected(self, finished: Finished) -> None:
         """Raise the first exception an item did not expect (a bug), with its own traceback, noting
@@ -174,15 +222,19 @@ class ItemRunner:
     def _corpus(self, loaded: LoadedCheckpoint, corpus: Any, split: str) -> Any:
         refusal = items.perplexity_refusal(loaded, self.settings)
         if refusal:
-            raise ItemFailed(refusal)
+            raise SetupFailed(refusal)
         return self._data(lambda: self.inputs.corpus_split(corpus, split))
 
     @staticmethod
     def _data(load: Callable[[], Any]) -> Any:
+        """An item's data, as pytest's ``corpus_data`` / ``task_data`` fixtures give it: none is a skip at
+        set-up, unusable data an error at set-up."""
         try:
             return load()
         except DataUnavailable as exc:
             raise Skip(str(exc), at_setup=True) from None
+        except DataError as exc:
+            raise SetupFailed(str(exc)) from None
 
     @staticmethod
     def _timed(loaded: LoadedCheckpoint, seq: int, body: Callable[[], items.ItemResult]) -> items.ItemResult:
@@ -190,3 +242,7 @@ class ItemRunner:
         if too_long:
             raise Skip(too_long)
         return body()
+
+
+def _raise(exc: BaseException) -> items.ItemResult:
+    raise exc

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..core.errors import UsageError
-from ..core.names import SHARDS_MOST
+from ..core.names import SHARDS_MOST, closest_name
 from ..suite.tasks import PROMPT_SETS
 
 # the keys of checkpoints.DTYPES (which needs torch); test_options checks they agree
@@ -225,12 +225,15 @@ def option_values(**given: Any) -> SimpleNamespace:
 
     A value is checked as the command line checks it: numbers of the option's type (``"7"``
     converts; ``True`` or ``2.7`` for a count does not), a choice among the option's choices,
-    text where text is expected; ``None`` means the default. A value that does not fit is a
-    usage error naming the option."""
+    text where text is expected; ``None`` means the default. An option whose flag may stand alone
+    (``--log-samples``) takes ``True`` for the flag alone and ``False`` for the option left out. A
+    value that does not fit is a usage error naming the option."""
     options = {option.dest: option for option in OPTIONS}
     unknown = sorted(set(given) - options.keys())
     if unknown:
-        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(options))}")
+        close = closest_name(unknown[0], options)
+        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; "
+                         + (f"did you mean {close}?" if close else f"known: {', '.join(sorted(options))}"))
     values = {dest: option.default for dest, option in options.items()}
     for dest, value in given.items():
         if value is not None:
@@ -240,6 +243,8 @@ def option_values(**given: Any) -> SimpleNamespace:
 
 def _checked_value(option: Option, value: Any) -> Any:
     expected = option.type.__name__ if option.type else "text"
+    if option.nargs == "?" and isinstance(value, bool):  # the flag alone (its const), or left out
+        return option.const if value else option.default
     if option.action == "store_true":
         if not isinstance(value, bool):
             raise UsageError(f"{option.flag} {value!r}: expected True or False")

@@ -8,7 +8,6 @@ checkpoint exports to a Llama folder without changing a single weight.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..core.names import closest_name
 
 HEAD_KEY = "lm_head.weight"
 REQUIRED_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads")
@@ -260,8 +261,8 @@ class ModelConfig:
 
 
 def _unknown_message(key: str, known: frozenset[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known))}"
+    close = closest_name(key, known, cutoff=0.6)
+    hint = f"did you mean {close}?" if close else f"known: {', '.join(sorted(known))}"
     return f"unknown field {key!r} ({hint}); remove it or correct its name"
 
 

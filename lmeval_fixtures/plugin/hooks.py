@@ -17,7 +17,6 @@ short names only after the project's conftests have added theirs.
 from __future__ import annotations
 
 import argparse
-import difflib
 from collections.abc import Generator
 from pathlib import Path
 from types import MappingProxyType
@@ -25,6 +24,7 @@ from types import MappingProxyType
 import pytest
 
 from ..core.errors import UsageError
+from ..core.names import closest_name
 from ..evaluation.options import DEST_PREFIX, FLAG_PREFIX, OPTIONS
 from . import hookspecs
 
@@ -83,9 +83,9 @@ def _refuse_misspelt_options(parser: pytest.Parser, args: list[str]) -> None:
         name = arg.partition("=")[0] if isinstance(arg, str) else ""
         if not name.startswith("--") or name in known:
             continue
-        close = difflib.get_close_matches(name, ours, n=1, cutoff=0.75)
+        close = closest_name(name, ours)
         if close:
-            raise pytest.UsageError(f"{name}: no such option; did you mean {close[0]}?")
+            raise pytest.UsageError(f"{name}: no such option; did you mean {close}?")
 
 
 def _lead_help(parser: pytest.Parser, group: pytest.OptionGroup) -> None:

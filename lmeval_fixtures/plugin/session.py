@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from ..core.errors import RegistryError, UsageError
+from ..core.formatting import outcome_reason
 from ..core.names import shape_name
 from ..engine.timing import timing_unavailable
 from ..evaluation.gating import skip_refusal
@@ -442,6 +443,5 @@ def _reason(report: pytest.TestReport) -> str | None:
     if report.failed:
         crash = getattr(report.longrepr, "reprcrash", None)
         text = crash.message if crash is not None else str(report.longrepr)
-        text = text.strip().removeprefix("Failed: ")
-        return text.splitlines()[0][:300] if text else None
+        return outcome_reason(text.strip().removeprefix("Failed: "))
     return None

@@ -72,6 +72,13 @@ def load_failure(name: str, path: str, reason: str) -> Fragment:
     return {"checkpoint": {"name": name, "path": path}, "errors": [reason]}
 
 
+def not_loaded(record: dict[str, Any]) -> str | None:
+    """Why ``record``'s checkpoint was never loaded (the reason ``load_failure`` recorded), else None: a
+    loaded checkpoint's identity names its weights' digest, which a load failure cannot."""
+    errors = record.get("errors") or []
+    return None if (record.get("checkpoint") or {}).get("sha256") or not errors else str(errors[0])
+
+
 def perplexity(corpus: Corpus, split: str, result: PerplexityResult, *, detokenized: bool,
                max_eval_tokens: int | None, seconds: float, fingerprints: dict[str, str],
                log_samples: str | None = None, data_notes: list[str] = ()) -> Fragment:

@@ -176,6 +176,7 @@ def test_a_vanished_folder_stops_watch_with_a_line(tmp_path, monkeypatch, capsys
     (["dtype=float64"], "--dtype 'float64': choose one of float32, bfloat16, float16"),
     (["timing_budget=nan"], "--timing-budget must be between 0 and 86400, got nan"),
     (["nosuch=1"], "--set nosuch: no such option; known: acc_tolerance_se, "),
+    (["max_eval_token=5"], "--set max_eval_token: no such option; did you mean max_eval_tokens?"),
 ])
 def test_set_takes_every_option_with_the_command_lines_checks(tmp_path, capsys, pairs, line):
     argv = ["watch", str(tmp_path), "--interval", "1"]

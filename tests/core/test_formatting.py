@@ -85,3 +85,11 @@ def test_the_figure_table_reads_latency_shapes_by_the_one_name():
     assert keys["latency_batch2_seq64"].value(record) == 3.0
     assert keys["latency_batch2_seq64"].label == "latency 2x64 ms"
     assert not any(key.startswith("latency_batch02") for key in keys)
+
+
+def test_an_items_reason_is_its_first_line_cut_to_the_one_length_both_doors_record():
+    from lmeval_fixtures.core.formatting import REASON_CHARS, outcome_reason
+
+    assert outcome_reason("  Failed: a\nb\n") == "Failed: a"
+    assert outcome_reason("x" * (REASON_CHARS + 5)) == "x" * REASON_CHARS
+    assert outcome_reason(" \n ") is None
