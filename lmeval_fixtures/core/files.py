@@ -206,14 +206,45 @@ def _lock(fd: int) -> None:
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder while its records are read and written, so two
     invocations with the same run id (shards, or runs at once) merge instead of overwriting.
-    ``filelock`` (flock on POSIX, msvcrt on Windows; a dependency of torch) rather than our own. A FIFO
-    or device named ``.lock`` is refused in one line, never opened or waited on."""
+
+    The lock is the folder itself (``flock`` on the folder's own descriptor), not a file in it:
+    a ``.lock`` file is a neighbour like any other, and one left as a FIFO, a folder, a device, a
+    dangling link or a file nobody may open would otherwise cost the whole run its reports. The
+    folder is one thing every run of it must be able to open anyway. Where a folder cannot be
+    locked (no ``fcntl``: Windows; a file system that refuses: NFS) the lock is ``filelock``'s
+    ``.lock`` file, and a FIFO or device in its place is refused in one line, never waited on."""
+    folder.mkdir(parents=True, exist_ok=True)
+    held = _lock_folder_itself(folder)
+    if held is not None:
+        try:
+            yield
+        finally:
+            os.close(held)  # closing releases the lock
+        return
     from filelock import FileLock
 
-    folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".lock"
     special = special_file_message(lock)
     if special:  # ours to make: the remedy is to remove it, not to copy it
         raise OSError(special.partition(";")[0] + "; remove it (the run folder's lock file is made again)")
     with FileLock(lock):
         yield
+
+
+def _lock_folder_itself(folder: Path) -> int | None:
+    """A descriptor of ``folder`` holding an exclusive ``flock`` (released when it is closed), or
+    None where folders cannot be locked so (no ``fcntl``; a file system that refuses it)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # not openable as a folder: the lock file's own message says why
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # NFS emulates flock by a write lock, which a folder opened to read cannot take
+        os.close(fd)
+        return None
+    return fd
