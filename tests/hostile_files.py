@@ -5,9 +5,12 @@ is tried with the same kinds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,7 +59,7 @@ def make_hostile(path: Path, kind: str) -> None:
     elif kind == "invalid UTF-8":
         path.write_bytes(b'{"caf\xe9": 1}\n')
     elif kind == "truncated JSON":
-        path.write_bytes(original[: max(1, len(original) // 2)])
+        path.write_bytes(original[: max(1, len(original) - 3)])  # a write cut short: the last line unfinished
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "huge":
@@ -64,3 +67,33 @@ def make_hostile(path: Path, kind: str) -> None:
             handle.truncate(HUGE_BYTES)
     else:
         raise ValueError(kind)
+
+
+@contextlib.contextmanager
+def ends_within(seconds: int) -> Iterator[None]:
+    """Fail (rather than hang the test run) when the block is still running after ``seconds``: a reader that
+    waits on a FIFO, or reads a device without end, is caught here (SIGALRM; POSIX)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def too_long(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s: a reader waited on or read without end")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# what each reader's one line says of each kind (the part after the file's name)
+SAYS = {
+    "a FIFO": "not a regular file (a named pipe (FIFO))", "a socket": "not a regular file (a socket)",
+    "a symlink to /dev/zero": "not a regular file (a character device)",
+    "a symlink to /dev/urandom": "not a regular file (a character device)",
+    "a folder": "cannot be read (Is a directory)", "a dangling symlink": "which does not exist",
+    "no permissions": "cannot be read (Permission denied)", "huge": "MiB, more than any the suite writes; not read",
+}

@@ -25,7 +25,9 @@ def spoil(path, how: str) -> None:
     """Make ``path`` (a samples file) unreadable as samples, one way each."""
     path.unlink(missing_ok=True)
     if how == "invalid JSON":
-        path.write_text('{"doc_id": 1}\n{"doc_id": \n')
+        path.write_text('{"document": 0, "nll": 1.5, "tokens": 1, "bytes": 2, "words": 1}\n{"document": \n')
+    elif how == "a row without nll":
+        path.write_text('{"document": 0, "tokens": 1, "bytes": 2, "words": 1}\n')
     elif how == "not UTF-8":
         path.write_bytes(b'{"text": "caf\xe9"}\n')
     elif how == "not an object":
@@ -36,18 +38,22 @@ def spoil(path, how: str) -> None:
         os.mkfifo(path)
 
 
+SAMPLES = "samples-perplexity-test.jsonl"
+
+
 @pytest.mark.parametrize("how, says", [
-    ("invalid JSON", "samples-x.jsonl:2: invalid JSON"),
-    ("not UTF-8", "samples-x.jsonl: samples file is not UTF-8 (byte 13)"),
-    ("not an object", "samples-x.jsonl:1: not a sample (a JSON list)"),
-    ("a folder", "samples-x.jsonl: samples file cannot be read (Is a directory)"),
-    pytest.param("a FIFO", "samples-x.jsonl: not a regular file (a named pipe (FIFO))", marks=needs_fifo),
+    ("invalid JSON", f"{SAMPLES}:2: invalid JSON"),
+    ("not UTF-8", f"{SAMPLES}: samples file is not UTF-8 (byte 13)"),
+    ("not an object", f"{SAMPLES}:1: not a sample (a JSON list)"),
+    ("a row without nll", f"{SAMPLES}:1: not a sample (nll is None)"),
+    ("a folder", f"{SAMPLES}: samples file cannot be read (Is a directory)"),
+    pytest.param("a FIFO", f"{SAMPLES}: not a regular file (a named pipe (FIFO))", marks=needs_fifo),
 ])
 def test_another_checkpoints_unreadable_samples_cost_only_that_checkpoint(two_models, how, says):
     first = two_models.runpytest(*RUN)
     assert first.ret == pytest.ExitCode.OK
     neighbour = two_models.path / "reports/r/b"
-    spoil(neighbour / "samples-x.jsonl", how)
+    spoil(neighbour / SAMPLES, how)
     before = (neighbour / "metrics.json").read_bytes()
     result = two_models.runpytest_subprocess("--checkpoint", "ck/a", *RUN[2:], "-p", "no:randomly", timeout=120)
     assert result.ret == pytest.ExitCode.OK  # a's report is written; b is named, not an error of this run
@@ -61,15 +67,21 @@ def test_another_checkpoints_unreadable_samples_cost_only_that_checkpoint(two_mo
 
 
 @needs_fifo
-@pytest.mark.parametrize("command", [["compare", "reports/r"], ["merge", "out", "reports/r"]])
-def test_commands_refuse_a_fifo_samples_file_in_one_line_without_hanging(two_models, command):
+@pytest.mark.parametrize("command, status, line", [
+    (["compare", "reports/r", "--out", "c"], 2, "; b left out"),  # a compared; b named
+    (["export-lmeval", "reports/r", "--out", "e"], 2, "; b left out"),
+    (["merge", "out", "reports/r"], 2, ""),  # refused whole: a merged run must not miss a shard's figures
+])
+def test_commands_name_a_fifo_samples_file_in_one_line_without_hanging(two_models, command, status, line):
     two_models.runpytest(*RUN)
-    spoil(two_models.path / "reports/r/b/samples-x.jsonl", "a FIFO")
+    spoil(two_models.path / f"reports/r/b/{SAMPLES}", "a FIFO")
     done = subprocess.run([sys.executable, "-m", "lmeval_fixtures", *command], cwd=two_models.path,
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr == (f"lmeval-fixtures {command[0]}: reports/r/b/samples-x.jsonl: not a regular file (a named "
-                           "pipe (FIFO)); copy its content to a regular file and pass that\n")
+    assert done.returncode == status
+    assert done.stderr == (f"lmeval-fixtures {command[0]}: reports/r/b/{SAMPLES}: not a regular file (a named "
+                           f"pipe (FIFO)); copy its content to a regular file and pass that{line}\n")
+    if line:  # the readable checkpoint's output is written
+        assert any("/a/" in path or path.endswith("comparison.md") for path in done.stdout.splitlines())
 
 
 @pytest.mark.parametrize("kind", ["a FIFO", "a folder", "a dangling symlink", "a symlink to /dev/zero", "a socket"])
