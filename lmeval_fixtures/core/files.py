@@ -150,8 +150,8 @@ def read_regular_bytes(path: Path, error: type[Exception], what: str, limit: int
 
 def _read_open_file(fd: int, path: Path, limit: int) -> tuple[str | None, bytes]:
     """(what is wrong, else None; the bytes) of an open descriptor: a regular file of at most ``limit`` bytes."""
-    too_large = (f"is larger than {limit >> 20} MiB, more than any the suite writes; not read (is it the file "
-                 "meant?)")
+    bound = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+    too_large = f"is larger than {bound}, more than any the suite writes; not read (is it the file meant?)"
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..hostile_files import NOT_A_FILE, SPECIAL, UNOPENABLE, make_hostile
+from ..hostile_files import NOT_A_FILE, SPECIAL, UNOPENABLE, ends_within, make_hostile
 
 WITHOUT_POSIX = '''
 import sys
@@ -155,3 +155,40 @@ def test_an_append_to_a_fifo_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "h.jsonl")
     with pytest.raises(OSError, match=r"h\.jsonl: not a regular file \(a named pipe \(FIFO\)\)"):
         append_whole(tmp_path / "h.jsonl", "x\n")
+
+
+def test_a_read_is_bounded_by_the_size_and_while_reading(tmp_path):
+    """Over the bound by its stated size (refused unread), and by what it gives (a file that states no size, as
+    /proc's do, or grows): never read without end."""
+    from lmeval_fixtures.core.files import read_regular_bytes
+
+    path = tmp_path / "r.json"
+    path.write_bytes(b"x" * 11)
+    with pytest.raises(ValueError, match=r"^.*r\.json: record is larger than 10 bytes, more than any the suite "
+                                         r"writes; not read \(is it the file meant\?\)$"):
+        read_regular_bytes(path, ValueError, "record", 10)
+    assert read_regular_bytes(path, ValueError, "record", 11) == b"x" * 11
+    stated_none = Path("/proc/self/status")
+    if stated_none.is_file() and stated_none.stat().st_size == 0:
+        with pytest.raises(ValueError, match="larger than 10 bytes"):
+            read_regular_bytes(stated_none, ValueError, "status", 10)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_fifo_put_in_place_between_the_check_and_the_open_is_refused_not_waited_on(tmp_path, monkeypatch):
+    from lmeval_fixtures.core import files
+
+    os.mkfifo(tmp_path / "metrics.json")
+    monkeypatch.setattr(files, "special_file_message", lambda path: None)  # the check saw a regular file
+    with ends_within(10), pytest.raises(ValueError, match=r"metrics\.json: record is not a regular file \(replaced "
+                                                          r"while being opened\)$"):
+        files.read_regular_bytes(tmp_path / "metrics.json", ValueError, "record", 100)
+
+
+def test_a_dangling_link_is_named_as_one(tmp_path):
+    from lmeval_fixtures.core.files import read_regular_bytes
+
+    (tmp_path / "metrics.json").symlink_to(tmp_path / "gone.json")
+    with pytest.raises(ValueError, match=rf"metrics\.json: record is a link to {tmp_path}/gone\.json, which does not "
+                                         "exist$"):
+        read_regular_bytes(tmp_path / "metrics.json", ValueError, "record", 100)
