@@ -124,7 +124,7 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
     the runs left out (other settings or data), and the verdict on the latest value."""
     from ..records.history import metrics_in, read_history, trend
 
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a dangling link is named as one by read_history
         raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
     from ..suite.figures import resolve_figure_key
     from ..suite.registry import Registry
