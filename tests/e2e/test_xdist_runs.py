@@ -102,3 +102,16 @@ def test_a_projects_own_tests_named_like_a_checkpoint_are_in_no_record(two_model
         assert records[name]["complete"] is True
     history = (two_models.path / "reports/history.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["checkpoint"] for line in history) == ["a", "b"]
+
+
+def test_a_run_whose_every_worker_died_says_its_records_are_incomplete(two_models):
+    """With no worker left to say what it collected, the controller cannot tell the suite's unrun items from a
+    project's (it never reads a node id for that): the records it can write say ``complete: false``."""
+    two_models.makepyfile(test_zz_crash=CRASH.replace('checkpoint.name == "b"', 'checkpoint.name == "a"'))
+    result = two_models.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "--run-id", "k", "-n", "1",
+                                             "--max-worker-restart", "0", "-m", "perplexity or not smallbench",
+                                             "-p", "no:randomly")
+    assert result.parseoutcomes()["failed"] == 1  # the crash; b's items never ran
+    record = records_of(two_models.path / "reports", "k")["a"]
+    assert record["val_perplexity"] is not None  # what finished is kept
+    assert record["complete"] is False
