@@ -16,7 +16,7 @@ import pytest
 from lmeval_fixtures.cli.main import main as cli
 
 from ..helpers import needs_fifo
-from ..hostile_files import make_hostile
+from ..hostile_files import ends_within, make_hostile
 
 RUN = ["--checkpoint", "ck", "--data-dir", "data", "-m", "perplexity", "--run-id", "r", "--log-samples"]
 
@@ -151,3 +151,42 @@ def test_another_checkpoints_unreadable_record_costs_only_that_checkpoint(two_mo
     result.stdout.fnmatch_lines([f"lmeval-fixtures: */reports/r/b left as it is, and out of comparison.md: "
                                  f"*/reports/r/b/metrics.json: metrics.json {says}*"])
     assert json.loads((two_models.path / "reports/r/a/metrics.json").read_text())["val_bits_per_byte"] is not None
+
+
+@pytest.mark.parametrize("target", ["old/metrics.json", "old/samples-perplexity-validation.jsonl", ".lock",
+                                    "../history.jsonl"])
+@pytest.mark.parametrize("kind", ["a FIFO", "a symlink to /dev/urandom", "a dangling symlink", "huge"])
+def test_watch_into_a_run_folder_with_a_bad_neighbour_evaluates_and_says_everything(tmp_path, target, kind):
+    """``watch`` ends every evaluation in ``Run.finish`` too: a bad neighbour in its run folder (or a bad history
+    file) is named in one line, and each new checkpoint is still evaluated and reported."""
+    from lmeval_fixtures.cli.watch import watch
+
+    from ..helpers import finished_run, write_native_checkpoint, write_wikitext
+
+    data, runs, reports = tmp_path / "data", tmp_path / "runs", tmp_path / "reports"
+    write_wikitext(data)
+    write_native_checkpoint(runs / "step-100", seed=1)
+    finished_run(reports, "w", {"old": 1.0}, history=reports / "history.jsonl")  # an earlier checkpoint of the run
+    (reports / "w" / "old" / "samples-perplexity-validation.jsonl").write_text("")
+    make_hostile(reports / "w" / target, kind)
+    polls = {"n": 0}
+
+    def sleep(seconds: float) -> None:
+        polls["n"] += 1
+        if polls["n"] >= 3:
+            raise KeyboardInterrupt
+
+    lines: list[str] = []
+    with ends_within(120):
+        watcher = watch(runs, run_id="w", metric="val_bits_per_byte", interval=0.0, sleep=sleep, report=lines.append,
+                        options={"families": ["perplexity"], "data_dir": data, "report_dir": reports})
+    assert watcher.evaluated == 1 and lines[-1] == "stopped: 1 checkpoint(s) evaluated into run w"
+    assert json.loads((reports / "w" / "step-100" / "metrics.json").read_text())["val_bits_per_byte"] is not None
+    said = [line for line in lines if str(reports / "w" / target) in line or (
+        target == "../history.jsonl" and str(reports / "history.jsonl") in line)]
+    if target == ".lock":
+        assert said == []  # never opened: nothing to say
+    elif target == "../history.jsonl" and kind == "huge":
+        assert said == []  # appended after it, unread
+    else:
+        assert len(said) == 1, lines

@@ -168,3 +168,17 @@ def test_an_entry_a_neighbour_spoilt_is_a_miss_never_a_wait(tmp_path, kind):
     with ends_within(20):
         assert cache.get(CacheKey({"item": 1})) is None
     assert cache.get(CacheKey({"item": 2})).fragment == {"figures": "y"}  # the others still hit
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_spoilt_marker_is_never_opened_to_read_and_the_cache_still_serves(tmp_path, kind):
+    from lmeval_fixtures.evaluation.result_cache import MARKER
+
+    folder = tmp_path / "cache"
+    ResultCache(folder, max_bytes=1 << 20).put(CacheKey({"item": 1}), {"figures": "x"})
+    make_hostile(folder / MARKER, kind)
+    with ends_within(20):
+        again = ResultCache(folder, max_bytes=1 << 20)
+        assert again.get(CacheKey({"item": 1})).fragment == {"figures": "x"}
+        again.put(CacheKey({"item": 2}), {"figures": "y"})
+        assert again.get(CacheKey({"item": 2})).fragment == {"figures": "y"}
