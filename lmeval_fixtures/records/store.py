@@ -198,11 +198,14 @@ def run_folder_problem(folder: Path) -> str | None:
 
 def write_checkpoint_report(record: dict[str, Any], folder: Path, figures: list[Figure], registry: Registry,
                             comparison: bool = False,
-                            samples: dict[str, list[dict[str, Any]]] | None = None) -> list[Path]:
+                            samples: dict[str, list[dict[str, Any]]] | None = None,
+                            problems: list[str] | None = None) -> list[Path]:
     """Validate, then write ``metrics.json`` and ``summary.md`` (and samples) into ``folder``.
 
     ``comparison``: the run folder also gets a comparison.md, which the summary links.
     ``samples``: per-example rows, written first and fingerprinted in the record.
+    ``problems``: where a summary that cannot be written once metrics.json is (a folder in its
+    place) is said, rather than raised: the record is written, and stays the run's.
     """
     written: list[Path] = []
     if samples:
@@ -213,9 +216,15 @@ def write_checkpoint_report(record: dict[str, Any], folder: Path, figures: list[
     metrics = folder / "metrics.json"
     summary = folder / "summary.md"
     write_atomic(metrics, json.dumps(record, indent=2, sort_keys=False) + "\n")
-    plot = plot_batch_scaling(record, folder / "batch_scaling.png")
-    text = render_summary(record, figures, registry, plot.name if plot else None)
-    if comparison:
-        text += "\nCompared with the other checkpoints of this run in [comparison.md](../comparison.md).\n"
-    write_atomic(summary, text)
+    try:
+        plot = plot_batch_scaling(record, folder / "batch_scaling.png")
+        text = render_summary(record, figures, registry, plot.name if plot else None)
+        if comparison:
+            text += "\nCompared with the other checkpoints of this run in [comparison.md](../comparison.md).\n"
+        write_atomic(summary, text)
+    except OSError as exc:
+        if problems is None:
+            raise
+        problems.append(f"could not write {summary} ({exc.strerror or exc}); its record {metrics} is written")
+        return [metrics] + written
     return [metrics, summary] + ([plot] if plot else []) + written

@@ -201,3 +201,25 @@ def test_a_baseline_folder_with_a_bad_record_fails_that_checkpoints_gate_by_name
     assert str(raised.value).startswith(f"{run / 'b' / 'metrics.json'}: ")
     assert says(kind, "metrics.json") in str(raised.value)
     assert baselines.get("a")["checkpoint"]["name"] == "a"  # the other checkpoints' baselines still gate
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("target", ["comparison.md", "a/summary.md", "d/summary.md"])
+def test_a_report_file_a_neighbour_spoilt_is_replaced_whole_or_costs_only_itself(tmp_path, target, kind):
+    """What a run writes is never read: whatever is in its place is replaced at once (a link by a file, never
+    followed); a folder in the way is said in one line, and the record, the others and the history all written."""
+    run = three_checkpoints(tmp_path)
+    make_hostile(run / target, kind)
+    with ends_within(20):
+        done = run_another(tmp_path / "reports", "d", history=tmp_path / "reports" / "history.jsonl")
+    assert sorted(done.records) == ["a", "b", "c", "d"]
+    assert json.loads((run / "d" / "metrics.json").read_text())["val_bits_per_byte"] == 0.9
+    history = (tmp_path / "reports" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["checkpoint"] for line in history] == ["a", "b", "c", "d"]
+    if kind == "a folder":
+        assert len(done.errors) == 1 and str(run / target) in done.errors[0]
+    else:
+        assert done.errors == []
+        assert (run / target).is_file() and not (run / target).is_symlink()
+        assert "| d |" in (run / "comparison.md").read_text()
+    assert not (run / target).parent.joinpath("gone").exists()
