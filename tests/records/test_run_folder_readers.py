@@ -223,3 +223,39 @@ def test_a_report_file_a_neighbour_spoilt_is_replaced_whole_or_costs_only_itself
         assert (run / target).is_file() and not (run / target).is_symlink()
         assert "| d |" in (run / "comparison.md").read_text()
     assert not (run / target).parent.joinpath("gone").exists()
+
+
+SMALLBENCH_ROW = {"idx": 0, "label": 1, "loglikelihoods": [-1.0, -0.5], "greedy": [False, True], "correct": True,
+                  "correct_norm": True}
+
+
+@pytest.mark.parametrize("name, row, says", [
+    (SAMPLES, ROW | {"nll": None}, ":1: not a sample (nll is None)"),
+    (SAMPLES, ROW | {"nll": "1.5"}, ":1: not a sample (nll is '1.5')"),
+    (SAMPLES, ROW | {"bytes": -3}, ":1: not a sample (bytes is -3)"),
+    (SAMPLES, ROW | {"tokens": True}, ":1: not a sample (tokens is True)"),
+    (SAMPLES, {k: v for k, v in ROW.items() if k != "document"}, ":1: not a sample (document is None)"),
+    ("samples-smallbench-sst2.jsonl", SMALLBENCH_ROW | {"correct": 1}, ":1: not a sample (correct is 1)"),
+    ("samples-smallbench-sst2.jsonl", SMALLBENCH_ROW | {"greedy": [True]},
+     ":1: not a sample (greedy and loglikelihoods differ in length)"),
+    ("samples-smallbench-sst2.jsonl", SMALLBENCH_ROW | {"loglikelihoods": [-1.0, float("nan")]},
+     ":1: not a sample (loglikelihoods is [-1.0, nan])"),
+])
+def test_a_samples_row_without_what_its_readers_take_is_refused_by_line(tmp_path, name, row, says):
+    """Before, such a row ended comparison.md's paired test (or export-lmeval) in a KeyError traceback."""
+    from lmeval_fixtures.core.errors import RecordsNotFound
+    from lmeval_fixtures.records.store import read_samples
+
+    (tmp_path / name).write_text(json.dumps(row) + "\n")
+    with pytest.raises(RecordsNotFound) as raised:
+        read_samples(tmp_path)
+    assert str(raised.value) == f"{tmp_path / name}{says}"
+
+
+def test_a_samples_file_of_a_set_the_suite_never_writes_is_not_read(tmp_path):
+    from lmeval_fixtures.records.store import read_samples
+
+    make_hostile(tmp_path / "samples-notes.jsonl", "a FIFO")  # someone's own file: not opened, not waited on
+    (tmp_path / SAMPLES).write_text(json.dumps(ROW) + "\n")
+    with ends_within(10):
+        assert read_samples(tmp_path) == {"perplexity-validation": [ROW]}
