@@ -25,7 +25,8 @@
                               the local data layout (what --data-dir reads), from the Hugging Face hub
 
 Exit status: 0 done; 2 the input's fault (an error of the suite's family, ``LmevalError``,
-or the operating system's ``OSError``: one line naming the file or option); 3 a bug in
+or the operating system's ``OSError``: one line naming the file or option; or a record that
+compare, export-lmeval or track could not read, left out and named while the others were done); 3 a bug in
 lmeval-fixtures (any other exception: its traceback, as pytest's "internal error" is 3).
 """
 
@@ -105,16 +106,17 @@ def merge(out: Path, shards: list[Path], compare_by: str = default("compare_by")
     return done.paths
 
 
-def compare(paths: list[Path], out: Path, compare_by: str) -> list[Path]:
+def compare(paths: list[Path], out: Path, compare_by: str, left_out: list[str]) -> list[Path]:
     """comparison.md for records of earlier runs; ``write_comparison`` keeps records measured
-    otherwise in groups of their own."""
+    otherwise in groups of their own. A record (or its samples) that cannot be read is left out and
+    named in ``left_out``; the others are compared."""
     from ..records.comparison import row_labels, write_comparison
-    from ..records.store import find_records, read_samples
+    from ..records.store import find_readable_records
     from ..suite.registry import Registry
 
-    found = find_records(paths)
-    records = [record for _, record in found]
-    samples = {label: read_samples(file.parent) for label, (file, _) in zip(row_labels(records), found, strict=True)}
+    found = find_readable_records(paths, left_out)
+    records = [record for _, record, _ in found]
+    samples = {label: rows for label, (_, _, rows) in zip(row_labels(records), found, strict=True)}
     return write_comparison(records, out, Registry.default().figure_table(records), compare_by, samples)
 
 
@@ -123,7 +125,7 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
     the runs left out (other settings or data), and the verdict on the latest value."""
     from ..records.history import metrics_in, read_history, trend
 
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a dangling link is named as one by read_history
         raise CommandError(f"{path}: no history yet (every pytest benchmarks run appends to it)")
     from ..suite.figures import resolve_figure_key
     from ..suite.registry import Registry
@@ -146,25 +148,27 @@ def show_history(path: Path, checkpoints: list[str] | None, metric: str, previou
     return 0
 
 
-def export_lmeval(paths: list[Path], out: Path) -> list[Path]:
-    """Records of earlier runs in lm-evaluation-harness's results and samples layout (``records.lmeval_export``)."""
+def export_lmeval(paths: list[Path], out: Path, left_out: list[str]) -> list[Path]:
+    """Records of earlier runs in lm-evaluation-harness's results and samples layout (``records.lmeval_export``);
+    one that cannot be read (record or samples) is left out and named in ``left_out``."""
     from ..records.lmeval_export import export_lmeval as export_one
-    from ..records.store import find_records, read_samples
+    from ..records.store import find_readable_records
 
     written = []
-    for file, record in find_records(paths):
-        written += export_one(record, read_samples(file.parent), out)
+    for _, record, samples in find_readable_records(paths, left_out):
+        written += export_one(record, samples, out)
     return written
 
 
-def track(paths: list[Path], to: str) -> list[str]:
-    """Records of earlier runs, each logged as one run of the tracker ``to`` names (``records.tracking``)."""
-    from ..records.store import find_records
+def track(paths: list[Path], to: str, left_out: list[str]) -> list[str]:
+    """Records of earlier runs, each logged as one run of the tracker ``to`` names (``records.tracking``);
+    one that cannot be read is left out and named in ``left_out``."""
+    from ..records.store import find_readable_records
     from ..records.tracking import TrackSpec, track_records
     from ..suite.registry import Registry
 
     spec = TrackSpec.parse(to, "--to")
-    records = [record for _, record in find_records(paths)]
+    records = [record for _, record, _ in find_readable_records(paths, left_out, samples=False)]
     try:
         return track_records(records, Registry.default().figure_table(records), spec)
     except LmevalError:
@@ -420,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["run"]:  # everything after it is pytest's, options included
         return run_suite(argv[1:])
     args = build_parser().parse_args(argv)
+    left_out: list[str] = []  # records (or samples) a command could not read: named, the others still done
     try:
         if args.command == "watch":
             INTERVAL.check("--interval", args.interval)
@@ -434,13 +439,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "merge":
             written = merge(args.out, args.shards, args.compare_by)
         elif args.command == "export-lmeval":
-            written = export_lmeval(args.records, args.out)
+            written = export_lmeval(args.records, args.out, left_out)
         elif args.command == "track":
-            written = track(args.records, args.to)
+            written = track(args.records, args.to, left_out)
         elif args.command == "fetch-data":
             written = fetch(args.dest, args.overwrite)
         else:
-            written = compare(args.records, args.out, args.compare_by)
+            written = compare(args.records, args.out, args.compare_by, left_out)
     except USER_ERRORS as exc:
         print(f"lmeval-fixtures {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -451,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         return INTERNAL_ERROR
     for path in written:
         print(path)
-    return 0
+    for line in left_out:
+        print(f"lmeval-fixtures {args.command}: {line}", file=sys.stderr)
+    return 2 if left_out else 0
 
 
 if __name__ == "__main__":

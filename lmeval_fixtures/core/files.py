@@ -104,21 +104,71 @@ def read_json_object_and_sha256(path: Path, error: type[Exception], what: str,
                                 missing_hint: str = "") -> tuple[dict[str, Any], str]:
     """``read_json_object`` and the sha256 of the very bytes parsed: one read, so the digest a
     record states can never be of a file replaced between parsing and hashing."""
-    special = special_file_message(path)
-    if special:
-        raise error(special)
+    raw = read_regular_bytes(path, error, what, JSON_OBJECT_LIMIT_BYTES, missing_hint)
     try:
-        raw = path.read_bytes()
         value = json.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise error(f"{path}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
-    except OSError as exc:  # a folder in its place, no permission: not a question of JSON
-        raise error(f"{path}: {what} cannot be read ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: {what} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise error(f"{path}: {what} is a JSON {type(value).__name__}, not an object")
     return value, hashlib.sha256(raw).hexdigest()
+
+
+JSON_OBJECT_LIMIT_BYTES = 256 << 20  # a record, baseline or config: the largest the suite writes is a few MiB
+REPORT_FILE_LIMIT_BYTES = 1 << 30  # a samples file or the history, which grow with rows and runs
+
+
+def read_regular_bytes(path: Path, error: type[Exception], what: str, limit: int, missing_hint: str = "") -> bytes:
+    """The bytes of ``path``, or ``error`` with one line naming it and what is wrong: a FIFO, device
+    or socket (refused unread: reading one hangs or never ends), a missing file (``missing_hint``
+    says what to do), one that cannot be opened (a folder, no permission), or one over ``limit``
+    bytes (a bound, so that no file can make a run read without end). The one reader of every file
+    a run folder or report folder holds.
+
+    Opened without blocking and checked again once open, so a FIFO put in its place between the
+    check and the open is refused too; the limit is checked on the size and while reading, since a
+    file can grow, or state no size at all."""
+    special = special_file_message(path)
+    if special:
+        raise error(special)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise error(f"{path}: {what} is a link to {os.readlink(path)}, which does not exist") from None
+        raise error(f"{path}: {what} not found" + (f" ({missing_hint})" if missing_hint else "")) from None
+    except OSError as exc:  # no permission, a loop of links
+        raise error(f"{path}: {what} cannot be read ({exc.strerror or exc})") from None
+    try:
+        problem, data = _read_open_file(fd, path, limit)
+    finally:
+        os.close(fd)
+    if problem:
+        raise error(f"{path}: {what} {problem}")
+    return data
+
+
+def _read_open_file(fd: int, path: Path, limit: int) -> tuple[str | None, bytes]:
+    """(what is wrong, else None; the bytes) of an open descriptor: a regular file of at most ``limit`` bytes."""
+    bound = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+    too_large = f"is larger than {bound}, more than any the suite writes; not read (is it the file meant?)"
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            return "cannot be read (Is a directory)", b""
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file (replaced while being opened)", b""
+        if info.st_size > limit:
+            return too_large, b""
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                return too_large, b""
+    except OSError as exc:  # an I/O error part-way
+        return f"cannot be read ({exc.strerror or exc})", b""
+    return None, b"".join(chunks)
 
 
 def require_regular(path: Path) -> None:
@@ -206,14 +256,45 @@ def _lock(fd: int) -> None:
 def run_folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on a run folder while its records are read and written, so two
     invocations with the same run id (shards, or runs at once) merge instead of overwriting.
-    ``filelock`` (flock on POSIX, msvcrt on Windows; a dependency of torch) rather than our own. A FIFO
-    or device named ``.lock`` is refused in one line, never opened or waited on."""
+
+    The lock is the folder itself (``flock`` on the folder's own descriptor), not a file in it:
+    a ``.lock`` file is a neighbour like any other, and one left as a FIFO, a folder, a device, a
+    dangling link or a file nobody may open would otherwise cost the whole run its reports. The
+    folder is one thing every run of it must be able to open anyway. Where a folder cannot be
+    locked (no ``fcntl``: Windows; a file system that refuses: NFS) the lock is ``filelock``'s
+    ``.lock`` file, and a FIFO or device in its place is refused in one line, never waited on."""
+    folder.mkdir(parents=True, exist_ok=True)
+    held = _lock_folder_itself(folder)
+    if held is not None:
+        try:
+            yield
+        finally:
+            os.close(held)  # closing releases the lock
+        return
     from filelock import FileLock
 
-    folder.mkdir(parents=True, exist_ok=True)
     lock = folder / ".lock"
     special = special_file_message(lock)
     if special:  # ours to make: the remedy is to remove it, not to copy it
         raise OSError(special.partition(";")[0] + "; remove it (the run folder's lock file is made again)")
     with FileLock(lock):
         yield
+
+
+def _lock_folder_itself(folder: Path) -> int | None:
+    """A descriptor of ``folder`` holding an exclusive ``flock`` (released when it is closed), or
+    None where folders cannot be locked so (no ``fcntl``; a file system that refuses it)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # not openable as a folder: the lock file's own message says why
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # NFS emulates flock by a write lock, which a folder opened to read cannot take
+        os.close(fd)
+        return None
+    return fd

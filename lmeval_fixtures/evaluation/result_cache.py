@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UsageError
-from ..core.files import write_atomic
+from ..core.files import JSON_OBJECT_LIMIT_BYTES, read_regular_bytes, write_atomic
 from ..records.alike import METRIC_VERSION, value_sha256
 from ..records.codecs import decode_per_document, decode_per_row
 
@@ -222,15 +222,15 @@ class ResultCache:
         if key is None or self.refresh:
             return None
         path = self._path(key)
-        try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
+        if not os.path.lexists(path):
+            return None
+        try:  # a special file or one over the bound is refused unread, never waited on
+            entry = json.loads(read_regular_bytes(path, ValueError, "cache entry", JSON_OBJECT_LIMIT_BYTES))
             valid = (isinstance(entry, dict) and entry.get("format") == ENTRY_FORMAT
                      and entry.get("key") == key.material and isinstance(entry.get("fragment"), dict)
                      and entry.get("payload_sha256") == digest(entry["fragment"])
                      and unaccounted(entry["fragment"]) is None)
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # the file's fault, never a figure's
+        except (OSError, ValueError):  # the file's fault, never a figure's (UnicodeDecodeError, JSONDecodeError)
             valid = False
         if not valid:  # corrupt, truncated, colliding or self-contradicting: recomputed, never trusted
             with contextlib.suppress(OSError):

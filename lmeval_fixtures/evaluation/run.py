@@ -249,12 +249,15 @@ class Run:
                 done.errors.append(f"lmeval-fixtures: could not merge the record of {name} into {out / name}: {exc}")
         figures = self.figures([r for r, _ in combined.values()])
         for name, (built, samples) in combined.items():
+            problems: list[str] = []  # a summary that could not follow its written record
             try:
                 done.paths += write_checkpoint_report(built, out / name, figures, self.registry,
-                                                      comparison=len(combined) > 1, samples=samples)
+                                                      comparison=len(combined) > 1, samples=samples,
+                                                      problems=problems)
             except (OSError, LmevalError) as exc:  # RecordInvalid, a full disk, a folder in the way
                 done.errors.append(f"lmeval-fixtures: could not write the report of {name} into {out / name}: {exc}")
                 continue
+            done.errors += [f"lmeval-fixtures: {problem}" for problem in problems]
             done.records[name] = built
             done.headlines.append(headline(built, figures))
         written = list(done.records.values())

@@ -44,6 +44,7 @@ from ..suite.registry import Registry
 FRAGMENTS_ATTRIBUTE = "lmeval_fragments"
 RUN_ID_INPUT = "lmeval_run_id"
 CHECKPOINT_PROPERTY = "lmeval_checkpoint"
+ITEMS_OUTPUT = "lmeval_items"  # a worker's collected suite items (node id -> checkpoint), sent when it finishes
 # pytest-benchmark's round options, which the suite's timed items do not follow, and what does
 REPLACED_BENCHMARK_OPTIONS = MappingProxyType({
     "--benchmark-min-rounds": "--latency-rounds / --throughput-rounds (most rounds) within --timing-budget",
@@ -111,6 +112,14 @@ class SuitePlugin:
             _check_benchmark_histogram(config)
         self.finished: Finished | None = None
         self.shard_line: str | None = None
+        # the controller's knowledge of which items are the suite's, and whose: from the items themselves (no
+        # xdist), else from the workers (each report's property, each finished worker's collection); never
+        # from a node id, which a project's own test_x[<checkpoint>-...] can spell alike
+        self.suite_items: dict[str, str] = {}
+        self.unplaced: list[pytest.TestReport] = []  # reports without the property (a crashed worker's), held
+        self.collected_ids: set[str] = set()  # what the workers collected (xdist), to tell a run that ended early
+        self.maps_received = 0
+        self.reported_ids: set[str] = set()
         self._sigterm: Any = None
         if not self.is_worker and threading.current_thread() is threading.main_thread():
             self._sigterm = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
@@ -225,10 +234,21 @@ class SuitePlugin:
         return [self.shard_line] if self.shard_line else []
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if not self.is_worker:
-            for item in session.items:
-                if _checkpoint_of(item):
-                    self.run.expect(_checkpoint_of(item), item.nodeid)
+        """The suite's items and their checkpoints, known where the items are: a plain run expects them at
+        once; a worker hands them to the controller when it finishes (``workeroutput``)."""
+        found = {item.nodeid: _checkpoint_of(item) for item in session.items if _checkpoint_of(item)}
+        if self.is_worker:
+            self.config.workeroutput[ITEMS_OUTPUT] = found  # type: ignore[attr-defined]
+        else:
+            self._learn_items(found)
+
+    def _learn_items(self, found: dict[str, str]) -> None:
+        for nodeid, name in found.items():
+            self.suite_items[nodeid] = name
+            self.run.expect(name, nodeid)
+        held, self.unplaced = self.unplaced, []
+        for report in held:
+            self._place(report)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -237,11 +257,18 @@ class SuitePlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """The controller learns what will run from the workers' collections, to list what never did."""
-        for nodeid in ids:
-            name = self._checkpoint_from_nodeid(nodeid)
-            if name:
-                self.run.expect(name, nodeid)
+        """What the workers will run (node ids only: which of them are the suite's comes with the reports
+        and each worker's collection at its end), so that a run no worker finished is said to be incomplete."""
+        self.collected_ids.update(ids)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """xdist: a finished worker's collection says which items are the suite's, and whose (every worker
+        collects them all, so one finished worker is enough to list what never ran); a dead one sends none."""
+        found = (getattr(node, "workeroutput", None) or {}).get(ITEMS_OUTPUT)
+        if isinstance(found, dict):
+            self.maps_received += 1
+            self._learn_items(found)
 
     # ------------------------------------------------------------ running
 
@@ -293,11 +320,20 @@ class SuitePlugin:
         fragments = getattr(report, FRAGMENTS_ATTRIBUTE, None)
         if fragments:
             self.run.absorb(json.loads(fragments))
-        # a report xdist makes for a crashed worker carries no properties: fall back on the id
+        self.reported_ids.add(report.nodeid)
         names = [value for key, value in report.user_properties if key == CHECKPOINT_PROPERTY]
-        names = names or [n for n in [self._checkpoint_from_nodeid(report.nodeid)] if n]
         if names:
-            self._record_outcome(names[0], report)
+            self.suite_items[report.nodeid] = names[0]
+        self._place(report)
+
+    def _place(self, report: pytest.TestReport) -> None:
+        """Record the outcome of a suite item under its checkpoint. A report without the property (the one
+        xdist makes for a crashed worker) waits until a worker's collection says whether it is the suite's."""
+        name = self.suite_items.get(report.nodeid)
+        if name:
+            self._record_outcome(name, report)
+        elif not report.user_properties and _is_worker_crash(report):
+            self.unplaced.append(report)
 
     def _record_outcome(self, name: str, report: pytest.TestReport) -> None:
         previous = self.run.outcome(name, report.nodeid)
@@ -318,12 +354,6 @@ class SuitePlugin:
         duration = round(report.duration, 3) if report.when == "call" else (previous or {}).get("duration_s")
         self.run.add_outcome(name, report.nodeid, outcome, _reason(report), duration)
 
-    def _checkpoint_from_nodeid(self, nodeid: str) -> str | None:
-        """The checkpoint id leads an item's parameters (it is parametrized first)."""
-        params = nodeid.partition("[")[2].rstrip("]")
-        names = sorted((spec.name for spec in self.settings.checkpoints), key=len, reverse=True)
-        return next((n for n in names if params == n or params.startswith(n + "-")), None)
-
     # ------------------------------------------------------------ the end
 
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: list, output_json: dict) -> None:
@@ -338,7 +368,10 @@ class SuitePlugin:
         options = self.config.option
         if self.is_worker or any(getattr(options, name, False) for name in ("collectonly", "setuponly", "setupplan")):
             return  # nothing was measured
-        self.finished = finish_run(self.run, self.settings, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        # under xdist with no worker left to say what it collected, items that never reported are unknown
+        unlisted = self.collected_ids and not self.maps_received and self.collected_ids - self.reported_ids
+        self.finished = finish_run(self.run, self.settings,
+                                   interrupted=exitstatus == pytest.ExitCode.INTERRUPTED or bool(unlisted))
         if self.finished.errors and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         if self.finished.nothing_measured and session.exitstatus == 0:
@@ -416,6 +449,11 @@ def _stop_like_ctrl_c(signum: int, frame: Any) -> None:
     """SIGTERM (timeout, a CI cancel, docker stop) ends the run as Ctrl-C does: what finished is
     written, and the record says ``complete: false``."""
     raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+
+def _is_worker_crash(report: pytest.TestReport) -> bool:
+    """xdist's report of an item whose worker died (``when`` is "???"), the only report made without the item."""
+    return report.when not in ("setup", "call", "teardown")
 
 
 def _checkpoint_of(item: pytest.Item) -> str:

@@ -13,6 +13,7 @@ the one comparison.md's bold runs).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def load_baseline(path: Path, checkpoint: str) -> dict[str, Any] | None:
     Returns None when a folder has no record for this checkpoint.
     """
     file = path / checkpoint / "metrics.json" if path.is_dir() else path
-    if path.is_dir() and not file.is_file():
+    if path.is_dir() and not os.path.lexists(file):  # anything else there (a FIFO, a folder) is refused by name
         return None
     record = read_json_object(file, BaselineError, "baseline")
     if record.get("schema_version") != SCHEMA_VERSION:

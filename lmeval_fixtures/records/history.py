@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RecordError
-from ..core.files import append_whole, special_file_message
+from ..core.files import REPORT_FILE_LIMIT_BYTES, append_whole, read_regular_bytes
 from ..core.formatting import number
 from ..suite.figures import Figure
 from .alike import CONTEXT, INPUTS, differences, figure_settings
@@ -94,13 +94,7 @@ def read_history(path: Path, warn: Callable[[str], None] | None = None) -> list[
     the line number and what is wrong (stderr by default): one bad line never blocks the history of
     every later run. Lines without ``settings`` or ``data_fingerprints`` (written by an older
     version) are read as they are; ``differences`` treats their settings as not recorded."""
-    special = special_file_message(path)
-    if special:
-        raise RecordError(special)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecordError(f"{path}: not a readable history file ({exc.strerror or exc})") from None
+    data = read_regular_bytes(path, RecordError, "history file", REPORT_FILE_LIMIT_BYTES)
     say = warn or (lambda line: print(line, file=sys.stderr))
     lines = []
     for line_number, raw in enumerate(data.split(b"\n"), start=1):

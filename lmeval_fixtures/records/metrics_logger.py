@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,7 +39,14 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..core.errors import RecordError, UsageError
-from ..core.files import append_whole, json_lines, special_file_message, write_atomic
+from ..core.files import (
+    REPORT_FILE_LIMIT_BYTES,
+    append_whole,
+    json_lines,
+    read_regular_bytes,
+    special_file_message,
+    write_atomic,
+)
 from ..suite.registry import Registry
 
 LOWER_ENDINGS = ("loss", "perplexity", "ppl", "bits_per_byte", "bpb", "nll", "error", "_ms")
@@ -305,14 +313,12 @@ class MetricsLogger:
 def _read_text(path: Path) -> str:
     """A history file's text; '' when there is none yet. A special file or bytes that are not
     UTF-8 are refused in one line, before anything is written."""
-    special = special_file_message(path)
-    if special:
-        raise RecordError(special)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return ""
-    except (OSError, UnicodeDecodeError) as exc:
+    raw = read_regular_bytes(path, RecordError, "metrics history", REPORT_FILE_LIMIT_BYTES)  # bounded, never waits
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise RecordError(f"{path}: metrics history cannot be read ({exc})") from None
 
 

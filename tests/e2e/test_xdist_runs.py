@@ -4,6 +4,8 @@ divided between workers, and a dead worker loses no finished figures."""
 import json
 import os
 
+import pytest
+
 from ..helpers import records_of, write_native_checkpoint
 
 
@@ -52,6 +54,8 @@ def test_xdist_workers_divide_the_cpu_threads(two_models):
 CRASH = '''
 import os
 
+import pytest
+
 
 def test_zz_crash(checkpoint):
     if checkpoint.name == "b":
@@ -70,3 +74,44 @@ def test_a_dead_worker_loses_no_finished_figures(two_models):
         assert records[name]["val_perplexity"] is not None and records[name]["test_perplexity"] is not None
     crashed = [item for node, item in records["b"]["items"].items() if "crash" in node]
     assert crashed[0]["outcome"] in ("failed", "error")
+
+
+FOREIGN = '''
+import pytest
+
+
+@pytest.mark.parametrize("x", [1, 2, 3, 4], ids=["a", "a-x", "b-perplexity", "a-validation"])
+def test_own(x):
+    assert x < 3  # two pass, two fail: neither may reach a checkpoint's record
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_a_projects_own_tests_named_like_a_checkpoint_are_in_no_record(two_models, workers):
+    """A project's test whose parameter id starts with a checkpoint's name is not that checkpoint's item: the
+    checkpoint travels with the suite's own reports (and each worker's collection), never read off a node id."""
+    two_models.makepyfile(test_own=FOREIGN)
+    result = two_models.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "--run-id", "f",
+                                             "-m", "perplexity or not smallbench", "-p", "no:randomly", *workers)
+    result.assert_outcomes(passed=6, failed=2)  # the suite's 4 perplexity items and the project's 4 tests
+    records = records_of(two_models.path / "reports", "f")
+    for name in ("a", "b"):
+        assert sorted(records[name]["items"]) == [f"test_perplexity.py::test_perplexity[{name}-{split}]"
+                                                  for split in ("test", "validation")]
+        assert {item["outcome"] for item in records[name]["items"].values()} == {"passed"}
+        assert records[name]["complete"] is True
+    history = (two_models.path / "reports/history.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["checkpoint"] for line in history) == ["a", "b"]
+
+
+def test_a_run_whose_every_worker_died_says_its_records_are_incomplete(two_models):
+    """With no worker left to say what it collected, the controller cannot tell the suite's unrun items from a
+    project's (it never reads a node id for that): the records it can write say ``complete: false``."""
+    two_models.makepyfile(test_zz_crash=CRASH.replace('checkpoint.name == "b"', 'checkpoint.name == "a"'))
+    result = two_models.runpytest_subprocess("--checkpoint", "ck", "--data-dir", "data", "--run-id", "k", "-n", "1",
+                                             "--max-worker-restart", "0", "-m", "perplexity or not smallbench",
+                                             "-p", "no:randomly")
+    assert result.parseoutcomes()["failed"] == 1  # the crash; b's items never ran
+    record = records_of(two_models.path / "reports", "k")["a"]
+    assert record["val_perplexity"] is not None  # what finished is kept
+    assert record["complete"] is False

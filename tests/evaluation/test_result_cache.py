@@ -15,6 +15,7 @@ from lmeval_fixtures.suite.doc_prompts import CHOICES
 from lmeval_fixtures.suite.task_files import load_task_file
 
 from ..helpers import QUIZ, cached_items, quiz_file, rows_of, write_native_checkpoint, write_smallbench, write_wikitext
+from ..hostile_files import KINDS, ends_within, make_hostile
 
 OPTIONS = {"families": ("perplexity", "smallbench"), "max_samples": 6, "history": False}
 
@@ -153,3 +154,31 @@ def test_a_rerun_takes_a_per_row_task_from_the_cache_and_a_changed_choice_misses
     changed = [(q, c if i != 1 else ["one", "two", "three", "pi"], g) for i, (q, c, g) in enumerate(QUIZ)]
     quiz_file(tmp_path / "quiz", changed)
     assert not run("three").get("cache")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_entry_a_neighbour_spoilt_is_a_miss_never_a_wait(tmp_path, kind):
+    """A cache entry that is a FIFO, a device, a folder, a dangling link, ... is recomputed (a miss); before, a FIFO
+    entry made the next run wait for ever on its read."""
+    cache = ResultCache(tmp_path / "cache", max_bytes=1 << 20)
+    cache.put(CacheKey({"item": 1}), {"figures": "x"})
+    cache.put(CacheKey({"item": 2}), {"figures": "y"})
+    entry = cache._path(CacheKey({"item": 1}))
+    make_hostile(entry, kind)
+    with ends_within(20):
+        assert cache.get(CacheKey({"item": 1})) is None
+    assert cache.get(CacheKey({"item": 2})).fragment == {"figures": "y"}  # the others still hit
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_spoilt_marker_is_never_opened_to_read_and_the_cache_still_serves(tmp_path, kind):
+    from lmeval_fixtures.evaluation.result_cache import MARKER
+
+    folder = tmp_path / "cache"
+    ResultCache(folder, max_bytes=1 << 20).put(CacheKey({"item": 1}), {"figures": "x"})
+    make_hostile(folder / MARKER, kind)
+    with ends_within(20):
+        again = ResultCache(folder, max_bytes=1 << 20)
+        assert again.get(CacheKey({"item": 1})).fragment == {"figures": "x"}
+        again.put(CacheKey({"item": 2}), {"figures": "y"})
+        assert again.get(CacheKey({"item": 2})).fragment == {"figures": "y"}

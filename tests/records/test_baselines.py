@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lmeval_fixtures.core.errors import BaselineTargetError
+from lmeval_fixtures.core.errors import BaselineError, BaselineTargetError
 from lmeval_fixtures.records.baselines import publish_baseline
+
+from ..hostile_files import SPECIAL, ends_within, make_hostile
 
 
 def run_folder(root, run_id: str, names: list[str], text: str) -> object:
@@ -35,3 +37,16 @@ def test_a_folder_that_is_not_a_baseline_is_still_refused_and_kept(tmp_path):
     with pytest.raises(BaselineTargetError, match="not a baseline folder"):
         publish_baseline(run_folder(tmp_path, "r1", ["a"], "one"), ["a"], target)
     assert (target / "pkg" / "code.py").read_text() == "x = 1\n"
+
+
+@pytest.mark.parametrize("kind", SPECIAL + ["huge", "invalid UTF-8"])
+def test_a_file_left_beside_the_runs_own_is_refused_by_name_and_the_old_baseline_kept(tmp_path, kind):
+    """A ``samples-*.jsonl`` someone left in a checkpoint's folder as a FIFO or a device: before, the copy into the
+    baseline waited on it for ever (or read a device without end)."""
+    target = tmp_path / "baselines" / "ci"
+    publish_baseline(run_folder(tmp_path, "r1", ["a"], "one"), ["a"], target)
+    later = run_folder(tmp_path, "r2", ["a"], "two")
+    make_hostile(later / "a" / "samples-x.jsonl", kind)
+    with ends_within(20), pytest.raises(BaselineError, match=r"r2/a/samples-x\.jsonl: "):
+        publish_baseline(later, ["a"], target)
+    assert (target / "a" / "metrics.json").read_text() == '{"of": "a", "run": "one"}'  # the old one, whole

@@ -54,7 +54,9 @@ def test_samples_whose_text_holds_line_separators_read_back_whole(tmp_path):
 
     from lmeval_fixtures.records.store import read_samples
 
-    rows = [{"context": "a\u2028b", "i": 0}, {"context": "\u2029", "i": 1}, {"context": "c\x85", "i": 2}]
+    row = {"label": 0, "loglikelihoods": [-1.0, -2.0], "greedy": [True, False], "correct": True, "correct_norm": True}
+    rows = [row | {"context": "a\u2028b", "idx": 0}, row | {"context": "\u2029", "idx": 1},
+            row | {"context": "c\x85", "idx": 2}]
     (tmp_path / "samples-smallbench-x.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
     assert read_samples(tmp_path) == {"smallbench-x": rows}
