@@ -8,7 +8,6 @@ the single source of both and sits below every wing that writes or reads a recor
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -57,24 +56,9 @@ def validate_record(record: dict[str, Any]) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise RecordInvalid(f"metrics record invalid at {where}: {error.message}")
-    problem = next(iter(name_problems(record)), None) or _non_finite(record, "")
+    problem = next(iter(name_problems(record)), None)
     if problem is not None:
         raise RecordInvalid(f"metrics record invalid at {problem[0]}: {problem[1]}")
-
-
-def _non_finite(value: Any, where: str) -> tuple[str, str] | None:
-    """(where, why) of the first NaN or infinity in a record. JSON has none, but Python's reader
-    takes ``NaN`` and ``Infinity``: a baseline written by hand or another tool with
-    ``val_bits_per_byte: Infinity`` would pass every gate. A record this suite writes holds null
-    for a figure that is not finite (``record.finalise``), so only foreign records meet this."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return where or "(top level)", f"{value} is not a number JSON holds (a figure that is not finite is null)"
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, inner in items:
-        found = _non_finite(inner, f"{where}/{key}" if where else str(key))
-        if found:
-            return found
-    return None
 
 
 def name_problems(record: dict[str, Any]) -> list[tuple[str, str]]:
