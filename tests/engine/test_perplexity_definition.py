@@ -232,3 +232,17 @@ def test_a_cap_over_many_documents_reads_each_once_in_order(lm):
     result = score_documents(model, tokenizer, docs, MAX_LEN, max_eval_tokens=sum(lengths) - 1)
     assert [d[1] for d in result.per_document] == lengths[:-1] + [lengths[-1] - 1]
     assert result.per_document[5][2:] == (len(texts[5].encode()), len(re.split(r"\s+", texts[5])))
+
+
+@pytest.mark.parametrize("whole", [1, 3, 4, 5, 12, 13])
+def test_a_cap_that_ends_exactly_on_a_document_scores_the_documents_before_it_whole(lm, whole):
+    """A cap equal to the tokens of the first ``whole`` documents of 20: those documents, none cut, and
+    nothing of the next. The documents are encoded 4, then 8, ... at a time until the cap, so a cap that
+    ends on such a batch (4, 12) leaves documents never encoded: they are not scored, and not an error."""
+    model, tokenizer = lm
+    texts = [f"line {i} café {'y' * (i % 3)}" for i in range(20)]
+    lengths = [len(tokenizer.encode(t)) for t in texts]
+    docs = [Document(t, t) for t in texts]
+    result = score_documents(model, tokenizer, docs, MAX_LEN, max_eval_tokens=sum(lengths[:whole]))
+    assert (result.documents, result.truncated_documents, result.tokens) == (whole, 0, sum(lengths[:whole]))
+    assert result.bytes == sum(len(t.encode()) for t in texts[:whole])

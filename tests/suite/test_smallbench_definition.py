@@ -405,3 +405,38 @@ def test_a_task_of_one_choice_has_no_margin():
     summary = TaskResult("t", "smallbench", 0, rows, [3], ScoringStats(), 0.0, choices=("yes",)).summary()
     assert summary["margin"] is None and summary["margin_stderr"] is None
     assert summary["acc"] == 1.0 and summary["gold_bytes"] == 3 * len(" yes")
+
+
+@pytest.mark.parametrize("delimiter", ["", " => ", "\n\n"])
+def test_gold_bytes_of_a_fixed_choice_task_count_its_own_delimiter(monkeypatch, delimiter):
+    """A task's one list of choices scored with a delimiter other than a space: the gold bytes (and gold
+    bits per byte) count that delimiter, never the default " "."""
+    choices = ("nö", "sí")
+    prompt = Prompt("Q: {q}\nA:", choices, delimiter=delimiter)
+    task = Task("delim", "delim", ("", ""), ("q",), {"smallbench": prompt})
+    rows = [{"q": "one", "label": 0, "idx": 0}, {"q": "two", "label": 1, "idx": 1}]
+    table = {(prompt.context(r), delimiter + c): ll for r in rows for c, ll in zip(choices, (-1.5, -2.5), strict=True)}
+    monkeypatch.setattr(smallbench, "score_requests", scripted(table))
+    result = evaluate_task(None, None, task, rows, 64)
+    # by hand: "nö" and "sí" are 3 bytes each (ö, í two), the delimiter adds its own length
+    assert result.gold_bytes() == [3 + len(delimiter.encode()), 3 + len(delimiter.encode())]
+    summary = result.summary()
+    assert summary["gold_bytes"] == 6 + 2 * len(delimiter.encode())
+    assert summary["gold_bits_per_byte"] == pytest.approx((1.5 + 2.5) / math.log(2) / summary["gold_bytes"], rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_result_and_summary_say_the_fewshot_and_seed_they_were_run_with(monkeypatch, k):
+    table = {}
+
+    class Table(dict):
+        def __missing__(self, key):
+            return -1.0
+
+    monkeypatch.setattr(smallbench, "score_requests", scripted(Table(table)))
+    pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(6)]
+    result = evaluate_task(None, None, fixed_task(), [{"q": "x", "label": 0, "idx": 9}], 64, fewshot=k,
+                           fewshot_pool=pool, seed=77)
+    assert (result.fewshot, result.seed) == (k, 77)
+    summary = result.summary()
+    assert (summary["fewshot"], summary["fewshot_seed"]) == (k, 77)
