@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from lmeval_fixtures.records.codecs import encode_per_document, encode_per_row
 from lmeval_fixtures.records.fragments import nest
@@ -225,25 +226,46 @@ def paired_gates_at(mine: dict, theirs: dict, path: tuple[str, ...], alpha: floa
 
 @pytest.mark.parametrize("alpha", [0.05, 0.1])
 def test_the_paired_accuracy_gate_lines(alpha):
-    """40 rows: the baseline right on all, this run on the first 10. McNemar: 30 discordant rows all one
-    way, p = 2 / 2**30 = 1.86e-09; the difference (10 - 40) / 40 = -0.75; its interval the percentiles
-    (at 1 - alpha) of the resampled mean differences, computed here with numpy."""
-    good, bad = [True] * 40, [True] * 10 + [False] * 30
+    """40 rows: the baseline right on the first 30, this run on rows 0-9 and 30-34: 20 rows only the
+    baseline got right, 5 only this run. The difference (15 - 30) / 40 = -0.375; McNemar's p the
+    two-sided binomial test of 5 in 25 (scipy: 0.00408); the interval the percentiles (at 1 - alpha)
+    of the resampled mean differences, computed here with numpy (they differ at 90% and 95%)."""
+    good = [True] * 30 + [False] * 10
+    bad = [True] * 10 + [False] * 20 + [True] * 5 + [False] * 5
+    p = stats.binomtest(5, 25, 0.5).pvalue
     diffs = np.array(bad, dtype=float) - np.array(good, dtype=float)
     low, high = percentiles(diffs[resampled(40)].mean(axis=1), 1 - alpha)
     level = f"{1 - alpha:.0%}"
     worse = paired_gates_at(task_entry(bad), task_entry(good), SST2, alpha)["smallbench_sentiment_acc"]
     assert not worse.ok
     assert worse.message == (
-        f"smallbench_sentiment_acc 0.2500 vs baseline 1.0000: accuracy difference -0.7500, {level} interval "
-        f"[{low:+.4f}, {high:+.4f}], McNemar p = 1.86e-09, n = 40: REGRESSED (significantly worse at alpha {alpha:g}) "
+        f"smallbench_sentiment_acc 0.3750 vs baseline 0.7500: accuracy difference -0.3750, {level} interval "
+        f"[{low:+.4f}, {high:+.4f}], McNemar p = {p:.3g}, n = 40: REGRESSED (significantly worse at alpha {alpha:g}) "
         "(baseline b.json)")
     better = paired_gates_at(task_entry(good), task_entry(bad), SST2, alpha)["smallbench_sentiment_acc"]
     assert better.ok
     assert better.message == (
-        f"smallbench_sentiment_acc 1.0000 vs baseline 0.2500: accuracy difference +0.7500, {level} interval "
-        f"[{-high:+.4f}, {-low:+.4f}], McNemar p = 1.86e-09, n = 40: no significant regression at alpha {alpha:g} "
+        f"smallbench_sentiment_acc 0.7500 vs baseline 0.3750: accuracy difference +0.3750, {level} interval "
+        f"[{-high:+.4f}, {-low:+.4f}], McNemar p = {p:.3g}, n = 40: no significant regression at alpha {alpha:g} "
         "(baseline b.json)")
+
+
+def test_a_baseline_of_other_rows_or_documents_is_refused_by_the_paired_gate():
+    """Per-row values on both sides that do not pair (other rows; documents of other lengths): a failing
+    gate that says why, never a verdict on values of different rows."""
+    other_rows = task_entry([True] * 40) | {"per_row": encode_per_row({
+        "idx": list(range(1, 41)), "label": [0] * 40, "correct": [True] * 40, "margin": [0.0] * 40,
+        "gold_loglikelihood": [-1.0] * 40, "gold_bytes": [3] * 40})}
+    [gate] = paired_gates_at(task_entry([True] * 40), other_rows, SST2, 0.05).values()
+    assert (gate.name, gate.ok) == ("smallbench_sentiment_acc", False)
+    assert gate.message == "smallbench_sentiment_acc: baseline b.json refused: sst2: not the same rows"
+    longer = split_entry([10.0] * 30) | {"per_document": encode_per_document([(10.0, 10, 41, 8)] * 30)}
+    gates = paired_gates_at(split_entry([10.0] * 30), longer, ("perplexity", "validation"), 0.05)
+    assert [(g.name, g.ok, g.message) for g in gates.values()] == [
+        ("val_bits_per_byte", False, "val_bits_per_byte: baseline b.json refused: not the same documents (their "
+                                     "bytes differ)"),
+        ("val_perplexity", True, gates["val_perplexity"].message)]  # per token: the tokens are the same
+    assert "no significant regression" in gates["val_perplexity"].message
 
 
 def test_a_mcnemar_p_value_exactly_at_alpha_is_not_a_regression():
