@@ -440,3 +440,21 @@ def test_the_result_and_summary_say_the_fewshot_and_seed_they_were_run_with(monk
     assert (result.fewshot, result.seed) == (k, 77)
     summary = result.summary()
     assert (summary["fewshot"], summary["fewshot_seed"]) == (k, 77)
+
+
+def test_the_running_accuracy_predicts_from_each_rows_own_log_likelihoods():
+    """Rows of 2, 3 and 2 choices, their scores arriving out of order: row 0's second choice is likelier
+    (-1 > -3, gold 1: right), row 1's third (-0.5, gold 2: right), row 2's first (-2 > -2.5, gold 1:
+    wrong). The accuracy after each complete row, worked by hand: 1, 1, 2/3."""
+    from lmeval_fixtures.suite.smallbench import RunningAccuracy
+
+    seen: list[dict[str, float]] = []
+    running = RunningAccuracy([(0, 2), (2, 5), (5, 7)], [1, 2, 1], seen.append)
+    running.scored([1, 4, 6], [-1.0, -0.5, -2.5])
+    assert seen == []  # no row has every choice scored yet
+    running.scored([0], [-3.0])
+    running.scored([3, 2], [-0.75, -9.0])
+    running.scored([5], [-2.0])
+    assert seen == [{"acc": 1.0}, {"acc": 1.0}, {"acc": 2 / 3}]
+    with pytest.raises(ValueError):  # a scorer handing fewer scores than requests: a bug said at once
+        RunningAccuracy([(0, 2)], [0], seen.append).scored([0, 1], [-1.0])
