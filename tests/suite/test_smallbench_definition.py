@@ -458,3 +458,36 @@ def test_the_running_accuracy_predicts_from_each_rows_own_log_likelihoods():
     assert seen == [{"acc": 1.0}, {"acc": 1.0}, {"acc": 2 / 3}]
     with pytest.raises(ValueError):  # a scorer handing fewer scores than requests: a bug said at once
         RunningAccuracy([(0, 2)], [0], seen.append).scored([0, 1], [-1.0])
+
+
+def test_the_running_accuracy_of_rows_with_their_own_choices(tmp_path, monkeypatch):
+    """Rows of 2, 3, 2 and 4 choices of their own: each row counts once its own choices are scored,
+    and the last running accuracy is the task's acc (0.25 by hand, see OWN_ROWS)."""
+    task = own_choices_task(tmp_path)
+    table = {(f"Q: {q}", "->" + c): ll for q, cs, lls, _ in OWN_ROWS for c, ll in zip(cs, lls, strict=True)}
+
+    def score_requests(model, tokenizer, requests, max_len, scored=None, **_):
+        logprobs = [table[(r.context, r.continuation)] for r in requests]
+        for start in range(0, len(requests), 3):  # three requests a batch: rows complete across batches
+            scored(list(range(start, min(start + 3, len(requests)))), logprobs[start:start + 3])
+        return [Score(x, False, 1) for x in logprobs], ScoringStats(len(requests))
+
+    monkeypatch.setattr(smallbench, "score_requests", score_requests)
+    seen: list[dict[str, float]] = []
+    result = evaluate_task(None, None, task, rows_of(task), 64, live=seen.append)
+    # 11 requests in batches 0-2, 3-5, 6-8, 9-10, each completing one row (q1, q2, q3, q4): q1-q3 wrong, q4 right
+    assert seen == [{"acc": 0.0}, {"acc": 0.0}, {"acc": 0.0}, {"acc": 0.25}] and result.acc == 0.25
+
+
+def test_the_default_batch_budget_is_the_documented_one():
+    """evaluate_task's default token budget is --batch-tokens' default (docs/options.md: 16384)."""
+    calls: list[dict] = []
+
+    def score_requests(model, tokenizer, requests, max_len, **kwargs):
+        calls.append(kwargs)
+        return [Score(-1.0, False, 1) for _ in requests], ScoringStats(len(requests))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(smallbench, "score_requests", score_requests)
+        evaluate_task(None, None, fixed_task(), [{"q": "a", "label": 0}], 48)
+    assert calls[0]["batch_tokens"] == 16384
