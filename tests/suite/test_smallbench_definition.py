@@ -491,3 +491,51 @@ def test_the_default_batch_budget_is_the_documented_one():
         patch.setattr(smallbench, "score_requests", score_requests)
         evaluate_task(None, None, fixed_task(), [{"q": "a", "label": 0}], 48)
     assert calls[0]["batch_tokens"] == 16384
+
+
+@pytest.mark.parametrize("k", [1, 4, 7])
+def test_a_rows_shots_are_the_first_k_of_a_seeded_sample_of_k_plus_one_besides_the_row(k):
+    """The draw, restated: Python's ``random.Random("seed:task:idx").sample`` of k + 1 pool positions,
+    the evaluated row dropped if drawn, the first k kept, each written as context, delimiter, its own
+    gold choice and the few-shot delimiter. (A sample of k + 2 differs: ``random.sample`` picks its
+    algorithm by the count, so the first k are not the same, e.g. 5 against 6 of 40.)"""
+    import random
+
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+
+    prompt = Prompt("Q: {q}\nA:", ("no", "yes"), delimiter=" ", fewshot_delimiter="\n\n")
+    pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(40)]
+    for row in [pool[i] for i in range(0, 40, 3)] + [{"q": "fresh", "label": 1, "idx": 500}]:
+        picks = random.Random(f"9:quiz:{row['idx']}").sample(range(40), k + 1)
+        shots = [pool[i] for i in picks if pool[i] != row][:k]
+        expected = "".join(f"Q: {s['q']}\nA: {('no', 'yes')[s['label']]}\n\n" for s in shots)
+        assert fewshot_prefix(prompt, pool, k, 9, "quiz", row) == expected
+
+
+def test_solved_examples_of_a_task_with_own_choices_answer_with_their_own_gold(tmp_path, monkeypatch):
+    """A shot of a task whose rows give their own choices answers with its own gold choice (lm-eval's
+    doc_to_choice of the shot), not the task's list (empty here) nor the evaluated row's."""
+    task = own_choices_task(tmp_path)
+    rows = rows_of(task)
+    seen: list = []
+
+    class Table(dict):
+        def __missing__(self, key):
+            return -1.0
+
+    monkeypatch.setattr(smallbench, "score_requests", scripted(Table(), seen))
+    evaluate_task(None, None, task, rows[:1], 64, fewshot=3, fewshot_pool=rows)
+    [context] = {r.context for r in seen}
+    # the three other rows, each "Q: <q>->" then its own gold choice (OWN_ROWS: four, wxyz, dddd)
+    golds = {f"Q: {q}->{cs[g]}" for q, cs, _, g in OWN_ROWS[1:]}
+    shots = context.removesuffix("Q: q1").split(task.prompts["smallbench"].fewshot_delimiter)[:-1]
+    assert set(shots) == golds
+
+
+def test_acc_norm_of_a_row_refuses_lengths_that_are_not_one_per_score():
+    from lmeval_fixtures.suite.smallbench import RowResult
+
+    row = RowResult(0, 0, [-1.0, -2.0, -6.0], [False] * 3, "Q:")
+    assert row.prediction([1, 4, 2]) == 1  # -1/1 = -1 < -2/4 = -0.5 > -6/2 = -3: the second, worked by hand
+    with pytest.raises(ValueError):
+        row.prediction([1, 4])  # acc_norm over two of three scored choices would be a silent mistake
