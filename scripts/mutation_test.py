@@ -74,12 +74,14 @@ def results() -> dict[str, str]:
     return found
 
 
-def recheck(name: str) -> str:
+def recheck(name: str, timeout: int = 120) -> str:
     """A survivor re-tested in a plain process: mutmut's own tests for it, with the mutant switched on
     (``MUTANT_UNDER_TEST``) in ``mutants/``. Under ``forkserver`` a test that passes alone in the
     suite has been seen to pass against a mutant that fails it here (and a test reading a task file
     through the datasets library to hang there), so no survivor or timeout is reported without this
-    second look; "killed on recheck" counts as killed."""
+    second look; "killed on recheck" counts as killed. ``timeout``: seconds before a mutant counts as
+    hung (a mutant's tests take seconds; a loop that never ends would otherwise hold each recheck for
+    the whole of a long limit)."""
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
     tests = sorted(stats["tests_by_mangled_function_name"].get(name.split("__mutmut_")[0], []))
     if not tests:
@@ -88,13 +90,13 @@ def recheck(name: str) -> str:
     try:
         outcome = subprocess.run([sys.executable, "-m", "pytest", *config.get("pytest_add_cli_args", []), "-x",
                                   *tests], cwd=ROOT / "mutants", env=os.environ | {"MUTANT_UNDER_TEST": name},
-                                 capture_output=True, check=False, timeout=600)
+                                 capture_output=True, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout"
     return "survived" if outcome.returncode in (0, 5) else "killed on recheck"
 
 
-def report(patterns: list[str], fail_under: float, second_look: bool = True) -> int:
+def report(patterns: list[str], fail_under: float, second_look: bool = True, timeout: int = 120) -> int:
     statuses = {name: status for name, status in results().items()
                 if any(fnmatch.fnmatch(name, p) for p in patterns)}
     if second_look and (ROOT / "mutants").is_dir():  # with today's tests, which may be newer than the run's
@@ -102,7 +104,7 @@ def report(patterns: list[str], fail_under: float, second_look: bool = True) -> 
                         ignore=shutil.ignore_patterns("__pycache__"))
         for name, status in statuses.items():
             if status in ("survived", "timeout"):
-                statuses[name] = recheck(name)
+                statuses[name] = recheck(name, timeout)
     by_module: dict[str, Counter] = {}
     for name, status in statuses.items():
         by_module.setdefault(name.split(".x")[0], Counter())[status] += 1
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="re-test only the mutants the last run did not kill (after adding tests)")
     parser.add_argument("--no-recheck", action="store_true",
                         help="report mutmut's survivors as they are, without re-testing each in a plain process")
+    parser.add_argument("--recheck-timeout", type=int, default=120, metavar="SECONDS",
+                        help="seconds before a re-tested mutant counts as hung (timeout, killed) (default: 120)")
     parser.add_argument("--fail-under", type=float, default=0.0, metavar="PERCENT",
                         help="exit 1 when the kill rate is below this")
     args = parser.parse_args(argv)
@@ -159,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
             command = ["nice", "-n", str(args.nice), *mutmut("run", "--max-children", str(args.max_children), *names)]
             subprocess.run(command, cwd=ROOT, check=False)
-    return report([p for group in groups for p in GROUPS[group]], args.fail_under, not args.no_recheck)
+    return report([p for group in groups for p in GROUPS[group]], args.fail_under, not args.no_recheck,
+                  args.recheck_timeout)
 
 
 if __name__ == "__main__":

@@ -232,3 +232,68 @@ def test_a_cap_over_many_documents_reads_each_once_in_order(lm):
     result = score_documents(model, tokenizer, docs, MAX_LEN, max_eval_tokens=sum(lengths) - 1)
     assert [d[1] for d in result.per_document] == lengths[:-1] + [lengths[-1] - 1]
     assert result.per_document[5][2:] == (len(texts[5].encode()), len(re.split(r"\s+", texts[5])))
+
+
+@pytest.mark.parametrize("whole", [1, 3, 4, 5, 12, 13])
+def test_a_cap_that_ends_exactly_on_a_document_scores_the_documents_before_it_whole(lm, whole):
+    """A cap equal to the tokens of the first ``whole`` documents of 20: those documents, none cut, and
+    nothing of the next. The documents are encoded 4, then 8, ... at a time until the cap, so a cap that
+    ends on such a batch (4, 12) leaves documents never encoded: they are not scored, and not an error."""
+    model, tokenizer = lm
+    texts = [f"line {i} café {'y' * (i % 3)}" for i in range(20)]
+    lengths = [len(tokenizer.encode(t)) for t in texts]
+    docs = [Document(t, t) for t in texts]
+    result = score_documents(model, tokenizer, docs, MAX_LEN, max_eval_tokens=sum(lengths[:whole]))
+    assert (result.documents, result.truncated_documents, result.tokens) == (whole, 0, sum(lengths[:whole]))
+    assert result.bytes == sum(len(t.encode()) for t in texts[:whole])
+
+
+def test_running_figures_over_the_tokens_scored_so_far():
+    """Worked by hand: 2 nats over 1 token at 4 bytes a token is 2 / (ln 2 * 4) bits per byte and a
+    perplexity of e**2; 6 nats over 3 tokens at 2.5 bytes is 6 / (ln 2 * 7.5) and e**2; nothing yet, none."""
+    from lmeval_fixtures.engine.perplexity import running_figures
+
+    assert running_figures(0.0, 0, 4.0) == {}
+    one = running_figures(2.0, 1, 4.0)
+    assert one["bpb"] == pytest.approx(2.0 / (math.log(2) * 4.0), rel=1e-12)
+    assert one["ppl"] == pytest.approx(math.exp(2.0), rel=1e-12)
+    three = running_figures(6.0, 3, 2.5)
+    assert (three["bpb"], three["ppl"]) == pytest.approx((6.0 / (math.log(2) * 7.5), math.exp(2.0)), rel=1e-12)
+
+
+class CountingTokenizer:
+    """The tokenizer, with the size of every ``encode_batch`` call kept."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer, self.batches = tokenizer, []
+
+    def encode_batch(self, texts):
+        self.batches.append(len(texts))
+        return self._tokenizer.encode_batch(texts)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+# (where the cap ends, the encode_batch sizes): documents are read 4, then 8, 16, ... at a time and
+# no further than the batch in which the cap is reached (a capped run reads only what it scores)
+CAP_READS = [("inside document 0", [4]), ("end of document 3", [4]), ("one token into document 4", [4, 8]),
+             ("inside document 11", [4, 8]), ("end of document 11", [4, 8]), ("inside document 12", [4, 8, 16]),
+             ("beyond the corpus", [4, 8, 16, 2])]
+
+
+@pytest.mark.parametrize("where, batches", CAP_READS)
+def test_a_cap_reads_documents_in_doubling_batches_only_as_far_as_it_needs(lm, where, batches):
+    model, tokenizer = lm
+    texts = [f"row {i} naïve {'z' * (i % 4)}" for i in range(30)]
+    lengths = [len(tokenizer.encode(t)) for t in texts]
+    cap = {"inside document 0": lengths[0] - 1, "end of document 3": sum(lengths[:4]),
+           "one token into document 4": sum(lengths[:4]) + 1, "inside document 11": sum(lengths[:12]) - 1,
+           "end of document 11": sum(lengths[:12]), "inside document 12": sum(lengths[:12]) + 1,
+           "beyond the corpus": sum(lengths) + 50}[where]
+    counting = CountingTokenizer(tokenizer)
+    result = score_documents(model, counting, [Document(t, t) for t in texts], MAX_LEN, max_eval_tokens=cap)
+    assert counting.batches == batches
+    assert result.tokens == min(cap, sum(lengths))
+    whole = max(i for i in range(31) if sum(lengths[:i]) <= cap)
+    assert result.documents == min(30, whole + (sum(lengths[:whole]) < cap))

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import torch
+from scipy import stats
 
 from lmeval_fixtures.records.codecs import encode_per_document, encode_per_row
 from lmeval_fixtures.records.fragments import nest
@@ -196,3 +199,116 @@ def test_an_accuracy_without_a_standard_error_is_held_to_the_baseline_itself():
         [gate] = gates_for(fragment | {"data_fingerprints": {}}, FIGURES, baseline | {"data_fingerprints": {}},
                            POLICY, CPU)
         assert gate.ok is passes, value
+
+
+# ---- the paired gate's verdict, at its boundaries, and the line a user reads, written out by hand
+
+
+def resampled(n: int, seed: int = 1234, resamples: int = 1000) -> np.ndarray:
+    """The documented resamples of the paired bootstrap (a torch generator seeded with ``seed``)."""
+    return torch.randint(0, n, (resamples, n), generator=torch.Generator().manual_seed(seed)).numpy()
+
+
+def percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+SST2 = ("smallbench", "sst2")
+
+
+def paired_gates_at(mine: dict, theirs: dict, path: tuple[str, ...], alpha: float) -> dict:
+    policy = GatePolicy(0.25, 2.0, None, 0.5, mode="paired", alpha=alpha)
+    fragment = nest(path, mine) | {"data_fingerprints": {"d": "1"}}
+    baseline = nest(path, theirs) | {"data_fingerprints": {"d": "1"}, "environment": CPU, "_source": "b.json"}
+    return {g.name: g for g in gates_for(fragment, FIGURES, baseline, policy, CPU)}
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.1])
+def test_the_paired_accuracy_gate_lines(alpha):
+    """40 rows: the baseline right on the first 30, this run on rows 0-9 and 30-34: 20 rows only the
+    baseline got right, 5 only this run. The difference (15 - 30) / 40 = -0.375; McNemar's p the
+    two-sided binomial test of 5 in 25 (scipy: 0.00408); the interval the percentiles (at 1 - alpha)
+    of the resampled mean differences, computed here with numpy (they differ at 90% and 95%)."""
+    good = [True] * 30 + [False] * 10
+    bad = [True] * 10 + [False] * 20 + [True] * 5 + [False] * 5
+    p = stats.binomtest(5, 25, 0.5).pvalue
+    diffs = np.array(bad, dtype=float) - np.array(good, dtype=float)
+    low, high = percentiles(diffs[resampled(40)].mean(axis=1), 1 - alpha)
+    level = f"{1 - alpha:.0%}"
+    worse = paired_gates_at(task_entry(bad), task_entry(good), SST2, alpha)["smallbench_sentiment_acc"]
+    assert not worse.ok
+    assert worse.message == (
+        f"smallbench_sentiment_acc 0.3750 vs baseline 0.7500: accuracy difference -0.3750, {level} interval "
+        f"[{low:+.4f}, {high:+.4f}], McNemar p = {p:.3g}, n = 40: REGRESSED (significantly worse at alpha {alpha:g}) "
+        "(baseline b.json)")
+    better = paired_gates_at(task_entry(good), task_entry(bad), SST2, alpha)["smallbench_sentiment_acc"]
+    assert better.ok
+    assert better.message == (
+        f"smallbench_sentiment_acc 0.7500 vs baseline 0.3750: accuracy difference +0.3750, {level} interval "
+        f"[{-high:+.4f}, {-low:+.4f}], McNemar p = {p:.3g}, n = 40: no significant regression at alpha {alpha:g} "
+        "(baseline b.json)")
+
+
+def test_a_baseline_of_other_rows_or_documents_is_refused_by_the_paired_gate():
+    """Per-row values on both sides that do not pair (other rows; documents of other lengths): a failing
+    gate that says why, never a verdict on values of different rows."""
+    other_rows = task_entry([True] * 40) | {"per_row": encode_per_row({
+        "idx": list(range(1, 41)), "label": [0] * 40, "correct": [True] * 40, "margin": [0.0] * 40,
+        "gold_loglikelihood": [-1.0] * 40, "gold_bytes": [3] * 40})}
+    [gate] = paired_gates_at(task_entry([True] * 40), other_rows, SST2, 0.05).values()
+    assert (gate.name, gate.ok) == ("smallbench_sentiment_acc", False)
+    assert gate.message == "smallbench_sentiment_acc: baseline b.json refused: sst2: not the same rows"
+    longer = split_entry([10.0] * 30) | {"per_document": encode_per_document([(10.0, 10, 41, 8)] * 30)}
+    gates = paired_gates_at(split_entry([10.0] * 30), longer, ("perplexity", "validation"), 0.05)
+    assert [(g.name, g.ok, g.message) for g in gates.values()] == [
+        ("val_bits_per_byte", False, "val_bits_per_byte: baseline b.json refused: not the same documents (their "
+                                     "bytes differ)"),
+        ("val_perplexity", True, gates["val_perplexity"].message)]  # per token: the tokens are the same
+    assert "no significant regression" in gates["val_perplexity"].message
+
+
+def test_a_mcnemar_p_value_exactly_at_alpha_is_not_a_regression():
+    """5 rows only the baseline got right, none only this run: p = 2 * (1/2)**5 = 0.0625 exactly. At alpha
+    0.0625 the gate passes (p must be below alpha), at alpha 0.0626 it fails."""
+    good, bad = [True] * 20, [True] * 15 + [False] * 5
+    at = paired_gates_at(task_entry(bad), task_entry(good), SST2, 0.0625)["smallbench_sentiment_acc"]
+    assert at.ok and "McNemar p = 0.0625" in at.message
+    past = paired_gates_at(task_entry(bad), task_entry(good), SST2, 0.0626)["smallbench_sentiment_acc"]
+    assert not past.ok
+
+
+def test_the_paired_corpus_gate_lines():
+    """30 documents of 40 bytes and 10 tokens each, this run 5 nats worse on every one: bits per byte
+    worse by 5 / (40 ln 2) = 0.1803 on every resample (the interval is that one point), log perplexity
+    by 5 / 10 = 0.5 nats per token."""
+    low = [10.0 + 0.1 * i for i in range(30)]
+    high = [x + 5.0 for x in low]
+    gates = paired_gates_at(split_entry(high), split_entry(low), ("perplexity", "validation"), 0.05)
+    bpb, mine, theirs = 5 / (40 * math.log(2)), sum(high) / (math.log(2) * 1200), sum(low) / (math.log(2) * 1200)
+    assert not gates["val_bits_per_byte"].ok
+    assert gates["val_bits_per_byte"].message == (
+        f"val_bits_per_byte {mine:.6g} vs baseline {theirs:.6g}: bits/byte difference {bpb:+.4f}, 95% interval "
+        f"[{bpb:+.4f}, {bpb:+.4f}], paired bootstrap over documents, n = 30: REGRESSED (significantly worse at "
+        "alpha 0.05) (baseline b.json)")
+    ppl_mine, ppl_theirs = math.exp(sum(high) / 300), math.exp(sum(low) / 300)
+    assert gates["val_perplexity"].message == (
+        f"val_perplexity {ppl_mine:.6g} vs baseline {ppl_theirs:.6g}: log perplexity difference +0.5000, 95% "
+        "interval [+0.5000, +0.5000], paired bootstrap over documents, n = 30: REGRESSED (significantly worse at "
+        "alpha 0.05) (baseline b.json)")
+    same = paired_gates_at(split_entry(low), split_entry(low), ("perplexity", "validation"), 0.05)
+    assert same["val_bits_per_byte"].message.endswith(
+        "difference +0.0000, 95% interval [+0.0000, +0.0000], paired bootstrap over documents, n = 30: "
+        "no significant regression at alpha 0.05 (baseline b.json)")
+
+
+def test_a_bootstrap_interval_that_touches_zero_is_not_a_regression():
+    """One document of 30 is 5 nats worse, the rest equal: a resample leaves that document out with
+    probability (29/30)**30 = 0.36, so the interval's low end is exactly 0: not significantly worse."""
+    theirs = [10.0 + 0.1 * i for i in range(30)]
+    mine = [theirs[0] + 5.0] + theirs[1:]
+    boot = np.array([5.0] + [0.0] * 29)[resampled(30)].sum(axis=1)
+    assert percentiles(boot, 0.95)[0] == 0.0  # the premise, from the resamples themselves
+    gates = paired_gates_at(split_entry(mine), split_entry(theirs), ("perplexity", "validation"), 0.05)
+    assert gates["val_bits_per_byte"].ok and gates["val_perplexity"].ok
+    assert "95% interval [+0.0000, " in gates["val_bits_per_byte"].message

@@ -193,3 +193,77 @@ def test_a_tasks_paired_tests_use_its_rows_verdicts_margins_and_gold_bytes():
     gold = paired_test(FIGURES["smallbench_sentiment_gold_bits_per_byte"], a, b, resamples=300)
     nll_diff = np.round(A_MARGIN ** 2 + 1, 4) - np.round(B_MARGIN ** 2 + 1, 4)
     assert gold.difference == pytest.approx(nll_diff.sum() / (math.log(2) * gold_bytes.sum()), rel=1e-9)
+
+
+# ---- the documented defaults, what a result says of itself, and the refusals a gate line shows
+
+
+def test_each_paired_bootstrap_defaults_to_the_documented_resamples_seed_and_confidence():
+    """1000 resamples drawn with seed 1234, a 95% interval (comparison.md's paired section calls with the
+    default confidence): the interval is numpy's percentiles of those resamples, and each result says
+    the n, resamples, seed and confidence it was computed with."""
+    idx = indices(300, 1000, 1234)
+    diffs = A_RIGHT.astype(float) - B_RIGHT.astype(float)
+    got = paired_accuracy(list(A_RIGHT), list(B_RIGHT))
+    assert (got.low, got.high) == percentile_interval(diffs[idx].mean(axis=1), 0.95)
+    assert (got.n, got.resamples, got.seed, got.confidence) == (300, 1000, 1234, 0.95)
+
+    idx = indices(250, 1000, 1234)
+    diffs = A_MARGIN - B_MARGIN
+    got = paired_mean(list(A_MARGIN), list(B_MARGIN))
+    assert (got.low, got.high) == pytest.approx(percentile_interval(diffs[idx].mean(axis=1), 0.95), rel=1e-12)
+    assert (got.n, got.resamples, got.seed, got.confidence) == (250, 1000, 1234, 0.95)
+
+    idx = indices(120, 1000, 1234)
+    nll_diff = A_NLL - B_NLL
+    boot = nll_diff[idx].sum(axis=1) / (math.log(2) * DOC_BYTES[idx].sum(axis=1))
+    got = paired_bits_per_byte(list(zip(A_NLL, DOC_BYTES, strict=True)), list(zip(B_NLL, DOC_BYTES, strict=True)))
+    assert (got.low, got.high) == pytest.approx(percentile_interval(boot, 0.95), rel=1e-9)
+    assert (got.n, got.resamples, got.seed, got.confidence) == (120, 1000, 1234, 0.95)
+
+    tasks = [(A_RIGHT[:100], B_RIGHT[:100]), (A_RIGHT[100:], B_RIGHT[100:])]
+    boot = sum(((a.astype(float) - b.astype(float))[indices(len(a), 1000, 1234 + i)].mean(axis=1) / 2
+                for i, (a, b) in enumerate(tasks)), np.zeros(1000))
+    got = paired_average_accuracy([(list(a), list(b)) for a, b in tasks])
+    assert (got.low, got.high) == pytest.approx(percentile_interval(boot, 0.95), rel=1e-12)
+    assert (got.n, got.resamples, got.seed, got.confidence) == (300, 1000, 1234, 0.95)
+
+
+def test_a_result_says_the_resamples_seed_and_confidence_it_was_given():
+    a, b = [1.0, 2.0, 3.0], [0.5, 2.5, 1.0]
+    for result in (paired_mean(a, b, resamples=37, seed=5, confidence=0.8),
+                   paired_accuracy([True, False, True], [False, False, True], resamples=37, seed=5, confidence=0.8),
+                   paired_bits_per_byte([(3.0, 4), (1.0, 2)], [(2.0, 4), (1.5, 2)], resamples=37, seed=5,
+                                        confidence=0.8),
+                   paired_average_accuracy([([True], [False]), ([True, True], [True, False])], resamples=37, seed=5,
+                                           confidence=0.8)):
+        assert (result.resamples, result.seed, result.confidence) == (37, 5, 0.8)
+
+
+ACCURACY_REFUSAL = "^paired accuracy needs the same, non-empty rows for both checkpoints$"
+MEAN_REFUSAL = "^a paired mean needs the same, non-empty rows for both checkpoints$"
+BPB_REFUSAL = "^paired bits per byte needs the same, non-empty documents for both checkpoints$"
+AVERAGE_REFUSAL = "^a paired average accuracy needs the same, non-empty rows per task for both checkpoints$"
+
+
+@pytest.mark.parametrize("call, a, b, refusal", [
+    (paired_accuracy, [], [], ACCURACY_REFUSAL), (paired_accuracy, [True, False], [True], ACCURACY_REFUSAL),
+    (paired_accuracy, [True], [True, False], ACCURACY_REFUSAL),
+    (paired_mean, [], [], MEAN_REFUSAL), (paired_mean, [1.0, 2.0], [1.0], MEAN_REFUSAL),
+    (paired_mean, [1.0], [1.0, 2.0], MEAN_REFUSAL),
+    (paired_bits_per_byte, [], [], BPB_REFUSAL), (paired_bits_per_byte, [(1.0, 2), (2.0, 3)], [(1.0, 2)], BPB_REFUSAL),
+    (paired_bits_per_byte, [(1.0, 2)], [(1.0, 2), (2.0, 3)], BPB_REFUSAL),
+    (paired_bits_per_byte, [(1.0, 2), (2.0, 3)], [(1.0, 2), (2.0, 4)],
+     "^documents differ in bytes: not the same documents$"),
+])
+def test_rows_that_do_not_pair_are_refused_with_one_line(call, a, b, refusal):
+    """A gate shows this line (``paired_test`` turns it into the refusal of the baseline)."""
+    with pytest.raises(ValueError, match=refusal):
+        call(a, b, resamples=10)
+
+
+@pytest.mark.parametrize("tasks", [[], [([True], [True]), ([], [])], [([True, False], [True])],
+                                   [([True], [True]), ([False], [True, True])]])
+def test_tasks_that_do_not_pair_are_refused_with_one_line(tasks):
+    with pytest.raises(ValueError, match=AVERAGE_REFUSAL):
+        paired_average_accuracy(tasks, resamples=10)

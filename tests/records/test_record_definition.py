@@ -55,3 +55,27 @@ def test_a_train_loss_beyond_float64_gives_an_infinite_perplexity_written_as_nul
     record = build([("a", "~checkpoint", {"train_loss": 1000.0})])["a"]
     assert record["train_perplexity"] is None
     assert any("train_perplexity" in e for e in record["errors"])
+
+
+def test_non_finite_figures_become_null_and_each_is_named_by_its_path():
+    """Every NaN or infinity, at any depth of dicts and lists, is written as null and listed under
+    errors by its path (keys joined by dots, list positions in brackets), worked out by hand here."""
+    from lmeval_fixtures.records.record import replace_non_finite
+
+    found: list[str] = []
+    record = {"val_loss": math.inf, "ok": 1.5, "perplexity": {"validation": {"per_document": [
+        [2.0, 3], [math.nan, 4]], "loss": -math.inf}}, "latency": {"1x8": {"samples_ms": [1.0, math.inf]}}}
+    assert replace_non_finite(record, found=found) == {
+        "val_loss": None, "ok": 1.5, "perplexity": {"validation": {"per_document": [[2.0, 3], [None, 4]],
+                                                                   "loss": None}},
+        "latency": {"1x8": {"samples_ms": [1.0, None]}}}
+    assert found == ["val_loss is inf (written as null)",
+                     "perplexity.validation.per_document[1][0] is nan (written as null)",
+                     "perplexity.validation.loss is -inf (written as null)",
+                     "latency.1x8.samples_ms[1] is inf (written as null)"]
+    bare: list[str] = []
+    assert replace_non_finite(math.nan, found=bare) is None and bare == ["value is nan (written as null)"]
+    at_top: list[str] = []
+    assert replace_non_finite([0.5, math.inf], found=at_top) == [0.5, None] and at_top == [
+        "[1] is inf (written as null)"]
+    assert replace_non_finite({"a": [math.nan]}) == {"a": [None]}  # nobody asking for the list: still replaced

@@ -56,3 +56,15 @@ def test_an_alias_two_figures_could_claim_picks_neither():
     assert resolve_figure_key("RTE", figures) is None and resolve_figure_key("Rte", figures) is None
     assert resolve_figure_key("rte", figures) == "smallbench_nli_acc"  # the name is still one task's
     assert resolve_figure_key("rte2", figures) == "smallbench_rte2_acc"
+
+
+def test_a_figures_standard_error_is_its_entrys_sibling_field_or_none():
+    table = by_key(FIGURES)
+    record = {"smallbench": {"sst2": {"acc": 0.5, "acc_stderr": 0.125, "margin": 0.25, "margin_stderr": 0.0625}},
+              "perplexity": {"validation": {"bits_per_byte": 1.5}}}
+    assert table["smallbench_sentiment_acc"].stderr(record) == 0.125
+    assert table["smallbench_sentiment_margin"].stderr(record) == 0.0625
+    assert table["val_bits_per_byte"].stderr(record) is None  # a figure without a standard error
+    assert table["smallbench_nli_acc"].stderr(record) is None  # a task the record does not hold
+    assert table["smallbench_nli_acc"].stderr({"smallbench": {"rte": {"acc": 1.0}}}) is None  # none recorded
+    assert table["test_bits_per_byte"].stderr(record) is None

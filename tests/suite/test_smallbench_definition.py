@@ -405,3 +405,137 @@ def test_a_task_of_one_choice_has_no_margin():
     summary = TaskResult("t", "smallbench", 0, rows, [3], ScoringStats(), 0.0, choices=("yes",)).summary()
     assert summary["margin"] is None and summary["margin_stderr"] is None
     assert summary["acc"] == 1.0 and summary["gold_bytes"] == 3 * len(" yes")
+
+
+@pytest.mark.parametrize("delimiter", ["", " => ", "\n\n"])
+def test_gold_bytes_of_a_fixed_choice_task_count_its_own_delimiter(monkeypatch, delimiter):
+    """A task's one list of choices scored with a delimiter other than a space: the gold bytes (and gold
+    bits per byte) count that delimiter, never the default " "."""
+    choices = ("nö", "sí")
+    prompt = Prompt("Q: {q}\nA:", choices, delimiter=delimiter)
+    task = Task("delim", "delim", ("", ""), ("q",), {"smallbench": prompt})
+    rows = [{"q": "one", "label": 0, "idx": 0}, {"q": "two", "label": 1, "idx": 1}]
+    table = {(prompt.context(r), delimiter + c): ll for r in rows for c, ll in zip(choices, (-1.5, -2.5), strict=True)}
+    monkeypatch.setattr(smallbench, "score_requests", scripted(table))
+    result = evaluate_task(None, None, task, rows, 64)
+    # by hand: "nö" and "sí" are 3 bytes each (ö, í two), the delimiter adds its own length
+    assert result.gold_bytes() == [3 + len(delimiter.encode()), 3 + len(delimiter.encode())]
+    summary = result.summary()
+    assert summary["gold_bytes"] == 6 + 2 * len(delimiter.encode())
+    assert summary["gold_bits_per_byte"] == pytest.approx((1.5 + 2.5) / math.log(2) / summary["gold_bytes"], rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_result_and_summary_say_the_fewshot_and_seed_they_were_run_with(monkeypatch, k):
+    table = {}
+
+    class Table(dict):
+        def __missing__(self, key):
+            return -1.0
+
+    monkeypatch.setattr(smallbench, "score_requests", scripted(Table(table)))
+    pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(6)]
+    result = evaluate_task(None, None, fixed_task(), [{"q": "x", "label": 0, "idx": 9}], 64, fewshot=k,
+                           fewshot_pool=pool, seed=77)
+    assert (result.fewshot, result.seed) == (k, 77)
+    summary = result.summary()
+    assert (summary["fewshot"], summary["fewshot_seed"]) == (k, 77)
+
+
+def test_the_running_accuracy_predicts_from_each_rows_own_log_likelihoods():
+    """Rows of 2, 3 and 2 choices, their scores arriving out of order: row 0's second choice is likelier
+    (-1 > -3, gold 1: right), row 1's third (-0.5, gold 2: right), row 2's first (-2 > -2.5, gold 1:
+    wrong). The accuracy after each complete row, worked by hand: 1, 1, 2/3."""
+    from lmeval_fixtures.suite.smallbench import RunningAccuracy
+
+    seen: list[dict[str, float]] = []
+    running = RunningAccuracy([(0, 2), (2, 5), (5, 7)], [1, 2, 1], seen.append)
+    running.scored([1, 4, 6], [-1.0, -0.5, -2.5])
+    assert seen == []  # no row has every choice scored yet
+    running.scored([0], [-3.0])
+    running.scored([3, 2], [-0.75, -9.0])
+    running.scored([5], [-2.0])
+    assert seen == [{"acc": 1.0}, {"acc": 1.0}, {"acc": 2 / 3}]
+    with pytest.raises(ValueError):  # a scorer handing fewer scores than requests: a bug said at once
+        RunningAccuracy([(0, 2)], [0], seen.append).scored([0, 1], [-1.0])
+
+
+def test_the_running_accuracy_of_rows_with_their_own_choices(tmp_path, monkeypatch):
+    """Rows of 2, 3, 2 and 4 choices of their own: each row counts once its own choices are scored,
+    and the last running accuracy is the task's acc (0.25 by hand, see OWN_ROWS)."""
+    task = own_choices_task(tmp_path)
+    table = {(f"Q: {q}", "->" + c): ll for q, cs, lls, _ in OWN_ROWS for c, ll in zip(cs, lls, strict=True)}
+
+    def score_requests(model, tokenizer, requests, max_len, scored=None, **_):
+        logprobs = [table[(r.context, r.continuation)] for r in requests]
+        for start in range(0, len(requests), 3):  # three requests a batch: rows complete across batches
+            scored(list(range(start, min(start + 3, len(requests)))), logprobs[start:start + 3])
+        return [Score(x, False, 1) for x in logprobs], ScoringStats(len(requests))
+
+    monkeypatch.setattr(smallbench, "score_requests", score_requests)
+    seen: list[dict[str, float]] = []
+    result = evaluate_task(None, None, task, rows_of(task), 64, live=seen.append)
+    # 11 requests in batches 0-2, 3-5, 6-8, 9-10, each completing one row (q1, q2, q3, q4): q1-q3 wrong, q4 right
+    assert seen == [{"acc": 0.0}, {"acc": 0.0}, {"acc": 0.0}, {"acc": 0.25}] and result.acc == 0.25
+
+
+def test_the_default_batch_budget_is_the_documented_one():
+    """evaluate_task's default token budget is --batch-tokens' default (docs/options.md: 16384)."""
+    calls: list[dict] = []
+
+    def score_requests(model, tokenizer, requests, max_len, **kwargs):
+        calls.append(kwargs)
+        return [Score(-1.0, False, 1) for _ in requests], ScoringStats(len(requests))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(smallbench, "score_requests", score_requests)
+        evaluate_task(None, None, fixed_task(), [{"q": "a", "label": 0}], 48)
+    assert calls[0]["batch_tokens"] == 16384
+
+
+@pytest.mark.parametrize("k", [1, 4, 7])
+def test_a_rows_shots_are_the_first_k_of_a_seeded_sample_of_k_plus_one_besides_the_row(k):
+    """The draw, restated: Python's ``random.Random("seed:task:idx").sample`` of k + 1 pool positions,
+    the evaluated row dropped if drawn, the first k kept, each written as context, delimiter, its own
+    gold choice and the few-shot delimiter. (A sample of k + 2 differs: ``random.sample`` picks its
+    algorithm by the count, so the first k are not the same, e.g. 5 against 6 of 40.)"""
+    import random
+
+    from lmeval_fixtures.suite.smallbench import fewshot_prefix
+
+    prompt = Prompt("Q: {q}\nA:", ("no", "yes"), delimiter=" ", fewshot_delimiter="\n\n")
+    pool = [{"q": f"pool {i}", "label": i % 2, "idx": i} for i in range(40)]
+    for row in [pool[i] for i in range(0, 40, 3)] + [{"q": "fresh", "label": 1, "idx": 500}]:
+        picks = random.Random(f"9:quiz:{row['idx']}").sample(range(40), k + 1)
+        shots = [pool[i] for i in picks if pool[i] != row][:k]
+        expected = "".join(f"Q: {s['q']}\nA: {('no', 'yes')[s['label']]}\n\n" for s in shots)
+        assert fewshot_prefix(prompt, pool, k, 9, "quiz", row) == expected
+
+
+def test_solved_examples_of_a_task_with_own_choices_answer_with_their_own_gold(tmp_path, monkeypatch):
+    """A shot of a task whose rows give their own choices answers with its own gold choice (lm-eval's
+    doc_to_choice of the shot), not the task's list (empty here) nor the evaluated row's."""
+    task = own_choices_task(tmp_path)
+    rows = rows_of(task)
+    seen: list = []
+
+    class Table(dict):
+        def __missing__(self, key):
+            return -1.0
+
+    monkeypatch.setattr(smallbench, "score_requests", scripted(Table(), seen))
+    evaluate_task(None, None, task, rows[:1], 64, fewshot=3, fewshot_pool=rows)
+    [context] = {r.context for r in seen}
+    # the three other rows, each "Q: <q>->" then its own gold choice (OWN_ROWS: four, wxyz, dddd)
+    golds = {f"Q: {q}->{cs[g]}" for q, cs, _, g in OWN_ROWS[1:]}
+    shots = context.removesuffix("Q: q1").split(task.prompts["smallbench"].fewshot_delimiter)[:-1]
+    assert set(shots) == golds
+
+
+def test_acc_norm_of_a_row_refuses_lengths_that_are_not_one_per_score():
+    from lmeval_fixtures.suite.smallbench import RowResult
+
+    row = RowResult(0, 0, [-1.0, -2.0, -6.0], [False] * 3, "Q:")
+    assert row.prediction([1, 4, 2]) == 1  # -1/1 = -1 < -2/4 = -0.5 > -6/2 = -3: the second, worked by hand
+    with pytest.raises(ValueError):
+        row.prediction([1, 4])  # acc_norm over two of three scored choices would be a silent mistake
