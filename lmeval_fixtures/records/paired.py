@@ -74,7 +74,7 @@ class PairedResult:
         return not self.low <= 0 <= self.high
 
 
-def paired_accuracy(a_correct: list[bool], b_correct: list[bool], *, resamples: int = 1000, seed: int = 1234,
+def paired_accuracy(a_correct: list[bool], b_correct: list[bool], *, resamples: int = RESAMPLES, seed: int = SEED,
                     confidence: float = 0.95) -> PairedResult:
     if len(a_correct) != len(b_correct) or not a_correct:
         raise ValueError("paired accuracy needs the same, non-empty rows for both checkpoints")
@@ -89,7 +89,7 @@ def paired_accuracy(a_correct: list[bool], b_correct: list[bool], *, resamples: 
 
 
 def paired_bits_per_byte(a_docs: list[tuple[float, int]], b_docs: list[tuple[float, int]], *,
-                         resamples: int = 1000, seed: int = 1234, confidence: float = 0.95) -> PairedResult:
+                         resamples: int = RESAMPLES, seed: int = SEED, confidence: float = 0.95) -> PairedResult:
     """Documents as (summed NLL in nats, UTF-8 bytes); the difference is A's bits per byte minus B's."""
     if len(a_docs) != len(b_docs) or not a_docs:
         raise ValueError("paired bits per byte needs the same, non-empty documents for both checkpoints")
@@ -106,7 +106,7 @@ def paired_bits_per_byte(a_docs: list[tuple[float, int]], b_docs: list[tuple[flo
                         n, resamples, seed, confidence)
 
 
-def paired_mean(a_values: list[float], b_values: list[float], *, resamples: int = 1000, seed: int = 1234,
+def paired_mean(a_values: list[float], b_values: list[float], *, resamples: int = RESAMPLES, seed: int = SEED,
                 confidence: float = 0.95) -> PairedResult:
     """Per-row values of two checkpoints on the same rows (a log-likelihood margin): the difference is
     A's mean minus B's, its interval from the paired bootstrap (rows resampled, both sides together)."""
@@ -120,8 +120,8 @@ def paired_mean(a_values: list[float], b_values: list[float], *, resamples: int 
                         n, resamples, seed, confidence)
 
 
-def paired_average_accuracy(tasks: list[tuple[list[bool], list[bool]]], *, resamples: int = 1000,
-                            seed: int = 1234, confidence: float = 0.95) -> PairedResult:
+def paired_average_accuracy(tasks: list[tuple[list[bool], list[bool]]], *, resamples: int = RESAMPLES,
+                            seed: int = SEED, confidence: float = 0.95) -> PairedResult:
     """Per task, the rows each checkpoint got right: the difference is A's average accuracy minus B's,
     the unweighted mean over tasks as ``smallbench_avg_acc`` averages (pooling the rows instead would
     let BoolQ's 3,270 rows outvote the rest). Its interval comes from a stratified paired bootstrap:
