@@ -148,6 +148,16 @@ def read_regular_bytes(path: Path, error: type[Exception], what: str, limit: int
     return data
 
 
+def read_regular_text(path: Path, error: type[Exception], what: str, limit: int) -> str:
+    """``read_regular_bytes`` decoded as UTF-8; bytes that are not are ``error`` naming the file and
+    the first bad byte (a samples file, a history, a report file copied into a baseline)."""
+    raw = read_regular_bytes(path, error, what, limit)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 (byte {exc.start})") from None
+
+
 def _read_open_file(fd: int, path: Path, limit: int) -> tuple[str | None, bytes]:
     """(what is wrong, else None; the bytes) of an open descriptor: a regular file of at most ``limit`` bytes."""
     bound = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"

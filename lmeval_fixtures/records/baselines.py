@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from ..core.errors import BaselineError, BaselineTargetError
-from ..core.files import REPORT_FILE_LIMIT_BYTES, read_regular_bytes, write_atomic
+from ..core.files import REPORT_FILE_LIMIT_BYTES, read_regular_text, write_atomic
 
 BASELINE_FILES = ("metrics.json", "summary.md", "samples-*.jsonl")
 
@@ -65,12 +65,8 @@ def publish_baseline(run_folder: Path, names: list[str], target: Path) -> list[P
                 for source in sorted((run_folder / name).glob(pattern)):
                     destination = staging / name / source.name
                     # bounded, and never waiting on a FIFO someone left beside the run's own files
-                    raw = read_regular_bytes(source, BaselineError, "report file", REPORT_FILE_LIMIT_BYTES)
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        raise BaselineError(f"{source}: report file is not UTF-8 (byte {exc.start})") from None
-                    write_atomic(destination, text)
+                    write_atomic(destination, read_regular_text(source, BaselineError, "report file",
+                                                                REPORT_FILE_LIMIT_BYTES))
                     written.append(target / name / source.name)
         old = target.parent / f".{target.name}.old-{token}"
         if target.exists():

@@ -43,7 +43,7 @@ from ..core.files import (
     REPORT_FILE_LIMIT_BYTES,
     append_whole,
     json_lines,
-    read_regular_bytes,
+    read_regular_text,
     special_file_message,
     write_atomic,
 )
@@ -265,12 +265,13 @@ class MetricsLogger:
         special = special_file_message(path)
         if special:
             raise RecordError(special)
+        if not lines and os.path.lexists(path):
+            return path  # nothing new; a file of others' lines stays unclaimed until we add one
         try:
-            append_whole(path, "".join(json.dumps(line) + "\n" for line in lines))
+            append_whole(path, "".join(json.dumps(line) + "\n" for line in lines))  # "": the file made, empty
         except OSError as exc:
             raise RecordError(f"{path}: metrics history cannot be written ({exc})") from None
-        if lines or key not in self._written and not _read_text(path).strip():
-            self._written[key] = len(self.entries)  # a file of others' lines stays unclaimed until we add one
+        self._written[key] = len(self.entries)
         return path
 
     def save_summary(self, path: str | Path) -> Path:
@@ -315,11 +316,7 @@ def _read_text(path: Path) -> str:
     UTF-8 are refused in one line, before anything is written."""
     if not os.path.lexists(path):
         return ""
-    raw = read_regular_bytes(path, RecordError, "metrics history", REPORT_FILE_LIMIT_BYTES)  # bounded, never waits
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecordError(f"{path}: metrics history cannot be read ({exc})") from None
+    return read_regular_text(path, RecordError, "metrics history", REPORT_FILE_LIMIT_BYTES)  # bounded, never waits
 
 
 def _record_dict(record: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..core.files import (
     REPORT_FILE_LIMIT_BYTES,
     json_lines,
     read_json_object,
-    read_regular_bytes,
+    read_regular_text,
     special_file_message,
     write_atomic,
 )
@@ -90,11 +90,7 @@ def read_samples(folder: Path) -> dict[str, list[dict[str, Any]]]:
         fields = next((f for prefix, f in SAMPLE_FIELDS.items() if name.startswith(prefix)), None)
         if fields is None:
             continue
-        raw = read_regular_bytes(path, RecordsNotFound, "samples file", REPORT_FILE_LIMIT_BYTES)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RecordsNotFound(f"{path}: samples file is not UTF-8 (byte {exc.start})") from None
+        text = read_regular_text(path, RecordsNotFound, "samples file", REPORT_FILE_LIMIT_BYTES)
         rows = []
         for number, row in json_lines(text, path, RecordsNotFound):
             problem = _sample_problem(fields, row)
